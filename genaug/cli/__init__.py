@@ -1,0 +1,49 @@
+"""The ``genaug`` command line. Commands are imported lazily so ``--help`` starts fast and a
+command never pays for TensorFlow or torch unless it uses them."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from genaug.exceptions import GenaugError
+
+# name -> "module:attribute"; one module per command family.
+COMMANDS = {
+    "analyze": "genaug.cli._analyze:analyze",
+    "train": "genaug.cli._train:train",
+    "cache": "genaug.cli._cache:cache",
+    "plan": "genaug.cli._generation:plan",
+    "fit-generator": "genaug.cli._generation:fit_generator",
+    "generate": "genaug.cli._generation:generate",
+    "compare": "genaug.cli._evidence:compare",
+    "quality": "genaug.cli._evidence:quality",
+    "report": "genaug.cli._evidence:report",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GenaugError as error:
+            # A user mistake: one clear line, no traceback.
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="genaug")
+def main():
+    """genaug: balanced training and measured synthetic augmentation for imbalanced images."""

@@ -1,0 +1,291 @@
+"""The synthetic cache: ``<cache>/<class>/<id>.png`` plus one provenance record per image.
+
+Records live in ``synthetic_meta.jsonl`` (the source of truth, appended one line per accepted
+image, only after its file is in place) with a ``synthetic_meta.csv`` mirror rewritten on close.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from genaug.data._index import IMAGE_EXTENSIONS
+from genaug.exceptions import CacheError
+
+META_JSONL = "synthetic_meta.jsonl"
+META_CSV = "synthetic_meta.csv"
+REQUIRED_FIELDS = ("id", "class", "path")
+RECORD_FIELDS = (
+    "id", "class", "path", "generator", "prompt", "negative_prompt", "attributes", "seed",
+    "steps", "guidance_scale", "source_id", "quality", "attempts", "created",
+)
+
+
+@dataclass
+class CacheProblems:
+    """What :class:`SyntheticCache` found wrong and skipped."""
+
+    missing_files: list[str] = field(default_factory=list)
+    orphan_files: list[str] = field(default_factory=list)
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)
+    unknown_classes: dict[str, int] = field(default_factory=dict)
+    duplicate_ids: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any((self.missing_files, self.orphan_files, self.bad_lines,
+                    self.unknown_classes, self.duplicate_ids))
+
+    def to_dict(self) -> dict:
+        return {
+            "missing_files": self.missing_files,
+            "orphan_files": self.orphan_files,
+            "bad_lines": [{"line": n, "error": e} for n, e in self.bad_lines],
+            "unknown_classes": self.unknown_classes,
+            "duplicate_ids": self.duplicate_ids,
+        }
+
+    def lines(self) -> list[str]:
+        """Human-readable one-line summaries, one per kind of problem."""
+        out = []
+        if self.bad_lines:
+            where = ", ".join(str(n) for n, _ in self.bad_lines[:10])
+            out.append(f"{len(self.bad_lines)} malformed record line(s) skipped (line {where})")
+        if self.missing_files:
+            out.append(f"{len(self.missing_files)} record(s) whose image file is missing skipped")
+        if self.orphan_files:
+            out.append(f"{len(self.orphan_files)} image file(s) without a record ignored")
+        if self.unknown_classes:
+            names = ", ".join(f"{k} ({v})" for k, v in sorted(self.unknown_classes.items()))
+            out.append(f"records of classes unknown to the dataset skipped: {names}")
+        if self.duplicate_ids:
+            out.append(f"{len(self.duplicate_ids)} duplicate record id(s) skipped")
+        return out
+
+
+class SyntheticCache:
+    """Open a synthetic cache read-only and index its usable records per class.
+
+    Bad entries (malformed lines, records without a file, files without a record, classes the
+    dataset does not know, repeated ids) are reported in :attr:`problems` and skipped, so a
+    damaged cache never stops a training run.
+
+    Parameters
+    ----------
+    directory : path-like
+        The cache directory.
+    class_names : sequence of str, optional
+        The dataset's classes; records of other classes are skipped and reported.
+    """
+
+    def __init__(self, directory, *, class_names: Sequence[str] | None = None):
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise CacheError(f"synthetic cache not found: {self.directory}")
+        self.class_names = None if class_names is None else tuple(class_names)
+        self.problems = CacheProblems()
+        self.records: list[dict] = []
+        self._read()
+
+    def _read(self) -> None:
+        meta = self.directory / META_JSONL
+        seen: set[str] = set()
+        recorded_paths: set[str] = set()
+        unknown: Counter = Counter()
+        lines = meta.read_text(encoding="utf-8").splitlines() if meta.exists() else []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not a JSON object")
+                missing = [k for k in REQUIRED_FIELDS if not record.get(k)]
+                if missing:
+                    raise ValueError(f"missing {', '.join(missing)}")
+            except ValueError as error:
+                self.problems.bad_lines.append((number, str(error).splitlines()[0]))
+                continue
+            recorded_paths.add(Path(record["path"]).as_posix())
+            if record["id"] in seen:
+                self.problems.duplicate_ids.append(record["id"])
+                continue
+            seen.add(record["id"])
+            if self.class_names is not None and record["class"] not in self.class_names:
+                unknown[record["class"]] += 1
+                continue
+            if not (self.directory / record["path"]).is_file():
+                self.problems.missing_files.append(record["path"])
+                continue
+            self.records.append(record)
+        self.problems.unknown_classes = dict(unknown)
+        for path in sorted(self.directory.rglob("*")):
+            rel = path.relative_to(self.directory).as_posix()
+            if (path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+                    and not path.name.startswith(".") and rel not in recorded_paths):
+                self.problems.orphan_files.append(rel)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def by_class(self) -> dict[str, list[dict]]:
+        """Usable records grouped by class name (every dataset class present, possibly empty)."""
+        groups: dict[str, list[dict]] = {c: [] for c in (self.class_names or ())}
+        for record in self.records:
+            groups.setdefault(record["class"], []).append(record)
+        return groups
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(records) for name, records in self.by_class().items()}
+
+    def path(self, record: dict) -> str:
+        """Absolute path of a record's image."""
+        return str((self.directory / record["path"]).resolve())
+
+    def provenance(self) -> dict:
+        """Generator ids, prompt-set hashes and quality thresholds found in the records."""
+        generators, prompt_sets, thresholds = set(), set(), {}
+        for record in self.records:
+            gen = record.get("generator") or {}
+            if isinstance(gen, dict):
+                generators.add(json.dumps({k: gen.get(k) for k in ("backend", "model",
+                                                                  "model_hash")}, sort_keys=True))
+            if record.get("prompt_set_sha256"):
+                prompt_sets.add(record["prompt_set_sha256"])
+            for gate, score in (record.get("quality") or {}).items():
+                if isinstance(score, dict) and "threshold" in score:
+                    thresholds[gate] = score["threshold"]
+        return {
+            "generators": [json.loads(g) for g in sorted(generators)],
+            "prompt_set_sha256": sorted(prompt_sets),
+            "quality_thresholds": thresholds,
+        }
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_png(image) -> bytes:
+    """PNG bytes of a PIL image or a uint8 array (HxW, HxWx1, HxWx3 or HxWx4)."""
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.dtype != np.uint8:
+            raise CacheError(f"synthetic images must be uint8 arrays, got {array.dtype}")
+        if array.ndim == 3 and array.shape[2] == 1:
+            array = array[:, :, 0]
+        image = Image.fromarray(array)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class CacheWriter:
+    """Append images with their records to a cache, safely.
+
+    Each image is written to a temporary name and renamed into place before its record is
+    appended (one ``write`` and an ``fsync`` per line), so an interrupted run leaves only whole
+    files and whole records; rerunning continues from :meth:`existing_ids`.
+
+    Use as a context manager; :meth:`close` rewrites the CSV mirror.
+    """
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._meta = self.directory / META_JSONL
+            if self._meta.exists() and self._meta.stat().st_size:
+                with open(self._meta, "rb") as handle:
+                    handle.seek(-1, os.SEEK_END)
+                    torn = handle.read(1) != b"\n"
+                if torn:  # a record cut off by a crash stays a separate (bad) line
+                    with open(self._meta, "ab") as handle:
+                        handle.write(b"\n")
+            self._handle = open(self._meta, "a", encoding="utf-8")
+        except OSError as error:
+            raise CacheError(f"cannot write synthetic cache {self.directory}: {error}") from None
+
+    def existing_ids(self) -> set[str]:
+        """Ids already recorded (usable ones), for resuming."""
+        return {r["id"] for r in SyntheticCache(self.directory).records}
+
+    def add(self, image, *, class_name: str, record_id: str | None = None, **fields) -> dict:
+        """Write ``image`` to ``<class>/<id>.png`` and append its record; return the record.
+
+        ``record_id`` defaults to a hash of the PNG bytes, so the same image gets the same id.
+        Remaining keyword arguments are record fields (``generator``, ``prompt``, ``seed``, ...).
+        """
+        data = encode_png(image)
+        record_id = record_id or hashlib.sha256(data).hexdigest()[:16]
+        rel = Path(_safe_name(class_name)) / f"{_safe_name(record_id)}.png"
+        atomic_write_bytes(self.directory / rel, data)
+        record = {key: None for key in RECORD_FIELDS}
+        record.update(fields)
+        record.update(id=record_id, path=rel.as_posix(), **{"class": class_name})
+        record["created"] = record.get("created") or datetime.now(timezone.utc).isoformat()
+        self._handle.write(json.dumps(record, sort_keys=True, default=_json_default) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        return record
+
+    def close(self) -> None:
+        if self._handle.closed:
+            return
+        self._handle.close()
+        write_csv_mirror(self.directory, SyntheticCache(self.directory).records)
+
+    def __enter__(self) -> CacheWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_csv_mirror(directory: Path, records: Iterable[dict]) -> None:
+    """Rewrite ``synthetic_meta.csv``; nested fields are stored as JSON text."""
+    buffer = io.StringIO()
+    extra = sorted({k for r in records for k in r} - set(RECORD_FIELDS))
+    writer = csv.DictWriter(buffer, fieldnames=[*RECORD_FIELDS, *extra])
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v
+                         for k, v in record.items()})
+    atomic_write_bytes(Path(directory) / META_CSV, buffer.getvalue().encode("utf-8"))
+
+
+def _safe_name(name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise CacheError(f"invalid class or id for a cache path: {name!r}")
+    return name
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

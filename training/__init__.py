@@ -1,0 +1,1 @@
+"""CNN models, training and evaluation used by the ``genaug train`` CLI."""
