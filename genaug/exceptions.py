@@ -15,3 +15,7 @@ class CacheError(GenaugError, ValueError):
 
 class ConfigError(GenaugError, ValueError):
     """An option or configuration file is invalid."""
+
+
+class OutputError(GenaugError, OSError):
+    """An output file or folder cannot be written."""

@@ -1,6 +1,12 @@
 """Dataset indexing, decoding, analysis and the embedded default dataset."""
 
-from genaug.data._decode import COLOR_MODES, check_color_mode, convert_mode, load_image, resize_array
+from genaug.data._decode import (
+    COLOR_MODES,
+    check_color_mode,
+    convert_mode,
+    load_image,
+    resize_array,
+)
 from genaug.data._index import IMAGE_EXTENSIONS, DatasetIndex, SkippedFile, probe_image
 
 __all__ = [

@@ -126,7 +126,7 @@ class DatasetIndex:
     def from_directory(
         cls, directory, *, class_names: Sequence[str] | None = None, validate: bool = True
     ) -> DatasetIndex:
-        """Index ``directory/<class>/**/<image>`` (the Keras ``image_dataset_from_directory`` layout).
+        """Index ``directory/<class>/**/<image>`` (Keras's ``image_dataset_from_directory`` layout).
 
         Classes are the sub-folders in sorted order unless ``class_names`` lists them explicitly;
         an explicit class with no folder (or an empty one) is kept with count 0.

@@ -8,12 +8,18 @@ from genaug.synthetic._cache import (
     SyntheticCache,
     atomic_write_bytes,
 )
+from genaug.synthetic._mixer import MixedEpoch, SyntheticMixer, check_ratio
+from genaug.synthetic._schedule import RampSchedule
 
 __all__ = [
     "META_CSV",
     "META_JSONL",
     "CacheProblems",
     "CacheWriter",
+    "MixedEpoch",
+    "RampSchedule",
     "SyntheticCache",
+    "SyntheticMixer",
     "atomic_write_bytes",
+    "check_ratio",
 ]

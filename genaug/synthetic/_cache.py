@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from genaug.data._index import IMAGE_EXTENSIONS
-from genaug.exceptions import CacheError
+from genaug.exceptions import CacheError, OutputError
 
 META_JSONL = "synthetic_meta.jsonl"
 META_CSV = "synthetic_meta.csv"
@@ -176,8 +176,11 @@ class SyntheticCache:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -228,19 +231,25 @@ class CacheWriter:
             self._handle = open(self._meta, "a", encoding="utf-8")
         except OSError as error:
             raise CacheError(f"cannot write synthetic cache {self.directory}: {error}") from None
+        self._ids = {r["id"] for r in SyntheticCache(self.directory).records}
 
     def existing_ids(self) -> set[str]:
-        """Ids already recorded (usable ones), for resuming."""
-        return {r["id"] for r in SyntheticCache(self.directory).records}
+        """Ids already recorded with their file in place, for resuming."""
+        return set(self._ids)
 
-    def add(self, image, *, class_name: str, record_id: str | None = None, **fields) -> dict:
+    def add(self, image, *, class_name: str, record_id: str | None = None,
+            **fields) -> dict | None:
         """Write ``image`` to ``<class>/<id>.png`` and append its record; return the record.
 
         ``record_id`` defaults to a hash of the PNG bytes, so the same image gets the same id.
-        Remaining keyword arguments are record fields (``generator``, ``prompt``, ``seed``, ...).
+        Adding an id the cache already holds writes nothing and returns None, which makes
+        reruns idempotent. Remaining keyword arguments are record fields (``generator``,
+        ``prompt``, ``seed``, ...).
         """
         data = encode_png(image)
         record_id = record_id or hashlib.sha256(data).hexdigest()[:16]
+        if record_id in self._ids:
+            return None
         rel = Path(_safe_name(class_name)) / f"{_safe_name(record_id)}.png"
         atomic_write_bytes(self.directory / rel, data)
         record = {key: None for key in RECORD_FIELDS}
@@ -250,6 +259,7 @@ class CacheWriter:
         self._handle.write(json.dumps(record, sort_keys=True, default=_json_default) + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())
+        self._ids.add(record_id)
         return record
 
     def close(self) -> None:

@@ -1,0 +1,111 @@
+"""``genaug train``."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from genaug.cli._options import parse_class_list
+
+
+def parse_epoch_size(ctx, param, value):
+    if value is None or value == "max":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter("expected an integer or 'max'") from None
+
+
+def train_options(function):
+    """The options of a training run (shared by ``train`` and ``compare``)."""
+    options = [
+        click.option("--classes", callback=parse_class_list,
+                     help="Explicit class list a,b,c (classes without images count 0)."),
+        click.option("--class-weights/--no-class-weights", default=False,
+                     help="Weight the loss by scikit-learn's balanced class weights."),
+        click.option("--balanced-batches", is_flag=True,
+                     help="Balanced sampling with equal class counts in every batch."),
+        click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
+        click.option("--image-size", type=click.IntRange(8, 1024), default=32,
+                     show_default=True, help="Images are resized to N x N."),
+        click.option("--color-mode", type=click.Choice(["grayscale", "rgb"]), default="rgb",
+                     show_default=True),
+        click.option("--test-dir", type=click.Path(), help="Held-out real test set."),
+        click.option("--val-split", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+                     show_default=True),
+        click.option("--test-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                     default=0.2, show_default=True,
+                     help="Stratified test share when there is no --test-dir."),
+        click.option("--epoch-size", callback=parse_epoch_size,
+                     help="Samples per balanced epoch: N or 'max' (classes x largest class); "
+                          "default: the real training set size."),
+        click.option("--loader", type=click.Choice(["auto", "tfdata", "pydataset"]),
+                     default="auto", show_default=True),
+        click.option("--learning-rate", type=float, default=1e-3, show_default=True),
+        click.option("--model-width", type=click.IntRange(min=4), default=32, show_default=True,
+                     help="Filters of the CNN's first block (doubling per block)."),
+        click.option("--synthetic-cache", type=click.Path(), help="Synthetic cache to mix in."),
+        click.option("--synthetic-ratio", type=click.FloatRange(0, 1),
+                     help="Share of each eligible batch slot set drawn from synthetic images."),
+        click.option("--synthetic-ratio-range", type=(click.FloatRange(0, 1),
+                                                      click.FloatRange(0, 1)), default=None,
+                     help="LO HI: each batch draws its own ratio."),
+        click.option("--ramp-fraction", type=click.FloatRange(0, 1), default=0.25,
+                     show_default=True),
+        click.option("--warmup-epochs", type=click.IntRange(min=0), default=0,
+                     show_default=True),
+        click.option("--synthetic-cap", type=click.FloatRange(0, 1), default=0.6,
+                     show_default=True),
+        click.option("--synthetic-classes", callback=parse_class_list,
+                     help="Classes that may receive synthetic images (default: minority)."),
+        click.option("--synthetic-weight", type=click.FloatRange(min=0), default=1.0,
+                     show_default=True),
+        click.option("--mixup", is_flag=True, help="Same-class real/synthetic mixup."),
+        click.option("--live-generator", type=click.Path(),
+                     help="Generator directory producing fresh images during fit."),
+        click.option("--live-device", default="cuda", show_default=True),
+        click.option("--live-buffer", type=click.IntRange(min=1), default=256,
+                     show_default=True),
+        click.option("--live-max-reuse", type=click.IntRange(min=1), default=4,
+                     show_default=True),
+        click.option("--quiet", is_flag=True, help="No progress output."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def config_from_options(**options):
+    """A ``TrainConfig`` from click options (names match the config fields)."""
+    from training.pipeline import TrainConfig
+
+    quiet = options.pop("quiet", False)
+    return TrainConfig(verbose=0 if quiet else 1, **options)
+
+
+@click.command()
+@click.argument("data_dir", required=False, type=click.Path())
+@click.option("--balanced/--no-balanced", default=False,
+              help="Balanced sampling (oversampling; see --balanced-batches).")
+@train_options
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--output-dir", default="outputs", show_default=True, type=click.Path())
+@click.option("--model-dir", default="models", show_default=True, type=click.Path())
+@click.option("--model-name", default="genaug_cnn", show_default=True)
+def train(**options):
+    """Train a CNN on DATA_DIR (default: the embedded long-tailed digits) and evaluate it.
+
+    Writes OUTPUT_DIR/metrics.json, confusion_matrix.png, status.json and
+    MODEL_DIR/<model-name>.keras.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from training.pipeline import run_training
+
+    config = config_from_options(**options)
+    run_training(config)
+    click.echo(f"wrote {config.output_dir}/metrics.json, {config.output_dir}/status.json, "
+               f"{config.output_dir}/confusion_matrix.png and "
+               f"{config.model_dir}/{config.model_name}.keras")

@@ -1,0 +1,72 @@
+"""The ramp schedule: how much of the synthetic ratio applies at each epoch."""
+
+from __future__ import annotations
+
+from genaug.exceptions import ConfigError
+
+
+class RampSchedule:
+    """Synthetic share multiplier per epoch: 0 during warm-up, then a linear ramp to 1.
+
+    Parameters
+    ----------
+    epochs : int
+        Total epochs of the run (the ramp length is a fraction of it).
+    warmup_epochs : int, default 0
+        Epochs trained on real images only.
+    ramp_fraction : float, default 0.25
+        Share of ``epochs`` over which the factor rises linearly from the end of warm-up to 1.
+        0 switches to the full ratio right after warm-up.
+
+    Examples
+    --------
+    >>> [round(RampSchedule(epochs=8, warmup_epochs=1, ramp_fraction=0.25).factor(e), 2)
+    ...  for e in range(5)]
+    [0.0, 0.5, 1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, *, epochs: int, warmup_epochs: int = 0, ramp_fraction: float = 0.25):
+        if int(epochs) < 1:
+            raise ConfigError(f"epochs must be at least 1, got {epochs}")
+        if int(warmup_epochs) < 0:
+            raise ConfigError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+        if not 0.0 <= float(ramp_fraction) <= 1.0:
+            raise ConfigError(f"ramp_fraction must be in [0, 1], got {ramp_fraction}")
+        self.epochs = int(epochs)
+        self.warmup_epochs = int(warmup_epochs)
+        self.ramp_fraction = float(ramp_fraction)
+
+    @property
+    def ramp_epochs(self) -> float:
+        return self.ramp_fraction * self.epochs
+
+    def factor(self, epoch: int) -> float:
+        """Multiplier in [0, 1] applied to the synthetic ratio at ``epoch`` (0-based)."""
+        steps = int(epoch) - self.warmup_epochs + 1
+        if steps <= 0:
+            return 0.0
+        if self.ramp_epochs <= 1.0:
+            return 1.0
+        return min(1.0, steps / self.ramp_epochs)
+
+    def callback(self, loader):
+        """A Keras callback that moves ``loader`` to each epoch as it begins.
+
+        ``loader`` is anything with ``set_epoch(epoch)`` (both genaug loaders), so a run that
+        starts at ``initial_epoch`` or is resumed gets the schedule's value for that epoch.
+        """
+        import keras
+
+        class RampCallback(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                loader.set_epoch(epoch)
+
+        return RampCallback()
+
+    def to_dict(self) -> dict:
+        return {"epochs": self.epochs, "warmup_epochs": self.warmup_epochs,
+                "ramp_fraction": self.ramp_fraction}
+
+    def __repr__(self) -> str:
+        return (f"RampSchedule(epochs={self.epochs}, warmup_epochs={self.warmup_epochs}, "
+                f"ramp_fraction={self.ramp_fraction})")

@@ -1,0 +1,474 @@
+"""One training run, as ``genaug train`` and ``genaug compare`` perform it."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from genaug.data import DatasetIndex
+from genaug.exceptions import ConfigError, DatasetError
+from genaug.synthetic import RampSchedule, SyntheticCache, atomic_write_bytes, check_ratio
+from genaug.synthetic._mixer import SYNTHETIC
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every option of a training run; ``dataclasses.replace`` derives variants."""
+
+    data_dir: str | None = None
+    test_dir: str | None = None
+    val_split: float = 0.1
+    test_split: float = 0.2
+    classes: tuple[str, ...] | None = None
+    balanced: bool = False
+    class_weights: bool = False
+    balanced_batches: bool = False
+    epochs: int = 10
+    batch_size: int = 32
+    image_size: int = 32
+    color_mode: str = "rgb"
+    seed: int = 0
+    epoch_size: int | str | None = None
+    output_dir: str = "outputs"
+    model_dir: str = "models"
+    model_name: str = "genaug_cnn"
+    loader: str = "auto"
+    learning_rate: float = 1e-3
+    model_width: int = 32
+    synthetic_cache: str | None = None
+    synthetic_ratio: float | None = None
+    synthetic_ratio_range: tuple[float, float] | None = None
+    ramp_fraction: float = 0.25
+    warmup_epochs: int = 0
+    synthetic_cap: float = 0.6
+    synthetic_classes: tuple[str, ...] | None = None
+    synthetic_weight: float = 1.0
+    mixup: bool = False
+    live_generator: str | None = None
+    live_device: str = "cuda"
+    live_buffer: int = 256
+    live_max_reuse: int = 4
+    verbose: int = 1
+
+
+@dataclass
+class Splits:
+    """The real data of a run, split before any sampling."""
+
+    index: DatasetIndex
+    train: DatasetIndex
+    validation: DatasetIndex | None
+    test: DatasetIndex
+    test_source: str
+
+    @property
+    def class_names(self):
+        return self.index.class_names
+
+    def held_out_ids(self) -> set[str]:
+        """Ids and paths of every validation and test image (for the leakage guard)."""
+        held = set(self.test.ids) | set(self.test.paths)
+        if self.validation is not None:
+            held |= set(self.validation.ids) | set(self.validation.paths)
+        return held
+
+
+def _log(config: TrainConfig, message: str) -> None:
+    if config.verbose:
+        print(message, flush=True)
+
+
+def check_output_dirs(*dirs) -> None:
+    """Fail before training, not after, when an output folder cannot be written."""
+    for directory in dirs:
+        try:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".genaug-write-test"):
+                pass
+        except OSError as error:
+            raise ConfigError(f"cannot write to {directory}: {error.strerror or error}") from None
+
+
+def resolve_splits(config: TrainConfig) -> Splits:
+    """Index the data and split off validation and test sets (stratified, seeded)."""
+    data_dir, test_dir = config.data_dir, config.test_dir
+    if data_dir is None:
+        from genaug.data._embedded import digits_longtail
+
+        data_dir, default_test = digits_longtail()
+        test_dir = test_dir or default_test
+    index = DatasetIndex.load(data_dir, class_names=config.classes)
+    if len(index) == 0:
+        raise DatasetError(f"no readable images in {data_dir}")
+    if test_dir is not None:
+        test = DatasetIndex.load(test_dir, class_names=index.class_names)
+        rest, source = index, f"--test-dir {test_dir}"
+    elif index.splits is not None and len(index.split_indices("test")):
+        test = index.subset(index.split_indices("test"))
+        rest = index.subset(np.flatnonzero(np.asarray(index.splits) != "test"))
+        source = "manifest split column"
+    else:
+        kept, held = index.stratified_split(config.test_split, seed=config.seed)
+        rest, test, source = index.subset(kept), index.subset(held), \
+            f"stratified {config.test_split:.0%} split of the data (seed {config.seed})"
+    validation = None
+    if rest.splits is not None and len(rest.split_indices("validation")):
+        validation = rest.subset(rest.split_indices("validation"))
+        rest = rest.subset(np.flatnonzero(np.asarray(rest.splits) != "validation"))
+    elif config.val_split:
+        kept, held = rest.stratified_split(config.val_split, seed=config.seed)
+        rest, validation = rest.subset(kept), rest.subset(held)
+    if len(test) == 0:
+        raise DatasetError("the test set is empty")
+    return Splits(index, rest, validation, test, source)
+
+
+def _use_tf_loader(config: TrainConfig) -> bool:
+    import keras
+
+    if config.loader == "pydataset" or config.live_generator:
+        return False
+    available = keras.backend.backend() == "tensorflow"
+    if config.loader == "tfdata" and not available:
+        raise ConfigError("--loader tfdata needs the TensorFlow Keras backend")
+    return available
+
+
+def build_loaders(config: TrainConfig, splits: Splits, *, synthetic=None, schedule=None,
+                  class_weight=None, sample_weights=False, live_source=None):
+    """Training, validation and test loaders that share one code path per loader kind."""
+    from genaug.loaders import BalancedBatchGenerator, EpochSampler
+    from genaug.sources import RealSource
+
+    size = (config.image_size, config.image_size)
+    balance = "none"
+    if config.balanced or config.balanced_batches:
+        balance = "balanced_batches" if config.balanced_batches else "oversample"
+    epoch_size = config.epoch_size
+    if balance != "none" and epoch_size is None:
+        epoch_size = len(splits.train)  # a balanced epoch costs what a plain one does
+    ratio = check_ratio(config.synthetic_ratio_range or config.synthetic_ratio)
+    sampler_options = dict(
+        class_names=splits.class_names, balance=balance, batch_size=config.batch_size,
+        epoch_size=epoch_size, seed=config.seed, class_weight=class_weight, synthetic=synthetic,
+        synthetic_ratio=ratio, synthetic_cap=config.synthetic_cap,
+        synthetic_classes=config.synthetic_classes, synthetic_weight=config.synthetic_weight,
+        mixup=config.mixup, schedule=schedule)
+    if _use_tf_loader(config):
+        from genaug.loaders import make_tf_dataset
+
+        def tf_loader(index, weighted=False, **options):
+            sampler = EpochSampler(RealSource(index), **{**sampler_options, **options})
+            return make_tf_dataset(sampler, image_size=size, color_mode=config.color_mode,
+                                   batch_size=config.batch_size, sample_weights=weighted)
+
+        plain = dict(balance="none", epoch_size=None, shuffle=False, class_weight=None,
+                     synthetic=None)
+        train = tf_loader(splits.train, weighted=sample_weights)
+        train_sampler = train.sampler
+        validation = tf_loader(splits.validation, **plain) if splits.validation else None
+        test = tf_loader(splits.test, **plain)
+    else:
+        common = dict(batch_size=config.batch_size, image_size=size,
+                      color_mode=config.color_mode, seed=config.seed)
+        train = BalancedBatchGenerator(
+            splits.train, balance=balance, epoch_size=epoch_size, class_weight=class_weight,
+            sample_weights=sample_weights, synthetic_cache=synthetic,
+            synthetic_ratio=ratio, synthetic_cap=config.synthetic_cap,
+            synthetic_classes=config.synthetic_classes,
+            synthetic_weight=config.synthetic_weight, mixup=config.mixup, schedule=schedule,
+            live_source=live_source, **common)
+        train_sampler = train.sampler
+        plain = dict(balance="none", shuffle=False, **common)
+        validation = BalancedBatchGenerator(splits.validation, **plain) \
+            if splits.validation else None
+        test = BalancedBatchGenerator(splits.test, **plain)
+    return train, train_sampler, validation, test
+
+
+def composition(sampler, epochs: int, train_counts) -> dict:
+    """Per class and epoch: unique real, repeated real and synthetic draws, and totals."""
+    names = sampler.class_names
+    per_epoch, used = [], {name: set() for name in names}
+    for epoch in range(epochs):
+        mixed = sampler.mixed(epoch)
+        per_epoch.append(mixed.composition(names))
+        for c, name in enumerate(names):
+            chosen = (mixed.labels == c) & (mixed.source == SYNTHETIC)
+            used[name].update(mixed.index[chosen].tolist())
+    classes = {}
+    for c, name in enumerate(names):
+        rows = [epoch_counts[name] for epoch_counts in per_epoch]
+        classes[name] = {
+            "real_images": int(train_counts[c]),
+            "draws_per_epoch": int(sampler.plan.targets[c]),
+            "oversampled_draws_per_epoch": max(int(sampler.plan.targets[c] - train_counts[c]), 0),
+            "real_draws": sum(r["real"] for r in rows),
+            "duplicated_draws": sum(r["duplicated"] for r in rows),
+            "synthetic_draws": sum(r["synthetic"] for r in rows),
+            "synthetic_images_used": len(used[name]),
+        }
+    return {"classes": classes, "per_epoch": per_epoch,
+            "synthetic_only_classes": list(sampler.synthetic_only)}
+
+
+def status_report(config, splits: Splits, comp: dict, cache, synthetic_source) -> dict:
+    """``status.json``: what went into training, per class and split, with provenance."""
+    per_class = {}
+    for name in splits.class_names:
+        original = comp["classes"][name]["real_images"]
+        synthetic = comp["classes"][name]["synthetic_images_used"]
+        total = original + synthetic
+        per_class[name] = {"original": original, "synthetic": synthetic, "total": total,
+                           "synthetic_fraction": synthetic / total if total else 0.0}
+    original = sum(v["original"] for v in per_class.values())
+    synthetic = sum(v["synthetic"] for v in per_class.values())
+    counts = lambda index: dict(zip(splits.class_names,  # noqa: E731
+                                    index.counts().tolist())) if index is not None else {}
+    provenance = cache.provenance() if cache is not None else {
+        "generators": [], "prompt_set_sha256": [], "quality_thresholds": {}}
+    return {
+        "total_images": original + synthetic,
+        "original": original,
+        "synthetic": synthetic,
+        "synthetic_fraction": synthetic / (original + synthetic) if original + synthetic else 0.0,
+        "per_class": per_class,
+        "per_split": {
+            "train": {"original": counts(splits.train),
+                      "synthetic": {n: v["synthetic"] for n, v in per_class.items()}},
+            "validation": {"original": counts(splits.validation), "synthetic": {}},
+            "test": {"original": counts(splits.test), "synthetic": {}},
+        },
+        "synthetic_only_classes": comp["synthetic_only_classes"],
+        "excluded_for_leakage": synthetic_source.excluded_leakage if synthetic_source else 0,
+        "image_size": [config.image_size, config.image_size],
+        "color_mode": config.color_mode,
+        "seed": config.seed,
+        "generators": provenance["generators"],
+        "prompt_set_sha256": provenance["prompt_set_sha256"],
+        "quality_thresholds": provenance["quality_thresholds"],
+        "created": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+def versions() -> dict:
+    import keras
+    import sklearn
+
+    out = {"python": platform.python_version(), "numpy": np.__version__,
+           "keras": keras.__version__, "keras_backend": keras.backend.backend(),
+           "scikit-learn": sklearn.__version__}
+    for name in ("tensorflow", "torch"):
+        if name in sys.modules:
+            out[name] = sys.modules[name].__version__
+    from genaug import __version__
+
+    out["genaug"] = __version__
+    return out
+
+
+def write_json(path, data) -> None:
+    atomic_write_bytes(Path(path), json.dumps(data, indent=2, default=_jsonable).encode())
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def run_training(config: TrainConfig) -> dict:
+    """Train, evaluate on the held-out real test set, write the outputs; return the metrics.
+
+    Writes ``<output_dir>/metrics.json``, ``confusion_matrix.png``, ``status.json`` and
+    ``<model_dir>/<model_name>.keras`` (with its ``.json`` input contract).
+    """
+    started = time.perf_counter()
+    _check_config(config)
+    check_output_dirs(config.output_dir, config.model_dir)
+    splits = resolve_splits(config)
+    names = splits.class_names
+    train_counts = splits.train.counts()
+    timings = {"index_s": time.perf_counter() - started}
+    _log(config, f"{len(splits.train)} training, "
+                 f"{len(splits.validation) if splits.validation else 0} validation and "
+                 f"{len(splits.test)} test images; test set: {splits.test_source}")
+    for skipped in splits.index.skipped:
+        _log(config, f"skipped {skipped.path}: {skipped.reason}")
+
+    cache = synthetic = None
+    if config.synthetic_cache:
+        from genaug.sources import CacheSource
+
+        cache = SyntheticCache(config.synthetic_cache, class_names=names)
+        for line in cache.problems.lines():
+            _log(config, f"synthetic cache: {line}")
+        synthetic = CacheSource(cache, class_names=names,
+                                exclude_source_ids=splits.held_out_ids())
+        if synthetic.excluded_leakage:
+            _log(config, f"synthetic cache: {synthetic.excluded_leakage} image(s) derived from "
+                         "validation/test images excluded from training")
+    balanced = config.balanced or config.balanced_batches
+    synthetic_counts = synthetic.counts() if synthetic is not None else np.zeros(len(names))
+    empty = [n for n, c, s in zip(names, train_counts, synthetic_counts) if c == 0 and s == 0]
+    if empty and balanced:
+        raise DatasetError(f"class(es) with no training image: {', '.join(empty)}; add images, "
+                           "a synthetic cache covering them, or leave them out of --classes")
+
+    fit_class_weight, sampler_class_weight = None, None
+    sample_weights = synthetic is not None and config.synthetic_weight != 1.0
+    if config.class_weights:
+        if balanced:
+            warnings.warn("--balanced with --class-weights corrects the imbalance twice; the "
+                          "weights are computed from the distribution the loader delivers",
+                          stacklevel=2)
+            sampler_class_weight, sample_weights = "balanced", True
+        else:
+            from genaug.balance import compute_class_weights
+
+            weights = compute_class_weights(splits.train.labels, names)
+            if sample_weights:
+                sampler_class_weight = weights
+            else:
+                fit_class_weight = weights
+
+    schedule = None
+    if synthetic is not None:
+        schedule = RampSchedule(epochs=config.epochs, warmup_epochs=config.warmup_epochs,
+                                ramp_fraction=config.ramp_fraction)
+    live = None
+    if config.live_generator:
+        from genaug.live import start_live_source
+
+        live = start_live_source(config, splits, cache_dir=config.synthetic_cache)
+    try:
+        train, sampler, validation, test = build_loaders(
+            config, splits, synthetic=synthetic, schedule=schedule,
+            class_weight=sampler_class_weight, sample_weights=sample_weights, live_source=live)
+        metrics = _fit_and_evaluate(config, splits, train, sampler, validation, test, schedule,
+                                    fit_class_weight, timings)
+    finally:
+        if live is not None:
+            live.close()
+    comp = composition(sampler, config.epochs, train_counts)
+    applied = fit_class_weight if fit_class_weight is not None else (
+        dict(enumerate(sampler.class_weight.tolist())) if sampler.class_weight is not None
+        else None)
+    metrics.update(
+        class_weights=None if applied is None else {names[int(k)]: float(v)
+                                                    for k, v in applied.items()},
+        composition=comp,
+        sampling=sampler.summary(),
+        train_counts=dict(zip(names, train_counts.tolist())),
+        test_set=splits.test_source,
+        config=asdict(config),
+        versions=versions(),
+    )
+    if synthetic is not None:
+        metrics["synthetic"] = {"cache": str(config.synthetic_cache),
+                                "usable_images": len(synthetic),
+                                "excluded_for_leakage": synthetic.excluded_leakage,
+                                "problems": cache.problems.to_dict()}
+    if live is not None:
+        metrics["live"] = live.statistics()
+    timings["total_s"] = time.perf_counter() - started
+    metrics["timings"] = timings
+    out = Path(config.output_dir)
+    write_json(out / "status.json", status_report(config, splits, comp, cache, synthetic))
+    write_json(out / "metrics.json", metrics)
+    from training.evaluate import plot_confusion_matrix
+
+    plot_confusion_matrix(metrics["confusion_matrix"], names, out / "confusion_matrix.png",
+                          title=f"{config.model_name}: balanced accuracy "
+                                f"{metrics['balanced_accuracy']:.3f}")
+    if config.verbose:
+        print(per_class_table(metrics))
+    return metrics
+
+
+def _fit_and_evaluate(config, splits, train, sampler, validation, test, schedule,
+                      fit_class_weight, timings) -> dict:
+    import keras
+
+    from training.classifier_io import save_classifier
+    from training.evaluate import classification_metrics
+    from training.models import build_cnn
+
+    keras.utils.set_random_seed(config.seed)
+    channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[config.color_mode]
+    model = build_cnn((config.image_size, config.image_size, channels), len(splits.class_names),
+                      width=config.model_width, seed=config.seed)
+    steps = max(len(sampler) * config.epochs, 1)
+    optimizer = keras.optimizers.Adam(
+        keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps))
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    callbacks = [schedule.callback(sampler)] if schedule is not None else []
+    started = time.perf_counter()
+    progress = (1 if sys.stdout.isatty() else 2) if config.verbose else 0
+    # The loaders shuffle deterministically themselves.
+    history = model.fit(train, validation_data=validation, epochs=config.epochs,
+                        class_weight=fit_class_weight, callbacks=callbacks, shuffle=False,
+                        verbose=progress)
+    timings["train_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    probabilities = model.predict(test, verbose=0)
+    y_pred = np.argmax(probabilities, axis=1)
+    timings["evaluate_s"] = time.perf_counter() - started
+    metrics = classification_metrics(splits.test.labels, y_pred, splits.class_names)
+    metrics["history"] = {k: [float(v) for v in values] for k, values in history.history.items()}
+    model_path = Path(config.model_dir) / f"{config.model_name}.keras"
+    save_classifier(model, model_path, class_names=splits.class_names,
+                    image_size=(config.image_size, config.image_size),
+                    color_mode=config.color_mode)
+    metrics["model_path"] = str(model_path)
+    return metrics
+
+
+def per_class_table(metrics: dict) -> str:
+    """The per-class table printed at the end of a run."""
+    names = metrics["class_names"]
+    width = max(12, *(len(n) for n in names))
+    counts = metrics.get("train_counts", {})
+    lines = [f"{'class':<{width}} {'train':>6} {'support':>7} {'precision':>9} {'recall':>7} "
+             f"{'f1':>6}"]
+    for name in names:
+        row = metrics["per_class"][name]
+        lines.append(f"{name:<{width}} {counts.get(name, 0):>6} {row['support']:>7} "
+                     f"{row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f}")
+    lines.append(f"accuracy {metrics['accuracy']:.3f}  balanced accuracy "
+                 f"{metrics['balanced_accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  "
+                 f"kappa {metrics['cohen_kappa']:.3f}")
+    return "\n".join(lines)
+
+
+def _check_config(config: TrainConfig) -> None:
+    if config.epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {config.epochs}")
+    if config.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {config.batch_size}")
+    if not 8 <= config.image_size <= 1024:
+        raise ConfigError(f"--image-size must be between 8 and 1024, got {config.image_size}")
+    if config.color_mode not in ("grayscale", "rgb"):
+        raise ConfigError(f"--color-mode must be grayscale or rgb, got {config.color_mode}")
+    if not 0.0 <= config.val_split < 1.0 or not 0.0 < config.test_split < 1.0:
+        raise ConfigError("--val-split must be in [0, 1) and the test split in (0, 1)")
+    if config.synthetic_ratio is not None and config.synthetic_ratio_range is not None:
+        raise ConfigError("give --synthetic-ratio or --synthetic-ratio-range, not both")
+    if config.loader not in ("auto", "tfdata", "pydataset"):
+        raise ConfigError(f"--loader must be auto, tfdata or pydataset, got {config.loader}")
+    uses_synthetic = any((config.synthetic_ratio is not None, config.synthetic_ratio_range,
+                          config.synthetic_classes, config.mixup))
+    if uses_synthetic and not (config.synthetic_cache or config.live_generator):
+        raise ConfigError("synthetic options need --synthetic-cache or --live-generator")
