@@ -69,7 +69,7 @@ class EpochSampler:
                                 epoch_size=epoch_size, extra_classes=np.flatnonzero(only),
                                 shuffle=shuffle, seed=self.seed)
         missing = [self.class_names[c] for c in np.flatnonzero(~self.plan.active)]
-        if missing:
+        if missing and balance != "none":
             warnings.warn(f"classes with no training image are never sampled: "
                           f"{', '.join(missing)}", stacklevel=2)
         if synthetic_classes is None:

@@ -1,0 +1,122 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import genaug
+from genaug.exceptions import ConfigError
+from genaug.synthetic import CacheWriter
+
+
+def epoch_of(dataset):
+    parts = list(dataset.as_numpy_iterator())
+    return [np.concatenate(column) for column in zip(*parts)]
+
+
+def test_drop_in_keeps_keras_names_and_returns_class_names(small_dataset):
+    ds = genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16), batch_size=8,
+                                             seed=0, verbose=False)
+    assert isinstance(ds, tf.data.Dataset)
+    assert ds.class_names == ["cat", "dog", "snake"]
+    x, y = epoch_of(ds)
+    assert x.dtype == np.float32 and x.shape[1:] == (16, 16, 3)
+    assert np.bincount(y).tolist() == [20, 20, 20]  # oversampled to the largest class
+
+
+def test_pixels_match_keras_own_loader(small_dataset):
+    ours = genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16), seed=0,
+                                               balance="none", shuffle=False, verbose=False)
+    theirs = keras.utils.image_dataset_from_directory(small_dataset, image_size=(16, 16),
+                                                      shuffle=False, verbose=False)
+    (x1, y1), (x2, y2) = epoch_of(ours), epoch_of(theirs)
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_allclose(x1, x2)
+
+
+@pytest.mark.parametrize("balance", ["oversample", "balanced_batches"])
+def test_deterministic_and_reshuffled_per_epoch(small_dataset, balance):
+    make = lambda seed: genaug.image_dataset_from_directory(  # noqa: E731
+        small_dataset, image_size=(16, 16), batch_size=6, seed=seed, balance=balance,
+        verbose=False)
+    a, b = make(3), make(3)
+    first_a, first_b = epoch_of(a), epoch_of(b)
+    np.testing.assert_array_equal(first_a[0], first_b[0])
+    assert not np.array_equal(first_a[0], epoch_of(make(4))[0])
+    assert not np.array_equal(first_a[0], epoch_of(a)[0])  # second pass = next epoch
+
+
+def test_balanced_batches_are_balanced(small_dataset):
+    ds = genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16), batch_size=6,
+                                             seed=0, balance="balanced_batches", verbose=False)
+    for _, y in ds.as_numpy_iterator():
+        counts = np.bincount(y, minlength=3)
+        assert counts.max() - counts.min() <= 1
+
+
+def test_validation_split_is_stratified_unbalanced_and_disjoint(small_dataset):
+    train, val = genaug.image_dataset_from_directory(
+        small_dataset, image_size=(16, 16), validation_split=0.25, subset="both", seed=0,
+        verbose=False)
+    assert set(train.file_paths).isdisjoint(val.file_paths)
+    _, y_val = epoch_of(val)
+    # real images once, every class present; 2.5 rounds half up
+    assert np.bincount(y_val).tolist() == [5, 1, 3]
+
+
+def test_fit_with_class_weight_and_with_sample_weights(small_dataset):
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    plain = genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16), seed=0,
+                                                balance="none", verbose=False)
+    weights = genaug.compute_class_weights(np.repeat([0, 1, 2], [20, 4, 10]), plain.class_names)
+    model.fit(plain, epochs=1, class_weight=weights, verbose=0)
+    weighted = genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16), seed=0,
+                                                   class_weight="balanced", verbose=False)
+    _, y, w = epoch_of(weighted)
+    np.testing.assert_allclose(w, 1.0)  # oversampled: the delivered distribution is flat
+    model.fit(weighted, epochs=1, verbose=0)
+
+
+def test_synthetic_mixing_and_leakage_guard(small_dataset, tmp_path):
+    train, val = genaug.image_dataset_from_directory(
+        small_dataset, image_size=(16, 16), validation_split=0.25, subset="both", seed=0,
+        verbose=False)
+    held = [p for p in val.file_paths]
+    held_id = "dog/" + held[[i for i, p in enumerate(held) if "/dog/" in p][0]].split("/")[-1]
+    with CacheWriter(tmp_path / "cache") as writer:
+        for i in range(10):
+            writer.add(np.full((16, 16, 3), 255, np.uint8), class_name="dog",
+                       record_id=f"d{i}", source_id=held_id if i == 0 else None)
+    train, val = genaug.image_dataset_from_directory(
+        small_dataset, image_size=(16, 16), validation_split=0.25, subset="both", seed=0,
+        synthetic_cache=tmp_path / "cache", synthetic_ratio=0.5, verbose=False)
+    assert train.sampler.synthetic.excluded_leakage == 1
+    x, y = epoch_of(train)
+    white = (x == 255).all(axis=(1, 2, 3))
+    assert white.any() and set(y[white].tolist()) == {1}
+    xv, _ = epoch_of(val)
+    assert not (xv == 255).all(axis=(1, 2, 3)).any()  # never in validation
+
+
+def test_modes_and_formats_decoded_like_pil(image_folder_factory):
+    for mode, ext in (("P", "png"), ("I;16", "png"), ("RGBA", "png"), ("RGB", "webp"),
+                      ("RGB", "bmp"), ("L", "jpg")):
+        root = image_folder_factory({"a": 2, "b": 2}, mode=mode, ext=ext)
+        ds = genaug.image_dataset_from_directory(root, image_size=(16, 16), balance="none",
+                                                 shuffle=False, verbose=False)
+        x, _ = epoch_of(ds)
+        loader = genaug.BalancedBatchGenerator(root, image_size=(16, 16), balance="none",
+                                               shuffle=False, batch_size=4)
+        np.testing.assert_allclose(x, loader[0][0], atol=2, err_msg=f"{mode} {ext}")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"subset": "training"}, "validation_split and subset must be given together"),
+    ({"validation_split": 0.2, "subset": "training"}, "needs a seed"),
+    ({"labels": [0, 1]}, "explicit label lists are not supported"),
+    ({"label_mode": "binary"}, "needs exactly 2 classes"),
+])
+def test_argument_errors(small_dataset, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        genaug.image_dataset_from_directory(small_dataset, verbose=False, **kwargs)
