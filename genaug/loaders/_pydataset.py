@@ -95,12 +95,13 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
             epoch_size=epoch_size, shuffle=shuffle, seed=seed, class_weight=class_weight,
             synthetic=synthetic, synthetic_ratio=synthetic_ratio, synthetic_cap=synthetic_cap,
             synthetic_classes=synthetic_classes, synthetic_weight=synthetic_weight, mixup=mixup,
-            schedule=schedule)
+            schedule=schedule, live_classes=live_source.live_classes if live_source else ())
         if sample_weights is None:
             sample_weights = class_weight is not None or (synthetic is not None
                                                           and synthetic_weight != 1.0)
         self.sample_weights = bool(sample_weights)
         self.live_source = live_source
+        self._need_epoch = None
         self.decode_failures: dict[str, str] = {}
         self._lock = threading.Lock()
         self.composition_log: dict[int, dict] = {}
@@ -129,6 +130,10 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         mixed = self.sampler.mixed()
         with self._lock:
             self.composition_log.setdefault(mixed.epoch, mixed.composition(self.class_names))
+            if self.live_source is not None and self._need_epoch != mixed.epoch:
+                self._need_epoch = mixed.epoch
+                self.live_source.set_need(np.bincount(mixed.labels[mixed.source == SYNTHETIC],
+                                                      minlength=len(self.class_names)))
         part = mixed.batch_slice(index)
         images = [self._load_slot(mixed, slot) for slot in range(part.start, part.stop)]
         x = apply_augment(self.augment, np.stack(images).astype(np.float32))
@@ -140,18 +145,33 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
     def _load_slot(self, mixed, slot: int) -> np.ndarray:
         label = int(mixed.labels[slot])
         if mixed.source[slot] == SYNTHETIC:
-            image = None
-            if self.live_source is not None:
-                image = self.live_source.take(label, image_size=self.image_size,
-                                              color_mode=self.color_mode)
-            if image is None:
-                image = self._load(self.synthetic, int(mixed.index[slot]), label)
+            image = self._synthetic(mixed, slot, label)
             if mixed.partner[slot] >= 0:
                 lam = float(mixed.lam[slot])
                 partner = self._load(self.real, int(mixed.partner[slot]), label)
                 image = lam * image.astype(np.float32) + (1.0 - lam) * partner
             return image
         return self._load(self.real, int(mixed.index[slot]), label)
+
+    def _synthetic(self, mixed, slot: int, label: int) -> np.ndarray:
+        """Fresh from the live source, else the cached pick, else the planned real image."""
+        live = self.live_source
+        image = live.take(label) if live is not None else None
+        if image is not None:
+            return image
+        if mixed.index[slot] >= 0:
+            if live is not None:
+                live.record_fallback("cache")
+            return self._load(self.synthetic, int(mixed.index[slot]), label)
+        if mixed.real_index[slot] >= 0:
+            live.record_fallback("real")
+            return self._load(self.real, int(mixed.real_index[slot]), label)
+        # A class only the live generator supplies: nothing else can stand in.
+        image = live.take(label, block=True)
+        if image is None:
+            raise RuntimeError(f"the live generator stopped ({live.error}) and class "
+                               f"{self.class_names[label]!r} has no other image")
+        return image
 
     def _load(self, source, i: int, label: int) -> np.ndarray:
         """Decode item ``i``; a file that fails is reported once and replaced by the next

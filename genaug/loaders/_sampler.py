@@ -42,13 +42,16 @@ class EpochSampler:
     synthetic_classes : sequence of str or None
         Classes that may receive synthetic images; default: those whose real count is below
         their per-epoch target (minority classes).
+    live_classes : sequence of str
+        Classes a live generator can supply (they count as having synthetic images).
     """
 
     def __init__(self, real, *, class_names: Sequence[str], balance: str = "oversample",
                  batch_size: int = 32, epoch_size=None, shuffle: bool = True, seed=None,
                  class_weight=None, synthetic=None, synthetic_ratio=None,
                  synthetic_cap: float = 0.6, synthetic_classes: Sequence[str] | None = None,
-                 synthetic_weight: float = 1.0, mixup: bool = False, schedule=None):
+                 synthetic_weight: float = 1.0, mixup: bool = False, schedule=None,
+                 live_classes: Sequence[str] = ()):
         self.real = real
         self.class_names = tuple(class_names)
         self.seed = resolve_seed(seed)
@@ -57,6 +60,9 @@ class EpochSampler:
         self.synthetic = synthetic if synthetic is not None and len(synthetic) else None
         synthetic_counts = (self.synthetic.counts() if self.synthetic is not None
                             else np.zeros(k, dtype=np.int64))
+        live = np.isin(self.class_names, list(live_classes))
+        # A live class counts as supplied; its pool may still be empty.
+        synthetic_counts = synthetic_counts + live
         allowed = np.ones(k, dtype=bool)
         if synthetic_classes is not None:
             unknown = sorted(set(synthetic_classes) - set(self.class_names))
@@ -78,11 +84,12 @@ class EpochSampler:
             eligible = allowed
         self.eligible = eligible & (synthetic_counts > 0)
         self.mixer = None
-        if self.synthetic is not None:
-            self.mixer = SyntheticMixer(self.synthetic.labels, real.labels, eligible=self.eligible,
+        if self.synthetic is not None or live.any():
+            pool = self.synthetic.labels if self.synthetic is not None else np.zeros(0, int)
+            self.mixer = SyntheticMixer(pool, real.labels, eligible=self.eligible,
                                         ratio=synthetic_ratio, cap=synthetic_cap,
                                         weight=synthetic_weight, mixup=mixup, schedule=schedule,
-                                        seed=self.seed)
+                                        live_classes=live, seed=self.seed)
         self.class_weight = self._class_weight(class_weight)
         self.epoch = 0
         self._cached: MixedEpoch | None = None

@@ -22,14 +22,18 @@ class MixedEpoch:
     """An epoch plan after mixing: for every slot, its class, source and weight.
 
     ``source`` is ``REAL`` (0) or ``SYNTHETIC`` (1); ``index`` indexes the real images or the
-    synthetic pool accordingly. Where ``partner >= 0`` the slot is a same-class mixup of the
-    synthetic image (weight ``lam``) with real image ``partner`` (weight ``1 - lam``).
+    synthetic pool accordingly (-1 for a synthetic slot only a live generator can fill).
+    ``real_index`` keeps the plan's real image for every slot (-1 where the class has none):
+    the fallback when no synthetic image is at hand. Where ``partner >= 0`` the slot is a
+    same-class mixup of the synthetic image (weight ``lam``) with real image ``partner``
+    (weight ``1 - lam``).
     """
 
     epoch: int
     labels: np.ndarray
     source: np.ndarray
     index: np.ndarray
+    real_index: np.ndarray
     duplicate: np.ndarray
     weights: np.ndarray
     partner: np.ndarray
@@ -63,9 +67,10 @@ class MixedEpoch:
     @classmethod
     def real_only(cls, plan: EpochPlan, weights: np.ndarray | None = None) -> MixedEpoch:
         n = len(plan)
+        weights = np.ones(n, np.float32) if weights is None else weights
         return cls(plan.epoch, plan.labels, np.zeros(n, dtype=np.int8), plan.real_index,
-                   plan.duplicate, np.ones(n, np.float32) if weights is None else weights,
-                   np.full(n, -1, dtype=np.int64), np.ones(n, np.float32), plan.batch_size, 0.0)
+                   plan.real_index, plan.duplicate, weights, np.full(n, -1, dtype=np.int64),
+                   np.ones(n, np.float32), plan.batch_size, 0.0)
 
 
 def check_ratio(ratio):
@@ -110,11 +115,14 @@ class SyntheticMixer:
         Blend each synthetic image with a real image of its class, ``lam ~ U(0.3, 0.7)``.
     schedule : RampSchedule or None
         Multiplies the ratio (or the deficit fill) per epoch; None means always full.
+    live_classes : array-like of bool, optional
+        Classes a live generator can supply even when the pool has none of them.
     seed : int
     """
 
     def __init__(self, synthetic_labels, real_labels, *, eligible, ratio=None, cap: float = 0.6,
-                 weight: float = 1.0, mixup: bool = False, schedule=None, seed: int = 0):
+                 weight: float = 1.0, mixup: bool = False, schedule=None, live_classes=None,
+                 seed: int = 0):
         if not 0.0 <= float(cap) <= 1.0:
             raise ConfigError(f"synthetic cap must be in [0, 1], got {cap}")
         if float(weight) < 0:
@@ -125,6 +133,8 @@ class SyntheticMixer:
         num_classes = len(self.eligible)
         self.pool = [np.flatnonzero(self.synthetic_labels == c) for c in range(num_classes)]
         self.real_members = [np.flatnonzero(self.real_labels == c) for c in range(num_classes)]
+        self.live_classes = (np.zeros(num_classes, bool) if live_classes is None
+                             else np.asarray(live_classes, dtype=bool))
         self.ratio = check_ratio(ratio)
         self.cap = float(cap)
         self.weight = float(weight)
@@ -140,7 +150,7 @@ class SyntheticMixer:
         rng = rng_for(self.seed, 5, epoch)
         factor = self.factor(epoch)
         synthetic = plan.real_index < 0  # classes with no real image: synthetic by necessity
-        usable = np.array([len(p) > 0 for p in self.pool]) & self.eligible
+        usable = (np.array([len(p) > 0 for p in self.pool]) | self.live_classes) & self.eligible
         if factor > 0:
             if self.ratio is None:
                 synthetic |= self._fill_deficits(plan, usable, factor, rng)
@@ -150,7 +160,10 @@ class SyntheticMixer:
         for c in np.unique(plan.labels[synthetic]):
             slots = np.flatnonzero(synthetic & (plan.labels == c))
             if not len(self.pool[c]):
-                raise ConfigError(f"class index {c} has neither real nor synthetic images")
+                if not self.live_classes[c]:
+                    raise ConfigError(f"class index {c} has neither real nor synthetic images")
+                index[slots] = -1
+                continue
             per_epoch = int((plan.labels == c).sum())
             picks = stream_take(len(self.pool[c]), epoch * per_epoch, len(slots),
                                 seed=self.seed, key=2000 + int(c))
@@ -164,7 +177,7 @@ class SyntheticMixer:
                     partner[slot] = members[rng.integers(len(members))]
                     lam[slot] = rng.uniform(0.3, 0.7)
         weights = np.where(synthetic, self.weight, 1.0).astype(np.float32)
-        return MixedEpoch(epoch, plan.labels, synthetic.astype(np.int8), index,
+        return MixedEpoch(epoch, plan.labels, synthetic.astype(np.int8), index, plan.real_index,
                           plan.duplicate & ~synthetic, weights, partner, lam, plan.batch_size,
                           factor)
 

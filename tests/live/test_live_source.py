@@ -1,0 +1,135 @@
+import threading
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from genaug import BalancedBatchGenerator
+from genaug.generation._backend import GeneratedImage, GeneratorBackend
+from genaug.live import FreshBuffer, LiveSource
+from genaug.synthetic import CacheWriter, SyntheticCache
+
+
+class NoiseBackend(GeneratorBackend):
+    """A stand-in generator: white images, optionally slow or failing."""
+
+    backend_name = "noise"
+    batch_size = 4
+
+    def __init__(self, classes, *, delay=0.0, fail_after=None):
+        self._classes = tuple(classes)
+        self.delay, self.fail_after, self.calls = delay, fail_after, 0
+        self.closed = False
+
+    @property
+    def class_names(self):
+        return self._classes
+
+    def info(self):
+        return {"backend": "noise", "model": "test", "model_hash": "0"}
+
+    def generate_batch(self, requests):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise RuntimeError("device lost")
+        time.sleep(self.delay)
+        return [GeneratedImage(np.full((8, 8, 3), 255, np.uint8),
+                               {"generator": self.info(), "seed": r.seed, "prompt": None},
+                               r.class_name) for r in requests]
+
+    def close(self):
+        self.closed = True
+
+
+def test_buffer_reuse_is_bounded_and_least_used_first():
+    buffer = FreshBuffer(2, capacity=2, max_reuse=2)
+    a, b = np.zeros(1), np.ones(1)
+    buffer.put(0, a)
+    buffer.put(0, b)
+    taken = [buffer.take(0)[0] for _ in range(4)]
+    assert sorted(taken) == [0, 0, 1, 1]
+    assert buffer.take(0) is None and buffer.take(1) is None
+    assert dict(buffer.uses) == {1: 2, 2: 2}
+
+
+def test_producer_fills_the_buffer_persists_to_cache_and_shuts_down(tmp_path):
+    backend = NoiseBackend(["dog"])
+    writer = CacheWriter(tmp_path / "cache")
+    live = LiveSource(backend, class_names=["cat", "dog"], image_size=(4, 4),
+                      color_mode="grayscale", cache_writer=writer, capacity=8, timeout=2.0)
+    with live:
+        image = live.take(1)
+    assert image is not None and image.shape == (4, 4, 1)
+    assert not live.running and backend.closed
+    cache = SyntheticCache(tmp_path / "cache")
+    assert len(cache) >= 1 and all(r["class"] == "dog" for r in cache.records)
+    assert cache.records[0]["generator"]["backend"] == "noise"
+    assert not [p for p in (tmp_path / "cache").rglob(".*")]  # no temp file left
+    assert live.producible.tolist() == [False, True]
+
+
+def test_a_failing_producer_stops_cleanly_and_is_reported(tmp_path):
+    live = LiveSource(NoiseBackend(["dog"], fail_after=1), class_names=["cat", "dog"],
+                      image_size=(4, 4), color_mode="rgb", capacity=64, timeout=0.01)
+    with pytest.warns(UserWarning, match="live generator stopped: RuntimeError: device lost"):
+        live.start()
+        live._thread.join(5)
+    assert not live.running and "device lost" in live.statistics()["producer_error"]
+    live.close()
+
+
+class ShutdownTracker(keras.callbacks.Callback):
+    def __init__(self, fail_at=None):
+        super().__init__()
+        self.fail_at = fail_at
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.fail_at is not None and batch == self.fail_at:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the training loop
+
+
+def fit_with_live(data, live, epochs=2, callbacks=()):
+    loader = BalancedBatchGenerator(data, batch_size=6, image_size=(8, 8), seed=0,
+                                    synthetic_ratio=0.5, live_source=live)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with live:
+        model.fit(loader, epochs=epochs, verbose=0, callbacks=list(callbacks))
+    return loader
+
+
+def test_fit_consumes_fresh_images(small_dataset):
+    live = LiveSource(NoiseBackend(["dog", "snake"]), class_names=["cat", "dog", "snake"],
+                      image_size=(8, 8), color_mode="rgb", timeout=1.0)
+    fit_with_live(small_dataset, live)
+    stats = live.statistics()
+    assert stats["consumed"] > 0 and stats["produced_per_s"] > 0
+    assert not live.running
+    assert sum(stats["reuse_counts"].values()) == stats["consumed"]
+
+
+def test_slow_producer_falls_back_without_stalling(small_dataset):
+    live = LiveSource(NoiseBackend(["dog", "snake"], delay=5.0),
+                      class_names=["cat", "dog", "snake"], image_size=(8, 8), color_mode="rgb",
+                      timeout=0.01)
+    started = time.perf_counter()
+    fit_with_live(small_dataset, live, epochs=1)
+    stats = live.statistics()
+    assert stats["fallbacks"]["real"] > 0 and stats["consumed"] == 0
+    # waits are bounded by the timeout per synthetic slot
+    assert stats["consumer_wait_s"] <= 0.05 * stats["misses"] + 1.0
+    assert time.perf_counter() - started < 30
+
+
+def test_interrupt_during_fit_leaves_no_thread_running(small_dataset, tmp_path):
+    live = LiveSource(NoiseBackend(["dog", "snake"]), class_names=["cat", "dog", "snake"],
+                      image_size=(8, 8), color_mode="rgb",
+                      cache_writer=CacheWriter(tmp_path / "cache"), timeout=0.5)
+    with pytest.raises(KeyboardInterrupt):
+        fit_with_live(small_dataset, live, callbacks=[ShutdownTracker(fail_at=1)])
+    assert not live.running
+    assert not [t for t in threading.enumerate() if t.name == "genaug-live"]
+    cache = SyntheticCache(tmp_path / "cache")
+    assert not cache.problems  # every record has its file, every file its record
