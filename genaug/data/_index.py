@@ -76,7 +76,10 @@ class DatasetIndex:
 
     def subset(self, indices) -> DatasetIndex:
         """Index restricted to ``indices`` (int array or boolean mask); classes are kept."""
-        indices = np.arange(len(self))[np.asarray(indices)] if len(self) else np.asarray([], int)
+        indices = np.asarray(indices)
+        if indices.dtype != bool:
+            indices = indices.astype(np.int64)  # an empty list would be float
+        indices = np.arange(len(self))[indices] if len(self) else np.asarray([], int)
         take = lambda seq: None if seq is None else tuple(seq[i] for i in indices)  # noqa: E731
         return replace(
             self,
@@ -149,7 +152,7 @@ class DatasetIndex:
         if extra:
             warnings.warn(f"folders not in class_names are ignored: {', '.join(extra)}",
                           stacklevel=2)
-        files, labels, skipped = [], [], []
+        files, labels, ids, skipped = [], [], [], []
         for label, name in enumerate(class_names):
             class_dir = directory / name
             if not class_dir.is_dir():
@@ -160,14 +163,18 @@ class DatasetIndex:
                     if fname.startswith("."):
                         continue
                     path = Path(root) / fname
+                    # Absolute, but symlinks are not resolved: a linked file or class folder
+                    # may point outside the dataset, and its id and any report should name
+                    # the link the user put there.
+                    absolute = os.path.abspath(path)
                     if path.suffix.lower() in IMAGE_EXTENSIONS:
-                        files.append(str(path.resolve()))
+                        files.append(absolute)
                         labels.append(label)
+                        ids.append(path.relative_to(directory).as_posix())
                     else:
-                        skipped.append(SkippedFile(str(path), "not an image file (extension)"))
-        ids = [Path(f).relative_to(directory.resolve()).as_posix() for f in files]
-        return _finish(directory.resolve(), class_names, files, labels, ids, None, skipped,
-                       validate)
+                        skipped.append(SkippedFile(absolute, "not an image file (extension)"))
+        return _finish(Path(os.path.abspath(directory)), class_names, files, labels, ids, None,
+                       skipped, validate)
 
     @classmethod
     def from_csv(
@@ -180,7 +187,8 @@ class DatasetIndex:
         manifest = Path(manifest)
         if not manifest.is_file():
             raise DatasetError(f"manifest not found: {manifest}")
-        with open(manifest, newline="", encoding="utf-8") as handle:
+        # utf-8-sig: spreadsheet programs start CSV files with a byte-order mark.
+        with open(manifest, newline="", encoding="utf-8-sig") as handle:
             rows = [row for row in csv.reader(handle) if row and any(c.strip() for c in row)]
         if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
             rows = rows[1:]
@@ -206,8 +214,15 @@ class DatasetIndex:
         position = {name: i for i, name in enumerate(class_names)}
         files, labels, ids, splits, skipped = [], [], [], [], []
         has_splits = any(split is not None for _, _, split in entries)
+        listed: dict[Path, str] = {}
         for rel, label, split in entries:
             path = (base / rel).resolve()
+            if path in listed:
+                # A file listed twice could land in training and test at once.
+                skipped.append(SkippedFile(str(path), f"listed more than once in the manifest "
+                                                      f"(kept as {listed[path]!r})"))
+                continue
+            listed[path] = label
             if label not in position:
                 skipped.append(SkippedFile(str(path), f"label {label!r} not in class_names"))
             elif not path.is_file():
@@ -235,10 +250,17 @@ def _check_class_names(class_names: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def probe_image(path: str) -> tuple[str, tuple[int, int]]:
-    """Fully decode ``path`` once; return its (mode, size) or raise on a corrupt file."""
+def probe_image(path: str, *, max_pixels: int | None = None) -> tuple[str, tuple[int, int]]:
+    """Fully decode ``path`` once; return its (mode, size) or raise on a corrupt file.
+
+    With ``max_pixels``, an image with more pixels raises ``DecompressionBombError`` before it
+    is decoded.
+    """
     with Image.open(path) as image:
         mode, size = image.mode, image.size
+        if max_pixels and size[0] * size[1] > max_pixels:
+            raise Image.DecompressionBombError(
+                f"{size[0]}x{size[1]} pixels exceed the limit of {max_pixels}")
         if image.format == "JPEG":
             image.draft(image.mode, (64, 64))  # decodes every block, at 1/8 the cost
         image.load()
@@ -247,9 +269,7 @@ def probe_image(path: str) -> tuple[str, tuple[int, int]]:
 
 def _probe(path: str):
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return probe_image(path)
+        return probe_image(path, max_pixels=Image.MAX_IMAGE_PIXELS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         return "too large to decode safely (over PIL's decompression-bomb limit)"
     except Exception as error:  # PIL raises many types for corrupt data
@@ -259,9 +279,13 @@ def _probe(path: str):
 def _finish(root, class_names, files, labels, ids, splits, skipped, validate) -> DatasetIndex:
     modes = sizes = None
     if validate and files:
-        # PIL releases the GIL while decoding, so threads give a real speed-up here.
-        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-            probes = list(pool.map(_probe, files, chunksize=64))
+        # PIL releases the GIL while decoding, so threads give a real speed-up here. Warning
+        # filters are process-wide and not thread-safe, so they are set here, once, in the
+        # calling thread: _probe rejects over-limit images itself, PIL's warning is noise.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+                probes = list(pool.map(_probe, files, chunksize=64))
         keep = [i for i, p in enumerate(probes) if not isinstance(p, str)]
         skipped = skipped + [SkippedFile(files[i], p) for i, p in enumerate(probes)
                              if isinstance(p, str)]
