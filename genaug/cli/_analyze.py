@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from genaug.cli._options import parse_class_list
+from genaug.data._analyze import HUGE_PIXELS, TINY_SIDE
+from genaug.exceptions import OutputError
 
 
 @click.command()
@@ -18,8 +21,10 @@ def analyze(data_dir, classes, json_path, synthetic_cache):
     """Class counts, imbalance, unusable files, modes and sizes of DATA_DIR."""
     from genaug.data import DatasetIndex
     from genaug.data._analyze import analyze_dataset
-    from genaug.synthetic import SyntheticCache, atomic_write_bytes
+    from genaug.synthetic import SyntheticCache
 
+    if json_path and Path(json_path).is_dir():
+        raise OutputError(f"--json {json_path} is a directory; give a file name")
     index = DatasetIndex.load(data_dir, class_names=classes)
     report = analyze_dataset(index)
     cache = None
@@ -42,12 +47,27 @@ def analyze(data_dir, classes, json_path, synthetic_cache):
     click.echo(f"modes: {report['modes']}; sizes: {report['sizes']['distinct']} distinct, "
                f"min {report['sizes']['min']}, max {report['sizes']['max']}")
     if report["tiny_images"]:
-        click.echo(f"{len(report['tiny_images'])} tiny image(s) (side < 16 px)")
+        click.echo(f"{len(report['tiny_images'])} tiny image(s) (side < {TINY_SIDE} px)")
+    if report["huge_images"]:
+        click.echo(f"{len(report['huge_images'])} huge image(s) "
+                   f"(over {HUGE_PIXELS / 1e6:g} megapixels)")
     for skipped in report["skipped_files"]:
         click.echo(f"skipped {skipped['path']}: {skipped['reason']}")
     if cache is not None:
         for line in cache.problems.lines():
             click.echo(f"synthetic cache: {line}")
     if json_path:
-        atomic_write_bytes(json_path, json.dumps(report, indent=2).encode())
+        _write_json(json_path, report)
         click.echo(f"wrote {json_path}")
+
+
+def _write_json(path, report) -> None:
+    """Write the report atomically; any failure is a one-line :class:`OutputError`."""
+    from genaug.synthetic import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(Path(path), json.dumps(report, indent=2).encode())
+    except OutputError:
+        raise
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
