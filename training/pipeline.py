@@ -44,6 +44,8 @@ class TrainConfig:
     loader: str = "auto"
     learning_rate: float = 1e-3
     model_width: int = 32
+    augment: tuple[str, ...] | None = None
+    augment_backend: str = "keras"
     synthetic_cache: str | None = None
     synthetic_ratio: float | None = None
     synthetic_ratio_range: tuple[float, float] | None = None
@@ -163,17 +165,24 @@ def build_loaders(config: TrainConfig, splits: Splits, *, synthetic=None, schedu
         synthetic_ratio=ratio, synthetic_cap=config.synthetic_cap,
         synthetic_classes=config.synthetic_classes, synthetic_weight=config.synthetic_weight,
         mixup=config.mixup, schedule=schedule)
+    augment = None
+    if config.augment:
+        from genaug.loaders import build_augmentation
+
+        augment = build_augmentation(config.augment, backend=config.augment_backend,
+                                     seed=config.seed)
     if _use_tf_loader(config):
         from genaug.loaders import make_tf_dataset
 
-        def tf_loader(index, weighted=False, **options):
+        def tf_loader(index, weighted=False, augment=None, **options):
             sampler = EpochSampler(RealSource(index), **{**sampler_options, **options})
             return make_tf_dataset(sampler, image_size=size, color_mode=config.color_mode,
-                                   batch_size=config.batch_size, sample_weights=weighted)
+                                   batch_size=config.batch_size, sample_weights=weighted,
+                                   augment=augment)
 
         plain = dict(balance="none", epoch_size=None, shuffle=False, class_weight=None,
                      synthetic=None)
-        train = tf_loader(splits.train, weighted=sample_weights)
+        train = tf_loader(splits.train, weighted=sample_weights, augment=augment)
         train_sampler = train.sampler
         validation = tf_loader(splits.validation, **plain) if splits.validation else None
         test = tf_loader(splits.test, **plain)
@@ -186,7 +195,7 @@ def build_loaders(config: TrainConfig, splits: Splits, *, synthetic=None, schedu
             synthetic_ratio=ratio, synthetic_cap=config.synthetic_cap,
             synthetic_classes=config.synthetic_classes,
             synthetic_weight=config.synthetic_weight, mixup=config.mixup, schedule=schedule,
-            live_source=live_source, **common)
+            live_source=live_source, augment=augment, **common)
         train_sampler = train.sampler
         plain = dict(balance="none", shuffle=False, **common)
         validation = BalancedBatchGenerator(splits.validation, **plain) \

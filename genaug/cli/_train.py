@@ -47,6 +47,11 @@ def train_options(function):
         click.option("--learning-rate", type=float, default=1e-3, show_default=True),
         click.option("--model-width", type=click.IntRange(min=4), default=32, show_default=True,
                      help="Filters of the CNN's first block (doubling per block)."),
+        click.option("--augment", callback=parse_class_list,
+                     help="Training augmentation, e.g. flip,rotation,zoom,contrast "
+                          "(translation, brightness; randaugment with keras_cv)."),
+        click.option("--augment-backend", type=click.Choice(["keras", "keras_cv"]),
+                     default="keras", show_default=True),
         click.option("--synthetic-cache", type=click.Path(), help="Synthetic cache to mix in."),
         click.option("--synthetic-ratio", type=click.FloatRange(0, 1),
                      help="Share of each eligible batch slot set drawn from synthetic images."),

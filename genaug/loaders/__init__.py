@@ -3,6 +3,7 @@
 ``image_dataset_from_directory`` and ``make_tf_dataset`` import TensorFlow on first use only.
 """
 
+from genaug.loaders._augment import AUGMENTATIONS, build_augmentation
 from genaug.loaders._pydataset import BalancedBatchGenerator, apply_augment
 from genaug.loaders._sampler import EpochSampler
 
@@ -16,9 +17,11 @@ def __getattr__(name):
 
 
 __all__ = [
+    "AUGMENTATIONS",
     "BalancedBatchGenerator",
     "EpochSampler",
     "apply_augment",
+    "build_augmentation",
     "image_dataset_from_directory",
     "make_tf_dataset",
 ]

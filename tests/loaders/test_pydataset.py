@@ -138,3 +138,27 @@ def test_ramp_callback_drives_the_pydataset(small_dataset, tmp_path):
     composition = loader.composition()
     assert composition[0]["dog"]["synthetic"] == 0
     assert composition[2]["dog"]["synthetic"] > 0
+
+
+@pytest.mark.parametrize("backend", ["keras", "keras_cv"])
+def test_named_augmentation_pipelines(small_dataset, backend):
+    if backend == "keras_cv":
+        pytest.importorskip("keras_cv")
+    from genaug.loaders import build_augmentation
+
+    names = ["flip", "rotation", "contrast"] + (["randaugment"] if backend == "keras_cv" else [])
+    augment = build_augmentation(names, backend=backend, seed=0)
+    loader = BalancedBatchGenerator(small_dataset, batch_size=4, image_size=(16, 16), seed=0,
+                                    augment=augment)
+    x, _ = loader[0]
+    assert x.shape == (4, 16, 16, 3) and np.isfinite(x).all()
+
+
+def test_unknown_augmentation_is_a_clear_error():
+    from genaug.exceptions import ConfigError
+    from genaug.loaders import build_augmentation
+
+    with pytest.raises(ConfigError, match="unknown augmentation"):
+        build_augmentation(["sharpen"])
+    with pytest.raises(ConfigError, match="randaugment needs --augment-backend keras_cv"):
+        build_augmentation(["randaugment"])
