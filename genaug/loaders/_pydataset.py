@@ -101,7 +101,6 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
                                                           and synthetic_weight != 1.0)
         self.sample_weights = bool(sample_weights)
         self.live_source = live_source
-        self._need_epoch = None
         self.decode_failures: dict[str, str] = {}
         self._lock = threading.Lock()
         self.composition_log: dict[int, dict] = {}
@@ -128,12 +127,8 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range for {len(self)} batches")
         mixed = self.sampler.mixed()
-        with self._lock:
-            self.composition_log.setdefault(mixed.epoch, mixed.composition(self.class_names))
-            if self.live_source is not None and self._need_epoch != mixed.epoch:
-                self._need_epoch = mixed.epoch
-                self.live_source.set_need(np.bincount(mixed.labels[mixed.source == SYNTHETIC],
-                                                      minlength=len(self.class_names)))
+        if mixed.epoch not in self.composition_log:
+            self._start_epoch(mixed)
         part = mixed.batch_slice(index)
         images = [self._load_slot(mixed, slot) for slot in range(part.start, part.stop)]
         x = apply_augment(self.augment, np.stack(images).astype(np.float32))
@@ -141,6 +136,16 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         if self.sample_weights:
             return x, y, mixed.weights[part]
         return x, y
+
+    def _start_epoch(self, mixed) -> None:
+        """Once per epoch: log its composition and tell the live producer what it needs."""
+        with self._lock:
+            if mixed.epoch in self.composition_log:
+                return
+            self.composition_log[mixed.epoch] = mixed.composition(self.class_names)
+            if self.live_source is not None:
+                self.live_source.set_need(np.bincount(mixed.labels[mixed.source == SYNTHETIC],
+                                                      minlength=len(self.class_names)))
 
     def _load_slot(self, mixed, slot: int) -> np.ndarray:
         label = int(mixed.labels[slot])
