@@ -21,6 +21,7 @@ from genaug.synthetic import atomic_write_bytes
 def classification_metrics(y_true, y_pred, class_names) -> dict:
     """Accuracy, balanced accuracy, macro/weighted F1, Cohen's kappa, per-class scores and the
     confusion matrix (rows: true class, columns: predicted), over all ``class_names``."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels = np.arange(len(class_names))
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
@@ -29,6 +30,12 @@ def classification_metrics(y_true, y_pred, class_names) -> dict:
         # A predicted class absent from the test set has no recall; sklearn skips it and warns.
         warnings.simplefilter("ignore", UserWarning)
         balanced = balanced_accuracy_score(y_true, y_pred)
+    if len(np.union1d(y_true, y_pred)) <= 1:
+        # Every true and predicted label is the same class: chance agreement is 1 and kappa is
+        # 0/0. scikit-learn returns NaN, which is not valid JSON; the agreement is perfect.
+        kappa = 1.0
+    else:
+        kappa = float(cohen_kappa_score(y_true, y_pred, labels=labels))
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(balanced),
@@ -36,7 +43,7 @@ def classification_metrics(y_true, y_pred, class_names) -> dict:
                                    zero_division=0)),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted",
                                       zero_division=0)),
-        "cohen_kappa": float(cohen_kappa_score(y_true, y_pred, labels=labels)),
+        "cohen_kappa": kappa,
         "per_class": {
             name: {"precision": float(p), "recall": float(r), "f1": float(f),
                    "support": int(s)}
