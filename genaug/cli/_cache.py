@@ -28,6 +28,12 @@ def import_(src_dir, cache_dir, source_map, classes):
                f"({result['already_present']} already present)")
     for skipped in result["skipped"]:
         click.echo(f"skipped {skipped['path']}: {skipped['reason']}")
+    unmatched = result.get("unmatched_source_map") or []
+    if unmatched:
+        shown = ", ".join(unmatched[:5]) + (", ..." if len(unmatched) > 5 else "")
+        click.echo(f"warning: {len(unmatched)} --source-map entr"
+                   f"{'y names' if len(unmatched) == 1 else 'ies name'} no imported file: "
+                   f"{shown}", err=True)
 
 
 @cache.command("check")

@@ -33,7 +33,9 @@ def import_folder(source_dir, cache_dir, *, class_names=None, source_map=None) -
     """Copy ``source_dir/<class>/<image>`` into the cache as PNGs with ``external`` records.
 
     Images already in the cache (same content, hence same id) are not added twice. Returns
-    counts of imported, already present and skipped (unreadable) files.
+    counts of imported, already present and skipped (unreadable) files, and the source-map
+    entries that name no imported file (``unmatched_source_map``: a typo there would silently
+    disable the leakage guard for that image).
     """
     index = DatasetIndex.from_directory(source_dir, class_names=class_names)
     sources = read_source_map(source_map) if source_map else {}
@@ -52,4 +54,5 @@ def import_folder(source_dir, cache_dir, *, class_names=None, source_map=None) -
             else:
                 imported += 1
     return {"imported": imported, "already_present": present,
-            "skipped": [{"path": s.path, "reason": s.reason} for s in index.skipped]}
+            "skipped": [{"path": s.path, "reason": s.reason} for s in index.skipped],
+            "unmatched_source_map": sorted(set(sources) - set(index.ids))}
