@@ -1,0 +1,191 @@
+"""``genaug compare``, ``genaug quality`` and ``genaug report``: the evidence commands."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from genaug.cli._options import parse_class_list
+from genaug.cli._train import train_options
+from genaug.exceptions import ConfigError, DatasetError
+
+DEFAULT_ARMS = ("plain", "class_weights", "balanced")
+
+
+def _load_index(data_dir, classes):
+    from genaug.data import DatasetIndex
+
+    index = DatasetIndex.load(data_dir, class_names=classes)
+    if len(index) == 0:
+        raise DatasetError(f"no usable images found in {data_dir}")
+    return index
+
+
+def _open_cache(directory, class_names):
+    from genaug.synthetic import SyntheticCache
+
+    cache = SyntheticCache(directory, class_names=class_names)
+    for line in cache.problems.lines():
+        click.echo(f"warning: synthetic cache: {line}", err=True)
+    return cache
+
+
+@click.command()
+@click.argument("data_dir", required=False, type=click.Path())
+@click.option("--arms", default=None,
+              help="Comma-separated arms: plain, class_weights, balanced, balanced_synthetic. "
+                   "Default: plain,class_weights,balanced (+ balanced_synthetic with "
+                   "--synthetic-cache).")
+@click.option("--seeds", default="0,1,2", show_default=True,
+              help="Comma-separated seeds; every arm runs at each (at least 3 recommended).")
+@train_options
+@click.option("--output-dir", default="outputs", show_default=True, type=click.Path())
+@click.option("--model-dir", default="models", show_default=True, type=click.Path())
+@click.option("--threshold", type=click.FloatRange(min=0), default=0.01, show_default=True,
+              help="Smallest mean difference (0.01 = 1 point) a verdict counts as an effect.")
+@click.option("--verbose", is_flag=True, help="Show each run's training output.")
+def compare(data_dir, arms, seeds, output_dir, threshold, verbose, **options):
+    """Train each arm at each seed on the same real test set and say whether it helped.
+
+    DATA_DIR defaults to the embedded long-tailed digits. Every arm uses the same model,
+    epochs, seeds and held-out real test set (--test-dir, the manifest's test split, or a
+    stratified split seeded by the run's seed alone, so never dependent on the arm). Writes
+    OUTPUT_DIR/compare.json (every run's metrics), compare.md (means, standard deviations,
+    paired per-seed differences, verdicts) and compare.png. Compare arms only once they have
+    converged: short budgets hide the differences.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from genaug.evidence import parse_arms, parse_seeds, run_compare
+
+    synthetic_cache = options.pop("synthetic_cache")
+    if arms is None:
+        arms = ",".join(DEFAULT_ARMS + (("balanced_synthetic",) if synthetic_cache else ()))
+    arm_list = parse_arms(arms)
+    seed_list = parse_seeds(seeds)
+    if options.pop("class_weights"):
+        click.echo("warning: --class-weights is ignored by compare; use the class_weights arm",
+                   err=True)
+    options.pop("quiet")
+    if synthetic_cache and not any(a.needs_cache for a in arm_list):
+        click.echo("warning: --synthetic-cache is unused: no arm trains on synthetic data",
+                   err=True)
+    from training.pipeline import TrainConfig
+
+    base = TrainConfig(data_dir=data_dir, output_dir=output_dir, verbose=1 if verbose else 0,
+                       **options)
+    click.echo(f"compare: {len(arm_list)} arm(s) x {len(seed_list)} seed(s) = "
+               f"{len(arm_list) * len(seed_list)} runs of {base.epochs} epochs")
+    result = run_compare(base, arms=[a.name for a in arm_list], seeds=seed_list,
+                         output_dir=output_dir, synthetic_cache=synthetic_cache,
+                         progress=click.echo, threshold=threshold)
+    click.echo("")
+    for c in result["comparisons"]:
+        click.echo(f"{c['arm']} vs {c['reference']}: {c['verdict']}")
+    for warning in result["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+    out = Path(output_dir)
+    click.echo(f"wrote {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
+    if all(r["status"] != "ok" for r in result["runs"]):
+        raise click.exceptions.Exit(1)
+
+
+@click.command()
+@click.argument("data_dir", type=click.Path(exists=True, path_type=Path))
+@click.option("--synthetic-cache", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--feature-model", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Any Keras classifier (.keras) as the feature extractor (penultimate layer, "
+                   "or the layer named 'features'). Default: train a small balanced classifier "
+                   "on the real images.")
+@click.option("--feature-layer", default=None, help="Use this layer of the feature model.")
+@click.option("--feature-epochs", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Epochs of the classifier trained when no --feature-model is given.")
+@click.option("--image-size", type=click.IntRange(min=8), default=32, show_default=True,
+              help="Input size of the trained feature classifier (or of a size-agnostic model).")
+@click.option("--color-mode", type=click.Choice(["grayscale", "rgb"]), default="rgb",
+              show_default=True)
+@click.option("--classes", callback=parse_class_list, default=None)
+@click.option("--output-dir", type=click.Path(path_type=Path), default=Path("outputs"),
+              show_default=True)
+@click.option("--max-per-class", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="Real and synthetic images sampled per class.")
+@click.option("--kid-subsets", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--kid-subset-size", type=click.IntRange(min=2), default=1000, show_default=True)
+@click.option("--phash-distance", type=click.IntRange(0, 64), default=4, show_default=True,
+              help="Hashes at most this many bits apart are near-duplicates.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def quality(data_dir, synthetic_cache, feature_model, feature_layer, feature_epochs, image_size,
+            color_mode, classes, output_dir, max_per_class, kid_subsets, kid_subset_size,
+            phash_distance, seed):
+    """Measure synthetic images against the real ones, per class and overall.
+
+    KID and FID in the feature space of a classifier of this dataset, SSIM to the nearest real
+    image, diversity, near-duplicates and the verification pass rate. Writes
+    OUTPUT_DIR/quality.json and prints a table.
+    """
+    from genaug.evidence import (
+        load_feature_extractor,
+        measure_quality,
+        quality_table,
+        train_feature_extractor,
+        write_json,
+    )
+
+    index = _load_index(data_dir, classes)
+    cache = _open_cache(synthetic_cache, index.class_names)
+    if len(cache) == 0:
+        raise ConfigError(f"the synthetic cache {synthetic_cache} has no usable images")
+    if feature_model is not None:
+        extractor = load_feature_extractor(feature_model, layer=feature_layer,
+                                           image_size=(image_size, image_size))
+        names = extractor.details.get("class_names")
+        if names and list(names) != list(index.class_names):
+            click.echo("warning: the feature model was trained on other classes than "
+                       "DATA_DIR's; its features may not separate these classes", err=True)
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        target = output_dir / "quality_feature_model"
+        click.echo(f"quality: no --feature-model; training a balanced classifier on the real "
+                   f"images ({feature_epochs} epochs) into {target} ...")
+        extractor = train_feature_extractor(
+            data_dir, output_dir=target, epochs=feature_epochs, image_size=image_size,
+            color_mode=color_mode, classes=classes, seed=seed)
+    click.echo(f"quality: features from {extractor.source}, layer {extractor.layer!r} "
+               f"({extractor.dimension} dimensions)")
+    result = measure_quality(index, cache, extractor, max_per_class=max_per_class,
+                             kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
+                             phash_distance=phash_distance, seed=seed, progress=click.echo)
+    result["data_dir"] = str(data_dir)
+    result["synthetic_cache"] = str(synthetic_cache)
+    path = write_json(output_dir / "quality.json", result)
+    click.echo("")
+    click.echo(quality_table(result))
+    click.echo("")
+    click.echo(f"note: {result['feature_space']['note']}")
+    click.echo(f"wrote {path}")
+
+
+@click.command()
+@click.argument("data_dir", type=click.Path(exists=True, path_type=Path))
+@click.option("--synthetic-cache", type=click.Path(exists=True, path_type=Path), default=None)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("outputs/report"),
+              show_default=True, help="Report folder (PNGs and index.html).")
+@click.option("--output-dir", type=click.Path(path_type=Path), default=Path("outputs"),
+              show_default=True,
+              help="Where train/compare/quality wrote their files (status.json, confusion "
+                   "matrices, compare.png); used when present.")
+@click.option("--classes", callback=parse_class_list, default=None)
+@click.option("--thumbnails", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Real and synthetic thumbnails per class.")
+@click.option("--thumbnail-size", type=click.IntRange(min=16), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def report(data_dir, synthetic_cache, out, output_dir, classes, thumbnails, thumbnail_size, seed):
+    """Draw the pictures to inspect before trusting a synthetic set, with an index.html."""
+    from genaug.evidence import build_report
+
+    index = _load_index(data_dir, classes)
+    cache = _open_cache(synthetic_cache, index.class_names) if synthetic_cache else None
+    written = build_report(index, out=out, cache=cache, output_dir=output_dir,
+                           thumbnails=thumbnails, thumbnail_size=thumbnail_size, seed=seed)
+    click.echo(f"wrote {len(written['images'])} image(s) and {written['html']}")

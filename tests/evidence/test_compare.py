@@ -1,0 +1,190 @@
+"""``genaug compare``: arms, aggregation, verdicts, warnings and the files it writes."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from genaug.cli import main
+from genaug.evidence import (
+    arm_config,
+    compare_markdown,
+    convergence,
+    parse_arms,
+    rarest_classes,
+    run_compare,
+    summarize,
+)
+from genaug.exceptions import ConfigError
+from training.pipeline import TrainConfig
+
+CLASSES = ("a", "b", "c", "d")
+
+
+def fake_metrics(balanced_accuracy, *, seed=0, losses=(1.0, 0.5, 0.4, 0.39, 0.39, 0.39)):
+    """A metrics dict shaped like run_training's, with chosen scores."""
+    return {
+        "balanced_accuracy": balanced_accuracy,
+        "macro_f1": balanced_accuracy - 0.05,
+        "cohen_kappa": balanced_accuracy - 0.1,
+        "per_class": {c: {"precision": 0.5, "recall": balanced_accuracy if c == "d" else 0.9,
+                          "f1": 0.5, "support": 5} for c in CLASSES},
+        "train_counts": {"a": 100, "b": 50, "c": 20, "d": 5},
+        "history": {"loss": list(losses), "val_loss": list(losses)},
+    }
+
+
+def fake_runner(scores, *, fail=()):
+    """runner(config) that returns ``scores[(arm-ish, seed)]`` without training."""
+
+    def run(config):
+        arm = config.model_name.split("_seed")[0].removeprefix("compare_")
+        if (arm, config.seed) in fail:
+            raise RuntimeError("out of memory (simulated)")
+        return fake_metrics(scores[(arm, config.seed)], seed=config.seed)
+
+    return run
+
+
+def test_arm_configs_differ_only_in_the_arm_fields(tmp_path):
+    base = TrainConfig(data_dir="d", epochs=7, image_size=24, synthetic_ratio=0.3, mixup=True)
+    arms = {a.name: a for a in parse_arms("plain,class_weights,balanced,balanced_synthetic")}
+    plain = arm_config(base, arms["plain"], seed=3, output_dir=tmp_path)
+    weights = arm_config(base, arms["class_weights"], seed=3, output_dir=tmp_path)
+    synthetic = arm_config(base, arms["balanced_synthetic"], seed=3, output_dir=tmp_path,
+                           synthetic_cache="cache")
+    assert (plain.balanced, plain.class_weights, plain.synthetic_cache) == (False, False, None)
+    assert weights.class_weights and not weights.balanced
+    assert synthetic.balanced and synthetic.synthetic_cache == "cache"
+    # Synthetic-only options never reach arms without synthetic data.
+    assert plain.synthetic_ratio is None and plain.mixup is False
+    assert synthetic.synthetic_ratio == 0.3 and synthetic.mixup is True
+    for config in (plain, weights, synthetic):
+        assert (config.epochs, config.image_size, config.seed) == (7, 24, 3)
+    assert plain.output_dir == str(tmp_path / "compare" / "plain" / "seed3")
+    assert len({plain.model_name, weights.model_name, synthetic.model_name}) == 3
+
+
+def test_arm_errors():
+    with pytest.raises(ConfigError, match="unknown arm.*bogus"):
+        parse_arms("plain,bogus")
+    with pytest.raises(ConfigError, match="listed twice"):
+        parse_arms("plain,plain")
+    with pytest.raises(ConfigError, match="needs --synthetic-cache"):
+        run_compare(TrainConfig(), arms="balanced,balanced_synthetic", seeds="0",
+                    output_dir="unused", runner=fake_runner({}))
+
+
+def test_rarest_classes_are_the_bottom_quartile_at_least_one():
+    assert rarest_classes({"a": 100, "b": 50, "c": 20, "d": 5}) == ["d"]
+    assert rarest_classes({"a": 9, "b": 1}) == ["b"]
+    counts = {f"c{i}": 100 - i for i in range(8)}
+    assert rarest_classes(counts) == ["c7", "c6"]
+
+
+def test_convergence_flags_a_loss_still_falling():
+    assert convergence({"val_loss": [1.0, 0.6, 0.5, 0.48, 0.47, 0.47]})["converged"] is True
+    falling = convergence({"val_loss": [1.0, 0.9, 0.8, 0.7, 0.5, 0.3]})
+    assert falling["converged"] is False and "last 2 of 6 epochs" in falling["reason"]
+    assert convergence({"loss": [1.0, 0.5]})["converged"] is False
+    assert convergence({})["converged"] is None
+
+
+def test_summary_and_verdict_from_known_inputs(tmp_path):
+    scores = {("plain", 0): 0.50, ("plain", 1): 0.52, ("plain", 2): 0.49,
+              ("balanced", 0): 0.60, ("balanced", 1): 0.61, ("balanced", 2): 0.60,
+              ("balanced_synthetic", 0): 0.58, ("balanced_synthetic", 1): 0.59,
+              ("balanced_synthetic", 2): 0.585}
+    lines = []
+    result = run_compare(TrainConfig(data_dir="d"), arms="plain,balanced,balanced_synthetic",
+                         seeds="0,1,2", output_dir=tmp_path, synthetic_cache="cache",
+                         runner=fake_runner(scores), progress=lines.append)
+    assert len(lines) == 18 and lines[0] == "[1/9] plain seed=0: training ..."
+    assert "done in" in lines[1] and "balanced accuracy 0.500" in lines[1]
+    by_pair = {(c["arm"], c["reference"]): c for c in result["comparisons"]}
+    assert set(by_pair) == {("balanced", "plain"), ("balanced_synthetic", "plain"),
+                            ("balanced_synthetic", "balanced")}
+    assert by_pair[("balanced", "plain")]["verdict"].startswith("balanced sampling helped")
+    synthetic = by_pair[("balanced_synthetic", "balanced")]
+    assert synthetic["outcome"] == "hurt"
+    assert synthetic["verdict"].startswith("synthetic data hurt (balanced accuracy -0.018")
+    assert result["verdict"] == synthetic["verdict"]
+    diffs = synthetic["metrics"]["balanced_accuracy"]["differences"]
+    assert diffs == pytest.approx([-0.02, -0.02, -0.015])
+    assert result["summary"]["balanced"]["balanced_accuracy"]["mean"] == pytest.approx(0.6033333)
+    assert result["summary"]["plain"]["runs"] == 3
+    assert list(result["rarest_classes"]) == ["d"]
+    assert result["runs"][0]["scores"]["rare_recall"] == pytest.approx(0.50)
+    assert not any("seed(s)" in w for w in result["warnings"])
+    written = json.loads((tmp_path / "compare.json").read_text())
+    assert len(written["runs"]) == 9 and written["setup"]["synthetic_cache"] == "cache"
+    markdown = (tmp_path / "compare.md").read_text()
+    assert "synthetic data hurt" in markdown and "balanced sampling helped" in markdown
+    assert "| balanced | 3 | 0.603 ± 0.006 |" in markdown
+    assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_failed_run_is_reported_and_the_others_finish(tmp_path):
+    scores = {(arm, s): 0.5 + 0.01 * s for arm in ("plain", "balanced") for s in (0, 1)}
+    lines = []
+    result = run_compare(TrainConfig(data_dir="d"), arms="plain,balanced", seeds="0,1",
+                         output_dir=tmp_path, runner=fake_runner(scores, fail={("balanced", 0)}),
+                         progress=lines.append)
+    statuses = [(r["arm"], r["seed"], r["status"]) for r in result["runs"]]
+    assert statuses == [("plain", 0, "ok"), ("balanced", 0, "failed"), ("plain", 1, "ok"),
+                        ("balanced", 1, "ok")]
+    assert any("balanced seed=0: FAILED" in line and "out of memory" in line for line in lines)
+    assert any("balanced seed=0 failed: RuntimeError: out of memory" in w
+               for w in result["warnings"])
+    comparison = result["comparisons"][0]["metrics"]["balanced_accuracy"]
+    assert comparison["n"] == 1 and comparison["outcome"] == "no clear difference"
+    assert any("only 2 seed(s)" in w for w in result["warnings"])
+    assert "failed: RuntimeError" in compare_markdown(result)
+
+
+def test_warns_when_arms_have_not_converged():
+    runs = [{"arm": arm, "seed": 0, "status": "ok", "output_dir": "x",
+             "metrics": fake_metrics(0.5, losses=(2.0, 1.5, 1.0, 0.5))} for arm in ("plain",
+                                                                                   "balanced")]
+    result = summarize(runs, arms=["plain", "balanced"], seeds=[0])
+    assert any("may not have converged" in w for w in result["warnings"])
+
+
+def test_warns_when_the_test_sets_differ_between_arms():
+    first, second = fake_metrics(0.5), fake_metrics(0.6)
+    second["per_class"]["a"]["support"] = 7
+    runs = [{"arm": "plain", "seed": 0, "status": "ok", "output_dir": "x", "metrics": first},
+            {"arm": "balanced", "seed": 0, "status": "ok", "output_dir": "y", "metrics": second}]
+    result = summarize(runs, arms=["plain", "balanced"], seeds=[0])
+    assert any("different test sets" in w for w in result["warnings"])
+
+
+def test_compare_command_trains_two_arms_at_two_seeds(tiny_data, tmp_path):
+    out = tmp_path / "outputs"
+    result = CliRunner().invoke(main, [
+        "compare", str(tiny_data), "--arms", "plain,balanced", "--seeds", "0,1",
+        "--epochs", "2", "--image-size", "16", "--model-width", "8", "--val-split", "0.2",
+        "--output-dir", str(out), "--model-dir", str(tmp_path / "models")])
+    assert result.exit_code == 0, result.output
+    assert result.output.count(": training ...") == 4
+    assert "[4/4] balanced seed=1: done in" in result.output
+    assert "balanced vs plain:" in result.output
+    data = json.loads((out / "compare.json").read_text())
+    assert data["arms"] == ["plain", "balanced"] and data["seeds"] == [0, 1]
+    assert [(r["arm"], r["seed"], r["status"]) for r in data["runs"]] == [
+        ("plain", 0, "ok"), ("balanced", 0, "ok"), ("plain", 1, "ok"), ("balanced", 1, "ok")]
+    for run in data["runs"]:
+        assert set(run["scores"]) == {"balanced_accuracy", "macro_f1", "cohen_kappa",
+                                      "rare_recall"}
+        assert run["metrics"]["config"]["seed"] == run["seed"]
+        assert run["metrics"]["config"]["balanced"] == (run["arm"] == "balanced")
+        assert (out / "compare" / run["arm"] / f"seed{run['seed']}" / "metrics.json").is_file()
+    # At each seed both arms saw the same real test images.
+    assert not any("different test sets" in w for w in data["warnings"])
+    assert list(data["rarest_classes"]) == ["fox"]
+    (comparison,) = data["comparisons"]
+    assert comparison["metrics"]["cohen_kappa"]["n"] == 2
+    assert any("only 2 seed(s)" in w for w in data["warnings"])
+    assert any("may not have converged" in w for w in data["warnings"])
+    assert "## Paired differences: balanced − plain" in (out / "compare.md").read_text()
+    assert (out / "compare.png").stat().st_size > 1000
