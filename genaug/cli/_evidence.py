@@ -9,7 +9,7 @@ import click
 
 from genaug.cli._options import parse_class_list
 from genaug.cli._train import train_options
-from genaug.exceptions import ConfigError, DatasetError
+from genaug.exceptions import CacheError, ConfigError, DatasetError
 
 DEFAULT_ARMS = ("plain", "class_weights", "balanced")
 
@@ -68,6 +68,12 @@ def compare(data_dir, arms, seeds, output_dir, threshold, verbose, **options):
         click.echo("warning: --class-weights is ignored by compare; use the class_weights arm",
                    err=True)
     options.pop("quiet")
+    # Mistakes every run would repeat are reported once, before any training.
+    for flag, path in (("DATA_DIR", data_dir), ("--test-dir", options.get("test_dir"))):
+        if path is not None and not Path(path).exists():
+            raise DatasetError(f"{flag} not found: {path}")
+    if synthetic_cache is not None and not Path(synthetic_cache).is_dir():
+        raise CacheError(f"synthetic cache not found: {synthetic_cache}")
     if synthetic_cache and not any(a.needs_cache for a in arm_list):
         click.echo("warning: --synthetic-cache is unused: no arm trains on synthetic data",
                    err=True)

@@ -110,7 +110,9 @@ def compare_chart(result: dict, path) -> Path:
         low = min([low, *(m - s for m, s in zip(means, stds, strict=True) if np.isfinite(m))])
         ax.bar(x + (i - (len(arms) - 1) / 2) * width, means, width, yerr=stds, capsize=3,
                label=f"{arm} (n={stats['runs']})")
-    ax.set_xticks(x, [METRICS[m] for m in metrics])
+    short = {"balanced_accuracy": "balanced\naccuracy", "macro_f1": "macro-F1",
+             "cohen_kappa": "Cohen's\nkappa", "rare_recall": "recall,\nrarest classes"}
+    ax.set_xticks(x, [short.get(m, METRICS[m]) for m in metrics])
     ax.set_ylim(min(0.0, low - 0.05), 1.05)
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_ylabel("score (mean ± std over seeds)")

@@ -188,3 +188,17 @@ def test_compare_command_trains_two_arms_at_two_seeds(tiny_data, tmp_path):
     assert any("may not have converged" in w for w in data["warnings"])
     assert "## Paired differences: balanced − plain" in (out / "compare.md").read_text()
     assert (out / "compare.png").stat().st_size > 1000
+
+
+def test_compare_command_rejects_bad_input_before_training(tiny_data, tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(main, ["compare", str(tmp_path / "nope"), "--seeds", "0"])
+    assert missing.exit_code == 2 and "DATA_DIR not found" in missing.output
+    no_cache = runner.invoke(main, ["compare", str(tiny_data), "--arms", "balanced_synthetic"])
+    assert no_cache.exit_code == 2
+    assert "arm balanced_synthetic needs --synthetic-cache" in no_cache.output
+    bad_arm = runner.invoke(main, ["compare", str(tiny_data), "--arms", "plain,magic"])
+    assert bad_arm.exit_code == 2 and "unknown arm(s) magic" in bad_arm.output
+    bad_seeds = runner.invoke(main, ["compare", str(tiny_data), "--seeds", "0,x"])
+    assert bad_seeds.exit_code == 2 and "comma-separated integers" in bad_seeds.output
+    assert not (tmp_path / "outputs").exists()
