@@ -1,0 +1,212 @@
+"""``genaug plan``, ``genaug fit-generator`` and ``genaug generate``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import click
+
+from genaug.cli._options import parse_class_list
+from genaug.exceptions import ConfigError
+
+
+def _echo_err(message: str) -> None:
+    bold = message.startswith("WARNING")
+    click.secho(message, err=True, fg="red" if bold else None, bold=bold)
+
+
+@click.command("plan")
+@click.argument("data_dir", type=click.Path())
+@click.option("--target-per-class", type=click.IntRange(min=1), required=True,
+              help="Images (real + synthetic) every class should reach.")
+@click.option("--min-threshold", type=click.IntRange(min=0),
+              help="Smallest acceptable final class count (default: the target).")
+@click.option("--classes", callback=parse_class_list,
+              help="Explicit class list a,b,c (may name classes with no real image yet).")
+@click.option("--config", "config_path", type=click.Path(),
+              help="JSON or YAML: prompt templates, variations, negative prompt, attributes.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Base of every per-image seed.")
+@click.option("--out", type=click.Path(), default="plan.json", show_default=True)
+def plan(data_dir, target_per_class, min_threshold, classes, config_path, seed, out):
+    """Plan how many images each class needs, with attribute quotas and a balance check."""
+    from genaug.generation import make_plan
+
+    result = make_plan(data_dir, target_per_class=target_per_class,
+                       min_threshold=min_threshold, class_names=classes,
+                       config=config_path, seed=seed)
+    path = result.save(out)
+    for line in result.summary_lines():
+        click.echo(line)
+    if not result.balance["ok"]:
+        _echo_err("WARNING: the plan does not balance the data (see above)")
+    click.echo(f"plan written to {path}")
+
+
+@click.command("fit-generator")
+@click.argument("data_dir", type=click.Path())
+@click.option("--out", type=click.Path(), default="models/generator", show_default=True,
+              help="Generator directory (save_pretrained, safetensors).")
+@click.option("--resolution", type=click.Choice(["16", "32", "64", "128"]), default="32",
+              show_default=True, help="Training and sampling size (32 or 64 usually).")
+@click.option("--max-steps", type=click.IntRange(min=1), default=5000, show_default=True)
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Stop after this much training time (whichever comes first).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--model-size", type=click.Choice(["tiny", "small", "base"]), default="base",
+              show_default=True, help="base: 25M-parameter UNet (64/128/256/256).")
+@click.option("--color-mode", type=click.Choice(["auto", "grayscale", "rgb"]), default="auto",
+              show_default=True)
+@click.option("--classes", callback=parse_class_list, help="Explicit class list a,b,c.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=2e-4,
+              show_default=True)
+@click.option("--label-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+              show_default=True, help="Label dropout for classifier-free guidance.")
+@click.option("--hflip/--no-hflip", default=True, show_default=True,
+              help="Random horizontal flips (turn off when mirroring changes the class).")
+@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=0.9995,
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              default="auto", show_default=True, help="auto: bf16/fp16 on CUDA, fp32 on CPU.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def fit_generator(data_dir, out, resolution, max_steps, max_seconds, batch_size, model_size,
+                  color_mode, classes, learning_rate, label_dropout, hflip, ema_decay, seed,
+                  device, precision, quiet):
+    """Train a class-conditional diffusion generator (DDPM) on DATA_DIR."""
+    from genaug.generation import fit_generator as fit
+
+    result = fit(data_dir, out_dir=out, class_names=classes, resolution=int(resolution),
+                 color_mode=color_mode, model_size=model_size, max_steps=max_steps,
+                 max_seconds=max_seconds, batch_size=batch_size, learning_rate=learning_rate,
+                 label_dropout=label_dropout, hflip=hflip, ema_decay=ema_decay, seed=seed,
+                 device=device, precision=precision, progress=not quiet)
+    click.echo(result.describe())
+    click.echo(f"loss log: {Path(result.path) / 'loss_log.csv'}")
+
+
+def _load_gate(spec: str):
+    """``package.module:factory`` -> a QualityGate (the factory is called without arguments
+    when it is not a gate instance already)."""
+    from genaug.generation import QualityGate
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"--gate must look like package.module:factory, got {spec!r}")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"cannot load gate {spec!r}: {error}") from None
+    gate = target if isinstance(target, QualityGate) else target()
+    if not isinstance(gate, QualityGate):
+        raise ConfigError(f"{spec} did not give a genaug.generation.QualityGate")
+    return gate
+
+
+@click.command("generate")
+@click.option("--plan", "plan_path", type=click.Path(), required=True,
+              help="plan.json written by `genaug plan`.")
+@click.option("--generator", type=click.Path(),
+              help="Generator directory written by `genaug fit-generator` (ddpm backend).")
+@click.option("--sd-model", type=click.Path(),
+              help="Local Stable Diffusion checkpoint directory (sd backend; no download).")
+@click.option("--cache", "cache_dir", type=click.Path(), required=True,
+              help="Synthetic cache directory (an existing one is resumed).")
+@click.option("--verify-model", type=click.Path(),
+              help="Reference classifier (.keras) trained on the real data with balanced "
+                   "sampling; enables the verification gate.")
+@click.option("--verify-threshold", type=click.FloatRange(0, 1), default=0.6,
+              show_default=True)
+@click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--blur-min", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Minimum Laplacian variance (0 turns the gate off).")
+@click.option("--phash-max", type=click.IntRange(min=-1, max=64), default=4,
+              show_default=True,
+              help="Largest pHash distance counted as a near-duplicate (-1 turns it off).")
+@click.option("--gate", "gate_specs", multiple=True,
+              help="Extra gate, package.module:factory returning a QualityGate (repeatable).")
+@click.option("--image-size", type=click.IntRange(8, 4096),
+              help="Output N x N (default: the real images' most common size).")
+@click.option("--color-mode", type=click.Choice(["grayscale", "rgb"]),
+              help="Output colour mode (default: the real images').")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Images per generator call (default: 256 ddpm / 8 sd on CUDA, less on CPU).")
+@click.option("--steps", type=click.IntRange(min=1),
+              help="Sampling steps (default: 20 ddpm, 30 sd).")
+@click.option("--guidance-scale", type=click.FloatRange(min=0),
+              help="Classifier-free guidance (default: 2.0 ddpm, 7.5 sd; 1 turns it off).")
+@click.option("--sampler", type=click.Choice(["dpm++", "ddim"]), default="dpm++",
+              show_default=True, help="ddpm backend sampler.")
+@click.option("--img2img-fraction", type=click.FloatRange(0, 1), default=0.0,
+              show_default=True,
+              help="Share of each class's images made as variations of its real images.")
+@click.option("--strength", type=click.FloatRange(0, 1, min_open=True), default=0.6,
+              show_default=True, help="How far a variation may move from its real image.")
+@click.option("--pixel-check/--no-pixel-check", default=True, show_default=True,
+              help="ddpm: refuse to write when the first batch looks like noise.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def generate(plan_path, generator, sd_model, cache_dir, verify_model, verify_threshold,
+             max_retries, blur_min, phash_max, gate_specs, image_size, color_mode, batch_size,
+             steps, guidance_scale, sampler, img2img_fraction, strength, pixel_check, device,
+             precision, quiet):
+    """Generate the plan's images into a verified, resumable synthetic cache."""
+    from genaug.generation import (
+        GenerationPlan,
+        generate_cache,
+        load_backend,
+        summary_lines,
+    )
+
+    if bool(generator) == bool(sd_model):
+        raise ConfigError("give exactly one of --generator (ddpm) or --sd-model (sd)")
+    parameters = dict(plan=plan_path, generator=generator, sd_model=sd_model, cache=cache_dir,
+                      verify_model=verify_model, verify_threshold=verify_threshold,
+                      max_retries=max_retries, blur_min=blur_min, phash_max=phash_max,
+                      gates=list(gate_specs), image_size=image_size, color_mode=color_mode,
+                      batch_size=batch_size, steps=steps, guidance_scale=guidance_scale,
+                      sampler=sampler, img2img_fraction=img2img_fraction, strength=strength,
+                      pixel_check=pixel_check, device=device, precision=precision,
+                      argv=sys.argv[1:])
+    plan_obj = GenerationPlan.load(plan_path)
+    extra = [_load_gate(spec) for spec in gate_specs]
+    options = {"strength": strength, "batch_size": batch_size}
+    if steps is not None:
+        options["steps"] = steps
+    if guidance_scale is not None:
+        options["guidance_scale"] = guidance_scale
+    if generator:
+        options.update(sampler=sampler, pixel_check=pixel_check)
+        backend = load_backend(generator, kind="ddpm", device=device, precision=precision,
+                               **options)
+    else:
+        backend = load_backend(sd_model, kind="sd", device=device, precision=precision,
+                               **options)
+    click.echo(f"backend {backend.backend_name} on {backend.device}; "
+               f"{plan_obj.total_to_generate} images planned", err=True)
+    try:
+        summary = generate_cache(
+            plan_obj, backend=backend, cache_dir=cache_dir, blur_min=blur_min or None,
+            phash_max=None if phash_max < 0 else phash_max, verify_model=verify_model,
+            verify_threshold=verify_threshold, extra_gates=extra, max_retries=max_retries,
+            image_size=image_size, color_mode=color_mode, batch_size=batch_size,
+            img2img_fraction=img2img_fraction, progress=not quiet, parameters=parameters,
+            echo=_echo_err)
+    except KeyboardInterrupt:
+        _echo_err(f"interrupted: {cache_dir} is consistent; run the same command again to "
+                  "continue where it stopped")
+        sys.exit(130)
+    finally:
+        backend.close()
+    for line in summary_lines(summary):
+        click.echo(line)
+    for message in summary["warnings"]:
+        _echo_err("WARNING: " + message)
+    if not summary["integrity"]["ok"]:
+        _echo_err("WARNING: integrity problems: " + "; ".join(summary["integrity"]["problems"][:5]))
+    click.echo(f"cache: {cache_dir} (summary: generation_summary.json, env_report.json)")

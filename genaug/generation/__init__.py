@@ -1,0 +1,145 @@
+"""Generation engine: fit a class-conditional generator, plan the balance, make a verified cache.
+
+Three steps, each a CLI command and a function:
+
+* :func:`make_plan` (``genaug plan``): per class, the current count, the target, how many
+  images to generate, exact attribute quotas and the balance check.
+* :func:`fit_generator` (``genaug fit-generator``): train a class-conditional DDPM (diffusers
+  ``UNet2DModel``) on the user's images, no pretrained weights needed.
+* :func:`generate_cache` (``genaug generate``): run a backend over the plan, pass every image
+  through the quality gates, retry rejections with new deterministic seeds, and write a
+  resumable cache with full provenance, a summary and ``env_report.json``.
+
+Reusing the pieces (e.g. a live producer in a background thread)
+----------------------------------------------------------------
+Load a backend (``ddpm`` from a ``fit-generator`` directory or ``sd`` from a local
+Stable Diffusion checkpoint; never downloads)::
+
+    backend = load_backend(path, device="cuda", steps=20, guidance_scale=2.0)
+
+Generate a batch for any classes and seeds (each image comes with its provenance: the
+``generator``, ``prompt``, ``negative_prompt``, ``attributes``, ``seed``, ``steps``,
+``guidance_scale`` and ``source_id`` record fields)::
+
+    made = backend.generate_batch([GenerationRequest(class_name="cat", seed=7),
+                                   GenerationRequest(class_name="dog", seed=8)])
+    made[0].image        # uint8 (H, W, C) at the backend's native size
+    made[0].provenance   # dict
+
+Build the standard gate chain and run it on one image (normalise it to the output size and
+colour mode first, with :func:`normalize_image`)::
+
+    gates = build_gate_chain(blur_min=60, phash_max=4, verify_model="ref.keras",
+                             verify_threshold=0.6, class_names=index.class_names,
+                             reference_images=lambda c: real_images_of(c))
+    image = normalize_image(made[0].image, (64, 64), "rgb")
+    passed, quality = gates.check(image, "cat")     # quality goes into the record
+
+``check`` remembers accepted images for the near-duplicate gate; ``gates.acceptance_rates()``
+and ``gates.collapsed()`` report per-class acceptance (a collapse below 20 % usually means
+the verifier learned the imbalance). Backends and gate chains are not thread-safe: use each
+from one thread. Seeds for retries: ``derive_seed(plan_seed, class, index, attempt)``.
+"""
+
+from genaug.generation._backend import (
+    GeneratedImage,
+    GenerationRequest,
+    GeneratorBackend,
+    backend_kind,
+    load_backend,
+)
+from genaug.generation._ddpm_backend import DDPMBackend
+from genaug.generation._ddpm_fit import FitResult, fit_generator, infer_color_mode
+from genaug.generation._ddpm_model import (
+    LAMBDA_MIN_CLIPPED,
+    MODEL_SIZES,
+    SAMPLERS,
+    build_sampler,
+    build_train_scheduler,
+    build_unet,
+    load_generator,
+    save_generator,
+)
+from genaug.generation._gates import (
+    BlurGate,
+    FunctionGate,
+    GateAcceptanceWarning,
+    GateChain,
+    GateResult,
+    PHashGate,
+    QualityGate,
+    VerifierGate,
+    build_gate_chain,
+    laplacian_variance,
+    phash_bits,
+)
+from genaug.generation._generate import (
+    ENV_REPORT,
+    REJECTIONS_FILE,
+    SUMMARY_FILE,
+    generate_cache,
+    summarize,
+    summary_lines,
+    verify_cache,
+)
+from genaug.generation._plan import (
+    GenerationConfig,
+    GenerationPlan,
+    PlanItem,
+    balance_check,
+    largest_remainder,
+    make_plan,
+)
+from genaug.generation._sanity import check_pixel_statistics, pixel_statistics
+from genaug.generation._sd_backend import StableDiffusionBackend
+from genaug.generation._utils import GenerationError, derive_seed, normalize_image
+
+__all__ = [
+    "ENV_REPORT",
+    "LAMBDA_MIN_CLIPPED",
+    "MODEL_SIZES",
+    "REJECTIONS_FILE",
+    "SAMPLERS",
+    "SUMMARY_FILE",
+    "BlurGate",
+    "DDPMBackend",
+    "FitResult",
+    "FunctionGate",
+    "GateAcceptanceWarning",
+    "GateChain",
+    "GateResult",
+    "GeneratedImage",
+    "GenerationConfig",
+    "GenerationError",
+    "GenerationPlan",
+    "GenerationRequest",
+    "GeneratorBackend",
+    "PHashGate",
+    "PlanItem",
+    "QualityGate",
+    "StableDiffusionBackend",
+    "VerifierGate",
+    "backend_kind",
+    "balance_check",
+    "build_gate_chain",
+    "build_sampler",
+    "build_train_scheduler",
+    "build_unet",
+    "check_pixel_statistics",
+    "derive_seed",
+    "fit_generator",
+    "generate_cache",
+    "infer_color_mode",
+    "laplacian_variance",
+    "largest_remainder",
+    "load_backend",
+    "load_generator",
+    "make_plan",
+    "normalize_image",
+    "phash_bits",
+    "pixel_statistics",
+    "save_generator",
+    "summarize",
+    "summary_lines",
+    "verify_cache",
+]

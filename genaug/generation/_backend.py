@@ -1,0 +1,177 @@
+"""The small generator-backend interface shared by ``genaug generate`` and live producers."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from genaug.exceptions import ConfigError
+
+
+@dataclass
+class GenerationRequest:
+    """What to make: one image of ``class_name`` from ``seed``.
+
+    Parameters
+    ----------
+    class_name : str
+    seed : int
+        Fixes the initial noise, so the same request gives the same image.
+    prompt, negative_prompt : str, optional
+        Used by prompt-driven backends (``sd``); a class-conditional backend ignores them.
+    attributes : dict
+        The plan's attribute values for this image (recorded in its provenance).
+    source_image : ndarray, optional
+        uint8 HxWxC real image to make a variation of (image-to-image).
+    source_id : str, optional
+        The id of ``source_image`` in the dataset, recorded as ``source_id``.
+    """
+
+    class_name: str
+    seed: int
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    attributes: dict = field(default_factory=dict)
+    source_image: np.ndarray | None = None
+    source_id: str | None = None
+
+
+@dataclass
+class GeneratedImage:
+    """A generated uint8 HxWxC image and its provenance (the cache record fields)."""
+
+    image: np.ndarray
+    provenance: dict
+    class_name: str = ""
+
+
+class GeneratorBackend(ABC):
+    """A generator that turns :class:`GenerationRequest` objects into images.
+
+    Subclasses implement :meth:`generate_batch`; every returned image carries a provenance
+    dict with the record fields ``generator`` (``backend``, ``model``, ``model_hash``),
+    ``prompt``, ``negative_prompt``, ``attributes``, ``seed``, ``steps``, ``guidance_scale``
+    and ``source_id``. Backends are used from one thread at a time.
+    """
+
+    #: name written to ``generator.backend``
+    backend_name: str = "base"
+    #: whether prompts change the output (then the prompt-set hash goes into every record)
+    uses_prompts: bool = False
+    #: whether requests may carry a ``source_image`` (variations of real images)
+    supports_source_images: bool = False
+    #: default batch size on the current device
+    batch_size: int = 8
+
+    device: str = "cpu"
+    #: (height, width) and colour mode of the raw output
+    native_size: tuple[int, int] | None = None
+    native_color_mode: str = "rgb"
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """Classes this backend can make, or None when any class can be prompted."""
+        return None
+
+    def can_generate(self, class_name: str) -> bool:
+        return self.class_names is None or class_name in self.class_names
+
+    @abstractmethod
+    def info(self) -> dict:
+        """``{"backend", "model", "model_hash", ...}``: the ``generator`` record field."""
+
+    @abstractmethod
+    def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[GeneratedImage]:
+        """Generate one image per request, in order (batched on the device as it sees fit)."""
+
+    def generate(
+        self,
+        class_name: str,
+        n: int,
+        *,
+        seeds: Sequence[int],
+        prompts: Sequence[str] | None = None,
+        negative_prompt: str | None = None,
+        source_images: Sequence[np.ndarray] | None = None,
+        source_ids: Sequence[str] | None = None,
+    ) -> list[GeneratedImage]:
+        """Generate ``n`` images of one class, one per seed (convenience over requests)."""
+        if len(seeds) != n:
+            raise ConfigError(f"need one seed per image: {n} images, {len(seeds)} seeds")
+        if source_images is not None and len(source_images) != n:
+            raise ConfigError("need one source image per generated image")
+        requests = [
+            GenerationRequest(
+                class_name=class_name,
+                seed=int(seed),
+                prompt=None if prompts is None else prompts[i % len(prompts)],
+                negative_prompt=negative_prompt,
+                source_image=None if source_images is None else source_images[i],
+                source_id=None if source_ids is None else source_ids[i],
+            )
+            for i, seed in enumerate(seeds)
+        ]
+        return self.generate_batch(requests)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free device memory."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def backend_kind(path) -> str:
+    """``"ddpm"`` for a directory written by ``genaug fit-generator``, ``"sd"`` for a diffusers
+    Stable Diffusion checkpoint directory; raises :class:`ConfigError` otherwise."""
+    from genaug.generation._ddpm_model import GENERATOR_META
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"generator not found: {path} (a local directory is required; "
+                          "nothing is downloaded)")
+    if not path.is_dir():
+        raise ConfigError(f"generator must be a directory: {path}")
+    if (path / GENERATOR_META).is_file():
+        return "ddpm"
+    if (path / "model_index.json").is_file():
+        return "sd"
+    raise ConfigError(f"{path} is neither a genaug generator (no {GENERATOR_META}; train one "
+                      "with `genaug fit-generator`) nor a diffusers checkpoint directory "
+                      "(no model_index.json)")
+
+
+def load_backend(path, *, kind: str = "auto", device=None, precision: str = "auto",
+                 **options) -> GeneratorBackend:
+    """Load a generator backend from a local directory, offline.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``genaug fit-generator`` directory (``ddpm``) or a diffusers Stable Diffusion
+        checkpoint directory (``sd``).
+    kind : {"auto", "ddpm", "sd"}
+    device : str, optional
+        ``"cuda"``, ``"cpu"`` or None/``"auto"`` (CUDA when available).
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        ``auto``: bf16 (fp16 without bf16 support) on CUDA, fp32 on CPU.
+    **options
+        Backend options: ``steps``, ``guidance_scale``, ``batch_size``, ``strength`` and, for
+        ``ddpm``, ``sampler`` (``"dpm++"`` or ``"ddim"``) and ``pixel_check``.
+    """
+    detected = backend_kind(path)
+    if kind not in ("auto", detected):
+        raise ConfigError(f"{path} holds a {detected} generator, not {kind}")
+    if detected == "ddpm":
+        from genaug.generation._ddpm_backend import DDPMBackend
+
+        return DDPMBackend(path, device=device, precision=precision, **options)
+    from genaug.generation._sd_backend import StableDiffusionBackend
+
+    return StableDiffusionBackend(path, device=device, precision=precision, **options)

@@ -1,0 +1,214 @@
+"""Sampling the class-conditional DDPM: DPM-Solver++ or DDIM, classifier-free guidance."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from genaug.exceptions import ConfigError
+from genaug.generation._backend import GeneratedImage, GenerationRequest, GeneratorBackend
+from genaug.generation._ddpm_model import (
+    LAMBDA_MIN_CLIPPED,
+    SAMPLERS,
+    build_sampler,
+    load_generator,
+)
+from genaug.generation._sanity import check_pixel_statistics
+from genaug.generation._utils import (
+    normalize_image,
+    require_generation_extras,
+    resolve_device,
+    resolve_dtype,
+)
+
+
+class DDPMBackend(GeneratorBackend):
+    """Generate from a directory written by ``genaug fit-generator``.
+
+    Parameters
+    ----------
+    path : path-like
+        The generator directory.
+    device : str, optional
+        ``cuda`` when available, else ``cpu``.
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        ``auto``: bf16 (fp16 without bf16 support) on CUDA, fp32 on CPU.
+    sampler : {"dpm++", "ddim"}, default "dpm++"
+        DPM-Solver++ (with ``lambda_min_clipped``) or DDIM.
+    steps : int, default 20
+    guidance_scale : float, default 2.0
+        Classifier-free guidance; 1.0 turns it off (and halves the work).
+    strength : float, default 0.6
+        For variations of real images (requests with ``source_image``): how much noise is
+        added to the real image before denoising it (SDEdit); 1.0 ignores the source.
+    batch_size : int, optional
+        Images per forward pass (default 256 on CUDA, 32 on CPU).
+    pixel_check : bool, default True
+        Compare the first generated batch's pixel statistics with the training data's and
+        raise :class:`GenerationError` when it looks like noise.
+    compile : bool, default False
+        ``torch.compile`` the UNet (CUDA; pays off for long runs).
+    """
+
+    backend_name = "ddpm"
+    supports_source_images = True
+
+    def __init__(self, path, *, device=None, precision: str = "auto", sampler: str = "dpm++",
+                 steps: int = 20, guidance_scale: float = 2.0, strength: float = 0.6,
+                 batch_size: int | None = None, pixel_check: bool = True,
+                 compile: bool = False, lambda_min_clipped: float = LAMBDA_MIN_CLIPPED):
+        require_generation_extras()
+        import torch
+
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        if steps < 1:
+            raise ConfigError(f"--steps must be at least 1, got {steps}")
+        if not 0.0 < strength <= 1.0:
+            raise ConfigError(f"--strength must be in (0, 1], got {strength}")
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(self.device, precision)
+        self.generator = load_generator(path, device=self.device, dtype=self.dtype)
+        self.unet = self.generator.unet
+        if self.device.startswith("cuda"):
+            self.unet.to(memory_format=torch.channels_last)
+            if compile:
+                self.unet = torch.compile(self.unet, mode="max-autotune-no-cudagraphs")
+        meta = self.generator.meta
+        self.sampler_name = sampler
+        self.steps = int(steps)
+        self.guidance_scale = float(guidance_scale)
+        if self.guidance_scale != 1.0 and not meta.get("label_dropout"):
+            warnings.warn("this generator was trained without label dropout, so classifier-free "
+                          "guidance is not available; using guidance_scale=1.0", stacklevel=2)
+            self.guidance_scale = 1.0
+        self.strength = float(strength)
+        self.lambda_min_clipped = float(lambda_min_clipped)
+        self.batch_size = int(batch_size or (256 if self.device.startswith("cuda") else 32))
+        self.pixel_check = bool(pixel_check)
+        self._checked = False
+        self.resolution = int(meta["resolution"])
+        self.native_size = (self.resolution, self.resolution)
+        self.native_color_mode = meta["color_mode"]
+        self.channels = int(meta["channels"])
+        counts = meta.get("class_counts") or {}
+        self._trained = tuple(c for c in self.generator.class_names if counts.get(c, 1) > 0)
+        self._info = {
+            "backend": "ddpm",
+            "model": str(self.generator.path),
+            "model_hash": self.generator.model_hash,
+            "sampler": sampler,
+            "resolution": self.resolution,
+            "color_mode": self.native_color_mode,
+        }
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Classes the generator saw images of (a class with none cannot be sampled)."""
+        return self._trained
+
+    def info(self) -> dict:
+        return dict(self._info)
+
+    def _label(self, class_name: str) -> int:
+        if class_name not in self.generator.class_map:
+            raise ConfigError(f"class {class_name!r} is unknown to the generator "
+                              f"{self.generator.path} (it knows "
+                              f"{', '.join(self.generator.class_names)})")
+        return int(self.generator.class_map[class_name])
+
+    def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[GeneratedImage]:
+        requests = list(requests)
+        out: list[GeneratedImage | None] = [None] * len(requests)
+        # Variations start from a partly noised real image, so they run as their own batches.
+        for variation in (False, True):
+            chosen = [i for i, r in enumerate(requests)
+                      if (r.source_image is not None) == variation]
+            for start in range(0, len(chosen), self.batch_size):
+                part = chosen[start:start + self.batch_size]
+                images = self._sample([requests[i] for i in part], variation)
+                if self.pixel_check and not self._checked and not variation:
+                    check_pixel_statistics(images, self.generator.meta["pixel_stats"],
+                                           class_names=[requests[i].class_name for i in part])
+                    self._checked = True
+                for i, image in zip(part, images):
+                    out[i] = GeneratedImage(image=image, provenance=self._provenance(
+                        requests[i], variation), class_name=requests[i].class_name)
+        return out
+
+    def _provenance(self, request: GenerationRequest, variation: bool) -> dict:
+        steps = self.steps
+        if variation:
+            steps = max(1, min(self.steps, round(self.steps * self.strength)))
+        return {
+            "generator": self.info(),
+            "prompt": None,
+            "negative_prompt": None,
+            "attributes": dict(request.attributes),
+            "attributes_conditioned": False,
+            "seed": int(request.seed),
+            "steps": steps,
+            "guidance_scale": self.guidance_scale,
+            "source_id": request.source_id if variation else None,
+            "mode": "variation" if variation else "class",
+            "strength": self.strength if variation else None,
+        }
+
+    def _sample(self, requests: list[GenerationRequest], variation: bool) -> np.ndarray:
+        import torch
+
+        device, n = self.device, len(requests)
+        shape = (self.channels, self.resolution, self.resolution)
+        # Per-image CPU generators: an image depends on its seed only, not on its batch.
+        noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(
+            int(r.seed))) for r in requests]).to(device)
+        labels = torch.tensor([self._label(r.class_name) for r in requests], device=device)
+        scheduler = build_sampler(self.generator.train_scheduler_config, self.sampler_name,
+                                  lambda_min_clipped=self.lambda_min_clipped)
+        scheduler.set_timesteps(self.steps, device=device)
+        timesteps = scheduler.timesteps
+        if variation:
+            begin = min(self.steps - 1, int(round(self.steps * (1.0 - self.strength))))
+            timesteps = timesteps[begin:]
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(begin)
+            x0 = torch.from_numpy(np.stack([
+                normalize_image(r.source_image, self.native_size, self.native_color_mode)
+                for r in requests])).permute(0, 3, 1, 2).to(device, torch.float32)
+            x0 = x0 / 127.5 - 1.0
+            x = scheduler.add_noise(x0, noise, timesteps[:1].repeat(n))
+        else:
+            x = noise * scheduler.init_noise_sigma
+        guided = self.guidance_scale != 1.0
+        if guided:
+            labels = torch.cat([labels, torch.full_like(labels, self.generator.null_label)])
+        memory_format = (torch.channels_last if device.startswith("cuda")
+                         else torch.contiguous_format)
+        with torch.inference_mode():
+            for t in timesteps:
+                model_in = scheduler.scale_model_input(x, t)
+                if guided:
+                    model_in = torch.cat([model_in, model_in])
+                model_in = model_in.to(self.dtype).contiguous(memory_format=memory_format)
+                eps = self.unet(model_in, t, class_labels=labels).sample.float()
+                if guided:
+                    cond, uncond = eps.chunk(2)
+                    eps = uncond + self.guidance_scale * (cond - uncond)
+                x = scheduler.step(eps, t, x).prev_sample
+            pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+    def close(self) -> None:
+        self.unet = None
+        self.generator.unet = None
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover
+            pass
+
+

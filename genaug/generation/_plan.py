@@ -1,0 +1,511 @@
+"""The balance plan: how many images each class needs, with prompts and attribute quotas."""
+
+from __future__ import annotations
+
+import json
+import math
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from genaug.exceptions import ConfigError
+from genaug.generation._utils import canonical_sha256, derive_seed
+
+PLAN_FORMAT = "genaug-plan/1"
+BALANCE_RATIO = 0.8
+DEFAULT_TEMPLATE = "a photo of a {class_text}"
+CONFIG_KEYS = ("negative_prompt", "prompts", "variations", "attributes", "classes")
+CLASS_KEYS = ("negative_prompt", "prompts", "variations", "attributes")
+
+
+def largest_remainder(weights: Sequence[float], total: int) -> list[int]:
+    """Split ``total`` into integers proportional to ``weights`` that add up exactly.
+
+    Each share gets the floor of its exact quota; the units left over go to the largest
+    fractional parts (ties to the earlier entry), so the result is deterministic.
+
+    Examples
+    --------
+    >>> largest_remainder([40, 35, 25], 7)
+    [3, 2, 2]
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    if total < 0 or weights.ndim != 1 or not len(weights):
+        raise ConfigError("largest_remainder needs a non-negative total and some weights")
+    if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+        raise ConfigError("attribute weights must be positive numbers")
+    exact = weights / weights.sum() * total
+    quotas = np.floor(exact).astype(np.int64)
+    left = int(total - quotas.sum())
+    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - quotas[i]), i))
+    for i in order[:left]:
+        quotas[i] += 1
+    return [int(q) for q in quotas]
+
+
+# ----------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Prompt templates, variation suffixes, a negative prompt and attribute distributions.
+
+    Read from JSON or YAML with :meth:`load`. Layout (every key optional)::
+
+        negative_prompt: "blurry, low quality, watermark"
+        prompts: ["a photo of a {class_text}, {lighting} lighting"]   # default templates
+        variations: ["", ", close-up", ", seen from above"]           # suffixes, cycled
+        attributes:                    # name -> {value: weight} (or a list: equal weights)
+          lighting: {daylight: 25, overcast: 25, indoor: 25, night: 25}
+        classes:                       # per-class overrides (attributes are merged)
+          toast:
+            prompts: ["a photo of {burn_level} toast, {lighting} lighting"]
+            attributes:
+              burn_level: {light: 40, medium: 35, dark: 25}
+
+    Templates may use ``{class}`` (the class name), ``{class_text}`` (the name with ``_`` and
+    ``-`` as spaces) and ``{<attribute>}`` for every attribute of the class.
+    """
+
+    negative_prompt: str | None = None
+    prompts: tuple[str, ...] = ()
+    variations: tuple[str, ...] = ("",)
+    attributes: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    classes: Mapping[str, Mapping] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path) -> GenerationConfig:
+        """Read a ``.json``, ``.yaml`` or ``.yml`` file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as error:  # json and yaml raise different types
+            raise ConfigError(f"cannot parse {path}: {error}".splitlines()[0]) from None
+        return cls.from_dict(data or {}, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data, *, source: str = "config") -> GenerationConfig:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: the top level must be a mapping")
+        unknown = sorted(set(data) - set(CONFIG_KEYS))
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; "
+                              f"expected {', '.join(CONFIG_KEYS)}")
+        classes = data.get("classes") or {}
+        if not isinstance(classes, Mapping):
+            raise ConfigError(f"{source}: 'classes' must map class names to settings")
+        parsed_classes = {}
+        for name, settings in classes.items():
+            settings = settings or {}
+            if not isinstance(settings, Mapping):
+                raise ConfigError(f"{source}: classes.{name} must be a mapping")
+            bad = sorted(set(settings) - set(CLASS_KEYS))
+            if bad:
+                raise ConfigError(f"{source}: classes.{name} has unknown key(s) "
+                                  f"{', '.join(bad)}; expected {', '.join(CLASS_KEYS)}")
+            where = f"{source}: classes.{name}"
+            entry = {}
+            if "negative_prompt" in settings:
+                entry["negative_prompt"] = _text(settings["negative_prompt"], where)
+            if "prompts" in settings:
+                entry["prompts"] = _texts(settings["prompts"], f"{where}.prompts")
+            if "variations" in settings:
+                entry["variations"] = _texts(settings["variations"], f"{where}.variations")
+            if "attributes" in settings:
+                entry["attributes"] = _attributes(settings["attributes"],
+                                                  f"{where}.attributes")
+            parsed_classes[str(name)] = entry
+        negative = data.get("negative_prompt")
+        return cls(
+            negative_prompt=None if negative is None else _text(negative, source),
+            prompts=_texts(data.get("prompts", ()), f"{source}: prompts"),
+            variations=_texts(data.get("variations", ("",)), f"{source}: variations") or ("",),
+            attributes=_attributes(data.get("attributes") or {}, f"{source}: attributes"),
+            classes=parsed_classes,
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "negative_prompt": self.negative_prompt,
+            "prompts": list(self.prompts),
+            "variations": list(self.variations),
+            "attributes": {k: dict(v) for k, v in self.attributes.items()},
+            "classes": {k: {kk: (list(vv) if isinstance(vv, tuple) else vv)
+                            for kk, vv in v.items()} for k, v in self.classes.items()},
+        }
+
+    def for_class(self, class_name: str) -> dict:
+        """The resolved settings of one class: prompts, variations, negative prompt, attributes."""
+        own = self.classes.get(class_name, {})
+        attributes = {k: dict(v) for k, v in self.attributes.items()}
+        attributes.update({k: dict(v) for k, v in own.get("attributes", {}).items()})
+        prompts = tuple(own.get("prompts") or self.prompts)
+        if not prompts:
+            suffix = "".join(f", {{{name}}} {name.replace('_', ' ')}" for name in attributes)
+            prompts = (DEFAULT_TEMPLATE + suffix,)
+        settings = {
+            "prompts": list(prompts),
+            "variations": list(own.get("variations") or self.variations or ("",)),
+            "negative_prompt": own.get("negative_prompt", self.negative_prompt),
+            "attributes": attributes,
+        }
+        _check_templates(class_name, settings)
+        return settings
+
+
+def _text(value, where) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected text, got {type(value).__name__}")
+    return value
+
+
+def _texts(value, where) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of text")
+    return tuple(value)
+
+
+def _attributes(value, where) -> dict[str, dict[str, float]]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of attribute -> {{value: weight}}")
+    out = {}
+    for name, dist in value.items():
+        name = str(name)
+        if not name.isidentifier():
+            raise ConfigError(f"{where}: attribute name {name!r} must be a plain identifier "
+                              "(letters, digits, underscores) to be usable in templates")
+        if isinstance(dist, Sequence) and not isinstance(dist, str):
+            dist = {str(v): 1.0 for v in dist}
+        if not isinstance(dist, Mapping) or not dist:
+            raise ConfigError(f"{where}.{name}: expected {{value: weight}} or a list of values")
+        weights = {}
+        for option, weight in dist.items():
+            try:
+                weight = float(weight)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}.{name}.{option}: weight must be a number, "
+                                  f"got {weight!r}") from None
+            if not math.isfinite(weight) or weight <= 0:
+                raise ConfigError(f"{where}.{name}.{option}: weight must be positive, "
+                                  f"got {weight}")
+            weights[str(option)] = weight
+        out[name] = weights
+    return out
+
+
+def _check_templates(class_name, settings) -> None:
+    allowed = {"class", "class_text", *settings["attributes"]}
+    for text in [*settings["prompts"], *settings["variations"]]:
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+        except ValueError as error:
+            raise ConfigError(f"class {class_name}: bad template {text!r}: {error}") from None
+        unknown = sorted(f for f in fields if f not in allowed)
+        if unknown:
+            raise ConfigError(
+                f"class {class_name}: template {text!r} uses unknown placeholder(s) "
+                f"{', '.join('{' + u + '}' for u in unknown)}; available: "
+                f"{', '.join('{' + a + '}' for a in sorted(allowed))}"
+            )
+
+
+# ------------------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """One image the plan asks for."""
+
+    class_name: str
+    index: int
+    record_id: str
+    seed: int
+    prompt: str
+    negative_prompt: str | None
+    attributes: dict
+    plan_seed: int
+
+    def seed_for(self, attempt: int) -> int:
+        """Seed of attempt ``attempt`` (0 is the first): new and deterministic for each retry."""
+        if attempt == 0:
+            return self.seed
+        return derive_seed(self.plan_seed, self.class_name, self.index, attempt)
+
+
+@dataclass
+class GenerationPlan:
+    """How many images each class needs, with prompt settings and exact attribute quotas.
+
+    Build one with :func:`make_plan`; save and reload it with :meth:`save` / :meth:`load`.
+    The plan is a pure function of the data, the options and the config: the same inputs give
+    the same ``plan.json``, and :meth:`items` expands it into the same images every time.
+    """
+
+    data: str | None
+    class_names: tuple[str, ...]
+    target_per_class: int
+    min_threshold: int
+    seed: int
+    classes: dict
+    balance: dict
+    config: dict
+    prompt_set_sha256: str
+
+    @property
+    def total_to_generate(self) -> int:
+        return sum(entry["generate"] for entry in self.classes.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "format": PLAN_FORMAT,
+            "data": self.data,
+            "class_names": list(self.class_names),
+            "target_per_class": self.target_per_class,
+            "min_threshold": self.min_threshold,
+            "seed": self.seed,
+            "total_to_generate": self.total_to_generate,
+            "classes": self.classes,
+            "balance": self.balance,
+            "prompt_set_sha256": self.prompt_set_sha256,
+            "config": self.config,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @property
+    def sha256(self) -> str:
+        return canonical_sha256(self.to_dict())
+
+    def save(self, path) -> Path:
+        from genaug.synthetic import atomic_write_bytes
+
+        path = Path(path)
+        atomic_write_bytes(path, self.to_json().encode("utf-8"))
+        return path
+
+    @classmethod
+    def load(cls, path) -> GenerationPlan:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"plan not found: {path} (create one with `genaug plan`)")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise ConfigError(f"{path} is not a valid plan: {error}") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data, *, source="plan") -> GenerationPlan:
+        if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
+            raise ConfigError(f"{source} is not a genaug plan (format {PLAN_FORMAT!r} expected)")
+        try:
+            plan = cls(
+                data=data.get("data"),
+                class_names=tuple(data["class_names"]),
+                target_per_class=int(data["target_per_class"]),
+                min_threshold=int(data["min_threshold"]),
+                seed=int(data["seed"]),
+                classes=dict(data["classes"]),
+                balance=dict(data["balance"]),
+                config=dict(data.get("config") or {}),
+                prompt_set_sha256=str(data["prompt_set_sha256"]),
+            )
+            for name, entry in plan.classes.items():
+                if name not in plan.class_names:
+                    raise ValueError(f"class {name!r} not in class_names")
+                for key in ("current", "generate", "prompts", "variations", "attributes"):
+                    entry[key]  # noqa: B018 - presence check
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigError(f"{source} is not a valid plan: missing or bad {error}") from None
+        return plan
+
+    def items(self, class_name: str) -> list[PlanItem]:
+        """The images planned for ``class_name``, in order, each with its seed and prompt."""
+        if class_name not in self.classes:
+            raise ConfigError(f"class {class_name!r} is not in the plan")
+        entry = self.classes[class_name]
+        n = int(entry["generate"])
+        if n == 0:
+            return []
+        columns = {}
+        for name, spec in entry["attributes"].items():
+            values = [v for v, q in spec["quotas"].items() for _ in range(int(q))]
+            rng = np.random.default_rng(derive_seed(self.seed, class_name, "attribute", name))
+            columns[name] = [values[i] for i in rng.permutation(len(values))]
+        prompts, variations = entry["prompts"], entry["variations"]
+        text = class_name.replace("_", " ").replace("-", " ")
+        items = []
+        for index in range(n):
+            attributes = {name: column[index] for name, column in columns.items()}
+            template = prompts[index % len(prompts)]
+            suffix = variations[(index // len(prompts)) % len(variations)]
+            prompt = (template + suffix).format(**{"class": class_name, "class_text": text},
+                                                **attributes)
+            items.append(PlanItem(
+                class_name=class_name,
+                index=index,
+                record_id=f"{class_name}-{index:06d}",
+                seed=derive_seed(self.seed, class_name, index, 0),
+                prompt=prompt,
+                negative_prompt=entry.get("negative_prompt"),
+                attributes=attributes,
+                plan_seed=self.seed,
+            ))
+        return items
+
+    def summary_lines(self) -> list[str]:
+        """A small table for the terminal."""
+        width = max([len("class"), *(len(c) for c in self.classes)])
+        lines = [f"{'class':<{width}}  {'current':>8}  {'target':>7}  {'generate':>8}  "
+                 f"{'final':>7}"]
+        for name, entry in self.classes.items():
+            lines.append(f"{name:<{width}}  {entry['current']:>8}  {entry['target']:>7}  "
+                         f"{entry['generate']:>8}  {entry['final']:>7}")
+        lines.append(f"total images to generate: {self.total_to_generate}")
+        balance = self.balance
+        if balance["ok"]:
+            lines.append(f"balance check: OK (every class >= {balance['min_required']} and >= "
+                         f"{int(BALANCE_RATIO * 100)}% of the largest, {balance['largest']})")
+        else:
+            lines.append("balance check: FAILED")
+            lines.extend(f"  - {p}" for p in balance["problems"])
+        return lines
+
+
+def make_plan(
+    data,
+    *,
+    target_per_class: int,
+    min_threshold: int | None = None,
+    class_names: Sequence[str] | None = None,
+    config: GenerationConfig | Mapping | str | Path | None = None,
+    seed: int = 0,
+) -> GenerationPlan:
+    """Plan how many synthetic images each class needs to reach ``target_per_class``.
+
+    Parameters
+    ----------
+    data : path-like or DatasetIndex
+        The real images (a class-folder directory or a CSV manifest).
+    target_per_class : int
+        Number of images (real + synthetic) every class should reach. Classes that already
+        have more keep what they have and get nothing generated.
+    min_threshold : int, optional
+        The smallest acceptable final count of a class (defaults to ``target_per_class``).
+    class_names : sequence of str, optional
+        Classes in order; may name classes with no real image yet.
+    config : GenerationConfig, mapping or path, optional
+        Prompt templates, variation suffixes, a negative prompt and attribute distributions.
+    seed : int, default 0
+        Base of every per-image seed and of the attribute assignment.
+
+    Returns
+    -------
+    GenerationPlan
+        Per class: current count, target, images to generate, final count, attribute quotas
+        (exact integers that add up, by largest-remainder rounding) and prompt settings; plus
+        the balance check (every class at least ``min_threshold`` and at least 80 % of the
+        largest).
+    """
+    from genaug.data import DatasetIndex
+
+    if int(target_per_class) < 1:
+        raise ConfigError(f"--target-per-class must be at least 1, got {target_per_class}")
+    target_per_class = int(target_per_class)
+    min_threshold = target_per_class if min_threshold is None else int(min_threshold)
+    if min_threshold < 0:
+        raise ConfigError(f"--min-threshold must not be negative, got {min_threshold}")
+    if min_threshold > target_per_class:
+        raise ConfigError(f"--min-threshold ({min_threshold}) cannot exceed "
+                          f"--target-per-class ({target_per_class}): the plan never generates "
+                          "beyond the target")
+    if isinstance(data, DatasetIndex):
+        index, source = data, (None if data.root is None else str(data.root))
+    else:
+        index = DatasetIndex.load(data, class_names=class_names, validate=True)
+        source = str(Path(data).resolve())
+    if isinstance(config, GenerationConfig):
+        cfg = config
+    elif isinstance(config, Mapping):
+        cfg = GenerationConfig.from_dict(config)
+    elif config is None:
+        cfg = GenerationConfig()
+    else:
+        cfg = GenerationConfig.load(config)
+    unknown = sorted(set(cfg.classes) - set(index.class_names))
+    if unknown:
+        raise ConfigError(f"config names class(es) not in the dataset: {', '.join(unknown)} "
+                          f"(classes: {', '.join(index.class_names)}; use --classes to add "
+                          "classes with no real image yet)")
+    counts = index.counts()
+    classes, prompt_set = {}, {}
+    for name, current in zip(index.class_names, counts):
+        current = int(current)
+        settings = cfg.for_class(name)
+        generate = max(0, target_per_class - current)
+        attributes = {}
+        for attr, dist in settings["attributes"].items():
+            values, weights = list(dist), [dist[v] for v in dist]
+            total = float(sum(weights))
+            quotas = largest_remainder(weights, generate) if generate else [0] * len(values)
+            attributes[attr] = {
+                "distribution": {v: w / total for v, w in zip(values, weights)},
+                "quotas": dict(zip(values, quotas)),
+            }
+        classes[name] = {
+            "current": current,
+            "target": target_per_class,
+            "generate": generate,
+            "final": current + generate,
+            "prompts": settings["prompts"],
+            "variations": settings["variations"],
+            "negative_prompt": settings["negative_prompt"],
+            "attributes": attributes,
+        }
+        prompt_set[name] = {k: settings[k] for k in
+                            ("prompts", "variations", "negative_prompt", "attributes")}
+    return GenerationPlan(
+        data=source,
+        class_names=tuple(index.class_names),
+        target_per_class=target_per_class,
+        min_threshold=min_threshold,
+        seed=int(seed),
+        classes=classes,
+        balance=balance_check({n: e["final"] for n, e in classes.items()}, min_threshold),
+        config=cfg.to_dict(),
+        prompt_set_sha256=canonical_sha256(prompt_set),
+    )
+
+
+def balance_check(final_counts: Mapping[str, int], min_threshold: int,
+                  ratio: float = BALANCE_RATIO) -> dict:
+    """Every class at least ``min_threshold`` and at least ``ratio`` of the largest class."""
+    largest = max(final_counts.values()) if final_counts else 0
+    problems, per_class = [], {}
+    for name, final in final_counts.items():
+        share = final / largest if largest else 1.0
+        per_class[name] = {"final": int(final), "share_of_largest": round(share, 4),
+                           "meets_minimum": final >= min_threshold,
+                           "meets_ratio": final >= ratio * largest}
+        if final < min_threshold:
+            problems.append(f"{name}: {final} images, below the minimum {min_threshold}")
+        if final < ratio * largest:
+            problems.append(f"{name}: {final} images is {share:.0%} of the largest class "
+                            f"({largest}); at least {ratio:.0%} needed (raise "
+                            "--target-per-class)")
+    return {"ok": not problems, "min_required": int(min_threshold), "ratio_required": ratio,
+            "largest": int(largest), "problems": problems, "per_class": per_class}

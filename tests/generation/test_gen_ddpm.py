@@ -1,0 +1,123 @@
+import json
+import os
+
+import numpy as np
+import pytest
+from _gen_helpers import shape_image
+
+from genaug.exceptions import ConfigError
+from genaug.generation import (
+    LAMBDA_MIN_CLIPPED,
+    DDPMBackend,
+    GenerationError,
+    GenerationRequest,
+    build_sampler,
+    build_train_scheduler,
+    build_unet,
+    check_pixel_statistics,
+    load_backend,
+    pixel_statistics,
+)
+
+
+def test_fit_generator_saves_a_complete_generator_directory(tiny_generator):
+    files = {p.relative_to(tiny_generator).as_posix() for p in tiny_generator.rglob("*")}
+    assert {"unet/diffusion_pytorch_model.safetensors", "unet/config.json",
+            "scheduler/scheduler_config.json", "class_map.json", "train_config.json",
+            "genaug_generator.json", "loss_log.csv"} <= files
+    assert json.loads((tiny_generator / "class_map.json").read_text()) == {
+        "bar": 0, "disc": 1, "ring": 2}
+    config = json.loads((tiny_generator / "train_config.json").read_text())
+    assert config["max_steps"] == 3 and config["label_dropout"] == 0.1 and config["hflip"]
+    assert config["noise_schedule"].startswith("squaredcos_cap_v2")
+    meta = json.loads((tiny_generator / "genaug_generator.json").read_text())
+    assert meta["steps"] == 3 and meta["color_mode"] == "grayscale" and meta["null_label"] == 3
+    assert set(meta["pixel_stats"]["per_class"]) == {"bar", "disc", "ring"}
+    log = (tiny_generator / "loss_log.csv").read_text().splitlines()
+    assert log[0] == "step,loss,lr,seconds,images_seen" and len(log) == 4
+
+
+def test_saved_generator_reloads_offline_and_samples_deterministically(tiny_generator):
+    backend = load_backend(tiny_generator, device="cpu", steps=3, pixel_check=False)
+    assert isinstance(backend, DDPMBackend) and os.environ["HF_HUB_OFFLINE"] == "1"
+    assert backend.class_names == ("bar", "disc", "ring")
+    made = backend.generate("ring", 3, seeds=[5, 6, 7])
+    assert [m.image.shape for m in made] == [(16, 16, 1)] * 3
+    assert all(m.image.dtype == np.uint8 for m in made)
+    record = made[0].provenance
+    assert record["generator"]["backend"] == "ddpm"
+    assert len(record["generator"]["model_hash"]) == 64
+    assert (record["seed"], record["steps"], record["guidance_scale"]) == (5, 3, 2.0)
+    assert record["source_id"] is None and record["prompt"] is None
+    # an image depends on its seed and class only, not on the rest of its batch
+    alone = backend.generate_batch([GenerationRequest(class_name="ring", seed=6)])[0]
+    assert np.array_equal(alone.image, made[1].image)
+    assert not np.array_equal(made[0].image, made[1].image)
+
+
+def test_variations_of_real_images_record_their_source(tiny_generator):
+    backend = load_backend(tiny_generator, sampler="ddim", steps=4, strength=0.5,
+                           pixel_check=False)
+    source = shape_image("disc", np.random.default_rng(1), size=20)
+    made = backend.generate_batch([
+        GenerationRequest(class_name="disc", seed=1, source_image=source,
+                          source_id="disc/disc_00.png"),
+        GenerationRequest(class_name="disc", seed=2)])
+    assert made[0].provenance["source_id"] == "disc/disc_00.png"
+    assert made[0].provenance["mode"] == "variation" and made[0].provenance["steps"] == 2
+    assert made[1].provenance["source_id"] is None and made[1].provenance["mode"] == "class"
+
+
+def test_pixel_check_refuses_noise_before_anything_is_written(tiny_generator):
+    backend = load_backend(tiny_generator, steps=2)  # 3 training steps: it makes noise
+    with pytest.raises(GenerationError, match="does not look like the real data"):
+        backend.generate("disc", 4, seeds=[1, 2, 3, 4])
+
+
+def test_pixel_statistics_tell_images_from_saturated_noise():
+    rng = np.random.default_rng(0)
+    real = np.stack([shape_image("disc", rng) for _ in range(8)])[..., None]
+    reference = {"all": pixel_statistics(real), "per_class": {"disc": pixel_statistics(real)}}
+    fresh = np.stack([shape_image("disc", rng) for _ in range(8)])[..., None]
+    assert check_pixel_statistics(fresh, reference, class_names=["disc"] * 8)["passed"]
+    noise = np.where(rng.random(real.shape) < 0.5, 0, 255).astype(np.uint8)
+    with pytest.raises(GenerationError, match="noise-like"):
+        check_pixel_statistics(noise, reference, class_names=["disc"] * 8)
+    with pytest.raises(GenerationError, match="blank output"):
+        check_pixel_statistics(np.full_like(real, 60), reference)
+
+
+def test_model_and_sampler_construction():
+    unet = build_unet(num_classes=4, resolution=32, channels=3, model_size="base")
+    assert unet.config.num_class_embeds == 5
+    assert list(unet.config.block_out_channels) == [64, 128, 256, 256]
+    assert unet.config.down_block_types[2] == "AttnDownBlock2D"  # 32 -> 16 -> 8: attention
+    assert 20e6 < sum(p.numel() for p in unet.parameters()) < 30e6
+    train = build_train_scheduler()
+    assert train.config.beta_schedule == "squaredcos_cap_v2"
+    dpm = build_sampler(train.config, "dpm++")
+    assert dpm.config.algorithm_type == "dpmsolver++"
+    assert dpm.config.lambda_min_clipped == LAMBDA_MIN_CLIPPED == -5.1
+    assert type(build_sampler(train.config, "ddim")).__name__ == "DDIMScheduler"
+    with pytest.raises(ConfigError, match="sampler must be one of"):
+        build_sampler(train.config, "euler")
+    with pytest.raises(ConfigError, match="does not fit"):
+        build_unet(num_classes=2, resolution=12, channels=1, model_size="base")
+
+
+def test_backend_errors(tiny_generator, tmp_path):
+    with pytest.raises(ConfigError, match="generator not found"):
+        load_backend(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="neither a genaug generator"):
+        load_backend(tmp_path)
+    with pytest.raises(ConfigError, match="holds a ddpm generator, not sd"):
+        load_backend(tiny_generator, kind="sd")
+    backend = load_backend(tiny_generator, steps=1, pixel_check=False)
+    with pytest.raises(ConfigError, match="unknown to the generator"):
+        backend.generate("cube", 1, seeds=[0])
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        import torch
+
+        if torch.cuda.is_available():  # pragma: no cover - only on GPU machines
+            raise ConfigError("CUDA is not available (skipped on GPU)")
+        load_backend(tiny_generator, device="cuda")

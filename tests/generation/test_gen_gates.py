@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+
+from genaug.generation import (
+    BlurGate,
+    FunctionGate,
+    GateAcceptanceWarning,
+    PHashGate,
+    VerifierGate,
+    build_gate_chain,
+    laplacian_variance,
+)
+
+
+def checkerboard(size=32, cell=4, low=20, high=230):
+    yy, xx = np.mgrid[:size, :size]
+    board = ((yy // cell + xx // cell) % 2).astype(np.uint8)
+    return np.where(board, high, low).astype(np.uint8)[:, :, None]
+
+
+def smooth(size=32):
+    ramp = np.linspace(100, 140, size)
+    return np.tile(ramp, (size, 1)).astype(np.uint8)[:, :, None]
+
+
+def blob(size=32, cx=10, cy=12, radius=7):
+    yy, xx = np.mgrid[:size, :size]
+    image = 40 + 180 * (np.hypot(xx - cx, yy - cy) < radius) + 1.5 * xx
+    return np.clip(image, 0, 255).astype(np.uint8)[:, :, None]
+
+
+def test_blur_gate_accepts_sharp_and_rejects_flat_images():
+    gate = BlurGate(threshold=60)
+    sharp, flat = checkerboard(), smooth()
+    assert laplacian_variance(sharp) > 1000 > 60 > laplacian_variance(flat)
+    assert gate.check(sharp, "a").passed
+    result = gate.check(flat, "a")
+    assert not result.passed and result.threshold == 60
+    rgb = np.repeat(checkerboard(), 3, axis=2)
+    assert laplacian_variance(rgb) == pytest.approx(laplacian_variance(checkerboard()))
+
+
+def test_phash_gate_rejects_near_duplicates_of_accepted_and_real_images():
+    real = {"a": [checkerboard(cell=8)]}
+    gate = PHashGate(threshold=4, reference_images=lambda c: real.get(c, []))
+    assert not gate.check(checkerboard(cell=8), "a").passed  # copy of a real image
+    assert gate.check(checkerboard(cell=8), "b").passed  # other class: no reference
+    first = blob()
+    assert gate.check(first, "a").passed
+    gate.register(first, "a")
+    noisy = np.clip(first.astype(int) + np.random.default_rng(0).integers(-3, 4, first.shape),
+                    0, 255).astype(np.uint8)
+    result = gate.check(noisy, "a")
+    assert not result.passed and result.score <= 4
+    assert gate.check(blob(cx=22, cy=20, radius=5), "a").passed
+
+
+class _Brightness:
+    """A stand-in Keras model: P(class 0) grows with mean brightness."""
+
+    input_shape = (None, 8, 8, 1)
+    output_shape = (None, 2)
+
+    def predict(self, x):
+        return self(x)
+
+    def __call__(self, x, training=False):
+        p = 1 / (1 + np.exp(-(np.asarray(x).mean(axis=(1, 2, 3)) - 128) / 10))
+        return np.stack([p, 1 - p], axis=1)
+
+
+def test_verifier_gate_scores_the_intended_class():
+    gate = VerifierGate(_Brightness(), class_names=["bright", "dark"], threshold=0.6)
+    light, dark = np.full((16, 16, 1), 220, np.uint8), np.full((16, 16, 3), 30, np.uint8)
+    assert gate.check(light, "bright").passed
+    assert not gate.check(dark, "bright").passed
+    assert gate.check(dark, "dark").score > 0.99
+    unknown = gate.check(dark, "new_class")  # a class the classifier never saw
+    assert unknown.passed and unknown.score is None and unknown.note == "not applicable"
+
+
+def test_verifier_gate_loads_a_saved_keras_classifier(tmp_path):
+    keras = pytest.importorskip("keras")
+    from training.classifier_io import save_classifier
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Rescaling(1 / 255.0),
+                              keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.layers[-1].set_weights([np.array([[20.0, -20.0]]), np.array([-10.0, 10.0])])
+    path = save_classifier(model, tmp_path / "ref.keras", class_names=["bright", "dark"],
+                           image_size=(8, 8), color_mode="grayscale")
+    chain = build_gate_chain(blur_min=None, phash_max=None, verify_model=path,
+                             verify_threshold=0.6)
+    passed, quality = chain.check(np.full((24, 24, 3), 240, np.uint8), "bright")
+    assert passed and quality["verifier"]["score"] > 0.9
+    passed, quality = chain.check(np.full((24, 24, 3), 240, np.uint8), "dark")
+    assert not passed and quality["verifier"] == {
+        "score": pytest.approx(quality["verifier"]["score"]), "threshold": 0.6, "passed": False}
+
+
+def test_chain_records_every_gate_registers_accepted_images_and_takes_user_gates():
+    single = FunctionGate("one_object", lambda image, c: float(image.max() > 200),
+                          threshold=1.0)
+    chain = build_gate_chain(blur_min=60, phash_max=4, extra_gates=[single])
+    assert [g.name for g in chain.gates] == ["blur", "one_object", "phash"]  # stateful last
+    passed, quality = chain.check(checkerboard(), "a")
+    assert passed and set(quality) == {"blur", "one_object", "phash"}
+    assert all(set(q) == {"score", "threshold", "passed"} for q in quality.values())
+    passed, quality = chain.check(checkerboard(), "a")  # now a duplicate of an accepted one
+    assert not passed and not quality["phash"]["passed"] and quality["blur"]["passed"]
+    passed, quality = chain.check(smooth(), "a")
+    assert not passed and not quality["blur"]["passed"] and not quality["one_object"]["passed"]
+    rates = chain.acceptance_rates()["a"]
+    assert rates["checked"] == 3 and rates["accepted"] == 1
+    assert rates["by_gate"]["blur"] == pytest.approx(2 / 3, abs=1e-3)
+
+
+def test_acceptance_collapse_warns_loudly():
+    chain = build_gate_chain(blur_min=60, phash_max=None)
+    for _ in range(25):
+        chain.check(smooth(), "rare")
+    chain.check(checkerboard(), "common")
+    with pytest.warns(GateAcceptanceWarning, match="ACCEPTANCE COLLAPSE: gate 'blur' .* 0 of "
+                                                   "25 candidates of class 'rare'"):
+        messages = chain.warn_collapsed()
+    assert len(messages) == 1
+    assert chain.warn_collapsed() == []  # once per class and gate

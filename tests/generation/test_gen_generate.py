@@ -1,0 +1,178 @@
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genaug.exceptions import CacheError, ConfigError
+from genaug.generation import (
+    ENV_REPORT,
+    REJECTIONS_FILE,
+    SUMMARY_FILE,
+    FunctionGate,
+    GenerationError,
+    generate_cache,
+    load_backend,
+    make_plan,
+)
+from genaug.synthetic import SyntheticCache
+
+
+def coin(image, class_name):
+    """A deterministic user gate that rejects about half the images (by content)."""
+    return float(hashlib.sha256(image.tobytes()).digest()[0] % 2)
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_generator):
+    return load_backend(tiny_generator, device="cpu", steps=2, pixel_check=False,
+                        batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def plan(shapes_dir):
+    return make_plan(shapes_dir, target_per_class=9, config={
+        "attributes": {"lighting": {"day": 50, "night": 50}}})  # bar 3, ring 6
+
+
+class Interrupting:
+    """Wraps a backend and raises KeyboardInterrupt (Ctrl-C) on its n-th batch."""
+
+    def __init__(self, inner, at_call):
+        self.inner, self.at_call, self.calls = inner, at_call, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def generate_batch(self, requests):
+        self.calls += 1
+        if self.calls == self.at_call:
+            raise KeyboardInterrupt
+        return self.inner.generate_batch(requests)
+
+
+def comparable(cache_dir):
+    records = SyntheticCache(cache_dir).records
+    out = {}
+    for record in records:
+        record = dict(record)
+        record.pop("created")
+        out[record["id"]] = (record, (cache_dir / record["path"]).read_bytes())
+    return out
+
+
+def test_generate_writes_a_verified_cache_with_provenance(backend, plan, tmp_path):
+    cache = tmp_path / "cache"
+    summary = generate_cache(plan, backend=backend, cache_dir=cache, blur_min=10,
+                             image_size=24, color_mode="rgb", progress=False,
+                             parameters={"cli": "test"})
+    assert summary["complete"] and summary["integrity"]["ok"]
+    records = SyntheticCache(cache, class_names=plan.class_names).records
+    assert len(records) == summary["totals"]["accepted"] == 9 - summary["totals"]["exhausted"]
+    for record in records:
+        assert record["generator"]["backend"] == "ddpm"
+        assert len(record["generator"]["model_hash"]) == 64
+        assert set(record["quality"]) == {"blur", "phash"}
+        assert record["quality"]["blur"]["threshold"] == 10.0
+        assert record["attributes"]["lighting"] in ("day", "night")
+        assert record["attempts"] >= 1 and record["steps"] == 2
+        assert record["id"] == f"{record['class']}-{record['plan_index']:06d}"
+        with Image.open(cache / record["path"]) as image:
+            assert image.size == (24, 24) and image.mode == "RGB"
+    seeds = {r["seed"] for r in records}
+    assert len(seeds) == len(records)
+    stored = json.loads((cache / SUMMARY_FILE).read_text())
+    assert set(stored["classes"]) == {"bar", "ring"}
+    ring = stored["classes"]["ring"]
+    assert ring["requested"] == 6 and {"accepted", "rejected_by_gate", "exhausted",
+                                       "first_attempt_success_rate", "meets_goal"} <= set(ring)
+    assert stored["goal_first_attempt_success_rate"] == 0.8
+    env = json.loads((cache / ENV_REPORT).read_text())
+    assert {"python", "torch", "diffusers", "tensorflow"} <= set(env["versions"])
+    assert env["device"]["device"] == "cpu" and env["parameters"] == {"cli": "test"}
+    assert env["seeds"]["plan_seed"] == plan.seed and env["backend_settings"]["steps"] == 2
+    assert (cache / "synthetic_meta.csv").is_file()
+    # running the same command again adds nothing
+    again = generate_cache(plan, backend=backend, cache_dir=cache, blur_min=10,
+                           image_size=24, color_mode="rgb", progress=False)
+    assert again["totals"] == summary["totals"]
+    assert len((cache / "synthetic_meta.jsonl").read_text().splitlines()) == len(records)
+
+
+def test_retries_stop_at_the_limit_with_new_deterministic_seeds(backend, plan, tmp_path):
+    never = FunctionGate("never", lambda image, c: 0.0, threshold=1.0)
+    summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", blur_min=None,
+                             phash_max=None, extra_gates=[never], max_retries=2,
+                             progress=False)
+    assert summary["totals"]["accepted"] == 0 and summary["totals"]["exhausted"] == 9
+    log = [json.loads(line) for line in
+           (tmp_path / "c" / REJECTIONS_FILE).read_text().splitlines()]
+    assert len(log) == 9 * 3
+    ring0 = [e for e in log if e["id"] == "ring-000000"]
+    assert [e["attempt"] for e in ring0] == [1, 2, 3]
+    assert [e["exhausted"] for e in ring0] == [False, False, True]
+    items = plan.items("ring")
+    assert [e["seed"] for e in ring0] == [items[0].seed_for(a) for a in range(3)]
+    assert len({e["seed"] for e in log}) == 27
+    ring = summary["classes"]["ring"]
+    assert ring["rejected_by_gate"] == {"never": 18}
+    assert ring["first_attempt_success_rate"] == 0.0 and ring["meets_goal"] is False
+    assert summary["warnings"] == []  # fewer than 20 candidates per class: no verdict yet
+
+
+@pytest.mark.parametrize("at_call", [2, 4])
+def test_resume_after_interruption_gives_the_uninterrupted_cache(backend, plan, tmp_path,
+                                                                 at_call):
+    options = dict(blur_min=10, phash_max=20, max_retries=2, batch_size=2, progress=False,
+                   extra_gates=[FunctionGate("coin", coin, threshold=1.0)])
+    generate_cache(plan, backend=backend, cache_dir=tmp_path / "whole", **options)
+    expected = comparable(tmp_path / "whole")
+    log = (tmp_path / "whole" / REJECTIONS_FILE).read_text().splitlines()
+    assert len(log) > 0  # retries happened
+
+    broken = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        generate_cache(plan, backend=Interrupting(backend, at_call), cache_dir=broken,
+                       **options)
+    partial = SyntheticCache(broken)
+    assert not partial.problems and len(partial) < len(expected)  # consistent, unfinished
+    interrupted = json.loads((broken / SUMMARY_FILE).read_text())
+    assert interrupted["interrupted"] and not interrupted["complete"]
+    summary = generate_cache(plan, backend=backend, cache_dir=broken, **options)
+    assert summary["complete"]
+    assert comparable(broken) == expected
+    lines = (broken / "synthetic_meta.jsonl").read_text().splitlines()
+    assert len(lines) == len(expected)  # no duplicate records
+
+
+def test_resume_refuses_other_settings_and_unknown_classes(backend, plan, shapes_dir,
+                                                           tmp_path):
+    generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", blur_min=10,
+                   progress=False)
+    with pytest.raises(CacheError, match="different settings .*max_retries"):
+        generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", blur_min=10,
+                       max_retries=1, progress=False)
+    with pytest.warns(UserWarning, match="not in class_names"):
+        new = make_plan(shapes_dir, target_per_class=2, class_names=["ring", "cube"])
+    with pytest.raises(ConfigError, match="cannot make class.*cube"):
+        generate_cache(new, backend=backend, cache_dir=tmp_path / "d", progress=False)
+
+
+def test_noise_from_the_generator_is_refused_before_writing(tiny_generator, plan, tmp_path):
+    checked = load_backend(tiny_generator, steps=2)
+    with pytest.raises(GenerationError, match="nothing was written"):
+        generate_cache(plan, backend=checked, cache_dir=tmp_path / "c", progress=False)
+    assert len(SyntheticCache(tmp_path / "c")) == 0
+
+
+def test_variations_use_real_sources(backend, plan, tmp_path):
+    generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", blur_min=None,
+                   phash_max=None, img2img_fraction=0.5, progress=False)
+    records = SyntheticCache(tmp_path / "c").records
+    sources = [r["source_id"] for r in records if r["plan_index"] % 2 == 1]
+    assert sources and all(s.startswith(f"{r['class']}/") for s, r in zip(
+        sources, [r for r in records if r["plan_index"] % 2 == 1]))
+    assert all(r["source_id"] is None for r in records if r["plan_index"] % 2 == 0)
+    assert np.mean([r["mode"] == "variation" for r in records]) == pytest.approx(
+        len(sources) / len(records))
