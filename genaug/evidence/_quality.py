@@ -3,10 +3,12 @@ near-duplicates and the verification pass rate recorded at generation time."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -74,6 +76,7 @@ def measure_quality(
                 "kid_subset_size": kid_subset_size, "phash_distance": phash_distance,
                 "ssim_size": ssim_size, "ssim_candidates": ssim_candidates, "seed": seed}
     classes, pooled = {}, {"real": [], "synthetic": []}
+    rejections = read_rejections(cache.directory)
     for label, name in enumerate(index.class_names):
         real_paths = _sample([index.paths[i] for i in np.flatnonzero(index.labels == label)],
                              max_per_class, rng)
@@ -88,13 +91,15 @@ def measure_quality(
                                  ssim_candidates=ssim_candidates, seed=seed)
         metrics["n_real_total"] = int((index.labels == label).sum())
         metrics["n_synthetic_total"] = len(class_records)
-        metrics["verification"] = verification_summary(class_records)
+        metrics["verification"] = verification_summary(
+            class_records, [e for e in rejections if e.get("class") == name])
         classes[name] = metrics
         pooled["real"].append(real)
         pooled["synthetic"].append(synthetic)
     overall = _overall(pooled, classes, extractor.dimension, kid_subsets=kid_subsets,
                        kid_subset_size=kid_subset_size, seed=seed)
-    overall["verification"] = verification_summary(cache.records)
+    overall["verification"] = verification_summary(
+        cache.records, [e for e in rejections if e.get("class") in set(index.class_names)])
     feature_space = extractor.describe()
     feature_space["note"] = FEATURE_NOTE.format(source=extractor.source)
     return {
@@ -107,35 +112,74 @@ def measure_quality(
     }
 
 
-def verification_summary(records) -> dict:
-    """Pass rate of the quality gates recorded with each synthetic image.
+#: Rejected generation candidates, written next to the records by ``genaug generate``.
+REJECTIONS_FILE = "generation_rejections.jsonl"
 
-    ``pass_rate`` is the fraction of records with gate scores whose gates all passed;
-    ``per_gate`` the pass rate of each gate; ``acceptance_rate`` the accepted images per
-    generation attempt, when records carry an ``attempts`` count.
+
+def read_rejections(cache_dir) -> list[dict]:
+    """The rejected candidates logged in a cache (one per id and attempt); [] without a log."""
+    path = Path(cache_dir) / REJECTIONS_FILE
+    if not path.is_file():
+        return []
+    seen, out = set(), []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            key = (entry.get("id"), entry.get("attempt"))
+            if key not in seen:
+                seen.add(key)
+                out.append(entry)
+    return out
+
+
+def verification_summary(records, rejections=None) -> dict:
+    """How the generated candidates fared in the quality gates at generation time.
+
+    Parameters
+    ----------
+    records : list of dict
+        Accepted images (cache records), with ``quality`` {gate: {"passed", ...}} and
+        ``attempts``.
+    rejections : list of dict, optional
+        Rejected candidates (see :func:`read_rejections`). The cache keeps only accepted images,
+        so without this log the pass rate can only be estimated from ``attempts``.
+
+    Returns
+    -------
+    dict
+        ``candidates``, ``accepted``, ``rejected``, ``pass_rate`` (accepted / candidates),
+        ``per_gate`` (pass rate of each gate over the candidates it checked),
+        ``first_attempt_rate`` and ``source`` (how the pass rate was obtained).
     """
-    scored, passed, gates, attempts = 0, 0, {}, []
-    for record in records:
-        quality = record.get("quality")
-        if isinstance(quality, dict) and quality:
-            scored += 1
-            ok = True
+    rejections = list(rejections or [])
+    gates: dict[str, list[bool]] = {}
+    for entry in [*records, *rejections]:
+        quality = entry.get("quality")
+        if isinstance(quality, dict):
             for gate, score in quality.items():
                 flag = bool(score.get("passed")) if isinstance(score, dict) else bool(score)
                 gates.setdefault(gate, []).append(flag)
-                ok = ok and flag
-            passed += ok
-        value = record.get("attempts")
-        if isinstance(value, (int, float)) and value >= 1:
-            attempts.append(value)
-    total_attempts = sum(attempts)
+    attempts = [r.get("attempts") for r in records]
+    known = [a for a in attempts if isinstance(a, (int, float)) and a >= 1]
+    accepted = len(records)
+    if rejections:
+        candidates, source = accepted + len(rejections), "cache records and rejection log"
+    elif known and len(known) == accepted:
+        candidates = int(sum(known))
+        source = "attempts recorded with the accepted images (no rejection log)"
+    else:
+        candidates, source = None, "unknown: no rejection log and no attempt counts"
     return {
-        "records": len(records),
-        "records_with_scores": scored,
-        "pass_rate": passed / scored if scored else None,
+        "accepted": accepted,
+        "rejected": len(rejections),
+        "candidates": candidates,
+        "pass_rate": accepted / candidates if candidates else None,
         "per_gate": {gate: sum(flags) / len(flags) for gate, flags in sorted(gates.items())},
-        "acceptance_rate": (len(attempts) / total_attempts
-                            if attempts and len(attempts) == len(records) else None),
+        "first_attempt_rate": (sum(1 for a in known if a == 1) / len(known) if known else None),
+        "source": source,
     }
 
 
@@ -318,5 +362,6 @@ def quality_table(result: dict) -> str:
     out.append("FID r/r: FID between two halves of the real images (the noise floor at this "
                "sample size). SSIM-NN: SSIM to the most similar real image. div s/r: feature "
                "diversity synthetic/real. dup: near-duplicate rate among synthetic (pHash). "
-               "copy: near-copy-of-real rate. pass: verification pass rate.")
+               "copy: near-copy-of-real rate. pass: share of generated candidates that passed the "
+               "verification gates.")
     return "\n".join(out)

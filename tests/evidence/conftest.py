@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -31,17 +33,29 @@ def make_dataset(root, counts: dict[str, int], *, seed: int = 0, size: int = 16)
 
 
 def make_cache(root, counts: dict[str, int], *, seed: int = 1, size: int = 16,
-               shift: float = 0.0, failed_gate_every: int = 0):
+               shift: float = 0.0, rejected_every: int = 0):
+    """A synthetic cache as ``genaug generate`` leaves it; every ``rejected_every``-th image
+    was accepted at the second attempt, its first candidate logged as rejected."""
     rng = np.random.default_rng(seed)
+    rejections = []
     with CacheWriter(root) as writer:
         for name, count in counts.items():
             for i in range(count):
-                passed = not (failed_gate_every and i % failed_gate_every == 0)
+                retried = bool(rejected_every) and i % rejected_every == 0
+                record_id = f"{name}-{i:03d}"
+                if retried:
+                    rejections.append({"id": record_id, "class": name, "attempt": 1,
+                                       "quality": {"classifier": {"score": 0.2, "threshold": 0.5,
+                                                                  "passed": False}},
+                                       "exhausted": False})
                 writer.add(class_image(name, rng, size=size, shift=shift), class_name=name,
-                           record_id=f"{name}-{i:03d}", generator={"backend": "test"},
-                           prompt=f"a {name}", seed=i, attempts=2,
-                           quality={"classifier": {"score": 0.9 if passed else 0.2,
-                                                   "threshold": 0.5, "passed": passed}})
+                           record_id=record_id, generator={"backend": "test"},
+                           prompt=f"a {name}", seed=i, attempts=2 if retried else 1,
+                           quality={"classifier": {"score": 0.9, "threshold": 0.5,
+                                                   "passed": True}})
+    if rejections:
+        lines = "".join(json.dumps(entry) + "\n" for entry in rejections)
+        (root / "generation_rejections.jsonl").write_text(lines)
     return root
 
 
@@ -53,6 +67,6 @@ def tiny_data(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory):
-    """Synthetic images for the two rare classes; every 4th fails its (recorded) gate."""
+    """Synthetic images for the two rare classes; every 4th needed a second attempt."""
     return make_cache(tmp_path_factory.mktemp("cache"), {"dog": 8, "fox": 12},
-                      failed_gate_every=4)
+                      rejected_every=4)

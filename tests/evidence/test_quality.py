@@ -58,14 +58,18 @@ def test_feature_extractor_falls_back_to_the_penultimate_layer(tmp_path):
 
 
 def test_verification_summary():
-    records = [{"quality": {"clip": {"passed": True}, "cls": {"passed": True}}, "attempts": 1},
-               {"quality": {"clip": {"passed": True}, "cls": {"passed": False}}, "attempts": 3},
-               {"quality": None, "attempts": 1}]
-    summary = verification_summary(records)
-    assert summary["pass_rate"] == 0.5 and summary["records_with_scores"] == 2
-    assert summary["per_gate"] == {"clip": 1.0, "cls": 0.5}
-    assert summary["acceptance_rate"] == pytest.approx(3 / 5)
-    assert verification_summary([])["pass_rate"] is None
+    accepted = [{"quality": {"clip": {"passed": True}, "cls": {"passed": True}}, "attempts": 1},
+                {"quality": {"clip": {"passed": True}, "cls": {"passed": True}}, "attempts": 3}]
+    rejected = [{"quality": {"clip": {"passed": True}, "cls": {"passed": False}}},
+                {"quality": {"clip": {"passed": False}}}]
+    summary = verification_summary(accepted, rejected)
+    assert (summary["candidates"], summary["pass_rate"]) == (4, 0.5)
+    assert summary["per_gate"] == {"clip": 0.75, "cls": 2 / 3}
+    assert summary["first_attempt_rate"] == 0.5
+    # Without the rejection log the attempt counts still give the candidates.
+    estimated = verification_summary(accepted)
+    assert estimated["candidates"] == 4 and "no rejection log" in estimated["source"]
+    assert verification_summary([{"quality": None}])["pass_rate"] is None
 
 
 def test_near_duplicate_flags():
@@ -94,11 +98,11 @@ def test_measure_quality_per_class_and_overall(tiny_data, tiny_cache, feature_mo
     assert fox["kid_subset_size"] == 6
     assert 0 < fox["ssim_nearest_real"]["mean"] < 1
     assert fox["diversity"]["ratio"] > 0
-    assert fox["verification"]["pass_rate"] == pytest.approx(9 / 12)
-    assert fox["verification"]["acceptance_rate"] == pytest.approx(0.5)
+    assert fox["verification"]["pass_rate"] == pytest.approx(12 / 15)
+    assert fox["verification"]["rejected"] == 3
     overall = result["overall"]
     assert (overall["n_real"], overall["n_synthetic"]) == (40, 20)
-    assert overall["verification"]["pass_rate"] == pytest.approx(15 / 20)
+    assert overall["verification"]["pass_rate"] == pytest.approx(20 / 25)
     assert result["class_mean"]["classes_with_synthetic"] == 2
     assert "not Inception" in result["feature_space"]["note"]
     table = quality_table(result)
