@@ -168,6 +168,10 @@ def quality(data_dir, synthetic_cache, feature_model, feature_layer, feature_epo
     click.echo("")
     click.echo(quality_table(result))
     click.echo("")
+    for name, metrics in result["classes"].items():
+        for warning in metrics["warnings"]:
+            if warning != "no synthetic images":
+                click.echo(f"warning: {name}: {warning}")
     click.echo(f"note: {result['feature_space']['note']}")
     click.echo(f"wrote {path}")
 

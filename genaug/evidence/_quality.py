@@ -68,7 +68,8 @@ def measure_quality(
     -------
     dict
         ``feature_space``, ``settings``, ``classes`` {name: metrics}, ``overall`` (all classes
-        pooled), ``class_mean`` (mean of the per-class values) and ``cache_problems``.
+        together, class-matched; plainly pooled values under ``overall["pooled"]``),
+        ``class_mean`` (mean of the per-class values) and ``cache_problems``.
     """
     rng = np.random.default_rng(seed)
     records = cache.by_class()
@@ -292,19 +293,41 @@ def _class_metrics(real, synthetic, dimension, *, kid_subsets, kid_subset_size, 
 
 
 def _overall(pooled, classes, dimension, *, kid_subsets, kid_subset_size, seed):
-    real = np.concatenate([r.features for r in pooled["real"]])
-    synthetic = np.concatenate([s.features for s in pooled["synthetic"]])
+    """All classes together.
+
+    FID, KID and diversity use a *class-matched* sample: for every class with synthetic images,
+    the same number of real and synthetic images (the smaller of the two). Synthetic sets
+    usually cover only the rare classes, and comparing them with all real images would mostly
+    measure the difference in class mix. The plainly pooled values are kept under ``pooled``.
+    """
+    rng = np.random.default_rng(seed)
+    matched_real, matched_syn, matched_classes = [], [], []
+    for name, real, synthetic in zip(classes, pooled["real"], pooled["synthetic"], strict=True):
+        m = min(len(real), len(synthetic))
+        if m:
+            matched_real.append(real.features[rng.permutation(len(real))[:m]])
+            matched_syn.append(synthetic.features[rng.permutation(len(synthetic))[:m]])
+            matched_classes.append(name)
+    width = (0, dimension)
+    real_m = np.concatenate(matched_real) if matched_real else np.zeros(width)
+    syn_m = np.concatenate(matched_syn) if matched_syn else np.zeros(width)
+    real_all = np.concatenate([r.features for r in pooled["real"]])
+    syn_all = np.concatenate([s.features for s in pooled["synthetic"]])
     ssim_scores = np.concatenate([c.pop("_ssim_scores") for c in classes.values()])
     dup = np.concatenate([c.pop("_dup") for c in classes.values()])
     copy = np.concatenate([c.pop("_copy") for c in classes.values()])
-    kid_mean, kid_std, m = kid(real, synthetic, subsets=kid_subsets, subset_size=kid_subset_size,
+    kid_mean, kid_std, m = kid(real_m, syn_m, subsets=kid_subsets, subset_size=kid_subset_size,
                                seed=seed)
-    div_syn = mean_pairwise_distance(synthetic, seed=seed)
-    div_real = mean_pairwise_distance(real, seed=seed)
+    pooled_kid, pooled_kid_std, _ = kid(real_all, syn_all, subsets=kid_subsets,
+                                        subset_size=kid_subset_size, seed=seed)
+    div_syn = mean_pairwise_distance(syn_m, seed=seed)
+    div_real = mean_pairwise_distance(real_m, seed=seed)
     return {
-        "n_real": len(real),
-        "n_synthetic": len(synthetic),
-        "fid": fid(real, synthetic),
+        "n_real": len(real_all),
+        "n_synthetic": len(syn_all),
+        "matched_classes": matched_classes,
+        "matched_per_side": len(real_m),
+        "fid": fid(real_m, syn_m),
         "kid": kid_mean,
         "kid_std": kid_std,
         "kid_subset_size": m,
@@ -315,8 +338,11 @@ def _overall(pooled, classes, dimension, *, kid_subsets, kid_subset_size, seed):
                       "ratio": div_syn / div_real if div_syn is not None and div_real else None},
         "near_duplicate_rate": float(dup.mean()) if len(dup) else None,
         "near_copy_of_real_rate": float(copy.mean()) if len(copy) else None,
-        "note": ("all classes pooled; the real and synthetic class mixes usually differ, which "
-                 "alone raises FID/KID, so read the per-class values and class_mean first"),
+        "pooled": {"fid": fid(real_all, syn_all), "kid": pooled_kid, "kid_std": pooled_kid_std,
+                   "note": "all real vs all synthetic images; their class mixes differ, which "
+                           "alone raises these values"},
+        "note": ("FID, KID and diversity over a class-matched sample: per class with synthetic "
+                 "images, as many real as synthetic images"),
     }
 
 
@@ -345,7 +371,7 @@ def quality_table(result: dict) -> str:
     header = ("class", "real", "synth", "FID", "FID r/r", "KID", "KID std", "SSIM-NN",
               "div s/r", "dup", "copy", "pass")
     rows = []
-    for name, c in [*result["classes"].items(), ("ALL (pooled)", result["overall"])]:
+    for name, c in [*result["classes"].items(), ("ALL (matched)", result["overall"])]:
         verification = c.get("verification") or {}
         rows.append((
             name, str(c["n_real"]), str(c["n_synthetic"]), _fmt(c["fid"], ".2f"),
@@ -359,7 +385,9 @@ def quality_table(result: dict) -> str:
                                for i, (v, w) in enumerate(zip(r, widths, strict=True)))
     out = [line(header), line(["-" * w for w in widths]), *map(line, rows)]
     out.append("")
-    out.append("FID r/r: FID between two halves of the real images (the noise floor at this "
+    out.append("ALL (matched): FID/KID/diversity over the classes with synthetic images, "
+               "with as many real as synthetic images per class. "
+               "FID r/r: FID between two halves of the real images (the noise floor at this "
                "sample size). SSIM-NN: SSIM to the most similar real image. div s/r: feature "
                "diversity synthetic/real. dup: near-duplicate rate among synthetic (pHash). "
                "copy: near-copy-of-real rate. pass: share of generated candidates that passed the "

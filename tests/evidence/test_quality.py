@@ -102,12 +102,15 @@ def test_measure_quality_per_class_and_overall(tiny_data, tiny_cache, feature_mo
     assert fox["verification"]["rejected"] == 3
     overall = result["overall"]
     assert (overall["n_real"], overall["n_synthetic"]) == (40, 20)
+    # Class-matched: as many real as synthetic images per class with synthetic images.
+    assert overall["matched_classes"] == ["dog", "fox"] and overall["matched_per_side"] == 8 + 6
+    assert overall["fid"] >= 0 and overall["pooled"]["fid"] >= 0
     assert overall["verification"]["pass_rate"] == pytest.approx(20 / 25)
     assert result["class_mean"]["classes_with_synthetic"] == 2
     assert "not Inception" in result["feature_space"]["note"]
     table = quality_table(result)
     assert table.splitlines()[0].split()[:3] == ["class", "real", "synth"]
-    assert "ALL (pooled)" in table
+    assert "ALL (matched)" in table
 
 
 def test_copies_of_real_images_are_caught(tiny_data, feature_model, tmp_path):
@@ -142,7 +145,7 @@ def test_quality_command_with_a_user_model(tiny_data, tiny_cache, feature_model,
         "quality", str(tiny_data), "--synthetic-cache", str(tiny_cache), "--feature-model",
         str(feature_model), "--output-dir", str(tmp_path), "--kid-subsets", "5"])
     assert result.exit_code == 0, result.output
-    assert "ALL (pooled)" in result.output and "not Inception" in result.output
+    assert "ALL (matched)" in result.output and "not Inception" in result.output
     data = json.loads((tmp_path / "quality.json").read_text())
     assert data["feature_space"]["source"].startswith("user model")
     assert data["classes"]["dog"]["n_synthetic"] == 8
