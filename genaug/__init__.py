@@ -1,41 +1,45 @@
 """genaug: balanced training and measured synthetic augmentation for imbalanced image sets.
 
-The core (``BalancedBatchGenerator`` and everything it uses) never imports TensorFlow;
-``image_dataset_from_directory`` does, on first use.
+Names are imported on first use (PEP 562), so ``import genaug`` and the CLI start fast and
+only what is used is loaded. ``BalancedBatchGenerator`` and everything it uses never import
+TensorFlow; ``image_dataset_from_directory`` does.
 """
 
-from genaug.balance import BalancePlan, compute_class_weights
-from genaug.data import DatasetIndex, load_image
-from genaug.data._analyze import analyze_dataset, verify_class_balance
-from genaug.loaders import BalancedBatchGenerator, EpochSampler
-from genaug.sources import CacheSource, RealSource
-from genaug.synthetic import CacheWriter, RampSchedule, SyntheticCache, SyntheticMixer
+from importlib import import_module
 
 __version__ = "0.1.0"
 
+_EXPORTS = {
+    "BalancePlan": "genaug.balance",
+    "compute_class_weights": "genaug.balance",
+    "DatasetIndex": "genaug.data",
+    "load_image": "genaug.data",
+    "analyze_dataset": "genaug.data._analyze",
+    "verify_class_balance": "genaug.data._analyze",
+    "BalancedBatchGenerator": "genaug.loaders",
+    "EpochSampler": "genaug.loaders",
+    "build_augmentation": "genaug.loaders",
+    "image_dataset_from_directory": "genaug.loaders._tfdata",
+    "CacheSource": "genaug.sources",
+    "RealSource": "genaug.sources",
+    "CacheWriter": "genaug.synthetic",
+    "RampSchedule": "genaug.synthetic",
+    "SyntheticCache": "genaug.synthetic",
+    "SyntheticMixer": "genaug.synthetic",
+    "LiveSource": "genaug.live",
+}
+
 
 def __getattr__(name):
-    if name == "image_dataset_from_directory":
-        from genaug.loaders._tfdata import image_dataset_from_directory
-
-        return image_dataset_from_directory
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'genaug' has no attribute {name!r}")
 
 
-__all__ = [
-    "BalancePlan",
-    "BalancedBatchGenerator",
-    "CacheSource",
-    "CacheWriter",
-    "DatasetIndex",
-    "EpochSampler",
-    "RampSchedule",
-    "RealSource",
-    "SyntheticCache",
-    "SyntheticMixer",
-    "analyze_dataset",
-    "compute_class_weights",
-    "image_dataset_from_directory",
-    "load_image",
-    "verify_class_balance",
-]
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = sorted(_EXPORTS)

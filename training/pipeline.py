@@ -305,16 +305,19 @@ def run_training(config: TrainConfig) -> dict:
     """
     started = time.perf_counter()
     _check_config(config)
+    splits = resolve_splits(config)  # bad input fails before any folder is created
     check_output_dirs(config.output_dir, config.model_dir)
-    splits = resolve_splits(config)
     names = splits.class_names
     train_counts = splits.train.counts()
     timings = {"index_s": time.perf_counter() - started}
     _log(config, f"{len(splits.train)} training, "
                  f"{len(splits.validation) if splits.validation else 0} validation and "
                  f"{len(splits.test)} test images; test set: {splits.test_source}")
-    for skipped in splits.index.skipped:
-        _log(config, f"skipped {skipped.path}: {skipped.reason}")
+    # A split made from the index carries the index's skipped list: dedupe by path.
+    skipped = [{"path": path, "reason": reason} for path, reason in
+               {f.path: f.reason for f in (*splits.index.skipped, *splits.test.skipped)}.items()]
+    for item in skipped:
+        _log(config, f"skipped {item['path']}: {item['reason']}")
 
     cache = synthetic = None
     if config.synthetic_cache:
@@ -381,6 +384,7 @@ def run_training(config: TrainConfig) -> dict:
         sampling=sampler.summary(),
         train_counts=dict(zip(names, train_counts.tolist())),
         test_set=splits.test_source,
+        skipped_files=skipped,
         config=asdict(config),
         versions=versions(),
     )
@@ -394,7 +398,9 @@ def run_training(config: TrainConfig) -> dict:
     timings["total_s"] = time.perf_counter() - started
     metrics["timings"] = timings
     out = Path(config.output_dir)
-    write_json(out / "status.json", status_report(config, splits, comp, cache, synthetic))
+    status = status_report(config, splits, comp, cache, synthetic)
+    status["skipped_files"] = skipped
+    write_json(out / "status.json", status)
     write_json(out / "metrics.json", metrics)
     from training.evaluate import plot_confusion_matrix
 

@@ -47,8 +47,9 @@ class DatasetIndex:
         records refer to real images by this id in ``source_id``.
     splits : tuple of str or None
         Per-file split from a CSV manifest (``train``, ``validation``, ``test``), else None.
-    modes, sizes : tuple
-        PIL mode and (width, height) of each file, when the index was validated.
+    modes, sizes, formats : tuple
+        PIL mode, (width, height) and detected file format (``"PNG"``, ``"JPEG"``, ...; from
+        the content, not the name) of each file, when the index was validated.
     skipped : tuple of SkippedFile
         Unreadable, corrupt or non-image files that were left out.
     """
@@ -61,6 +62,7 @@ class DatasetIndex:
     splits: tuple[str, ...] | None = None
     modes: tuple[str, ...] | None = None
     sizes: tuple[tuple[int, int], ...] | None = None
+    formats: tuple[str, ...] | None = None
     skipped: tuple[SkippedFile, ...] = field(default_factory=tuple)
 
     def __len__(self) -> int:
@@ -89,6 +91,7 @@ class DatasetIndex:
             splits=take(self.splits),
             modes=take(self.modes),
             sizes=take(self.sizes),
+            formats=take(self.formats),
         )
 
     def split_indices(self, name: str) -> np.ndarray:
@@ -250,21 +253,21 @@ def _check_class_names(class_names: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def probe_image(path: str, *, max_pixels: int | None = None) -> tuple[str, tuple[int, int]]:
-    """Fully decode ``path`` once; return its (mode, size) or raise on a corrupt file.
+def probe_image(path: str, *, max_pixels: int | None = None):
+    """Fully decode ``path`` once; return its (mode, size, format) or raise on a corrupt file.
 
     With ``max_pixels``, an image with more pixels raises ``DecompressionBombError`` before it
     is decoded.
     """
     with Image.open(path) as image:
-        mode, size = image.mode, image.size
+        mode, size, file_format = image.mode, image.size, image.format
         if max_pixels and size[0] * size[1] > max_pixels:
             raise Image.DecompressionBombError(
                 f"{size[0]}x{size[1]} pixels exceed the limit of {max_pixels}")
         if image.format == "JPEG":
             image.draft(image.mode, (64, 64))  # decodes every block, at 1/8 the cost
         image.load()
-    return mode, size
+    return mode, size, file_format
 
 
 def _probe(path: str):
@@ -277,7 +280,7 @@ def _probe(path: str):
 
 
 def _finish(root, class_names, files, labels, ids, splits, skipped, validate) -> DatasetIndex:
-    modes = sizes = None
+    modes = sizes = formats = None
     if validate and files:
         # PIL releases the GIL while decoding, so threads give a real speed-up here. Warning
         # filters are process-wide and not thread-safe, so they are set here, once, in the
@@ -291,6 +294,7 @@ def _finish(root, class_names, files, labels, ids, splits, skipped, validate) ->
                              if isinstance(p, str)]
         modes = tuple(probes[i][0] for i in keep)
         sizes = tuple(probes[i][1] for i in keep)
+        formats = tuple(probes[i][2] for i in keep)
         files = [files[i] for i in keep]
         labels = [labels[i] for i in keep]
         ids = [ids[i] for i in keep]
@@ -304,5 +308,6 @@ def _finish(root, class_names, files, labels, ids, splits, skipped, validate) ->
         splits=None if splits is None else tuple(splits),
         modes=modes,
         sizes=sizes,
+        formats=formats,
         skipped=tuple(skipped),
     )

@@ -18,17 +18,24 @@ from genaug.loaders._sampler import EpochSampler
 from genaug.sources import CacheSource, RealSource
 from genaug.synthetic._mixer import SYNTHETIC
 
-# Modes TensorFlow's decoders turn into the same pixels as PIL; anything else goes via PIL.
+# What TensorFlow's decoders turn into the same pixels as PIL; anything else goes via PIL.
 _NATIVE_MODES = {"L", "RGB", "RGBA"}
+_NATIVE_FORMATS = {"PNG", "JPEG", "GIF"}
 _NATIVE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif"}
 LABEL_MODES = ("int", "categorical", "binary", None)
 
 
-def _needs_pil(paths, modes) -> np.ndarray:
-    modes = modes if modes is not None else [None] * len(paths)
-    return np.array([Path(p).suffix.lower() not in _NATIVE_SUFFIXES
-                     or (m is not None and m not in _NATIVE_MODES)
-                     for p, m in zip(paths, modes)], dtype=bool)
+def _needs_pil(source) -> np.ndarray:
+    """Per file: decode with PIL? Judged by the format PIL found in the content at indexing
+    (a TIFF named .png must not reach TensorFlow's decoder), else by the file name."""
+    n = len(source.paths)
+    formats = source.formats if source.formats is not None else [None] * n
+    modes = source.modes if source.modes is not None else [None] * n
+    return np.array([
+        (fmt not in _NATIVE_FORMATS if fmt is not None
+         else Path(path).suffix.lower() not in _NATIVE_SUFFIXES)
+        or (mode is not None and mode not in _NATIVE_MODES)
+        for path, fmt, mode in zip(source.paths, formats, modes)], dtype=bool)
 
 
 def make_tf_dataset(sampler: EpochSampler, *, image_size, color_mode: str = "rgb",
@@ -54,8 +61,8 @@ def make_tf_dataset(sampler: EpochSampler, *, image_size, color_mode: str = "rgb
         raise ConfigError("the tf.data loader reads files; use BalancedBatchGenerator for arrays")
     synthetic = sampler.synthetic
     paths = np.asarray(list(real.paths) + list(synthetic.paths if synthetic else ()), dtype=object)
-    pil = np.concatenate([_needs_pil(real.paths, real.modes),
-                          _needs_pil(synthetic.paths, None) if synthetic else np.zeros(0, bool)])
+    pil = np.concatenate([_needs_pil(real),
+                          _needs_pil(synthetic) if synthetic else np.zeros(0, bool)])
     offset = len(real.paths)
     height, width = (int(v) for v in image_size)
 

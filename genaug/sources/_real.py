@@ -28,6 +28,7 @@ class RealSource:
             self.paths = index.paths
             self.ids = index.ids
             self.modes = index.modes
+            self.formats = index.formats
         else:
             images = np.asarray(images)
             if images.ndim == 3:
@@ -41,6 +42,7 @@ class RealSource:
             self.paths = None
             self.ids = tuple(str(i) for i in range(len(images)))
             self.modes = None
+            self.formats = None
 
     def __len__(self) -> int:
         return len(self.labels)

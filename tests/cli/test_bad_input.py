@@ -12,11 +12,6 @@ from PIL import Image
 
 from genaug.cli import main
 
-try:
-    from tensorflow.errors import InvalidArgumentError
-except ImportError:  # the check below only runs with TensorFlow's tf.data loader
-    InvalidArgumentError = Exception
-
 FAST = ["--epochs", "1", "--image-size", "16", "--model-width", "8", "--batch-size", "8"]
 
 
@@ -198,11 +193,6 @@ def test_messy_dataset_trains_and_reports_skipped_files(run, image_folder_factor
     assert json.loads((run.models / "genaug_cnn.json").read_text())["color_mode"] == "grayscale"
 
 
-@pytest.mark.xfail(strict=True, raises=InvalidArgumentError, reason=(
-    "genaug/loaders/_tfdata.py _needs_pil (lines 22-31) picks TensorFlow's decoder from the "
-    "file suffix and PIL mode only; a valid image whose format TF cannot decode (TIFF saved "
-    "as .png) passes the index and then kills the tf.data loader - the default loader of "
-    "genaug train - mid-epoch with InvalidArgumentError 'Unknown image file format'"))
 def test_image_in_a_format_tensorflow_cannot_decode_does_not_stop_training(
         image_folder_factory):
     from training.pipeline import TrainConfig, build_loaders, resolve_splits

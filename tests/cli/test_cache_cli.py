@@ -118,10 +118,6 @@ def test_import_keeps_grey_images_grey_and_rescales_16_bit(image_folder_factory,
     assert modes == {"grey": "L", "deep": "L", "alpha": "RGBA", "pal": "RGB"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "genaug/synthetic/_cache.py atomic_write_bytes: tempfile.mkstemp creates the file with "
-    "mode 0600 and os.replace keeps it, so every cache PNG, synthetic_meta.csv, metrics.json, "
-    "status.json and model sidecar is unreadable to group/others whatever the umask"))
 def test_imported_files_honour_the_umask(source, tmp_path):
     cache = tmp_path / "cache"
     assert invoke("cache", "import", source, "--cache", cache).exit_code == 0
