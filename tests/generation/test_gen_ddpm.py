@@ -115,9 +115,51 @@ def test_backend_errors(tiny_generator, tmp_path):
     backend = load_backend(tiny_generator, steps=1, pixel_check=False)
     with pytest.raises(ConfigError, match="unknown to the generator"):
         backend.generate("cube", 1, seeds=[0])
-    with pytest.raises(ConfigError, match="CUDA is not available"):
-        import torch
+    import torch
 
-        if torch.cuda.is_available():  # pragma: no cover - only on GPU machines
-            raise ConfigError("CUDA is not available (skipped on GPU)")
-        load_backend(tiny_generator, device="cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            load_backend(tiny_generator, device="cuda")
+
+
+def test_cuda_gets_half_precision_and_cpu_full(monkeypatch):
+    import torch
+
+    from genaug.generation._utils import resolve_device, resolve_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device(None) == resolve_device("auto") == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_dtype("cuda") == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert resolve_dtype("cuda") == torch.float16
+    assert resolve_dtype("cpu") == torch.float32
+    assert resolve_dtype("cuda", "fp32") == torch.float32
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        resolve_dtype("cpu", "int8")
+
+
+def test_ctrl_c_during_training_saves_what_was_learned(shapes_dir, tmp_path, monkeypatch):
+    from genaug.generation import _ddpm_fit, fit_generator
+    from genaug.generation._utils import progress_bar
+
+    class StopAfterTwo:
+        def __init__(self, **kwargs):
+            self.bar, self.n = progress_bar(enabled=False), 0
+
+        def update(self, n=1):
+            self.n += n
+            if self.n == 2:
+                raise KeyboardInterrupt
+
+        def __getattr__(self, name):
+            return getattr(self.bar, name)
+
+    monkeypatch.setattr(_ddpm_fit, "progress_bar", StopAfterTwo)
+    result = fit_generator(shapes_dir, out_dir=tmp_path / "g", resolution=16,
+                           model_size="tiny", max_steps=50, batch_size=4, hflip=False)
+    assert result.interrupted and result.steps == 2 and "(interrupted)" in result.describe()
+    meta = json.loads((tmp_path / "g" / "genaug_generator.json").read_text())
+    assert meta["interrupted"] and meta["steps"] == 2
+    assert load_backend(tmp_path / "g", steps=1, pixel_check=False).generate(
+        "bar", 1, seeds=[0])[0].image.shape == (16, 16, 1)

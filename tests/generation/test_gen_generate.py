@@ -12,6 +12,7 @@ from genaug.generation import (
     SUMMARY_FILE,
     FunctionGate,
     GenerationError,
+    VerifierGate,
     generate_cache,
     load_backend,
     make_plan,
@@ -176,3 +177,30 @@ def test_variations_use_real_sources(backend, plan, tmp_path):
     assert all(r["source_id"] is None for r in records if r["plan_index"] % 2 == 0)
     assert np.mean([r["mode"] == "variation" for r in records]) == pytest.approx(
         len(sources) / len(records))
+
+
+class _Unsure:
+    """A stand-in reference classifier that never commits to a class (p = 1/3 each)."""
+
+    input_shape, output_shape = (None, 16, 16, 1), (None, 3)
+
+    def predict(self, x):
+        return self(x)
+
+    def __call__(self, x, training=False):
+        return np.full((len(x), 3), 1 / 3)
+
+
+def test_verifier_collapse_is_reported_per_class_and_loudly(backend, plan, tmp_path):
+    messages = []
+    verifier = VerifierGate(_Unsure(), threshold=0.6)  # classes bound from the plan
+    summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", blur_min=None,
+                             phash_max=None, verify_model=verifier, progress=False,
+                             echo=messages.append)
+    ring = summary["classes"]["ring"]
+    assert ring["gate_acceptance"] == {"verifier": 0.0} and ring["exhausted"] == 6
+    assert summary["this_run_acceptance"]["ring"]["by_gate"] == {"verifier": 0.0}
+    loud = [m for m in messages if m.startswith("WARNING: ACCEPTANCE COLLAPSE")]
+    assert len(loud) == 1 and "class 'ring'" in loud[0] and "balanced sampling" in loud[0]
+    assert [w for w in summary["warnings"] if "'ring'" in w]  # 24 candidates: reported
+    assert not [w for w in summary["warnings"] if "'bar'" in w]  # 12: too few to judge
