@@ -218,7 +218,7 @@ def fit_generator(
     log = io.StringIO()
     log.write("step,loss,lr,seconds,images_seen\n")
     order, cursor = rng.permutation(len(images)), 0
-    step, losses, last_loss, smooth = 0, [], float("nan"), None
+    step, losses, last_loss = 0, [], float("nan")
     interrupted = False
     start = time.perf_counter()
     bar = progress_bar(total=max_steps, desc="fit-generator", unit="step", enabled=progress)
@@ -266,11 +266,10 @@ def fit_generator(
             if step % log_every == 0 or step == max_steps:
                 last_loss = float(torch.stack(losses).mean())
                 losses = []
-                smooth = last_loss if smooth is None else 0.9 * smooth + 0.1 * last_loss
                 elapsed = time.perf_counter() - start
                 log.write(f"{step},{last_loss:.6f},{lr_schedule.get_last_lr()[0]:.3e},"
                           f"{elapsed:.2f},{step * batch_size}\n")
-                bar.set_postfix(loss=f"{smooth:.4f}")
+                bar.set_postfix(loss=f"{last_loss:.4f}")
             bar.update(1)
     except KeyboardInterrupt:
         interrupted = True

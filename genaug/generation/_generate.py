@@ -50,6 +50,8 @@ SUMMARY_FILE = "generation_summary.json"
 ENV_REPORT = "env_report.json"
 REJECTIONS_FILE = "generation_rejections.jsonl"
 RUN_FILE = "generation_run.json"
+LOCK_FILE = ".generate.lock"
+STALE_TMP_SECONDS = 300
 FIRST_ATTEMPT_GOAL = 0.8
 SEED_RULE = ("attempt 0: sha256([plan_seed, class, index, 0]); retry k: "
              "sha256([plan_seed, class, index, k]); first 31 bits")
@@ -255,13 +257,17 @@ def generate_cache(
         "img2img_fraction": img2img_fraction,
         "gates": [{k: g[k] for k in ("name", "threshold", "type")} for g in gates.describe()],
     }
-    _check_run(cache_dir, fingerprint)
     chunk = int(batch_size or backend.batch_size)
     if chunk < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-
-    writer = CacheWriter(cache_dir)
-    rejections = _AppendLog(cache_dir / REJECTIONS_FILE)
+    lock = _lock_cache(cache_dir)
+    try:
+        _check_run(cache_dir, fingerprint)
+        writer = CacheWriter(cache_dir)
+        rejections = _AppendLog(cache_dir / REJECTIONS_FILE)
+    except BaseException:
+        lock.close()
+        raise
     warned: set = set()
     interrupted = False
     try:
@@ -349,13 +355,35 @@ def generate_cache(
         interrupted = True
         raise
     finally:
-        rejections.close()
-        writer.close()
-        summary = _finish(plan, cache_dir, backend, gates, fingerprint, image_size, color_mode,
-                          max_retries, chunk, img2img_fraction, parameters, started, clock,
-                          complete=not interrupted, atomic_write_bytes=atomic_write_bytes,
-                          say=say)
+        try:
+            rejections.close()
+            writer.close()
+            summary = _finish(plan, cache_dir, backend, gates, fingerprint, image_size,
+                              color_mode, max_retries, chunk, img2img_fraction, parameters,
+                              started, clock, complete=not interrupted,
+                              atomic_write_bytes=atomic_write_bytes, say=say)
+        finally:
+            lock.close()
     return summary
+
+
+def _lock_cache(cache_dir: Path):
+    """An exclusive lock on the cache for this process (released when it exits, even killed).
+
+    Two ``generate`` runs writing one cache at the same time would make duplicates."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(cache_dir / LOCK_FILE, "a+")
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory lock
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise CacheError(f"another process is generating into {cache_dir}; wait for it or use "
+                         "another --cache directory") from None
+    return handle
 
 
 def _collapse_check(gates: GateChain, warned: set) -> list[str]:
@@ -393,14 +421,19 @@ def _check_run(cache_dir: Path, fingerprint: dict) -> None:
 def verify_cache(cache_dir, *, class_names=None, image_size=None, color_mode=None) -> dict:
     """Integrity pass: every record has a readable image of the expected size and mode.
 
-    Also removes temporary files left by a killed run. Returns ``{"checked", "ok",
-    "problems": [...]}``.
+    Also removes temporary files left by a killed run (older than five minutes).
+    Returns ``{"checked", "ok", "problems": [...]}``.
     """
     from genaug.synthetic import SyntheticCache
 
     cache_dir = Path(cache_dir)
-    for stale in cache_dir.rglob(".*.tmp"):
-        stale.unlink(missing_ok=True)
+    now = time.time()
+    for stale in cache_dir.rglob(".*.tmp"):  # left by a killed run (not by a live writer)
+        try:
+            if now - stale.stat().st_mtime > STALE_TMP_SECONDS:
+                stale.unlink()
+        except OSError:
+            pass
     cache = SyntheticCache(cache_dir, class_names=class_names)
     problems = list(cache.problems.lines())
     want_mode = {"grayscale": "L", "rgb": "RGB"}.get(color_mode)

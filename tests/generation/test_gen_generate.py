@@ -160,6 +160,19 @@ def test_resume_refuses_other_settings_and_unknown_classes(backend, plan, shapes
         generate_cache(new, backend=backend, cache_dir=tmp_path / "d", progress=False)
 
 
+def test_two_runs_cannot_write_one_cache_at_once(backend, plan, tmp_path):
+    from genaug.generation._generate import _lock_cache
+
+    held = _lock_cache(tmp_path / "c")
+    try:
+        with pytest.raises(CacheError, match="another process is generating"):
+            generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", progress=False)
+    finally:
+        held.close()
+    assert generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", blur_min=10,
+                          progress=False)["complete"]
+
+
 def test_noise_from_the_generator_is_refused_before_writing(tiny_generator, plan, tmp_path):
     checked = load_backend(tiny_generator, steps=2)
     with pytest.raises(GenerationError, match="nothing was written"):
