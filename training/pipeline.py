@@ -323,6 +323,8 @@ def run_training(config: TrainConfig) -> dict:
     if config.synthetic_cache:
         from genaug.sources import CacheSource
 
+        if config.live_generator:  # the live producer writes there: it may not exist yet
+            Path(config.synthetic_cache).mkdir(parents=True, exist_ok=True)
         cache = SyntheticCache(config.synthetic_cache, class_names=names)
         for line in cache.problems.lines():
             _log(config, f"synthetic cache: {line}")
@@ -363,7 +365,7 @@ def run_training(config: TrainConfig) -> dict:
     if config.live_generator:
         from genaug.live import start_live_source
 
-        live = start_live_source(config, splits, cache_dir=config.synthetic_cache)
+        live = start_live_source(config, splits, log=lambda m: _log(config, m))
     try:
         train, sampler, validation, test = build_loaders(
             config, splits, synthetic=synthetic, schedule=schedule,

@@ -6,6 +6,7 @@ through a bounded per-class buffer; ``start_live_source`` builds one for ``genau
 """
 
 from genaug.live._buffer import FreshBuffer
+from genaug.live._factory import share_gpu_with_torch, start_live_source
 from genaug.live._source import LiveSource
 
-__all__ = ["FreshBuffer", "LiveSource"]
+__all__ = ["FreshBuffer", "LiveSource", "share_gpu_with_torch", "start_live_source"]

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from genaug.data import convert_mode, resize_array
 from genaug.live._buffer import FreshBuffer
 
 
@@ -128,7 +127,7 @@ class LiveSource:
         return int(candidates[np.argmin(cover[candidates])])
 
     def _produce(self) -> None:
-        from genaug.generation._backend import GenerationRequest
+        from genaug.generation import GenerationRequest
 
         k = len(self.class_names)
         try:
@@ -157,10 +156,13 @@ class LiveSource:
                 self.writer.close()
 
     def _accept(self, label: int, generated) -> None:
+        from genaug.generation import normalize_image
+
         name = self.class_names[label]
+        image = normalize_image(generated.image, self.image_size, self.color_mode)
         quality, passed = {}, True
         if self.gates is not None:
-            passed, quality = self.gates.check(generated.image, name)
+            passed, quality = self.gates.check(image, name)
         with self._lock:
             self.stats["generated"] += 1
             self.stats["accepted" if passed else "rejected"] += 1
@@ -168,10 +170,9 @@ class LiveSource:
             return
         if self.writer is not None:
             seed = generated.provenance.get("seed")
-            self.writer.add(generated.image, class_name=name, record_id=f"live-{name}-{seed}",
+            self.writer.add(image, class_name=name, record_id=f"live-{name}-{seed}",
                             **{**generated.provenance, "quality": quality, "attempts": 1})
-        image = np.asarray(convert_mode(_as_pil(generated.image), self.color_mode))
-        self.buffer.put(label, resize_array(image, self.image_size))
+        self.buffer.put(label, image)
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the producer and wait for it (it finishes the image in hand, then closes the
@@ -217,8 +218,3 @@ class LiveSource:
             "elapsed_s": elapsed,
         }
 
-
-def _as_pil(image: np.ndarray):
-    from PIL import Image
-
-    return Image.fromarray(image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image)

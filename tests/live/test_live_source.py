@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from genaug import BalancedBatchGenerator
-from genaug.generation._backend import GeneratedImage, GeneratorBackend
+from genaug.generation import GeneratedImage, GeneratorBackend
 from genaug.live import FreshBuffer, LiveSource
 from genaug.synthetic import CacheWriter, SyntheticCache
 

@@ -1,0 +1,86 @@
+"""`genaug train --live-generator` with a real (tiny) DDPM generator on the CPU."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from genaug.cli import main
+from genaug.synthetic import SyntheticCache
+
+TINY = ["--epochs", "2", "--image-size", "16", "--model-width", "8", "--batch-size", "8",
+        "--quiet", "--balanced"]
+
+
+@pytest.fixture(scope="module")
+def live_data(tmp_path_factory, image_folder_writer):
+    from genaug.generation import fit_generator
+
+    root = tmp_path_factory.mktemp("live")
+    data = image_folder_writer(root / "data", {"cat": 16, "dog": 4, "snake": 8})
+    generator = root / "generator"
+    fit_generator(data, out_dir=generator, resolution=16, model_size="tiny", max_steps=2,
+                  batch_size=8, progress=False)
+    return data, generator
+
+
+def train(tmp_path, *args):
+    result = CliRunner().invoke(main, ["train", *args, *TINY, "--output-dir",
+                                       str(tmp_path / "out"), "--model-dir",
+                                       str(tmp_path / "models")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result, json.loads((tmp_path / "out" / "metrics.json").read_text())
+
+
+@pytest.fixture
+def unchecked_backend(monkeypatch):
+    """The tiny generator is undertrained: its noise would (rightly) fail the pixel check."""
+    import genaug.generation
+
+    load = genaug.generation.load_backend
+    monkeypatch.setattr(genaug.generation, "load_backend",
+                        lambda path, **kw: load(path, **kw, steps=2, pixel_check=False))
+
+
+def test_fit_consumes_fresh_images_and_persists_them(live_data, tmp_path, unchecked_backend):
+    data, generator = live_data
+    cache = tmp_path / "cache"
+    _, metrics = train(tmp_path, str(data), "--live-generator", str(generator),
+                       "--live-device", "cpu", "--synthetic-ratio", "0.5",
+                       "--synthetic-cache", str(cache), "--live-buffer", "16")
+    live = metrics["live"]
+    for key in ("produced_per_s", "consumed_per_s", "reuse_counts", "fallbacks",
+                "consumer_wait_s"):
+        assert key in live
+    assert live["generated"] > 0 and live["producer_error"] is None
+    assert live["consumed"] + live["fallbacks"]["cache"] + live["fallbacks"]["real"] > 0
+    records = SyntheticCache(cache).records
+    assert len(records) == live["accepted"]
+    assert all(r["generator"]["backend"] == "ddpm" and r["quality"] for r in records)
+
+
+def test_a_generator_failing_its_sanity_check_stops_and_the_run_falls_back(live_data,
+                                                                          tmp_path):
+    data, generator = live_data
+    with pytest.warns(UserWarning, match="live generator stopped: GenerationError"):
+        _, metrics = train(tmp_path, str(data), "--live-generator", str(generator),
+                           "--live-device", "cpu", "--synthetic-ratio", "0.5")
+    live = metrics["live"]
+    assert "does not look like the real data" in live["producer_error"]
+    assert live["consumed"] == 0 and live["fallbacks"]["real"] > 0
+    assert metrics["accuracy"] >= 0  # training finished on real oversampling
+
+
+def test_without_cuda_the_run_falls_back_with_a_clear_message(live_data, tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    data, generator = live_data
+    result = CliRunner().invoke(main, ["train", str(data), "--live-generator", str(generator),
+                                       "--synthetic-ratio", "0.5", "--epochs", "1",
+                                       "--image-size", "16", "--model-width", "8",
+                                       "--balanced", "--output-dir", str(tmp_path / "o"),
+                                       "--model-dir", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "CUDA is not available" in result.output
+    assert "live" not in json.loads((tmp_path / "o" / "metrics.json").read_text())
