@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import tempfile
@@ -14,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from genaug._io import write_json
 from genaug.data import DatasetIndex
 from genaug.exceptions import ConfigError, DatasetError
-from genaug.synthetic import RampSchedule, SyntheticCache, atomic_write_bytes, check_ratio
+from genaug.synthetic import RampSchedule, SyntheticCache, check_ratio
 from genaug.synthetic._mixer import SYNTHETIC
 
 
@@ -283,18 +283,6 @@ def versions() -> dict:
 
     out["genaug"] = __version__
     return out
-
-
-def write_json(path, data) -> None:
-    atomic_write_bytes(Path(path), json.dumps(data, indent=2, default=_jsonable).encode())
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    return str(value)
 
 
 def run_training(config: TrainConfig) -> dict:

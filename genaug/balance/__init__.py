@@ -3,6 +3,7 @@
 from genaug.balance._plan import (
     BALANCE_MODES,
     BalancePlan,
+    Batched,
     EpochPlan,
     largest_remainder,
     resolve_seed,
@@ -14,6 +15,7 @@ from genaug.balance._weights import compute_class_weights, delivered_class_weigh
 __all__ = [
     "BALANCE_MODES",
     "BalancePlan",
+    "Batched",
     "EpochPlan",
     "compute_class_weights",
     "delivered_class_weights",

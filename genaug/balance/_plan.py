@@ -31,16 +31,27 @@ def rng_for(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, *[int(k) for k in keys]])
 
 
-def largest_remainder(total: int, weights) -> np.ndarray:
-    """Integers proportional to ``weights`` that add up to exactly ``total``."""
-    weights = np.asarray(weights, dtype=float)
-    if total == 0 or weights.sum() == 0:
-        return np.zeros(len(weights), dtype=np.int64)
-    raw = total * weights / weights.sum()
-    out = np.floor(raw).astype(np.int64)
-    order = np.argsort(-(raw - out), kind="stable")
-    out[order[: total - out.sum()]] += 1
-    return out
+def largest_remainder(weights, total: int) -> list[int]:
+    """Split ``total`` into integers proportional to ``weights`` that add up exactly.
+
+    Each share gets the floor of its exact quota; the units left over go to the largest
+    fractional parts (ties to the earlier entry), so the result is deterministic.
+
+    Examples
+    --------
+    >>> largest_remainder([40, 35, 25], 7)
+    [3, 2, 2]
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    if total < 0 or weights.ndim != 1 or not len(weights):
+        raise ConfigError("largest_remainder needs a non-negative total and some weights")
+    if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+        raise ConfigError("weights must be positive numbers")
+    exact = weights / weights.sum() * total
+    quotas = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - quotas), kind="stable")
+    quotas[order[: int(total - quotas.sum())]] += 1
+    return [int(q) for q in quotas]
 
 
 def stream_take(size: int, start: int, n: int, *, seed: int, key: int) -> np.ndarray:
@@ -57,8 +68,25 @@ def stream_take(size: int, start: int, n: int, *, seed: int, key: int) -> np.nda
     return stream[offset: offset + n]
 
 
+class Batched:
+    """Slots in batch order: batch ``b`` is ``[b * batch_size, (b + 1) * batch_size)``."""
+
+    labels: np.ndarray
+    batch_size: int
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_batches(self) -> int:
+        return -(-len(self) // self.batch_size)
+
+    def batch_slice(self, batch: int) -> slice:
+        return slice(batch * self.batch_size, min((batch + 1) * self.batch_size, len(self)))
+
+
 @dataclass(frozen=True)
-class EpochPlan:
+class EpochPlan(Batched):
     """The slots of one epoch, in batch order (batch ``b`` is ``[b*batch_size, (b+1)*batch_size)``).
 
     Attributes
@@ -79,16 +107,6 @@ class EpochPlan:
     real_index: np.ndarray
     duplicate: np.ndarray
     batch_size: int
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def num_batches(self) -> int:
-        return -(-len(self) // self.batch_size)
-
-    def batch_slice(self, batch: int) -> slice:
-        return slice(batch * self.batch_size, min((batch + 1) * self.batch_size, len(self)))
 
 
 class BalancePlan:
@@ -157,7 +175,7 @@ class BalancePlan:
         targets = np.zeros(self.num_classes, dtype=np.int64)
         # Remainder slots go to classes in a seeded order, not always the first classes.
         order = rng_for(self.seed, 1).permutation(np.flatnonzero(self.active))
-        share = largest_remainder(int(epoch_size), np.ones(k))
+        share = largest_remainder(np.ones(k), int(epoch_size))
         targets[order] = share
         return targets
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from genaug.synthetic._cache import atomic_write_bytes, encode_png
+from genaug._io import atomic_write_bytes
+from genaug.synthetic._cache import encode_png
 
 TEST_PER_CLASS = 20
 HEAD = 150

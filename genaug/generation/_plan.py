@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genaug.balance import largest_remainder
 from genaug.exceptions import ConfigError
 from genaug.generation._utils import canonical_sha256, derive_seed
 
@@ -19,31 +20,6 @@ BALANCE_RATIO = 0.8
 DEFAULT_TEMPLATE = "a photo of a {class_text}"
 CONFIG_KEYS = ("negative_prompt", "prompts", "variations", "attributes", "classes")
 CLASS_KEYS = ("negative_prompt", "prompts", "variations", "attributes")
-
-
-def largest_remainder(weights: Sequence[float], total: int) -> list[int]:
-    """Split ``total`` into integers proportional to ``weights`` that add up exactly.
-
-    Each share gets the floor of its exact quota; the units left over go to the largest
-    fractional parts (ties to the earlier entry), so the result is deterministic.
-
-    Examples
-    --------
-    >>> largest_remainder([40, 35, 25], 7)
-    [3, 2, 2]
-    """
-    weights = np.asarray(weights, dtype=np.float64)
-    if total < 0 or weights.ndim != 1 or not len(weights):
-        raise ConfigError("largest_remainder needs a non-negative total and some weights")
-    if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
-        raise ConfigError("attribute weights must be positive numbers")
-    exact = weights / weights.sum() * total
-    quotas = np.floor(exact).astype(np.int64)
-    left = int(total - quotas.sum())
-    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - quotas[i]), i))
-    for i in order[:left]:
-        quotas[i] += 1
-    return [int(q) for q in quotas]
 
 
 # ----------------------------------------------------------------------------------- config

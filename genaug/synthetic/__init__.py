@@ -1,12 +1,12 @@
 """Synthetic samples: the provenance cache, the ramp schedule and class-aware mixing."""
 
+from genaug._io import atomic_write_bytes, write_json
 from genaug.synthetic._cache import (
     META_CSV,
     META_JSONL,
     CacheProblems,
     CacheWriter,
     SyntheticCache,
-    atomic_write_bytes,
 )
 from genaug.synthetic._mixer import MixedEpoch, SyntheticMixer, check_ratio
 from genaug.synthetic._schedule import RampSchedule
@@ -22,4 +22,5 @@ __all__ = [
     "SyntheticMixer",
     "atomic_write_bytes",
     "check_ratio",
+    "write_json",
 ]

@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from genaug._io import atomic_write_bytes, json_default
 from genaug.data._index import IMAGE_EXTENSIONS
-from genaug.exceptions import CacheError, OutputError
+from genaug.exceptions import CacheError
 
 META_JSONL = "synthetic_meta.jsonl"
 META_CSV = "synthetic_meta.csv"
@@ -173,35 +173,6 @@ class SyntheticCache:
         }
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a plain open() would not
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def encode_png(image) -> bytes:
     """PNG bytes of a PIL image or a uint8 array (HxW, HxWx1, HxWx3 or HxWx4)."""
     if isinstance(image, np.ndarray):
@@ -266,7 +237,7 @@ class CacheWriter:
         record.update(fields)
         record.update(id=record_id, path=rel.as_posix(), **{"class": class_name})
         record["created"] = record.get("created") or datetime.now(timezone.utc).isoformat()
-        self._handle.write(json.dumps(record, sort_keys=True, default=_json_default) + "\n")
+        self._handle.write(json.dumps(record, sort_keys=True, default=json_default) + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self._ids.add(record_id)
@@ -301,11 +272,3 @@ def _safe_name(name: str) -> str:
     if not name or name in (".", "..") or "/" in name or "\\" in name:
         raise CacheError(f"invalid class or id for a cache path: {name!r}")
     return name
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

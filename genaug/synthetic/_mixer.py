@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genaug.balance import EpochPlan, rng_for, stream_take
+from genaug.balance import Batched, EpochPlan, rng_for, stream_take
 from genaug.exceptions import ConfigError
 
 REAL, SYNTHETIC = 0, 1
 
 
 @dataclass(frozen=True)
-class MixedEpoch:
+class MixedEpoch(Batched):
     """An epoch plan after mixing: for every slot, its class, source and weight.
 
     ``source`` is ``REAL`` (0) or ``SYNTHETIC`` (1); ``index`` indexes the real images or the
@@ -40,16 +40,6 @@ class MixedEpoch:
     lam: np.ndarray
     batch_size: int
     ratio_factor: float
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def num_batches(self) -> int:
-        return -(-len(self) // self.batch_size)
-
-    def batch_slice(self, batch: int) -> slice:
-        return slice(batch * self.batch_size, min((batch + 1) * self.batch_size, len(self)))
 
     def composition(self, class_names) -> dict:
         """Per class: unique real images, repeated real draws and synthetic draws."""
