@@ -16,7 +16,6 @@ from genaug.evidence._arms import ARMS, COMPARISONS, arm_config, parse_arms, par
 from genaug.evidence._io import write_json
 from genaug.evidence._stats import (
     DEFAULT_THRESHOLD,
-    UNCLEAR,
     describe,
     paired_difference,
     verdict_sentence,
@@ -108,7 +107,7 @@ def run_compare(
             say(f"[{number}/{total}] {arm_name} seed={seed}: FAILED after "
                 f"{run['seconds']:.0f}s: {run['error']}")
         result = summarize(runs, arms=[a.name for a in arms], seeds=seeds, threshold=threshold)
-        result["setup"] = _setup(base_config, synthetic_cache, started_all)
+        result["setup"] = _setup(base_config, synthetic_cache, started_all, runs)
         write_json(output_dir / "compare.json", result)
     from genaug.evidence._compare_report import write_compare_outputs
 
@@ -133,8 +132,8 @@ def convergence(history: dict | None, *, window: float = 0.2, share: float = 0.2
     """Judge from a Keras history whether training had levelled off.
 
     The validation loss (else the training loss) is "still falling" when its drop over the last
-    ``window`` of the epochs (at least 2) is more than ``share`` of its whole drop from the
-    first epoch to its minimum, i.e. the curve has not flattened yet.
+    ``window`` of the epochs (at least 2) is more than ``share`` of its whole range (peak to
+    minimum), i.e. the curve has not flattened yet.
 
     Returns
     -------
@@ -150,7 +149,7 @@ def convergence(history: dict | None, *, window: float = 0.2, share: float = 0.2
         return {"converged": False, "reason": f"only {len(losses)} epoch(s)"}
     n = len(losses)
     w = min(max(2, math.ceil(n * window)), n - 1)
-    total = losses[0] - min(losses)
+    total = max(losses) - min(losses)
     recent = losses[-w - 1] - losses[-1]
     if total <= 0 or recent <= share * total:
         return {"converged": True, "reason": f"{key} levelled off"}
@@ -227,8 +226,8 @@ def summarize(runs: list[dict], *, arms: Sequence[str], seeds: Sequence[int],
             "arm": arm, "reference": reference, "subject": subject,
             "metrics": per_metric, "outcome": primary.outcome,
             "verdict": verdict_sentence(subject, primary, metric=METRICS[PRIMARY_METRIC]),
-            "disagreeing_metrics": [METRICS[m] for m, d in per_metric.items()
-                                    if d["outcome"] not in (primary.outcome, UNCLEAR)],
+            "other_outcomes": {METRICS[m]: d["outcome"] for m, d in per_metric.items()
+                               if m != PRIMARY_METRIC and d["outcome"] != primary.outcome},
         })
     return {
         "arms": list(arms),
@@ -288,7 +287,7 @@ def _test_set_warnings(runs) -> list[str]:
     return out
 
 
-def _setup(config, synthetic_cache, started) -> dict:
+def _setup(config, synthetic_cache, started, runs) -> dict:
     fields = asdict(config) if is_dataclass(config) else dict(vars(config))
     shared = {k: v for k, v in fields.items()
               if k not in ("seed", "output_dir", "model_name", "balanced", "class_weights",
@@ -296,16 +295,26 @@ def _setup(config, synthetic_cache, started) -> dict:
     return {
         "data_dir": (str(fields["data_dir"]) if fields.get("data_dir")
                      else "the embedded long-tailed digits"),
-        "test_set": (str(fields["test_dir"]) if fields.get("test_dir") else
-                     f"held-out {fields.get('test_split')} split of the real images, "
-                     "stratified and seeded by the run's seed (the same for every arm at a "
-                     "seed)"),
+        "test_set": _test_set(fields, runs),
         "synthetic_cache": None if synthetic_cache is None else str(synthetic_cache),
         "shared_config": _plain(shared),
         "started": started,
         "arm_definitions": {name: arm.overrides | {"synthetic_cache": arm.needs_cache}
                             for name, arm in ARMS.items()},
     }
+
+
+def _test_set(fields, runs) -> str:
+    """The test set in words, as the runs reported it (``metrics["test_set"]``)."""
+    reported = sorted({r["metrics"]["test_set"] for r in runs
+                       if r.get("status") == "ok" and r["metrics"].get("test_set")})
+    if len(reported) == 1 and "seed" not in reported[0]:
+        return f"{reported[0]} (the same for every run)"
+    if fields.get("test_dir"):
+        return f"--test-dir {fields['test_dir']} (the same for every run)"
+    return (f"a held-out stratified {fields.get('test_split')} split of the real images (or the "
+            "manifest's test split), drawn with the run's seed only: the same for every arm at "
+            "a seed")
 
 
 def _plain(value):

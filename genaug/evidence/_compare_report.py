@@ -42,8 +42,9 @@ def compare_markdown(result: dict) -> str:
                      "`balanced_synthetic`) to get paired verdicts.")
     for c in result["comparisons"]:
         text = f"**{c['arm']} vs {c['reference']}**: {c['verdict']}"
-        if c.get("disagreeing_metrics"):
-            text += f" (but {', '.join(c['disagreeing_metrics'])} disagree)"
+        if c.get("other_outcomes"):
+            text += "; other metrics: " + ", ".join(
+                f"{metric} {outcome}" for metric, outcome in c["other_outcomes"].items())
         lines.append(f"- {text}")
     lines += ["", f"Verdicts use {METRICS[result['primary_metric']]}: an arm helped or hurt only "
               "when the 95 % paired t-interval of its per-seed differences excludes 0 and the "
