@@ -120,3 +120,19 @@ def test_modes_and_formats_decoded_like_pil(image_folder_factory):
 def test_argument_errors(small_dataset, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         genaug.image_dataset_from_directory(small_dataset, verbose=False, **kwargs)
+
+
+def test_mixup_blends_synthetic_with_a_real_image_of_its_class(small_dataset, tmp_path):
+    with CacheWriter(tmp_path / "cache") as writer:
+        for i in range(10):
+            writer.add(np.full((16, 16, 3), 255, np.uint8), class_name="dog", record_id=f"d{i}")
+    ds = genaug.image_dataset_from_directory(
+        small_dataset, image_size=(16, 16), seed=0, synthetic_cache=tmp_path / "cache",
+        synthetic_ratio=0.5, mixup=True, verbose=False)
+    x, y = epoch_of(ds)
+    mixed = ds.sampler.mixed(0)
+    blended = x[mixed.partner >= 0]
+    assert len(blended) and (y[mixed.partner >= 0] == 1).all()
+    # lam in [0.3, 0.7] of white: brighter than any real dog, never pure white
+    assert (blended.mean(axis=(1, 2, 3)) > x[(y == 1) & (mixed.partner < 0)].mean()).all()
+    assert not (blended == 255).all(axis=(1, 2, 3)).any()
