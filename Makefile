@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/genaug train --balanced --epochs 12 --output-dir outputs --model-dir models
+	$(BIN)/genaug train --balanced --epochs 15 --color-mode grayscale --output-dir outputs --model-dir models
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
