@@ -168,10 +168,13 @@ def quality(data_dir, synthetic_cache, feature_model, feature_layer, feature_epo
     click.echo("")
     click.echo(quality_table(result))
     click.echo("")
-    for name, metrics in result["classes"].items():
-        for warning in metrics["warnings"]:
+    grouped: dict[str, list[str]] = {}
+    for name, metrics in [*result["classes"].items(), ("ALL", result["overall"])]:
+        for warning in metrics.get("warnings", []):
             if warning != "no synthetic images":
-                click.echo(f"warning: {name}: {warning}")
+                grouped.setdefault(warning, []).append(name)
+    for warning, names in grouped.items():
+        click.echo(f"warning: {warning} ({', '.join(names)})")
     click.echo(f"note: {result['feature_space']['note']}")
     click.echo(f"wrote {path}")
 

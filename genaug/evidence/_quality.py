@@ -318,6 +318,10 @@ def _overall(pooled, classes, dimension, *, kid_subsets, kid_subset_size, seed):
     copy = np.concatenate([c.pop("_copy") for c in classes.values()])
     kid_mean, kid_std, m = kid(real_m, syn_m, subsets=kid_subsets, subset_size=kid_subset_size,
                                seed=seed)
+    warnings = []
+    if kid_mean is not None and m == len(real_m):
+        warnings.append("KID subsets are the whole sample, so kid_std is 0 and no measure of "
+                        "uncertainty")
     pooled_kid, pooled_kid_std, _ = kid(real_all, syn_all, subsets=kid_subsets,
                                         subset_size=kid_subset_size, seed=seed)
     div_syn = mean_pairwise_distance(syn_m, seed=seed)
@@ -343,6 +347,7 @@ def _overall(pooled, classes, dimension, *, kid_subsets, kid_subset_size, seed):
                            "alone raises these values"},
         "note": ("FID, KID and diversity over a class-matched sample: per class with synthetic "
                  "images, as many real as synthetic images"),
+        "warnings": warnings,
     }
 
 
@@ -373,8 +378,11 @@ def quality_table(result: dict) -> str:
     rows = []
     for name, c in [*result["classes"].items(), ("ALL (matched)", result["overall"])]:
         verification = c.get("verification") or {}
+        n_real, n_syn = c["n_real"], c["n_synthetic"]
+        if c.get("matched_per_side") is not None:  # the class-matched overall row
+            n_real = n_syn = c["matched_per_side"]
         rows.append((
-            name, str(c["n_real"]), str(c["n_synthetic"]), _fmt(c["fid"], ".2f"),
+            name, str(n_real), str(n_syn), _fmt(c["fid"], ".2f"),
             _fmt(c.get("fid_real_vs_real"), ".2f"), _fmt(c["kid"], ".4f"),
             _fmt(c["kid_std"], ".4f"), _fmt((c["ssim_nearest_real"] or {}).get("mean")),
             _fmt(c["diversity"]["ratio"], ".2f"), _fmt(c["near_duplicate_rate"], ".2f"),
