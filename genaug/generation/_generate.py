@@ -278,13 +278,15 @@ def generate_cache(
             done = [it for it in items if it.record_id in existing]
             pending = [it for it in items
                        if it.record_id not in existing and it.record_id not in exhausted]
-            for it in done:  # earlier runs' accepted images take part in duplicate checks
-                record = existing[it.record_id]
-                with Image.open(cache_dir / record["path"]) as image:
-                    gates.register(normalize_image(np.asarray(image), image_size, color_mode),
-                                   class_name)
             if not pending:
                 continue
+            for it in done:  # earlier runs' accepted images take part in duplicate checks
+                try:
+                    with Image.open(cache_dir / existing[it.record_id]["path"]) as image:
+                        accepted = np.asarray(image)
+                except Exception:  # noqa: BLE001 - a damaged file is reported by verify_cache
+                    continue
+                gates.register(normalize_image(accepted, image_size, color_mode), class_name)
             sources = real_paths.get(class_name, [])
             order = np.random.default_rng(derive_seed(plan.seed, class_name, "sources")
                                           ).permutation(len(sources)) if sources else []
