@@ -123,6 +123,8 @@ def _load_gate(spec: str):
 @click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option("--blur-min", type=click.FloatRange(min=0), default=60.0, show_default=True,
               help="Minimum Laplacian variance (0 turns the gate off).")
+@click.option("--structure-min", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Minimum neighbour-pixel correlation; rejects noise (0 turns it off).")
 @click.option("--phash-max", type=click.IntRange(min=-1, max=64), default=4,
               show_default=True,
               help="Largest pHash distance counted as a near-duplicate (-1 turns it off).")
@@ -152,9 +154,9 @@ def _load_gate(spec: str):
               default="auto", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def generate(plan_path, generator, sd_model, cache_dir, verify_model, verify_threshold,
-             max_retries, blur_min, phash_max, gate_specs, image_size, color_mode, batch_size,
-             steps, guidance_scale, sampler, img2img_fraction, strength, pixel_check, device,
-             precision, quiet):
+             max_retries, blur_min, structure_min, phash_max, gate_specs, image_size,
+             color_mode, batch_size, steps, guidance_scale, sampler, img2img_fraction,
+             strength, pixel_check, device, precision, quiet):
     """Generate the plan's images into a verified, resumable synthetic cache."""
     from genaug.generation import (
         GenerationPlan,
@@ -167,7 +169,8 @@ def generate(plan_path, generator, sd_model, cache_dir, verify_model, verify_thr
         raise ConfigError("give exactly one of --generator (ddpm) or --sd-model (sd)")
     parameters = dict(plan=plan_path, generator=generator, sd_model=sd_model, cache=cache_dir,
                       verify_model=verify_model, verify_threshold=verify_threshold,
-                      max_retries=max_retries, blur_min=blur_min, phash_max=phash_max,
+                      max_retries=max_retries, blur_min=blur_min,
+                      structure_min=structure_min, phash_max=phash_max,
                       gates=list(gate_specs), image_size=image_size, color_mode=color_mode,
                       batch_size=batch_size, steps=steps, guidance_scale=guidance_scale,
                       sampler=sampler, img2img_fraction=img2img_fraction, strength=strength,
@@ -192,6 +195,7 @@ def generate(plan_path, generator, sd_model, cache_dir, verify_model, verify_thr
     try:
         summary = generate_cache(
             plan_obj, backend=backend, cache_dir=cache_dir, blur_min=blur_min or None,
+            structure_min=structure_min or None,
             phash_max=None if phash_max < 0 else phash_max, verify_model=verify_model,
             verify_threshold=verify_threshold, extra_gates=extra, max_retries=max_retries,
             image_size=image_size, color_mode=color_mode, batch_size=batch_size,

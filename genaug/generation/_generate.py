@@ -131,6 +131,7 @@ def generate_cache(
     cache_dir,
     gates: GateChain | None = None,
     blur_min: float | None = 60.0,
+    structure_min: float | None = 0.5,
     phash_max: int | None = 4,
     verify_model=None,
     verify_threshold: float = 0.6,
@@ -155,7 +156,8 @@ def generate_cache(
     cache_dir : path-like
         The cache (created if needed; an existing one is resumed).
     gates : GateChain, optional
-        A ready chain; otherwise the standard one is built from ``blur_min``, ``phash_max``,
+        A ready chain; otherwise the standard one is built from ``blur_min``,
+        ``structure_min``, ``phash_max``,
         ``verify_model``, ``verify_threshold`` and ``extra_gates``.
     max_retries : int, default 3
         A rejected image is made again with a new deterministic seed at most this many times.
@@ -238,7 +240,8 @@ def generate_cache(
             yield load_image(path, image_size=image_size, color_mode=color_mode)
 
     if gates is None:
-        gates = build_gate_chain(blur_min=blur_min, phash_max=phash_max,
+        gates = build_gate_chain(blur_min=blur_min, structure_min=structure_min,
+                                 phash_max=phash_max,
                                  verify_model=verify_model, verify_threshold=verify_threshold,
                                  class_names=plan.class_names,
                                  reference_images=reference_images, extra_gates=extra_gates)

@@ -14,77 +14,181 @@ def runner():
 
 def test_plan_command_writes_a_plan_and_prints_the_table(runner, shapes_dir, tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text("negative_prompt: blurry\nattributes:\n"
-                      "  burn_level: {light: 40, medium: 35, dark: 25}\n")
+    config.write_text(
+        "negative_prompt: blurry\nattributes:\n  burn_level: {light: 40, medium: 35, dark: 25}\n"
+    )
     out = tmp_path / "plan.json"
-    result = runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "12",
-                                  "--config", str(config), "--out", str(out)])
+    result = runner.invoke(
+        main,
+        [
+            "plan",
+            str(shapes_dir),
+            "--target-per-class",
+            "12",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "balance check: OK" in result.output and "total images to generate: 15" in result.output
     plan = json.loads(out.read_text())
     assert plan["classes"]["ring"]["attributes"]["burn_level"]["quotas"] == {
-        "light": 4, "medium": 3, "dark": 2}
+        "light": 4,
+        "medium": 3,
+        "dark": 2,
+    }
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--config", "{cfg}"], "unknown key(s) colours"),
-    (["--config", "{missing}"], "config file not found"),
-    (["--min-threshold", "50"], "cannot exceed --target-per-class"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config", "{cfg}"], "unknown key(s) colours"),
+        (["--config", "{missing}"], "config file not found"),
+        (["--min-threshold", "50"], "cannot exceed --target-per-class"),
+    ],
+)
 def test_plan_errors_are_one_line(runner, shapes_dir, tmp_path, args, message):
     cfg = tmp_path / "bad.json"
     cfg.write_text(json.dumps({"colours": ["red"]}))
     args = [a.format(cfg=cfg, missing=tmp_path / "nope.yaml") for a in args]
-    result = runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "10",
-                                  "--out", str(tmp_path / "p.json"), *args])
+    result = runner.invoke(
+        main,
+        [
+            "plan",
+            str(shapes_dir),
+            "--target-per-class",
+            "10",
+            "--out",
+            str(tmp_path / "p.json"),
+            *args,
+        ],
+    )
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "p.json").exists()
 
 
 def test_generate_errors_are_one_line(runner, tiny_generator, tiny_sd, tmp_path):
-    missing = runner.invoke(main, ["generate", "--plan", str(tmp_path / "nope.json"),
-                                   "--generator", str(tiny_generator), "--cache",
-                                   str(tmp_path / "c")])
+    missing = runner.invoke(
+        main,
+        [
+            "generate",
+            "--plan",
+            str(tmp_path / "nope.json"),
+            "--generator",
+            str(tiny_generator),
+            "--cache",
+            str(tmp_path / "c"),
+        ],
+    )
     assert missing.exit_code == 2 and "Error: plan not found" in missing.output
     (tmp_path / "plan.json").write_text("{}")
     for extra in ([], ["--generator", str(tiny_generator), "--sd-model", str(tiny_sd)]):
-        result = runner.invoke(main, ["generate", "--plan", str(tmp_path / "plan.json"),
-                                      "--cache", str(tmp_path / "c"), *extra])
+        result = runner.invoke(
+            main,
+            [
+                "generate",
+                "--plan",
+                str(tmp_path / "plan.json"),
+                "--cache",
+                str(tmp_path / "c"),
+                *extra,
+            ],
+        )
         assert result.exit_code == 2 and "exactly one of --generator" in result.output
-    bad = runner.invoke(main, ["generate", "--plan", str(tmp_path / "plan.json"),
-                               "--generator", str(tiny_generator), "--cache",
-                               str(tmp_path / "c")])
+    bad = runner.invoke(
+        main,
+        [
+            "generate",
+            "--plan",
+            str(tmp_path / "plan.json"),
+            "--generator",
+            str(tiny_generator),
+            "--cache",
+            str(tmp_path / "c"),
+        ],
+    )
     assert bad.exit_code == 2 and "is not a genaug plan" in bad.output
     assert "Traceback" not in bad.output
 
 
 def test_fit_generator_and_generate_commands(runner, shapes_dir, tmp_path, monkeypatch):
     generator = tmp_path / "models" / "generator"
-    result = runner.invoke(main, ["fit-generator", str(shapes_dir), "--out", str(generator),
-                                  "--resolution", "16", "--model-size", "tiny",
-                                  "--max-steps", "2", "--batch-size", "4", "--quiet"])
+    result = runner.invoke(
+        main,
+        [
+            "fit-generator",
+            str(shapes_dir),
+            "--out",
+            str(generator),
+            "--resolution",
+            "16",
+            "--model-size",
+            "tiny",
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "for 2 steps" in result.output and (generator / "loss_log.csv").is_file()
     plan = tmp_path / "plan.json"
-    assert runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "8",
-                                "--min-threshold", "4", "--out", str(plan)]).exit_code == 0
+    assert (
+        runner.invoke(
+            main,
+            [
+                "plan",
+                str(shapes_dir),
+                "--target-per-class",
+                "8",
+                "--min-threshold",
+                "4",
+                "--out",
+                str(plan),
+            ],
+        ).exit_code
+        == 0
+    )
     # a user gate given on the command line
     (tmp_path / "my_gates.py").write_text(
         "from genaug.generation import FunctionGate\n"
         "def bright():\n"
-        "    return FunctionGate('bright', lambda image, c: float(image.max()), threshold=0)\n")
+        "    return FunctionGate('bright', lambda image, c: float(image.max()), threshold=0)\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     cache = tmp_path / "cache"
-    args = ["generate", "--plan", str(plan), "--generator", str(generator), "--cache",
-            str(cache), "--no-pixel-check", "--steps", "2", "--blur-min", "5",
-            "--gate", "my_gates:bright", "--quiet"]
+    args = [
+        "generate",
+        "--plan",
+        str(plan),
+        "--generator",
+        str(generator),
+        "--cache",
+        str(cache),
+        "--no-pixel-check",
+        "--steps",
+        "2",
+        "--blur-min",
+        "5",
+        "--structure-min",
+        "0",
+        "--gate",
+        "my_gates:bright",
+        "--quiet",
+    ]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "requested" in result.output and "cache:" in result.output
     records = SyntheticCache(cache).records
-    assert len(records) + json.loads((cache / "generation_summary.json").read_text())[
-        "totals"]["exhausted"] == 7
+    assert (
+        len(records)
+        + json.loads((cache / "generation_summary.json").read_text())["totals"]["exhausted"]
+        == 7
+    )
     assert all(set(r["quality"]) == {"blur", "bright", "phash"} for r in records)
     env = json.loads((cache / "env_report.json").read_text())
     assert env["parameters"]["gates"] == ["my_gates:bright"]

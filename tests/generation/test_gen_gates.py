@@ -101,7 +101,8 @@ def test_verifier_gate_loads_a_saved_keras_classifier(tmp_path):
 def test_chain_records_every_gate_registers_accepted_images_and_takes_user_gates():
     single = FunctionGate("one_object", lambda image, c: float(image.max() > 200),
                           threshold=1.0)
-    chain = build_gate_chain(blur_min=60, phash_max=4, extra_gates=[single])
+    chain = build_gate_chain(blur_min=60, structure_min=None, phash_max=4,
+                             extra_gates=[single])
     assert [g.name for g in chain.gates] == ["blur", "one_object", "phash"]  # stateful last
     passed, quality = chain.check(checkerboard(), "a")
     assert passed and set(quality) == {"blur", "one_object", "phash"}
@@ -125,3 +126,14 @@ def test_acceptance_collapse_warns_loudly():
         messages = chain.warn_collapsed()
     assert len(messages) == 1
     assert chain.warn_collapsed() == []  # once per class and gate
+
+
+def test_structure_gate_rejects_noise_and_is_in_the_default_chain():
+    from genaug.generation import StructureGate
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (32, 32, 1), dtype=np.uint8)
+    ramp = np.tile(np.linspace(0, 255, 32, dtype=np.uint8)[None, :, None], (32, 1, 1))
+    gate = StructureGate()
+    assert not gate.check(noise, "a").passed and gate.check(ramp, "a").passed
+    assert "structure" in [g.name for g in build_gate_chain().gates]

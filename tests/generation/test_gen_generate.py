@@ -27,14 +27,16 @@ def coin(image, class_name):
 
 @pytest.fixture(scope="module")
 def backend(tiny_generator):
-    return load_backend(tiny_generator, device="cpu", steps=2, pixel_check=False,
-                        batch_size=4)
+    return load_backend(tiny_generator, device="cpu", steps=2, pixel_check=False, batch_size=4)
 
 
 @pytest.fixture(scope="module")
 def plan(shapes_dir):
-    return make_plan(shapes_dir, target_per_class=9, config={
-        "attributes": {"lighting": {"day": 50, "night": 50}}})  # bar 3, ring 6
+    return make_plan(
+        shapes_dir,
+        target_per_class=9,
+        config={"attributes": {"lighting": {"day": 50, "night": 50}}},
+    )  # bar 3, ring 6
 
 
 class Interrupting:
@@ -65,9 +67,17 @@ def comparable(cache_dir):
 
 def test_generate_writes_a_verified_cache_with_provenance(backend, plan, tmp_path):
     cache = tmp_path / "cache"
-    summary = generate_cache(plan, backend=backend, cache_dir=cache, blur_min=10,
-                             image_size=24, color_mode="rgb", progress=False,
-                             parameters={"cli": "test"})
+    summary = generate_cache(
+        plan,
+        backend=backend,
+        cache_dir=cache,
+        structure_min=None,
+        blur_min=10,
+        image_size=24,
+        color_mode="rgb",
+        progress=False,
+        parameters={"cli": "test"},
+    )
     assert summary["complete"] and summary["integrity"]["ok"]
     records = SyntheticCache(cache, class_names=plan.class_names).records
     assert len(records) == summary["totals"]["accepted"] == 9 - summary["totals"]["exhausted"]
@@ -86,8 +96,13 @@ def test_generate_writes_a_verified_cache_with_provenance(backend, plan, tmp_pat
     stored = json.loads((cache / SUMMARY_FILE).read_text())
     assert set(stored["classes"]) == {"bar", "ring"}
     ring = stored["classes"]["ring"]
-    assert ring["requested"] == 6 and {"accepted", "rejected_by_gate", "exhausted",
-                                       "first_attempt_success_rate", "meets_goal"} <= set(ring)
+    assert ring["requested"] == 6 and {
+        "accepted",
+        "rejected_by_gate",
+        "exhausted",
+        "first_attempt_success_rate",
+        "meets_goal",
+    } <= set(ring)
     assert stored["goal_first_attempt_success_rate"] == 0.8
     env = json.loads((cache / ENV_REPORT).read_text())
     assert {"python", "torch", "diffusers", "tensorflow"} <= set(env["versions"])
@@ -95,20 +110,35 @@ def test_generate_writes_a_verified_cache_with_provenance(backend, plan, tmp_pat
     assert env["seeds"]["plan_seed"] == plan.seed and env["backend_settings"]["steps"] == 2
     assert (cache / "synthetic_meta.csv").is_file()
     # running the same command again adds nothing
-    again = generate_cache(plan, backend=backend, cache_dir=cache, blur_min=10,
-                           image_size=24, color_mode="rgb", progress=False)
+    again = generate_cache(
+        plan,
+        backend=backend,
+        cache_dir=cache,
+        structure_min=None,
+        blur_min=10,
+        image_size=24,
+        color_mode="rgb",
+        progress=False,
+    )
     assert again["totals"] == summary["totals"]
     assert len((cache / "synthetic_meta.jsonl").read_text().splitlines()) == len(records)
 
 
 def test_retries_stop_at_the_limit_with_new_deterministic_seeds(backend, plan, tmp_path):
     never = FunctionGate("never", lambda image, c: 0.0, threshold=1.0)
-    summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", blur_min=None,
-                             phash_max=None, extra_gates=[never], max_retries=2,
-                             progress=False)
+    summary = generate_cache(
+        plan,
+        backend=backend,
+        cache_dir=tmp_path / "c",
+        structure_min=None,
+        blur_min=None,
+        phash_max=None,
+        extra_gates=[never],
+        max_retries=2,
+        progress=False,
+    )
     assert summary["totals"]["accepted"] == 0 and summary["totals"]["exhausted"] == 9
-    log = [json.loads(line) for line in
-           (tmp_path / "c" / REJECTIONS_FILE).read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "c" / REJECTIONS_FILE).read_text().splitlines()]
     assert len(log) == 9 * 3
     ring0 = [e for e in log if e["id"] == "ring-000000"]
     assert [e["attempt"] for e in ring0] == [1, 2, 3]
@@ -123,10 +153,16 @@ def test_retries_stop_at_the_limit_with_new_deterministic_seeds(backend, plan, t
 
 
 @pytest.mark.parametrize("at_call", [2, 4])
-def test_resume_after_interruption_gives_the_uninterrupted_cache(backend, plan, tmp_path,
-                                                                 at_call):
-    options = dict(blur_min=10, phash_max=20, max_retries=2, batch_size=2, progress=False,
-                   extra_gates=[FunctionGate("coin", coin, threshold=1.0)])
+def test_resume_after_interruption_gives_the_uninterrupted_cache(backend, plan, tmp_path, at_call):
+    options = dict(
+        structure_min=None,
+        blur_min=10,
+        phash_max=20,
+        max_retries=2,
+        batch_size=2,
+        progress=False,
+        extra_gates=[FunctionGate("coin", coin, threshold=1.0)],
+    )
     generate_cache(plan, backend=backend, cache_dir=tmp_path / "whole", **options)
     expected = comparable(tmp_path / "whole")
     log = (tmp_path / "whole" / REJECTIONS_FILE).read_text().splitlines()
@@ -134,8 +170,7 @@ def test_resume_after_interruption_gives_the_uninterrupted_cache(backend, plan, 
 
     broken = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        generate_cache(plan, backend=Interrupting(backend, at_call), cache_dir=broken,
-                       **options)
+        generate_cache(plan, backend=Interrupting(backend, at_call), cache_dir=broken, **options)
     partial = SyntheticCache(broken)
     assert not partial.problems and len(partial) < len(expected)  # consistent, unfinished
     interrupted = json.loads((broken / SUMMARY_FILE).read_text())
@@ -147,13 +182,25 @@ def test_resume_after_interruption_gives_the_uninterrupted_cache(backend, plan, 
     assert len(lines) == len(expected)  # no duplicate records
 
 
-def test_resume_refuses_other_settings_and_unknown_classes(backend, plan, shapes_dir,
-                                                           tmp_path):
-    generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", blur_min=10,
-                   progress=False)
+def test_resume_refuses_other_settings_and_unknown_classes(backend, plan, shapes_dir, tmp_path):
+    generate_cache(
+        plan,
+        backend=backend,
+        cache_dir=tmp_path / "c",
+        structure_min=None,
+        blur_min=10,
+        progress=False,
+    )
     with pytest.raises(CacheError, match="different settings .*max_retries"):
-        generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", blur_min=10,
-                       max_retries=1, progress=False)
+        generate_cache(
+            plan,
+            backend=backend,
+            cache_dir=tmp_path / "c",
+            structure_min=None,
+            blur_min=10,
+            max_retries=1,
+            progress=False,
+        )
     with pytest.warns(UserWarning, match="not in class_names"):
         new = make_plan(shapes_dir, target_per_class=2, class_names=["ring", "cube"])
     with pytest.raises(ConfigError, match="cannot make class.*cube"):
@@ -169,8 +216,14 @@ def test_two_runs_cannot_write_one_cache_at_once(backend, plan, tmp_path):
             generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", progress=False)
     finally:
         held.close()
-    assert generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", blur_min=10,
-                          progress=False)["complete"]
+    assert generate_cache(
+        plan,
+        backend=backend,
+        cache_dir=tmp_path / "c",
+        structure_min=None,
+        blur_min=10,
+        progress=False,
+    )["complete"]
 
 
 def test_noise_from_the_generator_is_refused_before_writing(tiny_generator, plan, tmp_path):
@@ -181,15 +234,26 @@ def test_noise_from_the_generator_is_refused_before_writing(tiny_generator, plan
 
 
 def test_variations_use_real_sources(backend, plan, tmp_path):
-    generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", blur_min=None,
-                   phash_max=None, img2img_fraction=0.5, progress=False)
+    generate_cache(
+        plan,
+        backend=backend,
+        cache_dir=tmp_path / "c",
+        structure_min=None,
+        blur_min=None,
+        phash_max=None,
+        img2img_fraction=0.5,
+        progress=False,
+    )
     records = SyntheticCache(tmp_path / "c").records
     sources = [r["source_id"] for r in records if r["plan_index"] % 2 == 1]
-    assert sources and all(s.startswith(f"{r['class']}/") for s, r in zip(
-        sources, [r for r in records if r["plan_index"] % 2 == 1]))
+    assert sources and all(
+        s.startswith(f"{r['class']}/")
+        for s, r in zip(sources, [r for r in records if r["plan_index"] % 2 == 1])
+    )
     assert all(r["source_id"] is None for r in records if r["plan_index"] % 2 == 0)
     assert np.mean([r["mode"] == "variation" for r in records]) == pytest.approx(
-        len(sources) / len(records))
+        len(sources) / len(records)
+    )
 
 
 class _Unsure:
@@ -207,9 +271,17 @@ class _Unsure:
 def test_verifier_collapse_is_reported_per_class_and_loudly(backend, plan, tmp_path):
     messages = []
     verifier = VerifierGate(_Unsure(), threshold=0.6)  # classes bound from the plan
-    summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", blur_min=None,
-                             phash_max=None, verify_model=verifier, progress=False,
-                             echo=messages.append)
+    summary = generate_cache(
+        plan,
+        backend=backend,
+        cache_dir=tmp_path / "c",
+        structure_min=None,
+        blur_min=None,
+        phash_max=None,
+        verify_model=verifier,
+        progress=False,
+        echo=messages.append,
+    )
     ring = summary["classes"]["ring"]
     assert ring["gate_acceptance"] == {"verifier": 0.0} and ring["exhausted"] == 6
     assert summary["this_run_acceptance"]["ring"]["by_gate"] == {"verifier": 0.0}

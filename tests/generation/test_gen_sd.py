@@ -25,12 +25,25 @@ def test_tiny_sd_text_to_image_and_image_to_image(sd, tiny_sd):
     assert isinstance(sd, StableDiffusionBackend) and os.environ["HF_HUB_OFFLINE"] == "1"
     assert sd.can_generate("a class nobody has photographed")
     source = np.repeat(shape_image("disc", np.random.default_rng(0), 16)[:, :, None], 3, 2)
-    made = sd.generate_batch([
-        GenerationRequest(class_name="disc", seed=1, prompt="a disc, day light",
-                          negative_prompt="blurry", attributes={"lighting": "day"}),
-        GenerationRequest(class_name="disc", seed=2, prompt="a disc", source_image=source,
-                          source_id="disc/disc_00.png"),
-        GenerationRequest(class_name="new_shape", seed=3)])
+    made = sd.generate_batch(
+        [
+            GenerationRequest(
+                class_name="disc",
+                seed=1,
+                prompt="a disc, day light",
+                negative_prompt="blurry",
+                attributes={"lighting": "day"},
+            ),
+            GenerationRequest(
+                class_name="disc",
+                seed=2,
+                prompt="a disc",
+                source_image=source,
+                source_id="disc/disc_00.png",
+            ),
+            GenerationRequest(class_name="new_shape", seed=3),
+        ]
+    )
     text, variation, default = (m.provenance for m in made)
     assert made[0].image.shape == (16, 16, 3) and made[0].image.dtype == np.uint8
     assert text["prompt"] == "a disc, day light" and text["negative_prompt"] == "blurry"
@@ -43,27 +56,46 @@ def test_tiny_sd_text_to_image_and_image_to_image(sd, tiny_sd):
     assert variation["mode"] == "img2img" and variation["source_id"] == "disc/disc_00.png"
     assert variation["strength"] == 0.5
     assert default["prompt"] == "a photo of a new shape"
-    again = sd.generate_batch([GenerationRequest(class_name="disc", seed=1,
-                                                 prompt="a disc, day light",
-                                                 negative_prompt="blurry")])[0]
+    again = sd.generate_batch(
+        [
+            GenerationRequest(
+                class_name="disc", seed=1, prompt="a disc, day light", negative_prompt="blurry"
+            )
+        ]
+    )[0]
     assert np.array_equal(again.image, made[0].image)
 
 
 def test_sd_cache_has_prompts_sources_and_the_prompt_set_hash(sd, shapes_dir, tmp_path):
     with pytest.warns(UserWarning, match="not in class_names"):
-        plan = make_plan(shapes_dir, target_per_class=4, class_names=["ring", "new_shape"],
-                         config={"negative_prompt": "blurry",
-                                 "prompts": ["a {class_text} in {lighting} light"],
-                                 "attributes": {"lighting": ["day", "night"]}})
-    summary = generate_cache(plan, backend=sd, cache_dir=tmp_path / "c", blur_min=None,
-                             phash_max=None, img2img_fraction=1.0, progress=False)
+        plan = make_plan(
+            shapes_dir,
+            target_per_class=4,
+            class_names=["ring", "new_shape"],
+            config={
+                "negative_prompt": "blurry",
+                "prompts": ["a {class_text} in {lighting} light"],
+                "attributes": {"lighting": ["day", "night"]},
+            },
+        )
+    summary = generate_cache(
+        plan,
+        backend=sd,
+        cache_dir=tmp_path / "c",
+        structure_min=None,
+        blur_min=None,
+        phash_max=None,
+        img2img_fraction=1.0,
+        progress=False,
+    )
     assert summary["complete"]
     records = SyntheticCache(tmp_path / "c").records
     assert len(records) == 1 + 4 and {r["class"] for r in records} == {"ring", "new_shape"}
     for record in records:
         assert record["prompt_set_sha256"] == plan.prompt_set_sha256
-        assert record["prompt"] == (f"a {record['class'].replace('_', ' ')} in "
-                                    f"{record['attributes']['lighting']} light")
+        assert record["prompt"] == (
+            f"a {record['class'].replace('_', ' ')} in {record['attributes']['lighting']} light"
+        )
         assert record["negative_prompt"] == "blurry"
         assert record["steps"] == 2 and record["guidance_scale"] == 3.0
     ring = [r for r in records if r["class"] == "ring"]
