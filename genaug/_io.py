@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -54,6 +55,24 @@ def json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def write_json(path, data) -> None:
-    """Write ``data`` as indented JSON to ``path``, atomically."""
-    atomic_write_bytes(Path(path), json.dumps(data, indent=2, default=json_default).encode())
+def _finite(value):
+    """Replace NaN and infinities (not valid JSON) by None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def to_jsonable(value):
+    """A plain JSON-ready deep copy: numpy values, paths, tuples converted, NaN -> None."""
+    return _finite(json.loads(json.dumps(value, default=json_default)))
+
+
+def write_json(path, data) -> Path:
+    """Write ``data`` as indented JSON (NaN becomes null) to ``path``, atomically."""
+    text = json.dumps(to_jsonable(data), indent=2) + "\n"
+    atomic_write_bytes(Path(path), text.encode("utf-8"))
+    return Path(path)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genaug._io import to_jsonable
 from genaug.evidence._arms import ARMS, COMPARISONS, arm_config, parse_arms, parse_seeds
 from genaug.evidence._io import write_json
 from genaug.evidence._stats import (
@@ -90,7 +91,7 @@ def run_compare(
         run = {"arm": arm_name, "seed": seed, "output_dir": str(config.output_dir)}
         try:
             metrics = runner(config)
-            run.update(status="ok", metrics=_plain(metrics))
+            run.update(status="ok", metrics=to_jsonable(metrics))
         except KeyboardInterrupt:
             raise
         except Exception as error:  # a failed arm must not stop the others
@@ -297,7 +298,7 @@ def _setup(config, synthetic_cache, started, runs) -> dict:
                      else "the embedded long-tailed digits"),
         "test_set": _test_set(fields, runs),
         "synthetic_cache": None if synthetic_cache is None else str(synthetic_cache),
-        "shared_config": _plain(shared),
+        "shared_config": to_jsonable(shared),
         "started": started,
         "arm_definitions": {name: arm.overrides | {"synthetic_cache": arm.needs_cache}
                             for name, arm in ARMS.items()},
@@ -316,20 +317,6 @@ def _test_set(fields, runs) -> str:
             "manifest's test split), drawn with the run's seed only: the same for every arm at "
             "a seed")
 
-
-def _plain(value):
-    """A JSON-friendly deep copy (numpy scalars, paths and tuples converted)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def _num(value) -> str:
