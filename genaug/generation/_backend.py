@@ -117,6 +117,16 @@ class GeneratorBackend(ABC):
         ]
         return self.generate_batch(requests)
 
+    def _batches(self, requests: Sequence[GenerationRequest]):
+        """Yield ``(indices, variation)``: groups of at most ``batch_size`` requests,
+        text-to-image first, then variations, which start from a partly noised real image
+        and so run as batches of their own."""
+        for variation in (False, True):
+            chosen = [i for i, r in enumerate(requests)
+                      if (r.source_image is not None) == variation]
+            for start in range(0, len(chosen), self.batch_size):
+                yield chosen[start:start + self.batch_size], variation
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free device memory."""
 

@@ -122,20 +122,15 @@ class DDPMBackend(GeneratorBackend):
     def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[GeneratedImage]:
         requests = list(requests)
         out: list[GeneratedImage | None] = [None] * len(requests)
-        # Variations start from a partly noised real image, so they run as their own batches.
-        for variation in (False, True):
-            chosen = [i for i, r in enumerate(requests)
-                      if (r.source_image is not None) == variation]
-            for start in range(0, len(chosen), self.batch_size):
-                part = chosen[start:start + self.batch_size]
-                images = self._sample([requests[i] for i in part], variation)
-                if self.pixel_check and not self._checked and not variation:
-                    check_pixel_statistics(images, self.generator.meta["pixel_stats"],
-                                           class_names=[requests[i].class_name for i in part])
-                    self._checked = True
-                for i, image in zip(part, images):
-                    out[i] = GeneratedImage(image=image, provenance=self._provenance(
-                        requests[i], variation), class_name=requests[i].class_name)
+        for part, variation in self._batches(requests):
+            images = self._sample([requests[i] for i in part], variation)
+            if self.pixel_check and not self._checked and not variation:
+                check_pixel_statistics(images, self.generator.meta["pixel_stats"],
+                                       class_names=[requests[i].class_name for i in part])
+                self._checked = True
+            for i, image in zip(part, images):
+                out[i] = GeneratedImage(image=image, provenance=self._provenance(
+                    requests[i], variation), class_name=requests[i].class_name)
         return out
 
     def _provenance(self, request: GenerationRequest, variation: bool) -> dict:

@@ -112,17 +112,13 @@ class StableDiffusionBackend(GeneratorBackend):
     def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[GeneratedImage]:
         requests = list(requests)
         out: list[GeneratedImage | None] = [None] * len(requests)
-        for variation in (False, True):
-            chosen = [i for i, r in enumerate(requests)
-                      if (r.source_image is not None) == variation]
-            for start in range(0, len(chosen), self.batch_size):
-                part = chosen[start:start + self.batch_size]
-                images, flagged = self._run([requests[i] for i in part], variation)
-                for k, i in enumerate(part):
-                    out[i] = GeneratedImage(
-                        image=images[k],
-                        provenance=self._provenance(requests[i], variation, flagged[k]),
-                        class_name=requests[i].class_name)
+        for part, variation in self._batches(requests):
+            images, flagged = self._run([requests[i] for i in part], variation)
+            for k, i in enumerate(part):
+                out[i] = GeneratedImage(
+                    image=images[k],
+                    provenance=self._provenance(requests[i], variation, flagged[k]),
+                    class_name=requests[i].class_name)
         return out
 
     def _run(self, requests: list[GenerationRequest], variation: bool):
