@@ -116,10 +116,6 @@ class EpochSampler:
         """Batches per epoch."""
         return len(self.plan)
 
-    @property
-    def batch_size(self) -> int:
-        return self.plan.batch_size
-
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 

@@ -39,7 +39,6 @@ class MixedEpoch(Batched):
     partner: np.ndarray
     lam: np.ndarray
     batch_size: int
-    ratio_factor: float
 
     def composition(self, class_names) -> dict:
         """Per class: unique real images, repeated real draws and synthetic draws."""
@@ -60,7 +59,7 @@ class MixedEpoch(Batched):
         weights = np.ones(n, np.float32) if weights is None else weights
         return cls(plan.epoch, plan.labels, np.zeros(n, dtype=np.int8), plan.real_index,
                    plan.real_index, plan.duplicate, weights, np.full(n, -1, dtype=np.int64),
-                   np.ones(n, np.float32), plan.batch_size, 0.0)
+                   np.ones(n, np.float32), plan.batch_size)
 
 
 def check_ratio(ratio):
@@ -168,8 +167,7 @@ class SyntheticMixer:
                     lam[slot] = rng.uniform(0.3, 0.7)
         weights = np.where(synthetic, self.weight, 1.0).astype(np.float32)
         return MixedEpoch(epoch, plan.labels, synthetic.astype(np.int8), index, plan.real_index,
-                          plan.duplicate & ~synthetic, weights, partner, lam, plan.batch_size,
-                          factor)
+                          plan.duplicate & ~synthetic, weights, partner, lam, plan.batch_size)
 
     def _fill_deficits(self, plan, usable, factor, rng) -> np.ndarray:
         chosen = np.zeros(len(plan), dtype=bool)
