@@ -81,16 +81,23 @@ class LiveSource:
         with self._lock:
             self._need = np.asarray(synthetic_draws_per_class, dtype=float)
 
-    def take(self, label: int, *, block: bool = False) -> np.ndarray | None:
-        """A fresh image of class ``label``, or None after ``timeout`` (``block``: wait
-        until one arrives or the producer stops; for classes nothing else can supply)."""
+    def take(self, label: int, *, deadline: float | None = None,
+             block: bool = False) -> np.ndarray | None:
+        """A fresh image of class ``label``, or None once ``deadline`` (a
+        ``time.perf_counter()`` value; default: ``timeout`` from now) has passed. The loader
+        sets one deadline per batch, so a training step waits at most ``timeout`` in all.
+        ``block``: wait until one arrives or the producer stops (for classes nothing else can
+        supply)."""
         started = time.perf_counter()
         if block:
             image = None
             while image is None and self.running:
                 image = self.buffer.take(label, timeout=0.5)
         else:
-            image = self.buffer.take(label, timeout=self.timeout if self.running else 0.0)
+            if deadline is None:
+                deadline = started + self.timeout
+            wait = max(0.0, deadline - started) if self.running else 0.0
+            image = self.buffer.take(label, timeout=wait)
         with self._lock:
             self.stats["consumer_wait_s"] += time.perf_counter() - started
             self.stats["consumed" if image is not None else "misses"] += 1

@@ -6,6 +6,7 @@ It imports no TensorFlow and works under every Keras backend.
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -130,7 +131,11 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         if mixed.epoch not in self.composition_log:
             self._start_epoch(mixed)
         part = mixed.batch_slice(index)
-        images = [self._load_slot(mixed, slot) for slot in range(part.start, part.stop)]
+        # One wait budget for the whole batch: a step never waits longer than the timeout.
+        deadline = (time.perf_counter() + self.live_source.timeout
+                    if self.live_source is not None else None)
+        images = [self._load_slot(mixed, slot, deadline)
+                  for slot in range(part.start, part.stop)]
         x = apply_augment(self.augment, np.stack(images).astype(np.float32))
         y = mixed.labels[part].astype(np.int64)
         if self.sample_weights:
@@ -147,10 +152,10 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
                 self.live_source.set_need(np.bincount(mixed.labels[mixed.source == SYNTHETIC],
                                                       minlength=len(self.class_names)))
 
-    def _load_slot(self, mixed, slot: int) -> np.ndarray:
+    def _load_slot(self, mixed, slot: int, deadline: float | None) -> np.ndarray:
         label = int(mixed.labels[slot])
         if mixed.source[slot] == SYNTHETIC:
-            image = self._synthetic(mixed, slot, label)
+            image = self._synthetic(mixed, slot, label, deadline)
             if mixed.partner[slot] >= 0:
                 lam = float(mixed.lam[slot])
                 partner = self._load(self.real, int(mixed.partner[slot]), label)
@@ -158,10 +163,10 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
             return image
         return self._load(self.real, int(mixed.index[slot]), label)
 
-    def _synthetic(self, mixed, slot: int, label: int) -> np.ndarray:
+    def _synthetic(self, mixed, slot: int, label: int, deadline: float | None) -> np.ndarray:
         """Fresh from the live source, else the cached pick, else the planned real image."""
         live = self.live_source
-        image = live.take(label) if live is not None else None
+        image = live.take(label, deadline=deadline) if live is not None else None
         if image is not None:
             return image
         if mixed.index[slot] >= 0:
