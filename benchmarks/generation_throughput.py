@@ -27,15 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def make_generator(directory: Path, *, model_size: str, resolution: int, channels: int,
-                   num_classes: int) -> Path:
+                   num_classes: int | None = None, class_names=None) -> Path:
+    """A generator directory holding a UNet with random weights (``class_names``, or
+    ``class0``... for ``num_classes`` classes)."""
     import torch
 
     from genaug.generation import build_train_scheduler, build_unet, save_generator
 
+    names = list(class_names or (f"class{i}" for i in range(num_classes)))
     torch.manual_seed(0)
-    unet = build_unet(num_classes=num_classes, resolution=resolution, channels=channels,
+    unet = build_unet(num_classes=len(names), resolution=resolution, channels=channels,
                       model_size=model_size)
-    names = [f"class{i}" for i in range(num_classes)]
     stats = {"count": 1, "mean": 0.5, "second_moment": 0.3, "std": 0.2, "neighbour_corr": 0.9}
     meta = {"class_names": names, "class_counts": dict.fromkeys(names, 1),
             "resolution": resolution, "color_mode": "grayscale" if channels == 1 else "rgb",

@@ -59,6 +59,7 @@ class TrainConfig:
     live_device: str = "cuda"
     live_buffer: int = 256
     live_max_reuse: int = 4
+    live_producer: str = "process"
     verbose: int = 1
 
 

@@ -1,12 +1,16 @@
 """Live synthetic images: a generator producing while ``model.fit`` trains.
 
-``LiveSource`` runs a generator backend in a background thread, gates every image, persists
-the accepted ones into the synthetic cache and serves them to ``BalancedBatchGenerator``
-through a bounded per-class buffer; ``start_live_source`` builds one for ``genaug train``.
+``LiveSource`` schedules the producer and serves fresh images to ``BalancedBatchGenerator``
+through a bounded per-class buffer; a ``GenerationWorker`` generates, gates and persists each
+batch, in the training process or in a child process of its own (``SubprocessWorker``);
+``start_live_source`` builds the whole of it for ``genaug train``.
 """
 
 from genaug.live._buffer import FreshBuffer
-from genaug.live._factory import share_gpu_with_torch, start_live_source
+from genaug.live._factory import build_worker, share_gpu_with_torch, start_live_source
+from genaug.live._process import RemoteTraceback, SubprocessWorker
 from genaug.live._source import LiveSource
+from genaug.live._worker import GenerationWorker
 
-__all__ = ["FreshBuffer", "LiveSource", "share_gpu_with_torch", "start_live_source"]
+__all__ = ["FreshBuffer", "GenerationWorker", "LiveSource", "RemoteTraceback",
+           "SubprocessWorker", "build_worker", "share_gpu_with_torch", "start_live_source"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from genaug.exceptions import ConfigError
@@ -27,20 +28,66 @@ def share_gpu_with_torch() -> None:
             pass
 
 
+def build_worker(generator, *, device: str, class_names, image_size, color_mode: str,
+                 reference_paths=None, cache_dir=None, backend_options=None, gate_options=None):
+    """The standard live :class:`GenerationWorker`: a generator loaded offline, the standard
+    gate chain against the real images of each class, and a cache writer.
+
+    Every argument is picklable, so ``functools.partial(build_worker, ...)`` is the factory a
+    :class:`SubprocessWorker` calls in its child.
+
+    Parameters
+    ----------
+    generator : path-like
+        A ``genaug fit-generator`` directory or a local Stable Diffusion checkpoint.
+    device : str
+    class_names : sequence of str
+    image_size : (height, width)
+    color_mode : str
+    reference_paths : mapping of class name to image paths, optional
+        The real training images of each class, for the near-duplicate gate.
+    cache_dir : path-like, optional
+        Where accepted images are persisted.
+    backend_options : dict, optional
+        Passed to :func:`genaug.generation.load_backend` (``steps``, ``guidance_scale``...).
+    gate_options : dict, optional
+        Passed to :func:`genaug.generation.build_gate_chain` (``blur_min``,
+        ``structure_min``, ``phash_max``, ``verify_model``...; None leaves a gate out).
+    """
+    from genaug.data import load_image
+    from genaug.generation import build_gate_chain, load_backend
+    from genaug.live._worker import GenerationWorker
+    from genaug.synthetic import CacheWriter
+
+    backend = load_backend(generator, device=device, **(backend_options or {}))
+    paths = dict(reference_paths or {})
+
+    def reference_images(class_name):
+        return [load_image(p, image_size=image_size, color_mode=color_mode)
+                for p in paths.get(class_name, ())]
+
+    gates = build_gate_chain(class_names=class_names, reference_images=reference_images,
+                             **(gate_options or {}))
+    writer = CacheWriter(cache_dir) if cache_dir is not None else None
+    return GenerationWorker(backend, class_names=class_names, image_size=image_size,
+                            color_mode=color_mode, gates=gates, cache_writer=writer)
+
+
 def start_live_source(config, splits, *, log=print):
     """Start the producer of a run, or return None (with a message) when it cannot run.
 
     Without CUDA, ``--live-device cuda`` falls back to the synthetic cache (and real
     oversampling): the run goes on without live images. ``--live-device cpu`` runs the
-    generator on the CPU (slow; meant for tests and small checks). Accepted images are
-    persisted into ``--synthetic-cache`` (or ``<output-dir>/live_cache``) so the next run can
-    reuse them as a plain cache.
+    generator on the CPU (slow; meant for tests and small checks). ``--live-producer
+    process`` (the default) runs generation, gates and cache writes in a child process, so
+    they never hold the training process's GIL; ``thread`` keeps them in this process.
+    Accepted images are persisted into ``--synthetic-cache`` (or ``<output-dir>/live_cache``)
+    so the next run can reuse them as a plain cache.
     """
     import torch
 
-    from genaug.generation import build_gate_chain, load_backend
+    from genaug.live._process import SubprocessWorker
     from genaug.live._source import LiveSource
-    from genaug.synthetic import CacheWriter
 
     device = config.live_device
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -50,24 +97,21 @@ def start_live_source(config, splits, *, log=print):
         return None
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise ConfigError(f"--live-device must be cuda, cuda:N or cpu, got {device}")
+    if config.live_producer not in ("process", "thread"):
+        raise ConfigError(f"--live-producer must be process or thread, got "
+                          f"{config.live_producer}")
     share_gpu_with_torch()
-    backend = load_backend(config.live_generator, device=device)
     train = splits.train
-    size = (config.image_size, config.image_size)
-
-    def reference_images(class_name):
-        from genaug.data import load_image
-
-        label = train.class_names.index(class_name)
-        return [load_image(p, image_size=size, color_mode=config.color_mode)
-                for p, y in zip(train.paths, train.labels) if y == label]
-
-    gates = build_gate_chain(class_names=train.class_names, reference_images=reference_images)
+    reference_paths = {name: [p for p, y in zip(train.paths, train.labels) if y == label]
+                       for label, name in enumerate(train.class_names)}
     cache_dir = Path(config.synthetic_cache or Path(config.output_dir) / "live_cache")
-    source = LiveSource(backend, class_names=train.class_names, image_size=size,
-                        color_mode=config.color_mode, gates=gates,
-                        cache_writer=CacheWriter(cache_dir), capacity=config.live_buffer,
+    factory = functools.partial(
+        build_worker, config.live_generator, device=device, class_names=train.class_names,
+        image_size=(config.image_size, config.image_size), color_mode=config.color_mode,
+        reference_paths=reference_paths, cache_dir=cache_dir)
+    worker = SubprocessWorker(factory) if config.live_producer == "process" else factory()
+    source = LiveSource(worker, class_names=train.class_names, capacity=config.live_buffer,
                         max_reuse=config.live_max_reuse, seed=config.seed)
-    log(f"live generator: {config.live_generator} on {device}, classes "
-        f"{', '.join(source.live_classes)}; accepted images persist to {cache_dir}")
+    log(f"live generator: {config.live_generator} on {device} ({config.live_producer}), "
+        f"classes {', '.join(source.live_classes)}; accepted images persist to {cache_dir}")
     return source.start()

@@ -17,24 +17,21 @@ from genaug.live._buffer import FreshBuffer
 class LiveSource:
     """A background producer feeding a per-class buffer, and the consumer side the loader uses.
 
-    The producer thread asks the generator backend for batches of the class whose need is least
-    covered (need: synthetic draws per epoch, set by the loader from the ramp schedule and the
-    caps; cover: buffered uses left), passes each image through the quality gates, persists the
-    accepted ones into the synthetic cache with full records (so the next run reuses them) and
-    pushes them into the buffer. The consumer never waits longer than ``timeout``: when a class
-    has nothing fresh, :meth:`take` returns None and the loader falls back to cached images of
+    The producer thread asks its worker for batches of the class whose need is least covered
+    (need: synthetic draws per epoch, set by the loader from the ramp schedule and the caps;
+    cover: buffered uses left). The worker generates, gates and persists the images (in this
+    process, or in a child process with :class:`SubprocessWorker`) and the accepted ones go
+    into the buffer. The consumer never waits longer than ``timeout``: when a class has
+    nothing fresh, :meth:`take` returns None and the loader falls back to cached images of
     that class, then to real oversampling.
 
     Parameters
     ----------
-    backend : GeneratorBackend
-        ``generate_batch(requests)`` producing images with provenance.
+    worker : GenerationWorker or SubprocessWorker
+        Where batches are made: ``producible()``, ``batch_size``,
+        ``run(label, requests, should_stop) -> (accepted images, generated count)``,
+        ``close()``.
     class_names : sequence of str
-    image_size : (height, width)
-    color_mode : str
-    gates : object with ``check(image, class_name) -> (passed, quality)``, optional
-    cache_writer : CacheWriter, optional
-        Where accepted images are persisted; the producer closes it when it stops.
     capacity : int
         Buffered images per class.
     max_reuse : int
@@ -42,31 +39,38 @@ class LiveSource:
     timeout : float
         Longest wait of a training step for a fresh image, in seconds.
     batch_size : int, optional
-        Images per generator call (default: the backend's).
+        Images per generator call (default: the worker's).
     seed : int
         First seed of the live stream; class ``c``'s k-th request uses ``seed + k * K + c``.
+
+    Examples
+    --------
+    A producer in a child process, from a ``genaug fit-generator`` directory::
+
+        worker = SubprocessWorker(functools.partial(
+            build_worker, "models/generator", device="cuda", class_names=names,
+            image_size=(32, 32), color_mode="rgb", cache_dir="cache"))
+        with LiveSource(worker, class_names=names) as live:
+            model.fit(BalancedBatchGenerator(data, synthetic_ratio=0.25, live_source=live))
     """
 
-    def __init__(self, backend, *, class_names: Sequence[str], image_size, color_mode: str,
-                 gates=None, cache_writer=None, capacity: int = 256, max_reuse: int = 4,
-                 timeout: float = 0.05, batch_size: int | None = None, seed: int = 0):
-        self.backend = backend
+    def __init__(self, worker, *, class_names: Sequence[str], capacity: int = 256,
+                 max_reuse: int = 4, timeout: float = 0.05, batch_size: int | None = None,
+                 seed: int = 0):
+        self.worker = worker
         self.class_names = tuple(class_names)
-        self.image_size = tuple(image_size)
-        self.color_mode = color_mode
-        self.gates = gates
-        self.writer = cache_writer
         self.timeout = float(timeout)
-        self.batch_size = int(batch_size or getattr(backend, "batch_size", 8))
+        self.batch_size = int(batch_size or worker.batch_size)
         self.seed = int(seed)
         k = len(self.class_names)
         self.buffer = FreshBuffer(k, capacity=capacity, max_reuse=max_reuse)
-        self.producible = np.array([backend.can_generate(n) for n in self.class_names])
+        self.producible = np.array(worker.producible(), dtype=bool)
         self._need = np.zeros(k)
         self._requests = np.zeros(k, dtype=np.int64)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._closed = False
         self.error: str | None = None
         self.stats = Counter()
         self._started = self._stopped = None
@@ -143,58 +147,44 @@ class LiveSource:
                 if label is None:
                     self.buffer.wait_for_room(timeout=0.1)
                     continue
-                name = self.class_names[label]
                 start = self._requests[label]
                 self._requests[label] += self.batch_size
-                requests = [GenerationRequest(class_name=name,
+                requests = [GenerationRequest(class_name=self.class_names[label],
                                               seed=self.seed + int(start + i) * k + label)
                             for i in range(self.batch_size)]
-                for generated in self.backend.generate_batch(requests):
-                    if self._stop.is_set():
-                        break
-                    self._accept(label, generated)
+                images, generated = self.worker.run(label, requests, self._stop.is_set)
+                with self._lock:
+                    self.stats["generated"] += generated
+                    self.stats["accepted"] += len(images)
+                    self.stats["rejected"] += generated - len(images)
+                for image in images:
+                    self.buffer.put(label, image)
         except Exception as error:  # the loader falls back; the run goes on
             self.error = f"{type(error).__name__}: {error}"
             warnings.warn(f"live generator stopped: {self.error}\n{traceback.format_exc()}",
                           stacklevel=1)
         finally:
             self._stopped = time.perf_counter()
-            if self.writer is not None:
-                self.writer.close()
+            self._close_worker()
 
-    def _accept(self, label: int, generated) -> None:
-        from genaug.generation import normalize_image
-
-        name = self.class_names[label]
-        image = normalize_image(generated.image, self.image_size, self.color_mode)
-        quality, passed = {}, True
-        if self.gates is not None:
-            passed, quality = self.gates.check(image, name)
+    def _close_worker(self) -> None:
         with self._lock:
-            self.stats["generated"] += 1
-            self.stats["accepted" if passed else "rejected"] += 1
-        if not passed:
-            return
-        if self.writer is not None:
-            seed = generated.provenance.get("seed")
-            self.writer.add(image, class_name=name, record_id=f"live-{name}-{seed}",
-                            **{**generated.provenance, "quality": quality, "attempts": 1})
-        self.buffer.put(label, image)
+            closed, self._closed = self._closed, True
+        if not closed:
+            self.worker.close()
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the producer and wait for it (it finishes the image in hand, then closes the
-        cache writer, so nothing is left half-written)."""
+        worker: the cache writer and, for a subprocess, the child), so nothing is left
+        half-written."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                warnings.warn("live generator still finishing a batch; it stops by itself",
-                              stacklevel=2)
-        elif self.writer is not None:
-            self.writer.close()
-        close = getattr(self.backend, "close", None)
-        if close is not None and not self.running:
-            close()
+        if self._thread is None:
+            self._close_worker()
+            return
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            warnings.warn("live generator still finishing a batch; it stops by itself",
+                          stacklevel=2)
 
     def __enter__(self) -> LiveSource:
         return self.start()

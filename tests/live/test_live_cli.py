@@ -12,18 +12,6 @@ TINY = ["--epochs", "2", "--image-size", "16", "--model-width", "8", "--batch-si
         "--quiet", "--balanced"]
 
 
-@pytest.fixture(scope="module")
-def live_data(tmp_path_factory, image_folder_writer):
-    from genaug.generation import fit_generator
-
-    root = tmp_path_factory.mktemp("live")
-    data = image_folder_writer(root / "data", {"cat": 16, "dog": 4, "snake": 8})
-    generator = root / "generator"
-    fit_generator(data, out_dir=generator, resolution=16, model_size="tiny", max_steps=2,
-                  batch_size=8, progress=False)
-    return data, generator
-
-
 def train(tmp_path, *args):
     result = CliRunner().invoke(main, ["train", *args, *TINY, "--output-dir",
                                        str(tmp_path / "out"), "--model-dir",
@@ -47,7 +35,8 @@ def test_fit_consumes_fresh_images_and_persists_them(live_data, tmp_path, unchec
     cache = tmp_path / "cache"
     _, metrics = train(tmp_path, str(data), "--live-generator", str(generator),
                        "--live-device", "cpu", "--synthetic-ratio", "0.5",
-                       "--synthetic-cache", str(cache), "--live-buffer", "16")
+                       "--synthetic-cache", str(cache), "--live-buffer", "16",
+                       "--live-producer", "thread")  # the patched loader lives in this process
     live = metrics["live"]
     for key in ("produced_per_s", "consumed_per_s", "reuse_counts", "fallbacks",
                 "consumer_wait_s"):

@@ -7,7 +7,7 @@ import pytest
 
 from genaug import BalancedBatchGenerator
 from genaug.generation import GeneratedImage, GeneratorBackend
-from genaug.live import FreshBuffer, LiveSource
+from genaug.live import FreshBuffer, GenerationWorker, LiveSource
 from genaug.synthetic import CacheWriter, SyntheticCache
 
 
@@ -42,6 +42,13 @@ class NoiseBackend(GeneratorBackend):
         self.closed = True
 
 
+def live_source(backend, class_names, *, image_size=(8, 8), color_mode="rgb",
+                cache_writer=None, **options):
+    worker = GenerationWorker(backend, class_names=class_names, image_size=image_size,
+                              color_mode=color_mode, cache_writer=cache_writer)
+    return LiveSource(worker, class_names=class_names, **options)
+
+
 def test_buffer_reuse_is_bounded_and_least_used_first():
     buffer = FreshBuffer(2, capacity=2, max_reuse=2)
     a, b = np.zeros(1), np.ones(1)
@@ -56,8 +63,8 @@ def test_buffer_reuse_is_bounded_and_least_used_first():
 def test_producer_fills_the_buffer_persists_to_cache_and_shuts_down(tmp_path):
     backend = NoiseBackend(["dog"])
     writer = CacheWriter(tmp_path / "cache")
-    live = LiveSource(backend, class_names=["cat", "dog"], image_size=(4, 4),
-                      color_mode="grayscale", cache_writer=writer, capacity=8, timeout=2.0)
+    live = live_source(backend, ["cat", "dog"], image_size=(4, 4), color_mode="grayscale",
+                       cache_writer=writer, capacity=8, timeout=2.0)
     with live:
         image = live.take(1)
     assert image is not None and image.shape == (4, 4, 1)
@@ -70,8 +77,8 @@ def test_producer_fills_the_buffer_persists_to_cache_and_shuts_down(tmp_path):
 
 
 def test_a_failing_producer_stops_cleanly_and_is_reported(tmp_path):
-    live = LiveSource(NoiseBackend(["dog"], fail_after=1), class_names=["cat", "dog"],
-                      image_size=(4, 4), color_mode="rgb", capacity=64, timeout=0.01)
+    live = live_source(NoiseBackend(["dog"], fail_after=1), ["cat", "dog"], capacity=64,
+                       timeout=0.01)
     with pytest.warns(UserWarning, match="live generator stopped: RuntimeError: device lost"):
         live.start()
         live._thread.join(5)
@@ -101,8 +108,7 @@ def fit_with_live(data, live, epochs=2, callbacks=()):
 
 
 def test_fit_consumes_fresh_images(small_dataset):
-    live = LiveSource(NoiseBackend(["dog", "snake"]), class_names=["cat", "dog", "snake"],
-                      image_size=(8, 8), color_mode="rgb", timeout=1.0)
+    live = live_source(NoiseBackend(["dog", "snake"]), ["cat", "dog", "snake"], timeout=1.0)
     fit_with_live(small_dataset, live)
     stats = live.statistics()
     assert stats["consumed"] > 0 and stats["produced_per_s"] > 0
@@ -111,9 +117,8 @@ def test_fit_consumes_fresh_images(small_dataset):
 
 
 def test_slow_producer_falls_back_without_stalling(small_dataset):
-    live = LiveSource(NoiseBackend(["dog", "snake"], delay=5.0),
-                      class_names=["cat", "dog", "snake"], image_size=(8, 8), color_mode="rgb",
-                      timeout=0.01)
+    live = live_source(NoiseBackend(["dog", "snake"], delay=5.0), ["cat", "dog", "snake"],
+                       timeout=0.01)
     started = time.perf_counter()
     fit_with_live(small_dataset, live, epochs=1)
     stats = live.statistics()
@@ -125,9 +130,8 @@ def test_slow_producer_falls_back_without_stalling(small_dataset):
 
 
 def test_interrupt_during_fit_leaves_no_thread_running(small_dataset, tmp_path):
-    live = LiveSource(NoiseBackend(["dog", "snake"]), class_names=["cat", "dog", "snake"],
-                      image_size=(8, 8), color_mode="rgb",
-                      cache_writer=CacheWriter(tmp_path / "cache"), timeout=0.5)
+    live = live_source(NoiseBackend(["dog", "snake"]), ["cat", "dog", "snake"],
+                       cache_writer=CacheWriter(tmp_path / "cache"), timeout=0.5)
     with pytest.raises(KeyboardInterrupt):
         fit_with_live(small_dataset, live, callbacks=[ShutdownTracker(fail_at=1)])
     assert not live.running

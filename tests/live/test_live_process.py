@@ -1,0 +1,115 @@
+"""The live producer in a child process: images, errors and shutdown cross the boundary."""
+
+import functools
+import os
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+from genaug import BalancedBatchGenerator
+from genaug.exceptions import ConfigError
+from genaug.generation import GenerationError
+from genaug.live import LiveSource, RemoteTraceback, SubprocessWorker, build_worker
+from genaug.synthetic import SyntheticCache
+
+CLASSES = ["cat", "dog", "snake"]
+
+
+def factory(generator, cache=None, **backend_options):
+    """The tiny generator is undertrained: its noise passes only with the pixel check, blur
+    and structure gates off (the near-duplicate gate stays)."""
+    return functools.partial(
+        build_worker, str(generator), device="cpu", class_names=CLASSES, image_size=(8, 8),
+        color_mode="rgb", cache_dir=None if cache is None else str(cache),
+        backend_options={"steps": 2, "pixel_check": False, **backend_options},
+        gate_options={"blur_min": None, "structure_min": None})
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for our purposes: it holds nothing but its exit status
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+def wait_gone(pid, seconds=15.0):
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not alive(pid)
+
+
+def test_fit_consumes_images_made_in_a_child_and_the_child_exits(live_data, tmp_path):
+    data, generator = live_data
+    worker = SubprocessWorker(factory(generator, tmp_path / "cache"))
+    assert worker.producible() == [True, True, True] and worker.pid != os.getpid()
+    live = LiveSource(worker, class_names=CLASSES, timeout=2.0, batch_size=4)
+    loader = BalancedBatchGenerator(data, batch_size=6, image_size=(8, 8), seed=0,
+                                    synthetic_ratio=0.5, live_source=live)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with live:
+        assert live.take(1, deadline=time.perf_counter() + 60) is not None  # it produces
+        model.fit(loader, epochs=1, verbose=0)
+    stats = live.statistics()
+    assert stats["generated"] > 0 and stats["producer_error"] is None
+    assert stats["consumed"] > 0
+    assert wait_gone(worker.pid)
+    cache = SyntheticCache(tmp_path / "cache")
+    assert len(cache) == stats["accepted"] and not cache.problems
+    assert all(r["generator"]["backend"] == "ddpm" for r in cache.records)
+
+
+def test_a_generator_that_cannot_load_raises_its_own_error_in_the_parent(tmp_path):
+    with pytest.raises(ConfigError, match="generator not found") as caught:
+        SubprocessWorker(factory(tmp_path / "missing"))
+    assert isinstance(caught.value.__cause__, RemoteTraceback)
+    assert "build_worker" in str(caught.value.__cause__)  # the child's traceback
+
+
+def test_a_failing_child_is_reported_and_the_producer_stops(live_data):
+    _, generator = live_data
+    # the undertrained generator fails its pixel check in the child
+    worker = SubprocessWorker(factory(generator, pixel_check=True))
+    live = LiveSource(worker, class_names=CLASSES, batch_size=4)
+    with pytest.warns(UserWarning, match="live generator stopped: GenerationError"):
+        live.start()
+        live._thread.join(60)
+    assert "does not look like the real data" in live.statistics()["producer_error"]
+    assert wait_gone(worker.pid)
+    live.close()
+
+
+def test_the_child_exits_when_the_training_process_is_killed(live_data, tmp_path):
+    _, generator = live_data
+    script = (
+        "import functools, os, signal, sys\n"
+        "from genaug.live import SubprocessWorker, build_worker\n"
+        "if __name__ == '__main__':\n"
+        f"    worker = SubprocessWorker(functools.partial(build_worker, {str(generator)!r}, "
+        "device='cpu', class_names=['cat', 'dog', 'snake'], image_size=(8, 8), "
+        "color_mode='rgb', backend_options={'pixel_check': False}))\n"
+        "    print(worker.pid, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    path = tmp_path / "killed.py"
+    path.write_text(script)
+    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == -9, done.stderr
+    assert wait_gone(int(done.stdout.split()[0]))
+
+
+def test_a_child_that_dies_is_an_error_not_a_hang(live_data):
+    _, generator = live_data
+    worker = SubprocessWorker(factory(generator))
+    os.kill(worker.pid, 9)
+    with pytest.raises(GenerationError, match="exited unexpectedly"):
+        worker.run(0, [])
+    worker.close()
