@@ -162,7 +162,9 @@ class DDPMBackend(GeneratorBackend):
         labels = torch.tensor([self._label(r.class_name) for r in requests], device=device)
         scheduler = build_sampler(self.generator.train_scheduler_config, self.sampler_name,
                                   lambda_min_clipped=self.lambda_min_clipped)
-        scheduler.set_timesteps(self.steps, device=device)
+        # The scheduler's arithmetic stays on the CPU (its tables live there): indexing them
+        # with a CUDA timestep would cost a host-device sync at every step.
+        scheduler.set_timesteps(self.steps)
         timesteps = scheduler.timesteps
         if variation:
             begin = min(self.steps - 1, int(round(self.steps * (1.0 - self.strength))))
@@ -182,12 +184,12 @@ class DDPMBackend(GeneratorBackend):
         memory_format = (torch.channels_last if device.startswith("cuda")
                          else torch.contiguous_format)
         with torch.inference_mode():
-            for t in timesteps:
+            for t, t_device in zip(timesteps, timesteps.to(device)):
                 model_in = scheduler.scale_model_input(x, t)
                 if guided:
                     model_in = torch.cat([model_in, model_in])
                 model_in = model_in.to(self.dtype).contiguous(memory_format=memory_format)
-                eps = self.unet(model_in, t, class_labels=labels).sample.float()
+                eps = self.unet(model_in, t_device, class_labels=labels).sample.float()
                 if guided:
                     cond, uncond = eps.chunk(2)
                     eps = uncond + self.guidance_scale * (cond - uncond)

@@ -169,7 +169,6 @@ def fit_generator(
                       torch.float16: "fp16"}[dtype]
 
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     images = load_training_images(index, resolution=resolution, color_mode=color_mode)
     labels = np.asarray(index.labels, dtype=np.int64)
     class_names = tuple(index.class_names)
@@ -186,18 +185,24 @@ def fit_generator(
         torch.backends.cudnn.benchmark = True
     memory_format = torch.channels_last if device.startswith("cuda") else torch.contiguous_format
     unet.to(device, memory_format=memory_format).train()
-    ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True, power=3 / 4)
+    cuda = device.startswith("cuda")
+    ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True, power=3 / 4,
+                   foreach=cuda)
     ema.to(device)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=learning_rate, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=learning_rate, weight_decay=0.0,
+                                  fused=cuda)
     planned = max_steps if max_steps is not None else 10**9
     warmup = warmup_steps if warmup_steps is not None else min(500, max(1, planned // 10))
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
+    # Data, batch order, flips and label dropout all live on the device: a step copies
+    # nothing from the host, so the GPU never waits for Python between steps.
     data_t = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
     labels_t = torch.from_numpy(labels).to(device)
     noise_gen = torch.Generator(device=device).manual_seed(seed)
+    n_images = len(images)
     alphas = scheduler.alphas_cumprod.to(device)
     timesteps_total = scheduler.config.num_train_timesteps
 
@@ -217,7 +222,7 @@ def fit_generator(
 
     log = io.StringIO()
     log.write("step,loss,lr,seconds,images_seen\n")
-    order, cursor = rng.permutation(len(images)), 0
+    order, cursor = torch.randperm(n_images, generator=noise_gen, device=device), 0
     step, losses, last_loss = 0, [], float("nan")
     interrupted = False
     start = time.perf_counter()
@@ -226,20 +231,22 @@ def fit_generator(
         while max_steps is None or step < max_steps:
             if max_seconds is not None and time.perf_counter() - start >= max_seconds:
                 break
-            if cursor + batch_size > len(order):
-                order, cursor = rng.permutation(len(images)), 0
-            take = order[cursor:cursor + batch_size]
-            if len(take) < batch_size:  # dataset smaller than a batch: sample with replacement
-                take = rng.integers(0, len(images), size=batch_size)
-            cursor += batch_size
-            idx = torch.from_numpy(take).to(device)
+            if batch_size > n_images:  # dataset smaller than a batch: sample with replacement
+                idx = torch.randint(0, n_images, (batch_size,), generator=noise_gen,
+                                    device=device)
+            else:
+                if cursor + batch_size > n_images:
+                    order, cursor = torch.randperm(n_images, generator=noise_gen,
+                                                   device=device), 0
+                idx = order[cursor:cursor + batch_size]
+                cursor += batch_size
             x0 = data_t[idx].float().div_(127.5).sub_(1.0)
             if hflip:
-                flip = torch.from_numpy(rng.random(batch_size) < 0.5).to(device)
+                flip = torch.rand(batch_size, generator=noise_gen, device=device) < 0.5
                 x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
             y = labels_t[idx]
             if label_dropout > 0:
-                drop = torch.from_numpy(rng.random(batch_size) < label_dropout).to(device)
+                drop = torch.rand(batch_size, generator=noise_gen, device=device) < label_dropout
                 y = torch.where(drop, torch.full_like(y, null_label), y)
             x0 = x0.contiguous(memory_format=memory_format)
             noise = torch.randn(x0.shape, generator=noise_gen, device=device)
@@ -250,9 +257,6 @@ def fit_generator(
             with torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=amp):
                 prediction = unet(noisy, t, class_labels=y).sample
             loss = F.mse_loss(prediction.float(), noise)
-            if not torch.isfinite(loss):
-                raise ConfigError(f"training diverged at step {step} (loss {loss.item()}); "
-                                  "lower --learning-rate")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -264,8 +268,11 @@ def fit_generator(
             step += 1
             losses.append(loss.detach())
             if step % log_every == 0 or step == max_steps:
-                last_loss = float(torch.stack(losses).mean())
+                last_loss = float(torch.stack(losses).mean())  # the step's only host sync
                 losses = []
+                if not math.isfinite(last_loss):
+                    raise ConfigError(f"training diverged before step {step} (loss "
+                                      f"{last_loss}); lower --learning-rate")
                 elapsed = time.perf_counter() - start
                 log.write(f"{step},{last_loss:.6f},{lr_schedule.get_last_lr()[0]:.3e},"
                           f"{elapsed:.2f},{step * batch_size}\n")

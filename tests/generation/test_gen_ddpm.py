@@ -163,3 +163,25 @@ def test_ctrl_c_during_training_saves_what_was_learned(shapes_dir, tmp_path, mon
     assert meta["interrupted"] and meta["steps"] == 2
     assert load_backend(tmp_path / "g", steps=1, pixel_check=False).generate(
         "bar", 1, seeds=[0])[0].image.shape == (16, 16, 1)
+
+
+def test_fit_generator_is_deterministic_for_a_seed(shapes_dir, tmp_path):
+    from genaug.generation import fit_generator, load_generator
+
+    def fit(name, seed):
+        fit_generator(shapes_dir, out_dir=tmp_path / name, resolution=16, model_size="tiny",
+                      max_steps=3, batch_size=8, progress=False, seed=seed)
+        return load_generator(tmp_path / name).model_hash
+
+    assert fit("a", 0) == fit("b", 0) != fit("c", 1)
+
+
+def test_a_diverging_fit_stops_with_a_clear_error(shapes_dir, tmp_path):
+    from genaug.generation import fit_generator
+
+    with pytest.raises(ConfigError, match="training diverged before step 2 .*lower "
+                                          "--learning-rate"):
+        fit_generator(shapes_dir, out_dir=tmp_path / "g", resolution=16, model_size="tiny",
+                      max_steps=4, batch_size=8, progress=False, log_every=2,
+                      learning_rate=float("inf"))
+    assert not (tmp_path / "g").exists()
