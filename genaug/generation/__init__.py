@@ -36,9 +36,11 @@ colour mode first, with :func:`normalize_image`)::
     passed, quality = gates.check(image, "cat")     # quality goes into the record
 
 ``check`` remembers accepted images for the near-duplicate gate; ``gates.acceptance_rates()``
-and ``gates.collapsed()`` report per-class acceptance (a collapse below 20 % usually means
-the verifier learned the imbalance). Backends and gate chains are not thread-safe: use each
-from one thread. Seeds for retries: ``derive_seed(plan_seed, class, index, attempt)``.
+and ``gates.collapsed()`` report per-class acceptance; ``gates.collapse_message(item)`` says
+whether a verifier collapse (below 20 %) comes from the verifier (it rejects the class's real
+images too: it learned the imbalance) or from the generator (noise, or images the verifier
+does not recognise). Backends and gate chains are not thread-safe: use each from one thread.
+Seeds for retries: ``derive_seed(plan_seed, class, index, attempt)``.
 """
 
 from genaug.generation._backend import (

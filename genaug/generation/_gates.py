@@ -314,9 +314,17 @@ class GateChain:
     (default) an accepted image is remembered by stateful gates (near-duplicate detection).
     Every gate is evaluated, even after one fails, so rejections are attributed to all gates
     that would reject the image.
+
+    Parameters
+    ----------
+    gates : sequence of QualityGate
+    reference_images : callable, optional
+        ``reference_images(class_name)`` -> the class's real images; lets a verifier collapse
+        be diagnosed (does the verifier reject the real images too?).
     """
 
-    def __init__(self, gates: Sequence[QualityGate] = ()):
+    def __init__(self, gates: Sequence[QualityGate] = (), *,
+                 reference_images: Callable[[str], Iterable[np.ndarray]] | None = None):
         names = [g.name for g in gates]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
@@ -325,6 +333,7 @@ class GateChain:
         self._stats: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         self._final: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         self._warned: set[tuple[str, str]] = set()
+        self.reference_images = reference_images
 
     @property
     def stateless(self) -> list[QualityGate]:
@@ -404,25 +413,66 @@ class GateChain:
             if key in self._warned:
                 continue
             self._warned.add(key)
-            message = collapse_message(item["class"], item["gate"], item["passed"],
-                                       item["checked"])
+            message = self.collapse_message(item)
             warnings.warn(message, GateAcceptanceWarning, stacklevel=2)
             messages.append(message)
         return messages
+
+    def collapse_message(self, item: dict) -> str:
+        """:func:`collapse_message` for an entry of :meth:`collapsed`, with the evidence the
+        chain has: the structure gate's acceptance of the same class and, for the verifier,
+        its acceptance of the class's real images."""
+        class_name, gate = item["class"], item["gate"]
+        structure = self._stats.get((class_name, "structure"))
+        structure_rate = structure[1] / structure[0] if structure and structure[0] else None
+        real_pass_rate = None
+        verifier = self.get("verifier")
+        if gate == "verifier" and self.reference_images is not None:
+            real = list(self.reference_images(class_name))
+            if real:
+                scores = verifier.score_batch(real, [class_name] * len(real))
+                real_pass_rate = float(np.mean([verifier.result(v).passed for v in scores]))
+        return collapse_message(class_name, gate, item["passed"], item["checked"],
+                                structure_rate=structure_rate, real_pass_rate=real_pass_rate)
 
     def describe(self) -> list[dict]:
         return [g.describe() for g in self.gates]
 
 
-def collapse_message(class_name: str, gate: str, passed: int, checked: int) -> str:
+def collapse_message(class_name: str, gate: str, passed: int, checked: int, *,
+                     structure_rate: float | None = None,
+                     real_pass_rate: float | None = None) -> str:
+    """The warning for a gate that rejects nearly every candidate of a class.
+
+    A verifier collapse has two opposite causes; the evidence at hand decides the hint:
+    ``structure_rate`` (the structure gate's acceptance of the same candidates: noise means
+    the generator is at fault) and ``real_pass_rate`` (the verifier's acceptance of the
+    class's real images: rejecting those too means it learned the imbalance).
+    """
     hint = {
-        "verifier": "the reference classifier may have learned the class imbalance: train it "
-                    "with balanced sampling, or lower --verify-threshold",
+        "verifier": "the reference classifier may have learned the class imbalance (train it "
+                    "with balanced sampling, or lower --verify-threshold), or the generator "
+                    "does not make this class faithfully",
+        "structure": "the generator makes noise for this class: train it longer",
         "blur": "the images are flat or blurry at this size: lower --blur-min or check the "
                 "generator",
         "phash": "the generator repeats itself (mode collapse) or copies real images: raise "
                  "guidance diversity, train longer, or lower --phash-max",
     }.get(gate, "check the gate's threshold")
+    if gate == "verifier" and structure_rate is not None and structure_rate < COLLAPSE_RATE:
+        hint = (f"the structure gate passed only {structure_rate:.0%} of them too: the "
+                "generator makes noise for this class, not the reference classifier's fault; "
+                "train the generator longer")
+    elif gate == "verifier" and real_pass_rate is not None:
+        if real_pass_rate < 0.5:
+            hint = (f"the reference classifier also rejects {1 - real_pass_rate:.0%} of the "
+                    "class's real images: it has learned the class imbalance; retrain it "
+                    "with balanced sampling, or lower --verify-threshold")
+        else:
+            hint = (f"the reference classifier accepts {real_pass_rate:.0%} of the class's "
+                    "real images (its own training images, an optimistic figure), so the "
+                    "generator does not make this class faithfully: train it longer or raise "
+                    "--guidance-scale")
     return (f"ACCEPTANCE COLLAPSE: gate {gate!r} accepted only {passed} of {checked} "
             f"candidates of class {class_name!r} ({passed / checked:.0%}); {hint}")
 
@@ -474,4 +524,4 @@ def build_gate_chain(
     gates.extend(extra_gates)
     if phash_max is not None:
         gates.append(PHashGate(threshold=phash_max, reference_images=reference_images))
-    return GateChain(gates)
+    return GateChain(gates, reference_images=reference_images)

@@ -398,8 +398,7 @@ def _collapse_check(gates: GateChain, warned: set) -> list[str]:
         key = (item["class"], item["gate"])
         if key not in warned:
             warned.add(key)
-            new.append(collapse_message(item["class"], item["gate"], item["passed"],
-                                        item["checked"]))
+            new.append(gates.collapse_message(item))
     return new
 
 
@@ -547,8 +546,10 @@ def summarize(plan: GenerationPlan, records: list[dict], rejections: list[dict])
         for gate in sorted(checked):
             if (checked[gate] >= COLLAPSE_MIN_CHECKED
                     and passed[gate] / checked[gate] < COLLAPSE_RATE):
+                structure_rate = (passed["structure"] / checked["structure"]
+                                  if checked["structure"] else None)
                 warnings_.append(collapse_message(class_name, gate, passed[gate],
-                                                  checked[gate]))
+                                                  checked[gate], structure_rate=structure_rate))
         classes[class_name] = {
             "requested": len(planned),
             "accepted": len(accepted),

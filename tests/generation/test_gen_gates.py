@@ -137,3 +137,39 @@ def test_structure_gate_rejects_noise_and_is_in_the_default_chain():
     gate = StructureGate()
     assert not gate.check(noise, "a").passed and gate.check(ramp, "a").passed
     assert "structure" in [g.name for g in build_gate_chain().gates]
+
+
+class _SmoothLover:
+    """A 2-class "classifier": smooth images get ``real`` probabilities, noise is "common"."""
+
+    input_shape = (None, 32, 32, 1)
+    output_shape = (None, 2)
+
+    def __init__(self, real):
+        self.real = np.asarray(real, dtype=float)
+
+    def predict(self, x):
+        return self(x)
+
+    def __call__(self, x, training=False):
+        rough = np.abs(np.diff(np.asarray(x), axis=2)).mean(axis=(1, 2, 3)) > 20
+        return np.where(rough[:, None], [0.05, 0.95], self.real)
+
+
+@pytest.mark.parametrize(("real", "structure_min", "expected"), [
+    ([0.9, 0.1], None, "generator does not make this class faithfully"),
+    ([0.1, 0.9], None, "also rejects 100% of the class's real images: it has learned"),
+    ([0.1, 0.9], 0.5, "structure gate passed only 0% of them too: the generator makes noise"),
+])
+def test_a_verifier_collapse_names_its_likely_cause(real, structure_min, expected):
+    from genaug.generation import VerifierGate
+
+    rng = np.random.default_rng(0)
+    verifier = VerifierGate(_SmoothLover(real), class_names=["rare", "common"])
+    chain = build_gate_chain(blur_min=None, structure_min=structure_min, phash_max=None,
+                             verify_model=verifier, reference_images=lambda c: [smooth()] * 4)
+    for _ in range(25):
+        chain.check(rng.integers(0, 256, (32, 32, 1), dtype=np.uint8), "rare")
+    messages = [chain.collapse_message(item) for item in chain.collapsed()
+                if item["gate"] == "verifier"]
+    assert len(messages) == 1 and expected in messages[0]
