@@ -4,7 +4,8 @@ Every arm trains the same CNN on the same data, loader, plan and synthetic ratio
 the synthetic slots' pixels come from changes:
 
 * ``cache``: a synthetic cache the same generator wrote beforehand (PNG decode per slot);
-* ``live-process``: fresh images from a producer in a child process (the CLI default);
+* ``live-process``: fresh images from a producer in a child process (the CLI default for a
+  CUDA generator);
 * ``live-thread``: fresh images from a producer thread in the training process.
 
 The live arms also get the cache, as ``genaug train --live-generator --synthetic-cache``

@@ -59,7 +59,7 @@ class TrainConfig:
     live_device: str = "cuda"
     live_buffer: int = 256
     live_max_reuse: int = 4
-    live_producer: str = "process"
+    live_producer: str = "auto"
     verbose: int = 1
 
 

@@ -76,10 +76,11 @@ def train_options(function):
                      show_default=True),
         click.option("--live-max-reuse", type=click.IntRange(min=1), default=4,
                      show_default=True),
-        click.option("--live-producer", type=click.Choice(["process", "thread"]),
-                     default="process", show_default=True,
+        click.option("--live-producer", type=click.Choice(["auto", "process", "thread"]),
+                     default="auto", show_default=True,
                      help="Where the live generator runs: a child process (generation never "
-                          "holds the training process's GIL) or a thread."),
+                          "holds the training process's GIL) or a thread; auto: process for "
+                          "CUDA, thread on the CPU."),
         click.option("--quiet", is_flag=True, help="No progress output."),
     ]
     for option in reversed(options):

@@ -79,8 +79,10 @@ def start_live_source(config, splits, *, log=print):
     Without CUDA, ``--live-device cuda`` falls back to the synthetic cache (and real
     oversampling): the run goes on without live images. ``--live-device cpu`` runs the
     generator on the CPU (slow; meant for tests and small checks). ``--live-producer
-    process`` (the default) runs generation, gates and cache writes in a child process, so
-    they never hold the training process's GIL; ``thread`` keeps them in this process.
+    process`` runs generation, gates and cache writes in a child process, so they never hold
+    the training process's GIL; ``thread`` keeps them in this process; ``auto`` (the default)
+    is ``process`` for a CUDA generator and ``thread`` on the CPU, where a child would fight
+    training for the same cores (measured: ``benchmarks/live_step_time.py``).
     Accepted images are persisted into ``--synthetic-cache`` (or ``<output-dir>/live_cache``)
     so the next run can reuse them as a plain cache.
     """
@@ -97,9 +99,11 @@ def start_live_source(config, splits, *, log=print):
         return None
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise ConfigError(f"--live-device must be cuda, cuda:N or cpu, got {device}")
-    if config.live_producer not in ("process", "thread"):
-        raise ConfigError(f"--live-producer must be process or thread, got "
-                          f"{config.live_producer}")
+    producer = config.live_producer
+    if producer == "auto":
+        producer = "thread" if device == "cpu" else "process"
+    if producer not in ("process", "thread"):
+        raise ConfigError(f"--live-producer must be auto, process or thread, got {producer}")
     share_gpu_with_torch()
     train = splits.train
     reference_paths = {name: [p for p, y in zip(train.paths, train.labels) if y == label]
@@ -109,9 +113,9 @@ def start_live_source(config, splits, *, log=print):
         build_worker, config.live_generator, device=device, class_names=train.class_names,
         image_size=(config.image_size, config.image_size), color_mode=config.color_mode,
         reference_paths=reference_paths, cache_dir=cache_dir)
-    worker = SubprocessWorker(factory) if config.live_producer == "process" else factory()
+    worker = SubprocessWorker(factory) if producer == "process" else factory()
     source = LiveSource(worker, class_names=train.class_names, capacity=config.live_buffer,
                         max_reuse=config.live_max_reuse, seed=config.seed)
-    log(f"live generator: {config.live_generator} on {device} ({config.live_producer}), "
+    log(f"live generator: {config.live_generator} on {device} (in a {producer}), "
         f"classes {', '.join(source.live_classes)}; accepted images persist to {cache_dir}")
     return source.start()

@@ -53,7 +53,8 @@ def test_a_generator_failing_its_sanity_check_stops_and_the_run_falls_back(live_
     data, generator = live_data
     with pytest.warns(UserWarning, match="live generator stopped: GenerationError"):
         _, metrics = train(tmp_path, str(data), "--live-generator", str(generator),
-                           "--live-device", "cpu", "--synthetic-ratio", "0.5")
+                           "--live-device", "cpu", "--synthetic-ratio", "0.5",
+                           "--live-producer", "process")  # the error crosses processes
     live = metrics["live"]
     assert "does not look like the real data" in live["producer_error"]
     assert live["consumed"] == 0 and live["fallbacks"]["real"] > 0

@@ -113,3 +113,43 @@ def test_a_child_that_dies_is_an_error_not_a_hang(live_data):
     with pytest.raises(GenerationError, match="exited unexpectedly"):
         worker.run(0, [])
     worker.close()
+
+
+def test_ctrl_c_stops_training_and_child_and_leaves_a_consistent_cache(live_data, tmp_path):
+    """A real SIGINT to the whole process group, as a terminal's Ctrl-C sends it."""
+    import signal
+
+    data, generator = live_data
+    cache = tmp_path / "cache"
+    script = (
+        "import functools, sys, time\n"
+        "from genaug.live import LiveSource, SubprocessWorker, build_worker\n"
+        "if __name__ == '__main__':\n"
+        f"    worker = SubprocessWorker(functools.partial(build_worker, {str(generator)!r}, "
+        "device='cpu', class_names=['cat', 'dog', 'snake'], image_size=(8, 8), "
+        f"color_mode='rgb', cache_dir={str(cache)!r}, "
+        "backend_options={'steps': 2, 'pixel_check': False}, "
+        "gate_options={'blur_min': None, 'structure_min': None}))\n"
+        "    print(worker.pid, flush=True)\n"
+        "    try:\n"
+        "        with LiveSource(worker, class_names=['cat', 'dog', 'snake'], batch_size=4):\n"
+        "            print('training', flush=True)\n"
+        "            time.sleep(120)\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('interrupted', flush=True)\n"
+        "        sys.exit(130)\n")
+    path = tmp_path / "ctrl_c.py"
+    path.write_text(script)
+    process = subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    child = int(process.stdout.readline())
+    assert process.stdout.readline().strip() == "training"
+    deadline = time.monotonic() + 60
+    while not list(cache.glob("*/*.png")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the child is writing into the cache
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(60) == 130 and process.stdout.read().strip() == "interrupted"
+    assert wait_gone(child)
+    written = SyntheticCache(cache)
+    assert len(written) > 0 and not written.problems
+    assert not [p for p in cache.rglob(".*") if p.is_file() and p.suffix != ".lock"]
