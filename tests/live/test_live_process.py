@@ -6,10 +6,9 @@ import subprocess
 import sys
 import time
 
-import keras
 import pytest
+from _live_helpers import fit_with_live
 
-from genaug import BalancedBatchGenerator
 from genaug.exceptions import ConfigError
 from genaug.generation import GenerationError
 from genaug.live import LiveSource, RemoteTraceback, SubprocessWorker, build_worker
@@ -49,15 +48,9 @@ def test_fit_consumes_images_made_in_a_child_and_the_child_exits(live_data, tmp_
     data, generator = live_data
     worker = SubprocessWorker(factory(generator, tmp_path / "cache"))
     assert worker.producible() == [True, True, True] and worker.pid != os.getpid()
-    live = LiveSource(worker, class_names=CLASSES, timeout=2.0, batch_size=4)
-    loader = BalancedBatchGenerator(data, batch_size=6, image_size=(8, 8), seed=0,
-                                    synthetic_ratio=0.5, live_source=live)
-    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
-                              keras.layers.Dense(3, activation="softmax")])
-    model.compile("adam", "sparse_categorical_crossentropy")
-    with live:
-        assert live.take(1, deadline=time.perf_counter() + 60) is not None  # it produces
-        model.fit(loader, epochs=1, verbose=0)
+    live = LiveSource(worker, class_names=CLASSES, timeout=2.0, batch_size=4).start()
+    assert live.take(1, deadline=time.perf_counter() + 60) is not None  # it produces
+    fit_with_live(data, live, epochs=1)
     stats = live.statistics()
     assert stats["generated"] > 0 and stats["producer_error"] is None
     assert stats["consumed"] > 0

@@ -4,6 +4,7 @@ import time
 import keras
 import numpy as np
 import pytest
+from _live_helpers import fit_with_live
 
 from genaug import BalancedBatchGenerator
 from genaug.generation import GeneratedImage, GeneratorBackend
@@ -94,17 +95,6 @@ class ShutdownTracker(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.fail_at is not None and batch == self.fail_at:
             raise KeyboardInterrupt  # what Ctrl-C raises in the training loop
-
-
-def fit_with_live(data, live, epochs=2, callbacks=()):
-    loader = BalancedBatchGenerator(data, batch_size=6, image_size=(8, 8), seed=0,
-                                    synthetic_ratio=0.5, live_source=live)
-    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
-                              keras.layers.Dense(3, activation="softmax")])
-    model.compile("adam", "sparse_categorical_crossentropy")
-    with live:
-        model.fit(loader, epochs=epochs, verbose=0, callbacks=list(callbacks))
-    return loader
 
 
 def test_fit_consumes_fresh_images(small_dataset):
