@@ -71,6 +71,7 @@ class LiveSource:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._starved: set[int] = set()  # classes whose last wait came up empty
         self.error: str | None = None
         self.stats = Counter()
         self._started = self._stopped = None
@@ -90,6 +91,9 @@ class LiveSource:
         """A fresh image of class ``label``, or None once ``deadline`` (a
         ``time.perf_counter()`` value; default: ``timeout`` from now) has passed. The loader
         sets one deadline per batch, so a training step waits at most ``timeout`` in all.
+        A class whose last wait came up empty is not waited for again until the producer
+        delivers it an image: a producer that falls behind (or whose images the gates keep
+        rejecting) costs a few waits, not one per step.
         ``block``: wait until one arrives or the producer stops (for classes nothing else can
         supply)."""
         started = time.perf_counter()
@@ -100,8 +104,13 @@ class LiveSource:
         else:
             if deadline is None:
                 deadline = started + self.timeout
-            wait = max(0.0, deadline - started) if self.running else 0.0
+            with self._lock:
+                starved = label in self._starved
+            wait = 0.0 if starved or not self.running else max(0.0, deadline - started)
             image = self.buffer.take(label, timeout=wait)
+            if image is None and wait > 0:
+                with self._lock:
+                    self._starved.add(label)
         with self._lock:
             self.stats["consumer_wait_s"] += time.perf_counter() - started
             self.stats["consumed" if image is not None else "misses"] += 1
@@ -159,6 +168,9 @@ class LiveSource:
                     self.stats["rejected"] += generated - len(images)
                 for image in images:
                     self.buffer.put(label, image)
+                if images:
+                    with self._lock:
+                        self._starved.discard(label)
         except Exception as error:  # the loader falls back; the run goes on
             self.error = f"{type(error).__name__}: {error}"
             warnings.warn(f"live generator stopped: {self.error}\n{traceback.format_exc()}",
