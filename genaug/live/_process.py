@@ -52,6 +52,9 @@ class SubprocessWorker:
         Whatever building the worker raised in the child (its traceback as the cause).
     """
 
+    #: where the work runs, reported in the live statistics
+    producer = "process"
+
     def __init__(self, factory, *, start_timeout: float = 600.0):
         context = multiprocessing.get_context("spawn")
         self._jobs = context.Queue()

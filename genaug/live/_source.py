@@ -211,6 +211,7 @@ class LiveSource:
         with self._lock:
             stats = dict(self.stats)
         return {
+            "producer": getattr(self.worker, "producer", "thread"),
             "generated": stats.get("generated", 0),
             "accepted": stats.get("accepted", 0),
             "rejected": stats.get("rejected", 0),

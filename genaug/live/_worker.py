@@ -25,6 +25,9 @@ class GenerationWorker:
         Where accepted images are persisted with full records; closed by :meth:`close`.
     """
 
+    #: where the work runs, reported in the live statistics
+    producer = "thread"
+
     def __init__(self, backend, *, class_names: Sequence[str], image_size, color_mode: str,
                  gates=None, cache_writer=None):
         self.backend = backend

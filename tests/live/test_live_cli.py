@@ -38,6 +38,7 @@ def test_fit_consumes_fresh_images_and_persists_them(live_data, tmp_path, unchec
                        "--synthetic-cache", str(cache), "--live-buffer", "16",
                        "--live-producer", "thread")  # the patched loader lives in this process
     live = metrics["live"]
+    assert live["producer"] == "thread"
     for key in ("produced_per_s", "consumed_per_s", "reuse_counts", "fallbacks",
                 "consumer_wait_s"):
         assert key in live
@@ -56,6 +57,7 @@ def test_a_generator_failing_its_sanity_check_stops_and_the_run_falls_back(live_
                            "--live-device", "cpu", "--synthetic-ratio", "0.5",
                            "--live-producer", "process")  # the error crosses processes
     live = metrics["live"]
+    assert live["producer"] == "process"
     assert "does not look like the real data" in live["producer_error"]
     assert live["consumed"] == 0 and live["fallbacks"]["real"] > 0
     assert metrics["accuracy"] >= 0  # training finished on real oversampling
