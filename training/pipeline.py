@@ -60,6 +60,8 @@ class TrainConfig:
     live_buffer: int = 256
     live_max_reuse: int = 4
     live_producer: str = "auto"
+    live_verify_model: str | None = None
+    live_verify_threshold: float = 0.6
     verbose: int = 1
 
 
@@ -478,3 +480,11 @@ def _check_config(config: TrainConfig) -> None:
                           config.synthetic_classes, config.mixup))
     if uses_synthetic and not (config.synthetic_cache or config.live_generator):
         raise ConfigError("synthetic options need --synthetic-cache or --live-generator")
+    if config.live_verify_model and not config.live_generator:
+        raise ConfigError("--live-verify-model needs --live-generator")
+    if config.live_generator:  # fail before any folder is created, not in the producer
+        from genaug.generation import backend_kind
+
+        backend_kind(config.live_generator)
+    if config.live_verify_model and not Path(config.live_verify_model).is_file():
+        raise ConfigError(f"model not found: {config.live_verify_model}")

@@ -81,6 +81,11 @@ def train_options(function):
                      help="Where the live generator runs: a child process (generation never "
                           "holds the training process's GIL) or a thread; auto: process for "
                           "CUDA, thread on the CPU."),
+        click.option("--live-verify-model", type=click.Path(),
+                     help="Reference classifier (.keras, trained with --balanced) gating live "
+                          "images, as genaug generate --verify-model does."),
+        click.option("--live-verify-threshold", type=click.FloatRange(0, 1), default=0.6,
+                     show_default=True),
         click.option("--quiet", is_flag=True, help="No progress output."),
     ]
     for option in reversed(options):

@@ -59,6 +59,9 @@ def build_worker(generator, *, device: str, class_names, image_size, color_mode:
     from genaug.live._worker import GenerationWorker
     from genaug.synthetic import CacheWriter
 
+    gate_options = dict(gate_options or {})
+    if gate_options.get("verify_model") is not None:
+        share_gpu_with_torch()  # the verifier's Keras may be TensorFlow, here in this process
     backend = load_backend(generator, device=device, **(backend_options or {}))
     paths = dict(reference_paths or {})
 
@@ -67,7 +70,7 @@ def build_worker(generator, *, device: str, class_names, image_size, color_mode:
                 for p in paths.get(class_name, ())]
 
     gates = build_gate_chain(class_names=class_names, reference_images=reference_images,
-                             **(gate_options or {}))
+                             **gate_options)
     writer = CacheWriter(cache_dir) if cache_dir is not None else None
     return GenerationWorker(backend, class_names=class_names, image_size=image_size,
                             color_mode=color_mode, gates=gates, cache_writer=writer)
@@ -109,10 +112,14 @@ def start_live_source(config, splits, *, log=print):
     reference_paths = {name: [p for p, y in zip(train.paths, train.labels) if y == label]
                        for label, name in enumerate(train.class_names)}
     cache_dir = Path(config.synthetic_cache or Path(config.output_dir) / "live_cache")
+    gate_options = {}
+    if config.live_verify_model:
+        gate_options = {"verify_model": str(config.live_verify_model),
+                        "verify_threshold": config.live_verify_threshold}
     factory = functools.partial(
         build_worker, config.live_generator, device=device, class_names=train.class_names,
         image_size=(config.image_size, config.image_size), color_mode=config.color_mode,
-        reference_paths=reference_paths, cache_dir=cache_dir)
+        reference_paths=reference_paths, cache_dir=cache_dir, gate_options=gate_options)
     worker = SubprocessWorker(factory) if producer == "process" else factory()
     source = LiveSource(worker, class_names=train.class_names, capacity=config.live_buffer,
                         max_reuse=config.live_max_reuse, seed=config.seed)

@@ -30,13 +30,39 @@ def unchecked_backend(monkeypatch):
                         lambda path, **kw: load(path, **kw, steps=2, pixel_check=False))
 
 
-def test_fit_consumes_fresh_images_and_persists_them(live_data, tmp_path, unchecked_backend):
+@pytest.fixture
+def lenient_gates(monkeypatch):
+    """Its noise would (rightly) fail the blur and structure gates too: leave those out."""
+    import genaug.generation
+
+    build = genaug.generation.build_gate_chain
+    monkeypatch.setattr(genaug.generation, "build_gate_chain",
+                        lambda **kw: build(**kw, blur_min=None, structure_min=None))
+
+
+@pytest.fixture
+def reference_classifier(tmp_path):
+    import keras
+
+    from training.classifier_io import save_classifier
+
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    return save_classifier(model, tmp_path / "reference.keras",
+                           class_names=["cat", "dog", "snake"], image_size=(16, 16),
+                           color_mode="rgb")
+
+
+def test_fit_consumes_fresh_images_and_persists_them(live_data, tmp_path, unchecked_backend,
+                                                     lenient_gates, reference_classifier):
     data, generator = live_data
     cache = tmp_path / "cache"
     _, metrics = train(tmp_path, str(data), "--live-generator", str(generator),
                        "--live-device", "cpu", "--synthetic-ratio", "0.5",
                        "--synthetic-cache", str(cache), "--live-buffer", "16",
-                       "--live-producer", "thread")  # the patched loader lives in this process
+                       "--live-verify-model", str(reference_classifier),
+                       "--live-verify-threshold", "0.0",
+                       "--live-producer", "thread")  # the patches live in this process
     live = metrics["live"]
     assert live["producer"] == "thread"
     for key in ("produced_per_s", "consumed_per_s", "reuse_counts", "fallbacks",
@@ -45,8 +71,21 @@ def test_fit_consumes_fresh_images_and_persists_them(live_data, tmp_path, unchec
     assert live["generated"] > 0 and live["producer_error"] is None
     assert live["consumed"] + live["fallbacks"]["cache"] + live["fallbacks"]["real"] > 0
     records = SyntheticCache(cache).records
-    assert len(records) == live["accepted"]
-    assert all(r["generator"]["backend"] == "ddpm" and r["quality"] for r in records)
+    assert len(records) == live["accepted"] > 0
+    assert all(r["generator"]["backend"] == "ddpm" for r in records)
+    assert all(set(r["quality"]) == {"verifier", "phash"} for r in records)
+
+
+def test_live_verify_model_is_checked_like_any_input(live_data, tmp_path):
+    data, generator = live_data
+    for extra, message in (([], "--live-verify-model needs --live-generator"),
+                           (["--live-generator", str(generator), "--live-device", "cpu"],
+                            "model not found")):
+        result = CliRunner().invoke(main, ["train", str(data), "--live-verify-model",
+                                           str(tmp_path / "missing.keras"), *extra, *TINY,
+                                           "--output-dir", str(tmp_path / "o")])
+        assert result.exit_code == 2 and f"Error: {message}" in result.output, result.output
+        assert not (tmp_path / "o").exists()
 
 
 def test_a_generator_failing_its_sanity_check_stops_and_the_run_falls_back(live_data,
