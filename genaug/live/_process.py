@@ -28,6 +28,10 @@ class RemoteTraceback(Exception):
         return self.args[0]
 
 
+class _ChildExited(GenerationError):
+    pass
+
+
 class SubprocessWorker:
     """Runs the :class:`GenerationWorker` built by ``factory`` in a spawned child process.
 
@@ -86,7 +90,12 @@ class SubprocessWorker:
         """Send one batch to the child and wait for its accepted images; once
         ``should_stop()`` is true the child stops between images and sends what it has."""
         self._jobs.put((label, requests))
-        return self._receive(should_stop=should_stop)
+        try:
+            return self._receive(should_stop=should_stop)
+        except _ChildExited:
+            if self._stop.is_set():  # told to stop before it took the job: a clean stop
+                return [], 0
+            raise
 
     def _receive(self, deadline: float | None = None, should_stop=lambda: False):
         while True:
@@ -96,8 +105,8 @@ class SubprocessWorker:
                 if should_stop():
                     self._stop.set()
                 if not self._process.is_alive():
-                    raise GenerationError("the live generator process exited unexpectedly "
-                                          f"(exit code {self._process.exitcode})") from None
+                    raise _ChildExited("the live generator process exited unexpectedly "
+                                       f"(exit code {self._process.exitcode})") from None
                 if deadline is not None and time.monotonic() > deadline:
                     raise GenerationError("the live generator process did not start in "
                                           "time") from None

@@ -146,3 +146,12 @@ def test_ctrl_c_stops_training_and_child_and_leaves_a_consistent_cache(live_data
     written = SyntheticCache(cache)
     assert len(written) > 0 and not written.problems
     assert not [p for p in cache.rglob(".*") if p.is_file() and p.suffix != ".lock"]
+
+
+def test_a_child_stopped_before_it_takes_a_batch_is_a_clean_stop(live_data):
+    _, generator = live_data
+    worker = SubprocessWorker(factory(generator))
+    worker._stop.set()  # the child leaves its loop without taking the next job
+    assert wait_gone(worker.pid)
+    assert worker.run(0, []) == ([], 0)
+    worker.close()
