@@ -117,6 +117,20 @@ class GeneratorBackend(ABC):
         ]
         return self.generate_batch(requests)
 
+    def _init_sampling(self, *, device, precision: str, steps: int, strength: float) -> None:
+        """Check and set what every diffusion backend shares: ``device``, ``dtype``,
+        ``steps`` and ``strength`` (the noise level of variations of real images)."""
+        from genaug.generation._utils import resolve_device, resolve_dtype
+
+        if steps < 1:
+            raise ConfigError(f"--steps must be at least 1, got {steps}")
+        if not 0.0 < strength <= 1.0:
+            raise ConfigError(f"--strength must be in (0, 1], got {strength}")
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(self.device, precision)
+        self.steps = int(steps)
+        self.strength = float(strength)
+
     def _batches(self, requests: Sequence[GenerationRequest]):
         """Yield ``(indices, variation)``: groups of at most ``batch_size`` requests,
         text-to-image first, then variations, which start from a partly noised real image

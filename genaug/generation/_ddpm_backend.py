@@ -19,8 +19,6 @@ from genaug.generation._sanity import check_pixel_statistics
 from genaug.generation._utils import (
     normalize_image,
     require_generation_extras,
-    resolve_device,
-    resolve_dtype,
 )
 
 
@@ -64,12 +62,8 @@ class DDPMBackend(GeneratorBackend):
 
         if sampler not in SAMPLERS:
             raise ConfigError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-        if steps < 1:
-            raise ConfigError(f"--steps must be at least 1, got {steps}")
-        if not 0.0 < strength <= 1.0:
-            raise ConfigError(f"--strength must be in (0, 1], got {strength}")
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(self.device, precision)
+        self._init_sampling(device=device, precision=precision, steps=steps,
+                            strength=strength)
         self.generator = load_generator(path, device=self.device, dtype=self.dtype)
         self.unet = self.generator.unet
         if self.device.startswith("cuda"):
@@ -78,13 +72,11 @@ class DDPMBackend(GeneratorBackend):
                 self.unet = torch.compile(self.unet, mode="max-autotune-no-cudagraphs")
         meta = self.generator.meta
         self.sampler_name = sampler
-        self.steps = int(steps)
         self.guidance_scale = float(guidance_scale)
         if self.guidance_scale != 1.0 and not meta.get("label_dropout"):
             warnings.warn("this generator was trained without label dropout, so classifier-free "
                           "guidance is not available; using guidance_scale=1.0", stacklevel=2)
             self.guidance_scale = 1.0
-        self.strength = float(strength)
         self.lambda_min_clipped = float(lambda_min_clipped)
         self.batch_size = int(batch_size or (256 if self.device.startswith("cuda") else 32))
         self.pixel_check = bool(pixel_check)

@@ -16,8 +16,6 @@ from genaug.generation._utils import (
     offline_hub,
     quiet_diffusers,
     require_generation_extras,
-    resolve_device,
-    resolve_dtype,
     weights_sha256,
 )
 
@@ -66,12 +64,8 @@ class StableDiffusionBackend(GeneratorBackend):
         if not (path / "model_index.json").is_file():
             raise ConfigError(f"--sd-model {path} is not a local diffusers checkpoint directory "
                               "(no model_index.json); nothing is downloaded")
-        if steps < 1:
-            raise ConfigError(f"--steps must be at least 1, got {steps}")
-        if not 0.0 < strength <= 1.0:
-            raise ConfigError(f"--strength must be in (0, 1], got {strength}")
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(self.device, precision)
+        self._init_sampling(device=device, precision=precision, steps=steps,
+                            strength=strength)
         try:
             with warnings.catch_warnings():  # newer diffusers call torch_dtype "dtype"
                 warnings.simplefilter("ignore", FutureWarning)
@@ -86,9 +80,7 @@ class StableDiffusionBackend(GeneratorBackend):
         self.img2img = StableDiffusionImg2ImgPipeline(**pipe.components)
         self.img2img.set_progress_bar_config(disable=True)
         self.path = path.resolve()
-        self.steps = int(steps)
         self.guidance_scale = float(guidance_scale)
-        self.strength = float(strength)
         scale = getattr(pipe, "vae_scale_factor", 8)
         native = int(pipe.unet.config.sample_size) * scale
         self.height, self.width = int(height or native), int(width or native)
