@@ -67,17 +67,10 @@ def comparable(cache_dir):
 
 def test_generate_writes_a_verified_cache_with_provenance(backend, plan, tmp_path):
     cache = tmp_path / "cache"
-    summary = generate_cache(
-        plan,
-        backend=backend,
-        cache_dir=cache,
-        structure_min=None,
-        blur_min=10,
-        image_size=24,
-        color_mode="rgb",
-        progress=False,
-        parameters={"cli": "test"},
-    )
+    options = dict(structure_min=None, blur_min=10, image_size=24, color_mode="rgb",
+                   progress=False)
+    summary = generate_cache(plan, backend=backend, cache_dir=cache, **options,
+                             parameters={"cli": "test"})
     assert summary["complete"] and summary["integrity"]["ok"]
     records = SyntheticCache(cache, class_names=plan.class_names).records
     assert len(records) == summary["totals"]["accepted"] == 9 - summary["totals"]["exhausted"]
@@ -110,16 +103,7 @@ def test_generate_writes_a_verified_cache_with_provenance(backend, plan, tmp_pat
     assert env["seeds"]["plan_seed"] == plan.seed and env["backend_settings"]["steps"] == 2
     assert (cache / "synthetic_meta.csv").is_file()
     # running the same command again adds nothing
-    again = generate_cache(
-        plan,
-        backend=backend,
-        cache_dir=cache,
-        structure_min=None,
-        blur_min=10,
-        image_size=24,
-        color_mode="rgb",
-        progress=False,
-    )
+    again = generate_cache(plan, backend=backend, cache_dir=cache, **options)
     assert again["totals"] == summary["totals"]
     assert len((cache / "synthetic_meta.jsonl").read_text().splitlines()) == len(records)
 
