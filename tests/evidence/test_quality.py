@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from _evidence_helpers import make_cache
 from click.testing import CliRunner
-from conftest import make_cache
 
 from genaug.cli import main
 from genaug.data import DatasetIndex
