@@ -174,12 +174,10 @@ def main(argv=None) -> dict:
                 channels=1 if args.color_mode == "grayscale" else 3,
                 class_names=index.class_names)
         args.color_mode = args.color_mode or "rgb"
-        reference = {name: [p for p, y in zip(index.paths, index.labels) if y == label]
-                     for label, name in enumerate(index.class_names)}
         factory = functools.partial(
             build_worker, str(generator), device=args.device, class_names=index.class_names,
             image_size=(args.image_size, args.image_size), color_mode=args.color_mode,
-            reference_paths=reference,
+            reference_paths=index.paths_by_class(),
             backend_options={"steps": args.sampling_steps, "pixel_check": False,
                              "batch_size": args.generator_batch or (256 if cuda else 8)},
             gate_options={"blur_min": 0.0, "structure_min": -1.0})

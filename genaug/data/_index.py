@@ -76,6 +76,13 @@ class DatasetIndex:
         """Number of images per class, in ``class_names`` order (zeros included)."""
         return np.bincount(self.labels, minlength=self.num_classes).astype(np.int64)
 
+    def paths_by_class(self) -> dict[str, list[str]]:
+        """The image paths of each class, in index order (every class, empty ones too)."""
+        grouped: dict[str, list[str]] = {name: [] for name in self.class_names}
+        for path, label in zip(self.paths, self.labels):
+            grouped[self.class_names[label]].append(path)
+        return grouped
+
     def subset(self, indices) -> DatasetIndex:
         """Index restricted to ``indices`` (int array or boolean mask); classes are kept."""
         indices = np.asarray(indices)

@@ -78,9 +78,9 @@ def measure_quality(
                 "ssim_size": ssim_size, "ssim_candidates": ssim_candidates, "seed": seed}
     classes, pooled = {}, {"real": [], "synthetic": []}
     rejections = read_rejections(cache.directory)
+    paths_by_class = index.paths_by_class()
     for label, name in enumerate(index.class_names):
-        real_paths = _sample([index.paths[i] for i in np.flatnonzero(index.labels == label)],
-                             max_per_class, rng)
+        real_paths = _sample(paths_by_class[name], max_per_class, rng)
         class_records = records.get(name, [])
         syn_paths = _sample([cache.path(r) for r in class_records], max_per_class, rng)
         if progress:

@@ -298,8 +298,9 @@ def build_report(
     rng = np.random.default_rng(seed)
     by_class = cache.by_class() if cache is not None else {}
     thumbs = []
+    real_paths = index.paths_by_class()
     for number, name in enumerate(index.class_names):
-        real = [index.paths[i] for i in np.flatnonzero(index.labels == number)]
+        real = real_paths[name]
         synthetic = [cache.path(r) for r in by_class.get(name, [])]
         real = [real[i] for i in sorted(rng.permutation(len(real))[:thumbnails])]
         synthetic = [synthetic[i] for i in sorted(rng.permutation(len(synthetic))[:thumbnails])]

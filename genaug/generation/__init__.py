@@ -75,6 +75,7 @@ from genaug.generation._gates import (
     build_gate_chain,
     laplacian_variance,
     phash_bits,
+    real_image_loader,
 )
 from genaug.generation._generate import (
     ENV_REPORT,
@@ -142,6 +143,7 @@ __all__ = [
     "normalize_image",
     "phash_bits",
     "pixel_statistics",
+    "real_image_loader",
     "save_generator",
     "summarize",
     "summary_lines",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -475,6 +475,19 @@ def collapse_message(class_name: str, gate: str, passed: int, checked: int, *,
                     "--guidance-scale")
     return (f"ACCEPTANCE COLLAPSE: gate {gate!r} accepted only {passed} of {checked} "
             f"candidates of class {class_name!r} ({passed / checked:.0%}); {hint}")
+
+
+def real_image_loader(paths_by_class: Mapping[str, Sequence[str]], *, image_size,
+                      color_mode: str) -> Callable[[str], Iterable[np.ndarray]]:
+    """``reference_images`` for :func:`build_gate_chain`: a class's real images, read from
+    ``paths_by_class`` at the output size and colour mode, one by one as a gate asks."""
+    from genaug.data import load_image
+
+    def reference_images(class_name):
+        for path in paths_by_class.get(class_name, ()):
+            yield load_image(path, image_size=image_size, color_mode=color_mode)
+
+    return reference_images
 
 
 def build_gate_chain(

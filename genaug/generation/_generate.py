@@ -35,6 +35,7 @@ from genaug.generation._gates import (
     VerifierGate,
     build_gate_chain,
     collapse_message,
+    real_image_loader,
 )
 from genaug.generation._plan import GenerationPlan, PlanItem
 from genaug.generation._utils import (
@@ -235,10 +236,8 @@ def generate_cache(
             real_paths[index.class_names[label]].append(path)
             real_ids[index.class_names[label]].append(rid)
 
-    def reference_images(class_name):
-        for path in real_paths.get(class_name, ()):
-            yield load_image(path, image_size=image_size, color_mode=color_mode)
-
+    reference_images = real_image_loader(real_paths, image_size=image_size,
+                                         color_mode=color_mode)
     if gates is None:
         gates = build_gate_chain(blur_min=blur_min, structure_min=structure_min,
                                  phash_max=phash_max,

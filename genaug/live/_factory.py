@@ -54,8 +54,7 @@ def build_worker(generator, *, device: str, class_names, image_size, color_mode:
         Passed to :func:`genaug.generation.build_gate_chain` (``blur_min``,
         ``structure_min``, ``phash_max``, ``verify_model``...; None leaves a gate out).
     """
-    from genaug.data import load_image
-    from genaug.generation import build_gate_chain, load_backend
+    from genaug.generation import build_gate_chain, load_backend, real_image_loader
     from genaug.live._worker import GenerationWorker
     from genaug.synthetic import CacheWriter
 
@@ -63,12 +62,8 @@ def build_worker(generator, *, device: str, class_names, image_size, color_mode:
     if gate_options.get("verify_model") is not None:
         share_gpu_with_torch()  # the verifier's Keras may be TensorFlow, here in this process
     backend = load_backend(generator, device=device, **(backend_options or {}))
-    paths = dict(reference_paths or {})
-
-    def reference_images(class_name):
-        return [load_image(p, image_size=image_size, color_mode=color_mode)
-                for p in paths.get(class_name, ())]
-
+    reference_images = real_image_loader(reference_paths or {}, image_size=image_size,
+                                         color_mode=color_mode)
     gates = build_gate_chain(class_names=class_names, reference_images=reference_images,
                              **gate_options)
     writer = CacheWriter(cache_dir) if cache_dir is not None else None
@@ -109,8 +104,6 @@ def start_live_source(config, splits, *, log=print):
         raise ConfigError(f"--live-producer must be auto, process or thread, got {producer}")
     share_gpu_with_torch()
     train = splits.train
-    reference_paths = {name: [p for p, y in zip(train.paths, train.labels) if y == label]
-                       for label, name in enumerate(train.class_names)}
     cache_dir = Path(config.synthetic_cache or Path(config.output_dir) / "live_cache")
     gate_options = {}
     if config.live_verify_model:
@@ -119,7 +112,8 @@ def start_live_source(config, splits, *, log=print):
     factory = functools.partial(
         build_worker, config.live_generator, device=device, class_names=train.class_names,
         image_size=(config.image_size, config.image_size), color_mode=config.color_mode,
-        reference_paths=reference_paths, cache_dir=cache_dir, gate_options=gate_options)
+        reference_paths=train.paths_by_class(), cache_dir=cache_dir,
+        gate_options=gate_options)
     worker = SubprocessWorker(factory) if producer == "process" else factory()
     source = LiveSource(worker, class_names=train.class_names, capacity=config.live_buffer,
                         max_reuse=config.live_max_reuse, seed=config.seed)

@@ -315,6 +315,15 @@ def test_subset_with_an_empty_selection(small_dataset):
     assert len(index.subset(np.zeros(len(index), bool))) == 0
 
 
+def test_paths_by_class_keeps_index_order_and_empty_classes(small_dataset):
+    index = DatasetIndex.load(small_dataset).subset(DatasetIndex.load(small_dataset).labels != 2)
+    grouped = index.paths_by_class()
+    assert list(grouped) == list(index.class_names) and grouped[index.class_names[2]] == []
+    for label, name in enumerate(index.class_names):
+        assert grouped[name] == [p for p, y in zip(index.paths, index.labels) if y == label]
+    assert sum(map(len, grouped.values())) == len(index)
+
+
 def test_stratified_split_is_per_class_disjoint_and_deterministic(image_folder_factory):
     index = DatasetIndex.load(image_folder_factory({"a": 20, "b": 4, "c": 2, "d": 1, "e": 0}))
     kept, held = index.stratified_split(0.2, seed=3)
