@@ -426,10 +426,10 @@ class GateChain:
         structure = self._stats.get((class_name, "structure"))
         structure_rate = structure[1] / structure[0] if structure and structure[0] else None
         real_pass_rate = None
-        verifier = self.get("verifier")
         if gate == "verifier" and self.reference_images is not None:
             real = list(self.reference_images(class_name))
             if real:
+                verifier = self.get("verifier")
                 scores = verifier.score_batch(real, [class_name] * len(real))
                 real_pass_rate = float(np.mean([verifier.result(v).passed for v in scores]))
         return collapse_message(class_name, gate, item["passed"], item["checked"],

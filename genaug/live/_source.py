@@ -30,7 +30,7 @@ class LiveSource:
     worker : GenerationWorker or SubprocessWorker
         Where batches are made: ``producible()``, ``batch_size``,
         ``run(label, requests, should_stop) -> (accepted images, generated count)``,
-        ``close()``.
+        ``close()`` and ``producer`` (``"thread"`` or ``"process"``, for the statistics).
     class_names : sequence of str
     capacity : int
         Buffered images per class.
@@ -211,7 +211,7 @@ class LiveSource:
         with self._lock:
             stats = dict(self.stats)
         return {
-            "producer": getattr(self.worker, "producer", "thread"),
+            "producer": self.worker.producer,
             "generated": stats.get("generated", 0),
             "accepted": stats.get("accepted", 0),
             "rejected": stats.get("rejected", 0),
