@@ -141,8 +141,14 @@ class GeneratorBackend(ABC):
             for start in range(0, len(chosen), self.batch_size):
                 yield chosen[start:start + self.batch_size], variation
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Free device memory."""
+    def close(self) -> None:
+        """Free device memory: subclasses drop their models, then call this."""
+        try:
+            import torch
+        except ImportError:  # pragma: no cover
+            return
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def __enter__(self):
         return self

@@ -192,12 +192,6 @@ class DDPMBackend(GeneratorBackend):
     def close(self) -> None:
         self.unet = None
         self.generator.unet = None
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        super().close()
 
 

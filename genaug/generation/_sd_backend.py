@@ -153,10 +153,4 @@ class StableDiffusionBackend(GeneratorBackend):
 
     def close(self) -> None:
         self.txt2img = self.img2img = None
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        super().close()
