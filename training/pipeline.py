@@ -409,7 +409,7 @@ def _fit_and_evaluate(config, splits, train, sampler, validation, test, schedule
                       fit_class_weight, timings) -> dict:
     import keras
 
-    from training.classifier_io import save_classifier
+    from genaug.classifier import save_classifier
     from training.evaluate import classification_metrics
     from training.models import build_cnn
 

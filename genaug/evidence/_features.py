@@ -121,7 +121,7 @@ def load_feature_extractor(path, *, layer: str | None = None,
     The input size and colour mode come from the model's sidecar JSON (genaug classifiers) or
     from its input shape; ``image_size`` is needed only for models that accept any size.
     """
-    from training.classifier_io import load_classifier
+    from genaug.classifier import load_classifier
 
     model, info = load_classifier(path)
     size = tuple(info.get("image_size") or ())

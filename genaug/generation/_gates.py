@@ -213,7 +213,7 @@ class VerifierGate(QualityGate):
     ----------
     model : keras model or path-like
         Softmax classifier taking float32 (N, H, W, C) pixels in [0, 255], or a ``.keras``
-        file saved by ``training.classifier_io.save_classifier``.
+        file saved by ``genaug.classifier.save_classifier``.
     class_names : sequence of str, optional
         The classifier's output order (read from the model's sidecar when loading a file).
     image_size : (h, w), optional
@@ -230,7 +230,7 @@ class VerifierGate(QualityGate):
             raise ConfigError(f"--verify-threshold must be in [0, 1], got {threshold}")
         self.source = None
         if not hasattr(model, "predict"):
-            from training.classifier_io import load_classifier
+            from genaug.classifier import load_classifier
 
             self.source = str(model)
             model, info = load_classifier(model)

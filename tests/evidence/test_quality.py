@@ -24,7 +24,7 @@ def feature_model(tmp_path_factory):
     """A small random-weight CNN with a 'features' layer, saved like genaug's classifiers."""
     import keras
 
-    from training.classifier_io import save_classifier
+    from genaug.classifier import save_classifier
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((16, 16, 3))

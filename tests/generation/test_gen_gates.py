@@ -81,7 +81,7 @@ def test_verifier_gate_scores_the_intended_class():
 
 def test_verifier_gate_loads_a_saved_keras_classifier(tmp_path):
     keras = pytest.importorskip("keras")
-    from training.classifier_io import save_classifier
+    from genaug.classifier import save_classifier
 
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Rescaling(1 / 255.0),
                               keras.layers.GlobalAveragePooling2D(),

@@ -44,7 +44,7 @@ def lenient_gates(monkeypatch):
 def reference_classifier(tmp_path):
     import keras
 
-    from training.classifier_io import save_classifier
+    from genaug.classifier import save_classifier
 
     model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),
                               keras.layers.Dense(3, activation="softmax")])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from genaug._io import atomic_write_bytes
 from genaug.exceptions import ConfigError
-from genaug.synthetic import atomic_write_bytes
 
 
 def sidecar_path(model_path) -> Path:
