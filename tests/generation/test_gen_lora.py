@@ -54,6 +54,13 @@ def test_the_adapter_is_diffusers_lora_with_a_config(adapter, tiny_sd):
     assert (config["rank"], config["alpha"], config["steps"], config["seed"]) == (4, 8.0, 3, 0)
     assert (config["resolution"], config["learning_rate"]) == (16, 1e-2)
     assert config["interrupted"] is False and config["precision"] == "fp32"
+    from safetensors import safe_open
+
+    with safe_open(str(adapter / LORA_WEIGHTS), framework="pt") as weights:
+        lora_config = json.loads(weights.metadata()["lora_adapter_metadata"])
+    assert (lora_config["unet.r"], lora_config["unet.lora_alpha"]) == (4, 8.0)
+    # peft keeps target_modules as a set: saved in a fixed order, the same run hashes the same
+    assert lora_config["unet.target_modules"] == ["to_k", "to_out.0", "to_q", "to_v"]
     log = (adapter / "loss_log.csv").read_text().splitlines()
     assert log[0] == "step,loss,lr,seconds,images_seen" and len(log) == 4
 
@@ -206,6 +213,19 @@ def test_an_interrupt_before_the_first_step_or_while_saving_leaves_nothing(
         train(shapes_dir, tiny_sd, adapter)  # replacing an adapter: the old one stays
     assert {p.name: p.read_bytes() for p in adapter.iterdir()} == before
     assert sorted(p.name for p in adapter.parent.iterdir()) == ["adapter"]
+
+
+@pytest.mark.parametrize("option, message", [
+    ({"rank": 0}, "--rank must be at least 1"), ({"alpha": 0.0}, "--alpha must be positive"),
+    ({"max_steps": None}, "give --max-steps or --max-seconds"),
+    ({"learning_rate": -1.0}, "--learning-rate must be positive"),
+    ({"batch_size": 0}, "--batch-size must be at least 1"),
+])
+def test_bad_options_from_python_name_the_option(shapes_dir, tiny_sd, tmp_path, option,
+                                                 message):
+    with pytest.raises(ConfigError, match=message):
+        train(shapes_dir, tiny_sd, tmp_path / "a", **option)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture
