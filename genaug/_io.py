@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -40,6 +42,34 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Yield a new temporary folder beside ``path`` to fill; when the block ends without an
+    error it replaces ``path`` (an old folder there is removed only after the rename), and on
+    any error or interrupt it is deleted, so ``path`` is never left half-written."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; a plain mkdir would not
+    except OSError as error:
+        raise OutputError(f"cannot write to {path}: {error.strerror or error}") from None
+    old = tmp.with_suffix(".old")
+    try:
+        yield tmp
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                raise OutputError(f"cannot write to {path}: it exists and is not a folder")
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not path.exists():
+            os.replace(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def json_default(value):

@@ -56,6 +56,7 @@ class TrainConfig:
     synthetic_weight: float = 1.0
     mixup: bool = False
     live_generator: str | None = None
+    live_lora: str | None = None
     live_device: str = "cuda"
     live_buffer: int = 256
     live_max_reuse: int = 4
@@ -483,8 +484,15 @@ def _check_config(config: TrainConfig) -> None:
     if config.live_verify_model and not config.live_generator:
         raise ConfigError("--live-verify-model needs --live-generator")
     if config.live_generator:  # fail before any folder is created, not in the producer
-        from genaug.generation import backend_kind
+        from genaug.generation import backend_kind, check_lora
 
-        backend_kind(config.live_generator)
+        kind = backend_kind(config.live_generator)
+        if config.live_lora:
+            if kind != "sd":
+                raise ConfigError("--live-lora adapts a Stable Diffusion checkpoint; "
+                                  f"--live-generator {config.live_generator} is a {kind} one")
+            check_lora(config.live_lora, option="--live-lora")
+    elif config.live_lora:
+        raise ConfigError("--live-lora needs --live-generator (a Stable Diffusion checkpoint)")
     if config.live_verify_model and not Path(config.live_verify_model).is_file():
         raise ConfigError(f"model not found: {config.live_verify_model}")

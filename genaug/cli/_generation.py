@@ -113,6 +113,8 @@ def _load_gate(spec: str):
               help="Generator directory written by `genaug fit-generator` (ddpm backend).")
 @click.option("--sd-model", type=click.Path(),
               help="Local Stable Diffusion checkpoint directory (sd backend; no download).")
+@click.option("--lora", type=click.Path(),
+              help="LoRA adapter folder written by `genaug fit-lora` (with --sd-model).")
 @click.option("--cache", "cache_dir", type=click.Path(), required=True,
               help="Synthetic cache directory (an existing one is resumed).")
 @click.option("--verify-model", type=click.Path(),
@@ -153,7 +155,7 @@ def _load_gate(spec: str):
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               default="auto", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def generate(plan_path, generator, sd_model, cache_dir, verify_model, verify_threshold,
+def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, verify_threshold,
              max_retries, blur_min, structure_min, phash_max, gate_specs, image_size,
              color_mode, batch_size, steps, guidance_scale, sampler, img2img_fraction,
              strength, pixel_check, device, precision, quiet):
@@ -167,7 +169,10 @@ def generate(plan_path, generator, sd_model, cache_dir, verify_model, verify_thr
 
     if bool(generator) == bool(sd_model):
         raise ConfigError("give exactly one of --generator (ddpm) or --sd-model (sd)")
-    parameters = dict(plan=plan_path, generator=generator, sd_model=sd_model, cache=cache_dir,
+    if lora and not sd_model:
+        raise ConfigError("--lora adapts a Stable Diffusion checkpoint: give it with --sd-model")
+    parameters = dict(plan=plan_path, generator=generator, sd_model=sd_model, lora=lora,
+                      cache=cache_dir,
                       verify_model=verify_model, verify_threshold=verify_threshold,
                       max_retries=max_retries, blur_min=blur_min,
                       structure_min=structure_min, phash_max=phash_max,
@@ -189,7 +194,7 @@ def generate(plan_path, generator, sd_model, cache_dir, verify_model, verify_thr
                                **options)
     else:
         backend = load_backend(sd_model, kind="sd", device=device, precision=precision,
-                               **options)
+                               lora=lora, **options)
     click.echo(f"backend {backend.backend_name} on {backend.device}; "
                f"{plan_obj.total_to_generate} images planned", err=True)
     try:

@@ -71,6 +71,9 @@ def train_options(function):
         click.option("--mixup", is_flag=True, help="Same-class real/synthetic mixup."),
         click.option("--live-generator", type=click.Path(),
                      help="Generator directory producing fresh images during fit."),
+        click.option("--live-lora", type=click.Path(),
+                     help="LoRA adapter (genaug fit-lora) for a Stable Diffusion "
+                          "--live-generator."),
         click.option("--live-device", default="cuda", show_default=True),
         click.option("--live-buffer", type=click.IntRange(min=1), default=256,
                      show_default=True),

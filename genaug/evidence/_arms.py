@@ -44,7 +44,7 @@ ARMS = {
 #: ``TrainConfig`` fields that only apply when training with a synthetic cache.
 SYNTHETIC_FIELDS = ("synthetic_ratio", "synthetic_ratio_range", "ramp_fraction", "warmup_epochs",
                     "synthetic_cap", "synthetic_classes", "synthetic_weight", "mixup",
-                    "live_generator")
+                    "live_generator", "live_lora")
 
 #: Comparisons made when both arms are present: (arm, reference, subject of the verdict).
 COMPARISONS = (

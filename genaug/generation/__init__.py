@@ -6,6 +6,8 @@ Three steps, each a CLI command and a function:
   images to generate, exact attribute quotas and the balance check.
 * :func:`fit_generator` (``genaug fit-generator``): train a class-conditional DDPM (diffusers
   ``UNet2DModel``) on the user's images, no pretrained weights needed.
+* :func:`fit_lora` (``genaug fit-lora``): or, with a local Stable Diffusion checkpoint, train
+  a LoRA adapter of its UNet on the user's classes (``load_backend(sd, lora=adapter)``).
 * :func:`generate_cache` (``genaug generate``): run a backend over the plan, pass every image
   through the quality gates, retry rejections with new deterministic seeds, and write a
   resumable cache with full provenance, a summary and ``env_report.json``.
@@ -86,6 +88,15 @@ from genaug.generation._generate import (
     summary_lines,
     verify_cache,
 )
+from genaug.generation._lora import (
+    LORA_CONFIG,
+    LORA_WEIGHTS,
+    LoraFitResult,
+    adapter_sha256,
+    check_lora,
+    fit_lora,
+    load_lora_adapter,
+)
 from genaug.generation._plan import (
     GenerationConfig,
     GenerationPlan,
@@ -101,6 +112,8 @@ from genaug.generation._utils import GenerationError, derive_seed, normalize_ima
 __all__ = [
     "ENV_REPORT",
     "LAMBDA_MIN_CLIPPED",
+    "LORA_CONFIG",
+    "LORA_WEIGHTS",
     "MODEL_SIZES",
     "REJECTIONS_FILE",
     "SAMPLERS",
@@ -118,27 +131,32 @@ __all__ = [
     "GenerationPlan",
     "GenerationRequest",
     "GeneratorBackend",
+    "LoraFitResult",
     "PHashGate",
     "PlanItem",
     "QualityGate",
     "StableDiffusionBackend",
     "StructureGate",
     "VerifierGate",
+    "adapter_sha256",
     "backend_kind",
     "balance_check",
     "build_gate_chain",
     "build_sampler",
     "build_train_scheduler",
     "build_unet",
+    "check_lora",
     "check_pixel_statistics",
     "derive_seed",
     "fit_generator",
+    "fit_lora",
     "generate_cache",
     "infer_color_mode",
     "laplacian_variance",
     "largest_remainder",
     "load_backend",
     "load_generator",
+    "load_lora_adapter",
     "make_plan",
     "normalize_image",
     "phash_bits",

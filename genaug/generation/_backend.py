@@ -193,7 +193,8 @@ def load_backend(path, *, kind: str = "auto", device=None, precision: str = "aut
         ``auto``: bf16 (fp16 without bf16 support) on CUDA, fp32 on CPU.
     **options
         Backend options: ``steps``, ``guidance_scale``, ``batch_size``, ``strength`` and, for
-        ``ddpm``, ``sampler`` (``"dpm++"`` or ``"ddim"``) and ``pixel_check``.
+        ``ddpm``, ``sampler`` (``"dpm++"`` or ``"ddim"``) and ``pixel_check``, for ``sd``,
+        ``lora`` (an adapter folder written by ``genaug fit-lora``).
     """
     detected = backend_kind(path)
     if kind not in ("auto", detected):

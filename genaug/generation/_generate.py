@@ -259,6 +259,8 @@ def generate_cache(
         "img2img_fraction": img2img_fraction,
         "gates": [{k: g[k] for k in ("name", "threshold", "type")} for g in gates.describe()],
     }
+    if backend.info().get("lora_sha256"):  # resuming with another adapter, or none, fails
+        fingerprint["generator"]["lora_sha256"] = backend.info()["lora_sha256"]
     chunk = int(batch_size or backend.batch_size)
     if chunk < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")

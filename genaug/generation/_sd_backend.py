@@ -45,6 +45,10 @@ class StableDiffusionBackend(GeneratorBackend):
         Images per pipeline call (default 8 on CUDA, 2 on CPU).
     default_prompt : str
         Template for requests without a prompt (``{class}`` and ``{class_text}`` allowed).
+    lora : path-like, optional
+        An adapter folder written by ``genaug fit-lora`` (or any diffusers LoRA folder), fused
+        into the UNet; the SHA-256 of its weights goes into every record
+        (``generator.lora_sha256``).
     """
 
     backend_name = "sd"
@@ -54,13 +58,17 @@ class StableDiffusionBackend(GeneratorBackend):
     def __init__(self, path, *, device=None, precision: str = "auto", steps: int = 30,
                  guidance_scale: float = 7.5, strength: float = 0.6, height: int | None = None,
                  width: int | None = None, batch_size: int | None = None,
-                 default_prompt: str = DEFAULT_TEMPLATE):
+                 default_prompt: str = DEFAULT_TEMPLATE, lora=None):
         require_generation_extras()
         offline_hub()
         quiet_diffusers()
         from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
         path = Path(path)
+        if lora is not None:  # before the checkpoint loads, which takes a while
+            from genaug.generation._lora import check_lora, load_lora_adapter
+
+            check_lora(lora)
         if not (path / "model_index.json").is_file():
             raise ConfigError(f"--sd-model {path} is not a local diffusers checkpoint directory "
                               "(no model_index.json); nothing is downloaded")
@@ -75,6 +83,10 @@ class StableDiffusionBackend(GeneratorBackend):
             raise ConfigError(f"cannot load Stable Diffusion from {path}: "
                               f"{error}".splitlines()[0]) from None
         pipe.to(self.device)
+        model_hash = weights_sha256(path)
+        adapter = {}
+        if lora is not None:
+            adapter = load_lora_adapter(pipe, lora, base_model_hash=model_hash)
         pipe.set_progress_bar_config(disable=True)
         self.txt2img = pipe
         self.img2img = StableDiffusionImg2ImgPipeline(**pipe.components)
@@ -88,9 +100,8 @@ class StableDiffusionBackend(GeneratorBackend):
         self.native_color_mode = "rgb"
         self.batch_size = int(batch_size or (8 if self.device.startswith("cuda") else 2))
         self.default_prompt = default_prompt
-        self._info = {"backend": "sd", "model": str(self.path),
-                      "model_hash": weights_sha256(self.path),
-                      "scheduler": type(pipe.scheduler).__name__}
+        self._info = {"backend": "sd", "model": str(self.path), "model_hash": model_hash,
+                      "scheduler": type(pipe.scheduler).__name__, **adapter}
 
     def info(self) -> dict:
         return dict(self._info)

@@ -49,7 +49,8 @@ def build_worker(generator, *, device: str, class_names, image_size, color_mode:
     cache_dir : path-like, optional
         Where accepted images are persisted.
     backend_options : dict, optional
-        Passed to :func:`genaug.generation.load_backend` (``steps``, ``guidance_scale``...).
+        Passed to :func:`genaug.generation.load_backend` (``steps``, ``guidance_scale``,
+        ``lora``...).
     gate_options : dict, optional
         Passed to :func:`genaug.generation.build_gate_chain` (``blur_min``,
         ``structure_min``, ``phash_max``, ``verify_model``...; None leaves a gate out).
@@ -106,6 +107,7 @@ def start_live_source(config, splits, *, log=print):
     train = splits.train
     cache_dir = Path(config.synthetic_cache or Path(config.output_dir) / "live_cache")
     gate_options = {}
+    backend_options = {"lora": str(config.live_lora)} if config.live_lora else None
     if config.live_verify_model:
         gate_options = {"verify_model": str(config.live_verify_model),
                         "verify_threshold": config.live_verify_threshold}
@@ -113,7 +115,7 @@ def start_live_source(config, splits, *, log=print):
         build_worker, config.live_generator, device=device, class_names=train.class_names,
         image_size=(config.image_size, config.image_size), color_mode=config.color_mode,
         reference_paths=train.paths_by_class(), cache_dir=cache_dir,
-        gate_options=gate_options)
+        backend_options=backend_options, gate_options=gate_options)
     worker = SubprocessWorker(factory) if producer == "process" else factory()
     source = LiveSource(worker, class_names=train.class_names, capacity=config.live_buffer,
                         max_reuse=config.live_max_reuse, seed=config.seed)

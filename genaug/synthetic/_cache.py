@@ -159,8 +159,10 @@ class SyntheticCache:
         for record in self.records:
             gen = record.get("generator") or {}
             if isinstance(gen, dict):
-                generators.add(json.dumps({k: gen.get(k) for k in ("backend", "model",
-                                                                  "model_hash")}, sort_keys=True))
+                generator = {k: gen.get(k) for k in ("backend", "model", "model_hash")}
+                if gen.get("lora_sha256"):  # an adapted model is another generator
+                    generator["lora_sha256"] = gen["lora_sha256"]
+                generators.add(json.dumps(generator, sort_keys=True))
             if record.get("prompt_set_sha256"):
                 prompt_sets.add(record["prompt_set_sha256"])
             for gate, score in (record.get("quality") or {}).items():

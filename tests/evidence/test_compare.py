@@ -65,6 +65,16 @@ def test_arm_configs_differ_only_in_the_arm_fields(tmp_path):
     assert len({plain.model_name, weights.model_name, synthetic.model_name}) == 3
 
 
+def test_a_live_lora_reaches_only_the_arm_with_synthetic_data(tmp_path):
+    base = TrainConfig(data_dir="d", live_generator="sd", live_lora="lora")
+    arms = {a.name: a for a in parse_arms("balanced,balanced_synthetic")}
+    plain = arm_config(base, arms["balanced"], seed=0, output_dir=tmp_path)
+    synthetic = arm_config(base, arms["balanced_synthetic"], seed=0, output_dir=tmp_path,
+                           synthetic_cache="cache")
+    assert (plain.live_generator, plain.live_lora) == (None, None)
+    assert (synthetic.live_generator, synthetic.live_lora) == ("sd", "lora")
+
+
 def test_arm_errors():
     with pytest.raises(ConfigError, match="unknown arm.*bogus"):
         parse_arms("plain,bogus")

@@ -33,7 +33,7 @@ def write_shapes(root: Path, counts: dict[str, int], *, size: int = 16, seed: in
     return root
 
 
-def tiny_clip_tokenizer(directory: Path):
+def tiny_clip_tokenizer(directory: Path, *, model_max_length: int = 32):
     """A CLIP BPE tokenizer over single characters, written as vocab.json + merges.txt."""
     import inspect
 
@@ -48,8 +48,10 @@ def tiny_clip_tokenizer(directory: Path):
     (directory / "merges.txt").write_text("#version: 0.2\n")
     if "vocab_file" in inspect.signature(CLIPTokenizer.__init__).parameters:  # transformers 4
         return CLIPTokenizer(vocab_file=str(directory / "vocab.json"),
-                             merges_file=str(directory / "merges.txt"), model_max_length=32)
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32)  # transformers 5
+                             merges_file=str(directory / "merges.txt"),
+                             model_max_length=model_max_length)
+    return CLIPTokenizer(vocab=vocab, merges=[],  # transformers 5
+                         model_max_length=model_max_length)
 
 
 def build_tiny_sd(path: Path) -> Path:
