@@ -42,9 +42,10 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names load lazily
-    from genaug.balance import BalancePlan, compute_class_weights
-    from genaug.data import DatasetIndex, analyze_dataset, load_image, verify_class_balance
-    from genaug.exceptions import (
+    # ruff cannot see that __all__ (built from _EXPORTS) lists these names.
+    from genaug.balance import BalancePlan, compute_class_weights  # noqa: F401
+    from genaug.data import DatasetIndex, analyze_dataset, load_image, verify_class_balance  # noqa: F401
+    from genaug.exceptions import (  # noqa: F401
         CacheError,
         ConfigError,
         ConvergenceWarning,
@@ -54,15 +55,15 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names load
         GenaugWarning,
         OutputError,
     )
-    from genaug.live import LiveSource
-    from genaug.loaders import (
+    from genaug.live import LiveSource  # noqa: F401
+    from genaug.loaders import (  # noqa: F401
         BalancedBatchGenerator,
         EpochSampler,
         build_augmentation,
         image_dataset_from_directory,
     )
-    from genaug.sources import CacheSource, RealSource
-    from genaug.synthetic import CacheWriter, RampSchedule, SyntheticCache, SyntheticMixer
+    from genaug.sources import CacheSource, RealSource  # noqa: F401
+    from genaug.synthetic import CacheWriter, RampSchedule, SyntheticCache, SyntheticMixer  # noqa: F401
 
 
 def __getattr__(name):

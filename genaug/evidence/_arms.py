@@ -30,7 +30,8 @@ class Arm:
         in "synthetic data helped (balanced accuracy +0.031, ...)").
     overrides : dict
         Fields of the training run's options (``TrainConfig``) this arm sets; all other
-        fields are shared by every arm.
+        fields are shared by every arm. ``synthetic_cache`` here gives the arm its own cache
+        instead of the comparison's.
     needs_cache : bool
         Whether the arm trains on the synthetic cache (``--synthetic-cache``).
     reference : str or None
@@ -172,7 +173,9 @@ def arm_config(base, arm: Arm, *, seed: int, output_dir, synthetic_cache=None):
     images per class with that seed before any balancing), so at each seed all arms are
     evaluated on the same real test images.
     """
-    if arm.needs_cache and synthetic_cache is None:
+    # An arm may name its own cache (an oracle arm trains on real held-out images).
+    cache = arm.overrides.get("synthetic_cache", synthetic_cache) if arm.needs_cache else None
+    if arm.needs_cache and cache is None:
         raise ConfigError(f"arm {arm.name} needs --synthetic-cache")
     run_dir = Path(output_dir) / "compare" / arm.name / f"seed{seed}"
     names = {f.name for f in fields(base)}
@@ -185,12 +188,11 @@ def arm_config(base, arm: Arm, *, seed: int, output_dir, synthetic_cache=None):
         # defaults so that they are not rejected (or silently changed) by those options.
         reset = {f.name: f.default for f in fields(base)
                  if f.name in SYNTHETIC_FIELDS and f.default is not MISSING}
-    return replace(
-        base,
+    return replace(base, **{
         **reset,
         **arm.overrides,
-        seed=seed,
-        synthetic_cache=str(synthetic_cache) if arm.needs_cache else None,
-        output_dir=str(run_dir),
-        model_name=f"compare_{arm.name}_seed{seed}",
-    )
+        "seed": seed,
+        "synthetic_cache": None if cache is None else str(cache),
+        "output_dir": str(run_dir),
+        "model_name": f"compare_{arm.name}_seed{seed}",
+    })

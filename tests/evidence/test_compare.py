@@ -205,7 +205,8 @@ def oracle_arm():
     from genaug.evidence import ARMS, Arm, register_arm
 
     arm = register_arm(Arm("oracle", "real held-out images",
-                           {"balanced": True, "class_weights": False}, needs_cache=True))
+                           {"balanced": True, "class_weights": False,
+                            "synthetic_cache": "oracle_cache"}, needs_cache=True))
     yield arm
     del ARMS[arm.name]
 
@@ -215,9 +216,18 @@ def test_every_synthetic_arm_is_compared_with_balanced_with_a_paired_ci(tmp_path
     scores |= {("balanced", s): 0.60 + 0.01 * s for s in range(3)}
     scores |= {("balanced_synthetic", s): 0.60 + 0.012 * s for s in range(3)}
     scores |= {("oracle", s): 0.65 + 0.01 * s + 0.002 * (s == 1) for s in range(3)}
+    caches = {}
+    runner = fake_runner(scores)
+
+    def recording_runner(config):
+        caches[config.model_name.split("_seed")[0]] = config.synthetic_cache
+        return runner(config)
+
     result = run_compare(TrainConfig(data_dir="d"), arms="plain,balanced,balanced_synthetic,oracle",
                          seeds="0,1,2", output_dir=tmp_path, synthetic_cache="cache",
-                         runner=fake_runner(scores), progress=None)
+                         runner=recording_runner, progress=None)
+    assert caches == {"compare_plain": None, "compare_balanced": None,
+                      "compare_balanced_synthetic": "cache", "compare_oracle": "oracle_cache"}
     pairs = {(c["arm"], c["reference"]): c for c in result["comparisons"]}
     assert set(pairs) == {("balanced", "plain"), ("balanced_synthetic", "plain"),
                           ("balanced_synthetic", "balanced"), ("oracle", "plain"),
