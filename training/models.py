@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 
@@ -46,62 +47,107 @@ def batch_norm_layers(model) -> list:
     return found
 
 
-def recalibrate_batch_norm(model, batches) -> int:
+def training_forward(model):
+    """``model(x, training=True)``, compiled with ``tf.function`` on the TensorFlow backend
+    (eager calls there cost more than the arithmetic of a small CNN); as is elsewhere."""
+
+    def forward(batch):
+        return model(batch, training=True)
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(forward, reduce_retracing=True)
+    return forward
+
+
+def recalibrate_batch_norm(model, batches, *, forward=None) -> int:
     """Set each batch-norm layer's inference statistics to their exact mean over ``batches``.
 
     Keras keeps a batch-norm layer's inference mean and variance as a moving average over the
     training steps. A short run (a few dozen steps) ends with statistics still weighted by
     those of much earlier weights, and the model then predicts one class for every image
     although it fits its training batches. Recomputing them with the final weights, as
-    ``torch.optim.swa_utils.update_bn`` does, removes that lag whatever the number of steps:
-    a forward pass in training mode with momentum ``n / (n + 1)`` at the ``n``-th batch makes
-    the moving average an exact running mean. No weight changes.
+    ``torch.optim.swa_utils.update_bn`` does, removes that lag whatever the number of steps.
+    No weight changes.
+
+    Each batch goes through the model in training mode (each layer normalised by the batch's
+    own statistics, as in training) with the moving statistics set to 0 first, so the update
+    leaves ``(1 - momentum)`` times the batch's mean and variance in them; their mean over the
+    batches becomes the layer's statistics.
 
     Parameters
     ----------
     model : keras.Model
     batches : iterable of array
         Input batches (raw pixels, as the model takes them).
+    forward : callable, optional
+        :func:`training_forward` of ``model``, to reuse one compiled function across calls.
 
     Returns
     -------
     int
         The number of batches used (0 leaves the statistics as they were).
     """
-    norms = batch_norm_layers(model)
-    momenta = [layer.momentum for layer in norms]
+    norms = [layer for layer in batch_norm_layers(model) if layer.momentum < 1.0]
+    forward = forward or training_forward(model)
+    numpy = keras.ops.convert_to_numpy
+    saved = [(numpy(layer.moving_mean), numpy(layer.moving_variance)) for layer in norms]
+    sums = [[np.zeros(mean.shape), np.zeros(variance.shape)] for mean, variance in saved]
     used = 0
     try:
-        for used, batch in enumerate(batches, start=1):
-            for layer in norms:
-                layer.momentum = (used - 1) / used
-            model(batch, training=True)
+        for batch in batches:
+            for layer, (mean, variance) in zip(norms, saved):
+                layer.moving_mean.assign(np.zeros_like(mean))
+                layer.moving_variance.assign(np.zeros_like(variance))
+            forward(batch)
+            for layer, total in zip(norms, sums):
+                total[0] += numpy(layer.moving_mean).astype(np.float64) / (1 - layer.momentum)
+                total[1] += numpy(layer.moving_variance).astype(np.float64) / (1 - layer.momentum)
+            used += 1
+    except BaseException:  # an error half-way leaves the statistics as they were
+        used = 0
+        raise
     finally:
-        for layer, momentum in zip(norms, momenta):
-            layer.momentum = momentum
+        for layer, (mean, variance), (mean_sum, variance_sum) in zip(norms, saved, sums):
+            layer.moving_mean.assign(mean_sum / used if used else mean)
+            layer.moving_variance.assign(variance_sum / used if used else variance)
     return used
 
 
 class BatchNormRecalibration(keras.callbacks.Callback):
     """Recalibrate batch norm (:func:`recalibrate_batch_norm`) before each validation and at
-    the end of ``fit``, so validation scores and the saved model use statistics of the final
-    weights. ``batches`` is a sequence of input batches, reused every time."""
+    the end of ``fit``, so validation scores and the saved model use statistics of the
+    current weights.
 
-    def __init__(self, batches):
+    Parameters
+    ----------
+    batches : sequence of array
+        Input batches for the final recalibration, reused every time.
+    validation_batches : int, optional
+        How many of them recalibrate before a validation (default all): a cheaper estimate,
+        since that pass runs every epoch.
+    """
+
+    def __init__(self, batches, *, validation_batches: int | None = None):
         super().__init__()
-        self.batches = batches
-        self._stale = False
+        self.batches = list(batches)
+        self.validation_batches = min(validation_batches or len(self.batches),
+                                      len(self.batches))
+        self._calibrated = 0  # batches the statistics come from since the weights changed
+        self._forward = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._stale = True
+        self._calibrated = 0
 
-    def _recalibrate(self):
-        if self._stale:
-            recalibrate_batch_norm(self.model, self.batches)
-            self._stale = False
+    def _recalibrate(self, count: int) -> None:
+        if self._calibrated < count:
+            self._forward = self._forward or training_forward(self.model)
+            recalibrate_batch_norm(self.model, self.batches[:count], forward=self._forward)
+            self._calibrated = count
 
     def on_test_begin(self, logs=None):
-        self._recalibrate()
+        self._recalibrate(self.validation_batches)
 
     def on_train_end(self, logs=None):
-        self._recalibrate()
+        self._recalibrate(len(self.batches))

@@ -26,7 +26,11 @@ from genaug.synthetic._mixer import SYNTHETIC
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every option of a training run; ``dataclasses.replace`` derives variants."""
+    """Every option of a training run; ``dataclasses.replace`` derives variants.
+
+    ``color_mode="auto"`` is resolved from the data when the run starts
+    (:func:`genaug.data.infer_color_mode`); :func:`build_loaders` takes a resolved mode.
+    """
 
     data_dir: str | None = None
     test_dir: str | None = None
@@ -333,8 +337,10 @@ def run_training(config: TrainConfig) -> dict:
     return TrainingRun(config).run()
 
 
-#: Real training images (at most) the batch-norm statistics are recomputed from.
+#: Real training images (at most) the batch-norm statistics are recomputed from at the end of
+#: training, and before each validation (that pass runs every epoch, so it uses fewer).
 RECALIBRATION_IMAGES = 1024
+VALIDATION_RECALIBRATION_IMAGES = 256
 
 
 class TrainingRun:
@@ -355,29 +361,31 @@ class TrainingRun:
         self.sample_weights = False
 
     def run(self) -> dict:
-        # 1. Check the options and split the real data (bad input fails before any output).
+        # 1. Check the options, split the real data (bad input fails before any output) and
+        #    resolve the colour mode.
         self.split()
         # 2. Open the synthetic cache, leaving out images derived from held-out images.
         self.open_synthetic()
-        # 3. Choose where class weights go (the loss or the loader's sample weights).
+        # 3. Choose where class weights go (the loss or the loader's sample weights) and how
+        #    the synthetic ratio ramps up.
         self.choose_class_weights()
-        # 4. Start the live generator, build the loaders, train and evaluate.
-        self.schedule = (RampSchedule(epochs=self.config.epochs,
-                                      warmup_epochs=self.config.warmup_epochs,
-                                      ramp_fraction=self.config.ramp_fraction)
-                         if self.synthetic is not None else None)
+        self.schedule = self.ramp_schedule()
+        # 4. Start the live generator; it is stopped whatever happens next.
+        self.start_live()
         try:
-            self.start_live()
+            # 5. Build the training, validation and test loaders.
             train, sampler, validation, test = build_loaders(
                 self.config, self.splits, synthetic=self.synthetic, schedule=self.schedule,
                 class_weight=self.sampler_class_weight, sample_weights=self.sample_weights,
                 live_source=self.live)
+            # 6. Train, recomputing batch-norm statistics before each validation.
             model, history = self.fit(train, sampler, validation)
+            # 7. Evaluate on the held-out real test set, judge convergence, save the model.
             metrics = self.evaluate(model, test, history)
         finally:
             if self.live is not None:
                 self.live.close()
-        # 5. Account for what was trained on and write metrics, status and the plot.
+        # 8. Account for what was trained on; write metrics, status and the confusion matrix.
         return self.write_outputs(metrics, sampler)
 
     def split(self) -> None:
@@ -447,6 +455,12 @@ class TrainingRun:
         else:
             self.fit_class_weight = weights
 
+    def ramp_schedule(self) -> RampSchedule | None:
+        if self.synthetic is None:
+            return None
+        return RampSchedule(epochs=self.config.epochs, warmup_epochs=self.config.warmup_epochs,
+                            ramp_fraction=self.config.ramp_fraction)
+
     def start_live(self) -> None:
         if self.config.live_generator:
             from genaug.live import start_live_source
@@ -471,7 +485,10 @@ class TrainingRun:
                 batch_size=config.batch_size, image_size=(config.image_size, config.image_size),
                 color_mode=config.color_mode, seed=config.seed)
         count = min(len(loader), max(1, RECALIBRATION_IMAGES // config.batch_size))
-        return [loader[i][0] for i in range(count)]
+        batches = [loader[i][0] for i in range(count)]
+        if len(batches) > 1 and len(batches[-1]) < len(batches[0]):
+            batches.pop()  # one batch shape: the compiled forward pass is traced once
+        return batches
 
     def fit(self, train, sampler, validation):
         import keras
@@ -489,7 +506,9 @@ class TrainingRun:
             keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps))
         model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
-        callbacks = [BatchNormRecalibration(self.recalibration_batches())]
+        callbacks = [BatchNormRecalibration(
+            self.recalibration_batches(),
+            validation_batches=max(1, VALIDATION_RECALIBRATION_IMAGES // config.batch_size))]
         if self.schedule is not None:
             callbacks.append(self.schedule.callback(sampler))
         started = time.perf_counter()

@@ -62,3 +62,37 @@ def test_a_three_epoch_run_is_not_collapsed_and_warns_it_has_not_converged(tmp_p
     assert (predicted > 0).sum() >= 8  # not one class for every image
     assert min(metrics["history"]["val_accuracy"]) > 0.3
     assert metrics["convergence"]["converged"] is False
+
+
+def test_the_callback_recalibrates_before_validation_and_with_every_batch_at_the_end():
+    import keras
+
+    from training.models import BatchNormRecalibration, recalibrate_batch_norm
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((4, 4, 2))
+    norm = keras.layers.BatchNormalization(momentum=0.99)
+    outputs = keras.layers.Dense(2, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(norm(inputs)))
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = rng.normal(3.0, 2.0, (32, 4, 4, 2)).astype("float32")
+    y = np.arange(32) % 2
+    batches = [rng.normal(loc, 1.0, (8, 4, 4, 2)).astype("float32") for loc in (0.0, 4.0, 8.0)]
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_test_begin(self, logs=None):  # runs after the recalibration's on_test_begin
+            seen.append(keras.ops.convert_to_numpy(norm.moving_mean).copy())
+
+    model.fit(x, y, batch_size=8, epochs=2, validation_data=(x, y), verbose=0,
+              callbacks=[BatchNormRecalibration(batches, validation_batches=1), Spy()])
+    first_batch = batches[0].mean(axis=(0, 1, 2))
+    assert len(seen) == 2 and all(np.allclose(mean, first_batch, atol=1e-4) for mean in seen)
+    all_batches = np.mean([b.mean(axis=(0, 1, 2)) for b in batches], axis=0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_mean), all_batches,
+                               atol=1e-4)
+    assert recalibrate_batch_norm(model, []) == 0  # nothing to average: left as it was
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_mean), all_batches,
+                               atol=1e-4)
