@@ -69,7 +69,7 @@ def recalibrate_batch_norm(model, batches, *, forward=None) -> int:
     those of much earlier weights, and the model then predicts one class for every image
     although it fits its training batches. Recomputing them with the final weights, as
     ``torch.optim.swa_utils.update_bn`` does, removes that lag whatever the number of steps.
-    No weight changes.
+    No weight and no other state changes (training goes on exactly as without it).
 
     Each batch goes through the model in training mode (each layer normalised by the batch's
     own statistics, as in training) with the moving statistics set to 0 first, so the update
@@ -93,6 +93,11 @@ def recalibrate_batch_norm(model, batches, *, forward=None) -> int:
     forward = forward or training_forward(model)
     numpy = keras.ops.convert_to_numpy
     saved = [(numpy(layer.moving_mean), numpy(layer.moving_variance)) for layer in norms]
+    # Other state a training-mode pass moves (dropout's random seed) is put back, so that
+    # recalibrating changes nothing about the rest of training.
+    statistics = {id(v) for layer in norms for v in (layer.moving_mean, layer.moving_variance)}
+    other_state = [(v, numpy(v)) for v in model.non_trainable_variables
+                   if id(v) not in statistics]
     sums = [[np.zeros(mean.shape), np.zeros(variance.shape)] for mean, variance in saved]
     used = 0
     try:
@@ -112,6 +117,8 @@ def recalibrate_batch_norm(model, batches, *, forward=None) -> int:
         for layer, (mean, variance), (mean_sum, variance_sum) in zip(norms, saved, sums):
             layer.moving_mean.assign(mean_sum / used if used else mean)
             layer.moving_variance.assign(variance_sum / used if used else variance)
+        for variable, value in other_state:
+            variable.assign(value)
     return used
 
 

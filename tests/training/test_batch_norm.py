@@ -22,11 +22,16 @@ RECALIBRATE = textwrap.dedent("""
     rng = np.random.default_rng(0)
     inputs = keras.Input((4, 4, 2))
     norm = keras.layers.BatchNormalization(momentum=0.99)
-    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(norm(inputs)))
+    pooled = keras.layers.GlobalAveragePooling2D()(norm(inputs))
+    outputs = keras.layers.Dense(3)(keras.layers.Dropout(0.5, seed=1)(pooled))
     model = keras.Model(inputs, outputs)
     batches = [rng.normal(loc, scale, (8, 4, 4, 2)).astype("float32")
                for loc, scale in ((0.0, 1.0), (5.0, 2.0), (-3.0, 0.5))]
+    seeds = [(v.path, keras.ops.convert_to_numpy(v).tolist())
+             for v in model.non_trainable_variables if "seed" in v.path]
     assert recalibrate_batch_norm(model, batches) == 3
+    assert seeds and seeds == [(v.path, keras.ops.convert_to_numpy(v).tolist())
+                               for v in model.non_trainable_variables if "seed" in v.path]
     means = np.mean([b.mean(axis=(0, 1, 2)) for b in batches], axis=0)
     variances = np.mean([b.var(axis=(0, 1, 2)) for b in batches], axis=0)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_mean), means, rtol=1e-4)
