@@ -1,11 +1,15 @@
 """genaug: balanced training and measured synthetic augmentation for imbalanced image sets.
 
-Names are imported on first use (PEP 562), so ``import genaug`` and the CLI start fast and
-only what is used is loaded. ``BalancedBatchGenerator`` and everything it uses never import
-TensorFlow; ``image_dataset_from_directory`` does.
+What a ``model.fit`` user needs is here: the two loaders (``image_dataset_from_directory``,
+a ``tf.data`` drop-in, and ``BalancedBatchGenerator``, a Keras ``PyDataset``), class weights,
+the synthetic cache and its ramp schedule, the live source, the dataset index and analysis,
+and the exceptions. Names are imported on first use (PEP 562), so ``import genaug`` and the
+CLI start fast and only what is used is loaded. ``BalancedBatchGenerator`` and everything it
+uses never import TensorFlow; ``image_dataset_from_directory`` does.
 """
 
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -13,13 +17,13 @@ _EXPORTS = {
     "BalancePlan": "genaug.balance",
     "compute_class_weights": "genaug.balance",
     "DatasetIndex": "genaug.data",
+    "analyze_dataset": "genaug.data",
     "load_image": "genaug.data",
-    "analyze_dataset": "genaug.data._analyze",
-    "verify_class_balance": "genaug.data._analyze",
+    "verify_class_balance": "genaug.data",
     "BalancedBatchGenerator": "genaug.loaders",
     "EpochSampler": "genaug.loaders",
     "build_augmentation": "genaug.loaders",
-    "image_dataset_from_directory": "genaug.loaders._tfdata",
+    "image_dataset_from_directory": "genaug.loaders",
     "CacheSource": "genaug.sources",
     "RealSource": "genaug.sources",
     "CacheWriter": "genaug.synthetic",
@@ -27,7 +31,39 @@ _EXPORTS = {
     "SyntheticCache": "genaug.synthetic",
     "SyntheticMixer": "genaug.synthetic",
     "LiveSource": "genaug.live",
+    "GenaugError": "genaug.exceptions",
+    "CacheError": "genaug.exceptions",
+    "ConfigError": "genaug.exceptions",
+    "DatasetError": "genaug.exceptions",
+    "OutputError": "genaug.exceptions",
+    "GenaugWarning": "genaug.exceptions",
+    "ConvergenceWarning": "genaug.exceptions",
+    "DoubleCorrectionWarning": "genaug.exceptions",
 }
+
+if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names load lazily
+    # ruff cannot see that __all__ (built from _EXPORTS) lists these names.
+    from genaug.balance import BalancePlan, compute_class_weights  # noqa: F401
+    from genaug.data import DatasetIndex, analyze_dataset, load_image, verify_class_balance  # noqa: F401
+    from genaug.exceptions import (  # noqa: F401
+        CacheError,
+        ConfigError,
+        ConvergenceWarning,
+        DatasetError,
+        DoubleCorrectionWarning,
+        GenaugError,
+        GenaugWarning,
+        OutputError,
+    )
+    from genaug.live import LiveSource  # noqa: F401
+    from genaug.loaders import (  # noqa: F401
+        BalancedBatchGenerator,
+        EpochSampler,
+        build_augmentation,
+        image_dataset_from_directory,
+    )
+    from genaug.sources import CacheSource, RealSource  # noqa: F401
+    from genaug.synthetic import CacheWriter, RampSchedule, SyntheticCache, SyntheticMixer  # noqa: F401
 
 
 def __getattr__(name):

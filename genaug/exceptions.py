@@ -1,4 +1,5 @@
-"""Errors that mean the user gave bad input; the CLI prints them as one line and exits non-zero."""
+"""Errors that mean the user gave bad input (the CLI prints them as one line and exits
+non-zero), and the warnings genaug raises (the CLI prints each as one ``warning: ...`` line)."""
 
 
 class GenaugError(Exception):
@@ -19,3 +20,16 @@ class ConfigError(GenaugError, ValueError):
 
 class OutputError(GenaugError, OSError):
     """An output file or folder cannot be written."""
+
+
+class GenaugWarning(UserWarning):
+    """Base class of genaug's warnings: something worked, but the result may mislead."""
+
+
+class ConvergenceWarning(GenaugWarning):
+    """Training stopped while the validation loss was still falling: the scores understate
+    what the recipe reaches, and differences between recipes may be hidden or reversed."""
+
+
+class DoubleCorrectionWarning(GenaugWarning):
+    """The class imbalance is corrected twice (a balanced loader and class weights)."""

@@ -7,22 +7,30 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from genaug._io import write_json
 from genaug.data import DatasetIndex
-from genaug.exceptions import ConfigError, DatasetError
-from genaug.synthetic import RampSchedule, SyntheticCache, check_ratio
+from genaug.exceptions import (
+    ConfigError,
+    ConvergenceWarning,
+    DatasetError,
+    DoubleCorrectionWarning,
+)
+from genaug.synthetic import RampSchedule, SyntheticCache, check_ratio, write_json
 from genaug.synthetic._mixer import SYNTHETIC
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every option of a training run; ``dataclasses.replace`` derives variants."""
+    """Every option of a training run; ``dataclasses.replace`` derives variants.
+
+    ``color_mode="auto"`` is resolved from the data when the run starts
+    (:func:`genaug.data.infer_color_mode`); :func:`build_loaders` takes a resolved mode.
+    """
 
     data_dir: str | None = None
     test_dir: str | None = None
@@ -35,7 +43,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 32
     image_size: int = 32
-    color_mode: str = "rgb"
+    color_mode: str = "auto"
     seed: int = 0
     epoch_size: int | str | None = None
     output_dir: str = "outputs"
@@ -52,6 +60,7 @@ class TrainConfig:
     ramp_fraction: float = 0.25
     warmup_epochs: int = 0
     synthetic_cap: float = 0.6
+    synthetic_pool_cap: float | None = None
     synthetic_classes: tuple[str, ...] | None = None
     synthetic_weight: float = 1.0
     mixup: bool = False
@@ -234,15 +243,42 @@ def composition(sampler, epochs: int, train_counts) -> dict:
             "synthetic_only_classes": list(sampler.synthetic_only)}
 
 
+def synthetic_shares(comp: dict) -> dict:
+    """Per class, the two synthetic shares of a run, named by what each cap bounds.
+
+    ``synthetic_share_of_draws``: the largest share, over the epochs, of the class's draws
+    that were synthetic images; ``synthetic_cap`` bounds it in every epoch.
+    ``synthetic_share_of_images``: the distinct synthetic images the class trained on over the
+    whole run, as a share of its training images (real + those synthetic);
+    ``synthetic_pool_cap`` bounds it. A cap of 0.6 on draws lets a long run reach far more
+    than 60 % of distinct images, since each epoch may draw other synthetic images.
+    """
+    shares = {}
+    for name, row in comp["classes"].items():
+        per_epoch = [(epoch[name]["synthetic"],
+                      epoch[name]["real"] + epoch[name]["duplicated"] + epoch[name]["synthetic"])
+                     for epoch in comp["per_epoch"]]
+        images = row["real_images"] + row["synthetic_images_used"]
+        shares[name] = {
+            "synthetic_share_of_draws": max((s / t for s, t in per_epoch if t), default=0.0),
+            "synthetic_share_of_images": row["synthetic_images_used"] / images if images else 0.0,
+        }
+    return shares
+
+
 def status_report(config, splits: Splits, comp: dict, cache, synthetic_source) -> dict:
-    """``status.json``: what went into training, per class and split, with provenance."""
+    """``status.json``: what went into training, per class and split, with provenance.
+
+    ``synthetic`` counts the distinct synthetic images a class trained on over the run; see
+    :func:`synthetic_shares` for the two shares and which cap bounds each.
+    """
+    shares = synthetic_shares(comp)
     per_class = {}
     for name in splits.class_names:
         original = comp["classes"][name]["real_images"]
         synthetic = comp["classes"][name]["synthetic_images_used"]
-        total = original + synthetic
-        per_class[name] = {"original": original, "synthetic": synthetic, "total": total,
-                           "synthetic_fraction": synthetic / total if total else 0.0}
+        per_class[name] = {"original": original, "synthetic": synthetic,
+                           "total": original + synthetic, **shares[name]}
     original = sum(v["original"] for v in per_class.values())
     synthetic = sum(v["synthetic"] for v in per_class.values())
     counts = lambda index: dict(zip(splits.class_names,  # noqa: E731
@@ -253,7 +289,10 @@ def status_report(config, splits: Splits, comp: dict, cache, synthetic_source) -
         "total_images": original + synthetic,
         "original": original,
         "synthetic": synthetic,
-        "synthetic_fraction": synthetic / (original + synthetic) if original + synthetic else 0.0,
+        "synthetic_share_of_images": (synthetic / (original + synthetic)
+                                      if original + synthetic else 0.0),
+        "synthetic_cap": config.synthetic_cap,
+        "synthetic_pool_cap": config.synthetic_pool_cap,
         "per_class": per_class,
         "per_split": {
             "train": {"original": counts(splits.train),
@@ -293,156 +332,265 @@ def run_training(config: TrainConfig) -> dict:
     """Train, evaluate on the held-out real test set, write the outputs; return the metrics.
 
     Writes ``<output_dir>/metrics.json``, ``confusion_matrix.png``, ``status.json`` and
-    ``<model_dir>/<model_name>.keras`` (with its ``.json`` input contract).
+    ``<model_dir>/<model_name>.keras`` (with its ``.json`` input contract). See
+    :class:`TrainingRun` for the steps.
     """
-    started = time.perf_counter()
-    _check_config(config)
-    splits = resolve_splits(config)  # bad input fails before any folder is created
-    check_output_dirs(config.output_dir, config.model_dir)
-    names = splits.class_names
-    train_counts = splits.train.counts()
-    timings = {"index_s": time.perf_counter() - started}
-    _log(config, f"{len(splits.train)} training, "
+    return TrainingRun(config).run()
+
+
+#: Real training images (at most) the batch-norm statistics are recomputed from at the end of
+#: training, and before each validation (that pass runs every epoch, so it uses fewer).
+RECALIBRATION_IMAGES = 1024
+VALIDATION_RECALIBRATION_IMAGES = 256
+
+
+class TrainingRun:
+    """One training run; :meth:`run` performs the numbered steps in order.
+
+    Each step reads what the previous ones left on the object. ``config`` is the run's
+    :class:`TrainConfig` with ``color_mode="auto"`` resolved from the data.
+    """
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.timings: dict[str, float] = {}
+        self.started = time.perf_counter()
+        self.splits: Splits | None = None
+        self.skipped: list[dict] = []
+        self.cache = self.synthetic = self.schedule = self.live = None
+        self.fit_class_weight = self.sampler_class_weight = None
+        self.sample_weights = False
+
+    def run(self) -> dict:
+        # 1. Check the options, split the real data (bad input fails before any output) and
+        #    resolve the colour mode.
+        self.split()
+        # 2. Open the synthetic cache, leaving out images derived from held-out images.
+        self.open_synthetic()
+        # 3. Choose where class weights go (the loss or the loader's sample weights) and how
+        #    the synthetic ratio ramps up.
+        self.choose_class_weights()
+        self.schedule = self.ramp_schedule()
+        # 4. Start the live generator; it is stopped whatever happens next.
+        self.start_live()
+        try:
+            # 5. Build the training, validation and test loaders.
+            train, sampler, validation, test = build_loaders(
+                self.config, self.splits, synthetic=self.synthetic, schedule=self.schedule,
+                class_weight=self.sampler_class_weight, sample_weights=self.sample_weights,
+                live_source=self.live)
+            # 6. Train, recomputing batch-norm statistics before each validation.
+            model, history = self.fit(train, sampler, validation)
+            # 7. Evaluate on the held-out real test set, judge convergence, save the model.
+            metrics = self.evaluate(model, test, history)
+        finally:
+            if self.live is not None:
+                self.live.close()
+        # 8. Account for what was trained on; write metrics, status and the confusion matrix.
+        return self.write_outputs(metrics, sampler)
+
+    def split(self) -> None:
+        _check_config(self.config)
+        self.splits = resolve_splits(self.config)
+        if self.config.color_mode == "auto":
+            from genaug.data import infer_color_mode
+
+            self.config = replace(self.config, color_mode=infer_color_mode(self.splits.index))
+        check_output_dirs(self.config.output_dir, self.config.model_dir)
+        self.timings["index_s"] = time.perf_counter() - self.started
+        splits = self.splits
+        self.log(f"{len(splits.train)} training, "
                  f"{len(splits.validation) if splits.validation else 0} validation and "
-                 f"{len(splits.test)} test images; test set: {splits.test_source}")
-    # A split made from the index carries the index's skipped list: dedupe by path.
-    skipped = [{"path": path, "reason": reason} for path, reason in
-               {f.path: f.reason for f in (*splits.index.skipped, *splits.test.skipped)}.items()]
-    for item in skipped:
-        _log(config, f"skipped {item['path']}: {item['reason']}")
+                 f"{len(splits.test)} test images ({self.config.color_mode}); "
+                 f"test set: {splits.test_source}")
+        # A split made from the index carries the index's skipped list: dedupe by path.
+        self.skipped = [{"path": path, "reason": reason} for path, reason in
+                        {f.path: f.reason for f in (*splits.index.skipped,
+                                                    *splits.test.skipped)}.items()]
+        for item in self.skipped:
+            self.log(f"skipped {item['path']}: {item['reason']}")
 
-    cache = synthetic = None
-    if config.synthetic_cache:
-        from genaug.sources import CacheSource
+    def open_synthetic(self) -> None:
+        config, names = self.config, self.splits.class_names
+        if config.synthetic_cache:
+            from genaug.sources import CacheSource
 
-        if config.live_generator:  # the live producer writes there: it may not exist yet
-            Path(config.synthetic_cache).mkdir(parents=True, exist_ok=True)
-        cache = SyntheticCache(config.synthetic_cache, class_names=names)
-        for line in cache.problems.lines():
-            _log(config, f"synthetic cache: {line}")
-        synthetic = CacheSource(cache, class_names=names,
-                                exclude_source_ids=splits.held_out_ids())
-        if synthetic.excluded_leakage:
-            _log(config, f"synthetic cache: {synthetic.excluded_leakage} image(s) derived from "
-                         "validation/test images excluded from training")
-    balanced = config.balanced or config.balanced_batches
-    synthetic_counts = synthetic.counts() if synthetic is not None else np.zeros(len(names))
-    empty = [n for n, c, s in zip(names, train_counts, synthetic_counts) if c == 0 and s == 0]
-    if empty and balanced:
-        raise DatasetError(f"class(es) with no training image: {', '.join(empty)}; add images, "
-                           "a synthetic cache covering them, or leave them out of --classes")
+            if config.live_generator:  # the live producer writes there: it may not exist yet
+                Path(config.synthetic_cache).mkdir(parents=True, exist_ok=True)
+            self.cache = SyntheticCache(config.synthetic_cache, class_names=names)
+            for line in self.cache.problems.lines():
+                self.log(f"synthetic cache: {line}")
+            self.synthetic = CacheSource(self.cache, class_names=names,
+                                         exclude_source_ids=self.splits.held_out_ids())
+            if self.synthetic.excluded_leakage:
+                self.log(f"synthetic cache: {self.synthetic.excluded_leakage} image(s) derived "
+                         "from validation/test images excluded from training")
+        train_counts = self.splits.train.counts()
+        synthetic_counts = (self.synthetic.counts() if self.synthetic is not None
+                            else np.zeros(len(names)))
+        empty = [n for n, c, s in zip(names, train_counts, synthetic_counts) if c == 0 and s == 0]
+        if empty and self.balanced:
+            raise DatasetError(f"class(es) with no training image: {', '.join(empty)}; add "
+                               "images, a synthetic cache covering them, or leave them out of "
+                               "--classes")
 
-    fit_class_weight, sampler_class_weight = None, None
-    sample_weights = synthetic is not None and config.synthetic_weight != 1.0
-    if config.class_weights:
-        if balanced:
+    @property
+    def balanced(self) -> bool:
+        return self.config.balanced or self.config.balanced_batches
+
+    def choose_class_weights(self) -> None:
+        self.sample_weights = self.synthetic is not None and self.config.synthetic_weight != 1.0
+        if not self.config.class_weights:
+            return
+        if self.balanced:
             warnings.warn("--balanced with --class-weights corrects the imbalance twice; the "
                           "weights are computed from the distribution the loader delivers",
-                          stacklevel=2)
-            sampler_class_weight, sample_weights = "balanced", True
+                          DoubleCorrectionWarning, stacklevel=2)
+            self.sampler_class_weight, self.sample_weights = "balanced", True
+            return
+        from genaug.balance import compute_class_weights
+
+        weights = compute_class_weights(self.splits.train.labels, self.splits.class_names)
+        if self.sample_weights:
+            self.sampler_class_weight = weights
         else:
-            from genaug.balance import compute_class_weights
+            self.fit_class_weight = weights
 
-            weights = compute_class_weights(splits.train.labels, names)
-            if sample_weights:
-                sampler_class_weight = weights
-            else:
-                fit_class_weight = weights
+    def ramp_schedule(self) -> RampSchedule | None:
+        if self.synthetic is None:
+            return None
+        return RampSchedule(epochs=self.config.epochs, warmup_epochs=self.config.warmup_epochs,
+                            ramp_fraction=self.config.ramp_fraction)
 
-    schedule = None
-    if synthetic is not None:
-        schedule = RampSchedule(epochs=config.epochs, warmup_epochs=config.warmup_epochs,
-                                ramp_fraction=config.ramp_fraction)
-    live = None
-    if config.live_generator:
-        from genaug.live import start_live_source
+    def start_live(self) -> None:
+        if self.config.live_generator:
+            from genaug.live import start_live_source
 
-        live = start_live_source(config, splits, log=lambda m: _log(config, m))
-    try:
-        train, sampler, validation, test = build_loaders(
-            config, splits, synthetic=synthetic, schedule=schedule,
-            class_weight=sampler_class_weight, sample_weights=sample_weights, live_source=live)
-        metrics = _fit_and_evaluate(config, splits, train, sampler, validation, test, schedule,
-                                    fit_class_weight, timings)
-    finally:
-        if live is not None:
-            live.close()
-    comp = composition(sampler, config.epochs, train_counts)
-    applied = fit_class_weight if fit_class_weight is not None else (
-        dict(enumerate(sampler.class_weight.tolist())) if sampler.class_weight is not None
-        else None)
-    metrics.update(
-        class_weights=None if applied is None else {names[int(k)]: float(v)
-                                                    for k, v in applied.items()},
-        composition=comp,
-        sampling=sampler.summary(),
-        train_counts=dict(zip(names, train_counts.tolist())),
-        test_set=splits.test_source,
-        skipped_files=skipped,
-        config=asdict(config),
-        versions=versions(),
-    )
-    if synthetic is not None:
-        metrics["synthetic"] = {"cache": str(config.synthetic_cache),
-                                "usable_images": len(synthetic),
-                                "excluded_for_leakage": synthetic.excluded_leakage,
-                                "problems": cache.problems.to_dict()}
-    if live is not None:
-        metrics["live"] = live.statistics()
-    timings["total_s"] = time.perf_counter() - started
-    metrics["timings"] = timings
-    out = Path(config.output_dir)
-    status = status_report(config, splits, comp, cache, synthetic)
-    status["skipped_files"] = skipped
-    write_json(out / "status.json", status)
-    write_json(out / "metrics.json", metrics)
-    from training.evaluate import plot_confusion_matrix
+            self.live = start_live_source(self.config, self.splits, log=self.log)
 
-    plot_confusion_matrix(metrics["confusion_matrix"], names, out / "confusion_matrix.png",
-                          title=f"{config.model_name}: balanced accuracy "
-                                f"{metrics['balanced_accuracy']:.3f}")
-    if config.verbose:
-        print(per_class_table(metrics))
-    return metrics
+    def recalibration_batches(self) -> list:
+        """Batches of real training images, balanced as the run balances them, without
+        augmentation or synthetic images, for :class:`training.models.BatchNormRecalibration`.
+        """
+        from genaug.loaders import BalancedBatchGenerator
 
+        config = self.config
+        balance, epoch_size = "none", None
+        if self.balanced:  # a balanced epoch as long as a plain one, as build_loaders makes it
+            balance = "balanced_batches" if config.balanced_batches else "oversample"
+            epoch_size = len(self.splits.train)
+        with warnings.catch_warnings():  # synthetic-only classes just add no real images here
+            warnings.filterwarnings("ignore", message="classes with no training image")
+            loader = BalancedBatchGenerator(
+                self.splits.train, balance=balance, epoch_size=epoch_size,
+                batch_size=config.batch_size, image_size=(config.image_size, config.image_size),
+                color_mode=config.color_mode, seed=config.seed)
+        count = min(len(loader), max(1, RECALIBRATION_IMAGES // config.batch_size))
+        batches = [loader[i][0] for i in range(count)]
+        if len(batches) > 1 and len(batches[-1]) < len(batches[0]):
+            batches.pop()  # one batch shape: the compiled forward pass is traced once
+        return batches
 
-def _fit_and_evaluate(config, splits, train, sampler, validation, test, schedule,
-                      fit_class_weight, timings) -> dict:
-    import keras
+    def fit(self, train, sampler, validation):
+        import keras
 
-    from genaug.classifier import save_classifier
-    from training.evaluate import classification_metrics
-    from training.models import build_cnn
+        from training.models import BatchNormRecalibration, build_cnn
 
-    keras.utils.set_random_seed(config.seed)
-    channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[config.color_mode]
-    model = build_cnn((config.image_size, config.image_size, channels), len(splits.class_names),
-                      width=config.model_width, seed=config.seed)
-    steps = max(len(sampler) * config.epochs, 1)
-    optimizer = keras.optimizers.Adam(
-        keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps))
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    callbacks = [schedule.callback(sampler)] if schedule is not None else []
-    started = time.perf_counter()
-    progress = (1 if sys.stdout.isatty() else 2) if config.verbose else 0
-    # The loaders shuffle deterministically themselves.
-    history = model.fit(train, validation_data=validation, epochs=config.epochs,
-                        class_weight=fit_class_weight, callbacks=callbacks, shuffle=False,
-                        verbose=progress)
-    timings["train_s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    probabilities = model.predict(test, verbose=0)
-    y_pred = np.argmax(probabilities, axis=1)
-    timings["evaluate_s"] = time.perf_counter() - started
-    metrics = classification_metrics(splits.test.labels, y_pred, splits.class_names)
-    metrics["history"] = {k: [float(v) for v in values] for k, values in history.history.items()}
-    model_path = Path(config.model_dir) / f"{config.model_name}.keras"
-    save_classifier(model, model_path, class_names=splits.class_names,
-                    image_size=(config.image_size, config.image_size),
-                    color_mode=config.color_mode)
-    metrics["model_path"] = str(model_path)
-    return metrics
+        config = self.config
+        keras.utils.set_random_seed(config.seed)
+        channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[config.color_mode]
+        model = build_cnn((config.image_size, config.image_size, channels),
+                          len(self.splits.class_names), width=config.model_width,
+                          seed=config.seed)
+        steps = max(len(sampler) * config.epochs, 1)
+        optimizer = keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps))
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        callbacks = [BatchNormRecalibration(
+            self.recalibration_batches(),
+            validation_batches=max(1, VALIDATION_RECALIBRATION_IMAGES // config.batch_size))]
+        if self.schedule is not None:
+            callbacks.append(self.schedule.callback(sampler))
+        started = time.perf_counter()
+        progress = (1 if sys.stdout.isatty() else 2) if config.verbose else 0
+        # The loaders shuffle deterministically themselves.
+        history = model.fit(train, validation_data=validation, epochs=config.epochs,
+                            class_weight=self.fit_class_weight, callbacks=callbacks,
+                            shuffle=False, verbose=progress)
+        self.timings["train_s"] = time.perf_counter() - started
+        return model, history
+
+    def evaluate(self, model, test, history) -> dict:
+        from genaug.classifier import save_classifier
+        from genaug.evidence import convergence
+        from training.evaluate import classification_metrics
+
+        config, names = self.config, self.splits.class_names
+        started = time.perf_counter()
+        y_pred = np.argmax(model.predict(test, verbose=0), axis=1)
+        self.timings["evaluate_s"] = time.perf_counter() - started
+        metrics = classification_metrics(self.splits.test.labels, y_pred, names)
+        metrics["history"] = {k: [float(v) for v in values]
+                              for k, values in history.history.items()}
+        metrics["convergence"] = convergence(metrics["history"])
+        if metrics["convergence"]["converged"] is False:
+            warnings.warn(f"the run may not have converged ({metrics['convergence']['reason']})"
+                          ": its scores understate what this recipe reaches; train longer "
+                          "(--epochs) before comparing it", ConvergenceWarning, stacklevel=2)
+        model_path = Path(config.model_dir) / f"{config.model_name}.keras"
+        save_classifier(model, model_path, class_names=names,
+                        image_size=(config.image_size, config.image_size),
+                        color_mode=config.color_mode)
+        metrics["model_path"] = str(model_path)
+        return metrics
+
+    def write_outputs(self, metrics: dict, sampler) -> dict:
+        config, names = self.config, self.splits.class_names
+        train_counts = self.splits.train.counts()
+        comp = composition(sampler, config.epochs, train_counts)
+        applied = self.fit_class_weight if self.fit_class_weight is not None else (
+            dict(enumerate(sampler.class_weight.tolist())) if sampler.class_weight is not None
+            else None)
+        metrics.update(
+            class_weights=None if applied is None else {names[int(k)]: float(v)
+                                                        for k, v in applied.items()},
+            composition=comp,
+            synthetic_shares={"synthetic_cap": config.synthetic_cap,
+                              "synthetic_pool_cap": config.synthetic_pool_cap,
+                              "per_class": synthetic_shares(comp)},
+            sampling=sampler.summary(),
+            train_counts=dict(zip(names, train_counts.tolist())),
+            test_set=self.splits.test_source,
+            skipped_files=self.skipped,
+            config=asdict(config),
+            versions=versions(),
+        )
+        if self.synthetic is not None:
+            metrics["synthetic"] = {"cache": str(config.synthetic_cache),
+                                    "usable_images": len(self.synthetic),
+                                    "excluded_for_leakage": self.synthetic.excluded_leakage,
+                                    "problems": self.cache.problems.to_dict()}
+        if self.live is not None:
+            metrics["live"] = self.live.statistics()
+        self.timings["total_s"] = time.perf_counter() - self.started
+        metrics["timings"] = self.timings
+        out = Path(config.output_dir)
+        status = status_report(config, self.splits, comp, self.cache, self.synthetic)
+        status["skipped_files"] = self.skipped
+        write_json(out / "status.json", status)
+        write_json(out / "metrics.json", metrics)
+        from training.evaluate import plot_confusion_matrix
+
+        plot_confusion_matrix(metrics["confusion_matrix"], names, out / "confusion_matrix.png",
+                              title=f"{config.model_name}: balanced accuracy "
+                                    f"{metrics['balanced_accuracy']:.3f}")
+        if config.verbose:
+            print(per_class_table(metrics))
+        return metrics
+
+    def log(self, message: str) -> None:
+        _log(self.config, message)
 
 
 def per_class_table(metrics: dict) -> str:
@@ -469,8 +617,11 @@ def _check_config(config: TrainConfig) -> None:
         raise ConfigError(f"--batch-size must be at least 1, got {config.batch_size}")
     if not 8 <= config.image_size <= 1024:
         raise ConfigError(f"--image-size must be between 8 and 1024, got {config.image_size}")
-    if config.color_mode not in ("grayscale", "rgb"):
-        raise ConfigError(f"--color-mode must be grayscale or rgb, got {config.color_mode}")
+    if config.color_mode not in ("auto", "grayscale", "rgb"):
+        raise ConfigError(f"--color-mode must be auto, grayscale or rgb, got {config.color_mode}")
+    if config.synthetic_pool_cap is not None and not 0.0 < config.synthetic_pool_cap <= 1.0:
+        raise ConfigError(f"--synthetic-pool-cap must be in (0, 1], got "
+                          f"{config.synthetic_pool_cap}")
     if not 0.0 <= config.val_split < 1.0 or not 0.0 < config.test_split < 1.0:
         raise ConfigError("--val-split must be in [0, 1) and the test split in (0, 1)")
     if config.synthetic_ratio is not None and config.synthetic_ratio_range is not None:
@@ -478,9 +629,13 @@ def _check_config(config: TrainConfig) -> None:
     if config.loader not in ("auto", "tfdata", "pydataset"):
         raise ConfigError(f"--loader must be auto, tfdata or pydataset, got {config.loader}")
     uses_synthetic = any((config.synthetic_ratio is not None, config.synthetic_ratio_range,
-                          config.synthetic_classes, config.mixup))
+                          config.synthetic_classes, config.mixup,
+                          config.synthetic_pool_cap is not None))
     if uses_synthetic and not (config.synthetic_cache or config.live_generator):
         raise ConfigError("synthetic options need --synthetic-cache or --live-generator")
+    if config.synthetic_pool_cap is not None:
+        # The one place to connect: pass synthetic_pool_cap to the loaders once they take it.
+        raise ConfigError("--synthetic-pool-cap is not supported by this build's loaders yet")
     if config.live_verify_model and not config.live_generator:
         raise ConfigError("--live-verify-model needs --live-generator")
     if config.live_generator:  # fail before any folder is created, not in the producer

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 import click
 
@@ -25,6 +26,13 @@ COMMANDS = {
 }
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """``warning: <first line of the message>``: a user of the command needs what happened,
+    not the Python file, line number and source line that raised it."""
+    lines = str(message).strip().splitlines()
+    return f"warning: {lines[0] if lines else category.__name__}\n"
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx):
         return sorted(COMMANDS)
@@ -36,12 +44,15 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(module), attribute)
 
     def invoke(self, ctx):
+        formatwarning, warnings.formatwarning = warnings.formatwarning, one_line_warning
         try:
             return super().invoke(ctx)
         except GenaugError as error:
             # A user mistake: one clear line, no traceback.
             click.echo(f"Error: {error}", err=True)
             sys.exit(2)
+        finally:
+            warnings.formatwarning = formatwarning
 
 
 @click.group(cls=LazyGroup)

@@ -35,7 +35,8 @@ def _open_cache(directory, class_names):
 @click.command()
 @click.argument("data_dir", required=False, type=click.Path())
 @click.option("--arms", default=None,
-              help="Comma-separated arms: plain, class_weights, balanced, balanced_synthetic. "
+              help="Comma-separated arm names (plain, class_weights, balanced, "
+                   "balanced_synthetic and any registered with genaug.evidence.register_arm). "
                    "Default: plain,class_weights,balanced (+ balanced_synthetic with "
                    "--synthetic-cache).")
 @click.option("--seeds", default="0,1,2", show_default=True,
@@ -77,15 +78,16 @@ def compare(data_dir, arms, seeds, output_dir, threshold, verbose, **options):
     if synthetic_cache and not any(a.needs_cache for a in arm_list):
         click.echo("warning: --synthetic-cache is unused: no arm trains on synthetic data",
                    err=True)
-    from training.pipeline import TrainConfig
+    from training.pipeline import TrainConfig, run_training
 
     base = TrainConfig(data_dir=data_dir, output_dir=output_dir, verbose=1 if verbose else 0,
                        **options)
     click.echo(f"compare: {len(arm_list)} arm(s) x {len(seed_list)} seed(s) = "
                f"{len(arm_list) * len(seed_list)} runs of {base.epochs} epochs")
     result = run_compare(base, arms=[a.name for a in arm_list], seeds=seed_list,
-                         output_dir=output_dir, synthetic_cache=synthetic_cache,
-                         progress=click.echo, threshold=threshold)
+                         output_dir=output_dir, runner=run_training,
+                         synthetic_cache=synthetic_cache, progress=click.echo,
+                         threshold=threshold)
     click.echo("")
     for c in result["comparisons"]:
         click.echo(f"{c['arm']} vs {c['reference']}: {c['verdict']}")
@@ -109,8 +111,9 @@ def compare(data_dir, arms, seeds, output_dir, threshold, verbose, **options):
               help="Epochs of the classifier trained when no --feature-model is given.")
 @click.option("--image-size", type=click.IntRange(min=8), default=32, show_default=True,
               help="Input size of the trained feature classifier (or of a size-agnostic model).")
-@click.option("--color-mode", type=click.Choice(["grayscale", "rgb"]), default="rgb",
-              show_default=True)
+@click.option("--color-mode", type=click.Choice(["auto", "grayscale", "rgb"]), default="auto",
+              show_default=True,
+              help="Of the trained feature classifier; auto: from the real images.")
 @click.option("--classes", callback=parse_class_list, default=None)
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("outputs"),
               show_default=True)
@@ -130,13 +133,9 @@ def quality(data_dir, synthetic_cache, feature_model, feature_layer, feature_epo
     image, diversity, near-duplicates and the verification pass rate. Writes
     OUTPUT_DIR/quality.json and prints a table.
     """
-    from genaug.evidence import (
-        load_feature_extractor,
-        measure_quality,
-        quality_table,
-        train_feature_extractor,
-        write_json,
-    )
+    from genaug._io import write_json
+    from genaug.classifier import load_feature_extractor
+    from genaug.evidence import measure_quality, quality_table, train_feature_extractor
 
     index = _load_index(data_dir, classes)
     cache = _open_cache(synthetic_cache, index.class_names)
@@ -154,8 +153,11 @@ def quality(data_dir, synthetic_cache, feature_model, feature_layer, feature_epo
         target = output_dir / "quality_feature_model"
         click.echo(f"quality: no --feature-model; training a balanced classifier on the real "
                    f"images ({feature_epochs} epochs) into {target} ...")
+        from training.pipeline import TrainConfig, run_training
+
         extractor = train_feature_extractor(
-            data_dir, output_dir=target, epochs=feature_epochs, image_size=image_size,
+            data_dir, train_classifier=lambda **o: run_training(TrainConfig(**o)),
+            output_dir=target, epochs=feature_epochs, image_size=image_size,
             color_mode=color_mode, classes=classes, seed=seed)
     click.echo(f"quality: features from {extractor.source}, layer {extractor.layer!r} "
                f"({extractor.dimension} dimensions)")

@@ -31,8 +31,9 @@ def train_options(function):
         click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
         click.option("--image-size", type=click.IntRange(8, 1024), default=32,
                      show_default=True, help="Images are resized to N x N."),
-        click.option("--color-mode", type=click.Choice(["grayscale", "rgb"]), default="rgb",
-                     show_default=True),
+        click.option("--color-mode", type=click.Choice(["auto", "grayscale", "rgb"]),
+                     default="auto", show_default=True,
+                     help="auto: grayscale when most images are single-channel, else rgb."),
         click.option("--test-dir", type=click.Path(), help="Held-out real test set."),
         click.option("--val-split", type=click.FloatRange(0, 1, max_open=True), default=0.1,
                      show_default=True),
@@ -63,7 +64,14 @@ def train_options(function):
         click.option("--warmup-epochs", type=click.IntRange(min=0), default=0,
                      show_default=True),
         click.option("--synthetic-cap", type=click.FloatRange(0, 1), default=0.6,
-                     show_default=True),
+                     show_default=True,
+                     help="Largest share of a class's draws in each epoch that are synthetic "
+                          "(over a run, a class may train on more distinct synthetic images)."),
+        click.option("--synthetic-pool-cap", type=click.FloatRange(0, 1, min_open=True),
+                     default=None,
+                     help="Largest share of a class's training images (real + distinct "
+                          "synthetic images used over the run) that are synthetic; default: "
+                          "no cap."),
         click.option("--synthetic-classes", callback=parse_class_list,
                      help="Classes that may receive synthetic images (default: minority)."),
         click.option("--synthetic-weight", type=click.FloatRange(min=0), default=1.0,

@@ -11,6 +11,16 @@ from genaug.data._index import DatasetIndex
 
 TINY_SIDE = 16
 HUGE_PIXELS = 40_000_000
+#: PIL modes of single-channel images (with or without alpha).
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+
+
+def infer_color_mode(index: DatasetIndex) -> str:
+    """The colour mode ``auto`` stands for: ``grayscale`` when most images of ``index`` are
+    single-channel, else ``rgb`` (also when the index was not validated and has no modes)."""
+    modes = Counter(index.modes or ())
+    gray = sum(n for mode, n in modes.items() if mode in GRAY_MODES)
+    return "grayscale" if gray * 2 > sum(modes.values()) else "rgb"
 
 
 def verify_class_balance(data_dir, class_names: Sequence[str] | None = None) -> dict[str, int]:

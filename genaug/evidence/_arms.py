@@ -1,11 +1,20 @@
-"""The arms of an ablation: one training recipe each, everything else held equal."""
+"""The arms of an ablation: one training recipe each, everything else held equal.
+
+Arms live in a registry (:data:`ARMS`, extended with :func:`register_arm`), so a recipe added
+later is one registration, and ``genaug compare --arms`` runs it by name.
+"""
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 from genaug.exceptions import ConfigError
+
+#: The arm every other arm is compared with, and the one synthetic arms build on.
+PLAIN = "plain"
+BALANCED = "balanced"
+_DERIVED = "<derived>"  # Arm.reference not given: derived from needs_cache
 
 
 @dataclass(frozen=True)
@@ -17,42 +26,112 @@ class Arm:
     name : str
         Identifier used on the command line and in file names.
     subject : str
-        What the arm adds, in words, for verdicts ("balanced sampling").
+        What the arm adds to its ``reference`` arm, in words, for verdicts ("synthetic data"
+        in "synthetic data helped (balanced accuracy +0.031, ...)").
     overrides : dict
-        ``TrainConfig`` fields this arm sets; all other fields are shared by every arm.
+        Fields of the training run's options (``TrainConfig``) this arm sets; all other
+        fields are shared by every arm. ``synthetic_cache`` here gives the arm its own cache
+        instead of the comparison's.
     needs_cache : bool
-        Whether the arm trains on a synthetic cache.
+        Whether the arm trains on the synthetic cache (``--synthetic-cache``).
+    reference : str or None
+        The arm it is a change of: its paired differences are computed against it (and, when
+        that is not ``plain``, against ``plain`` too). Default ``balanced`` for an arm that
+        needs a cache, else ``plain``; ``plain`` itself has none.
     """
 
     name: str
     subject: str
-    overrides: dict
+    overrides: dict = field(default_factory=dict)
     needs_cache: bool = False
+    reference: str | None = _DERIVED
+
+    def __post_init__(self):
+        if self.reference == _DERIVED:
+            default = None if self.name == PLAIN else BALANCED if self.needs_cache else PLAIN
+            object.__setattr__(self, "reference", default)
+        if not self.name or "," in self.name or "/" in self.name:
+            raise ConfigError(f"an arm name must be non-empty without ',' or '/': "
+                              f"{self.name!r}")
+        if self.reference == self.name:
+            raise ConfigError(f"arm {self.name} cannot be its own reference")
 
 
-ARMS = {
-    "plain": Arm("plain", "plain training",
-                 {"balanced": False, "class_weights": False, "balanced_batches": False}),
-    "class_weights": Arm("class_weights", "class weights",
-                         {"balanced": False, "class_weights": True, "balanced_batches": False}),
-    "balanced": Arm("balanced", "balanced sampling",
-                    {"balanced": True, "class_weights": False}),
-    "balanced_synthetic": Arm("balanced_synthetic", "balanced sampling with synthetic data",
-                              {"balanced": True, "class_weights": False}, needs_cache=True),
-}
+#: Registered arms by name, in registration order (the order of the help text).
+ARMS: dict[str, Arm] = {}
+
+
+def register_arm(arm: Arm, *, replace_existing: bool = False) -> Arm:
+    """Add ``arm`` to :data:`ARMS` so that ``run_compare`` and ``genaug compare --arms``
+    accept its name; its reference must already be registered."""
+    if arm.name in ARMS and not replace_existing:
+        raise ConfigError(f"arm {arm.name} is already registered")
+    if arm.reference is not None and arm.reference not in ARMS:
+        raise ConfigError(f"arm {arm.name}: unknown reference arm {arm.reference}")
+    ARMS[arm.name] = arm
+    return arm
+
+
+for _arm in (
+    Arm(PLAIN, "plain training",
+        {"balanced": False, "class_weights": False, "balanced_batches": False}),
+    Arm("class_weights", "class weights",
+        {"balanced": False, "class_weights": True, "balanced_batches": False}),
+    Arm(BALANCED, "balanced sampling", {"balanced": True, "class_weights": False}),
+    Arm("balanced_synthetic", "synthetic data", {"balanced": True, "class_weights": False},
+        needs_cache=True),
+):
+    register_arm(_arm)
 
 #: ``TrainConfig`` fields that only apply when training with a synthetic cache.
 SYNTHETIC_FIELDS = ("synthetic_ratio", "synthetic_ratio_range", "ramp_fraction", "warmup_epochs",
-                    "synthetic_cap", "synthetic_classes", "synthetic_weight", "mixup",
-                    "live_generator", "live_lora")
+                    "synthetic_cap", "synthetic_pool_cap", "synthetic_classes",
+                    "synthetic_weight", "mixup", "live_generator", "live_lora",
+                    "live_verify_model")
 
-#: Comparisons made when both arms are present: (arm, reference, subject of the verdict).
-COMPARISONS = (
-    ("class_weights", "plain", "class weights"),
-    ("balanced", "plain", "balanced sampling"),
-    ("balanced_synthetic", "plain", "balanced sampling with synthetic data"),
-    ("balanced_synthetic", "balanced", "synthetic data"),
-)
+
+def subject_against(arm: Arm, reference: str) -> str:
+    """What ``arm`` adds to ``reference``, following the chain of references:
+    ``balanced_synthetic`` against ``plain`` is "balanced sampling with synthetic data"."""
+    subjects = []
+    current = arm
+    while current.name != reference:
+        subjects.append(current.subject)
+        if current.reference is None or current.reference not in ARMS:
+            raise ConfigError(f"arm {arm.name} does not build on {reference}")
+        current = ARMS[current.reference]
+    return " with ".join(reversed(subjects))
+
+
+def _builds_on(arm: Arm, reference: str) -> bool:
+    while arm.reference is not None:
+        if arm.reference == reference:
+            return True
+        arm = ARMS[arm.reference]
+    return False
+
+
+def comparisons(arm_names) -> list[tuple[str, str, str]]:
+    """The paired comparisons among ``arm_names``: ``(arm, reference, subject)``.
+
+    Each arm is compared with ``plain`` and with ``balanced`` (those that are run): with what
+    it builds on, the subject is what it adds ("synthetic data" against ``balanced``); an arm
+    that does not build on ``balanced`` is compared with it as an alternative ("class weights
+    instead of balanced sampling"). ``plain`` and ``balanced`` are not compared with
+    themselves, and ``plain`` not with ``balanced`` (that is ``balanced`` against ``plain``).
+    """
+    out = []
+    for name in arm_names:
+        arm = ARMS[name]
+        for reference in (PLAIN, BALANCED):
+            if reference not in arm_names or name in (PLAIN, reference):
+                continue
+            if _builds_on(arm, reference):
+                out.append((name, reference, subject_against(arm, reference)))
+            elif _builds_on(arm, PLAIN) and _builds_on(ARMS[reference], PLAIN):
+                out.append((name, reference, f"{subject_against(arm, PLAIN)} instead of "
+                                             f"{subject_against(ARMS[reference], PLAIN)}"))
+    return out
 
 
 def parse_arms(names) -> list[Arm]:
@@ -87,28 +166,34 @@ def parse_seeds(seeds) -> list[int]:
 
 
 def arm_config(base, arm: Arm, *, seed: int, output_dir, synthetic_cache=None):
-    """The ``TrainConfig`` of one (arm, seed) run.
+    """The training options of one (arm, seed) run.
 
-    Only the arm's own fields, the seed, and where files go differ from ``base``. The held-out
-    test set depends on ``base.test_dir`` or, without one, on the seed alone (``run_training``
-    splits the real images per class with that seed before any balancing), so at each seed all
-    arms are evaluated on the same real test images.
+    Only the arm's own fields, the seed, and where files go differ from ``base`` (a
+    dataclass of options, ``TrainConfig`` for the CLI). The held-out test set depends on
+    ``base.test_dir`` or, without one, on the seed alone (the training run splits the real
+    images per class with that seed before any balancing), so at each seed all arms are
+    evaluated on the same real test images.
     """
-    if arm.needs_cache and synthetic_cache is None:
+    # An arm may name its own cache (an oracle arm trains on real held-out images).
+    cache = arm.overrides.get("synthetic_cache", synthetic_cache) if arm.needs_cache else None
+    if arm.needs_cache and cache is None:
         raise ConfigError(f"arm {arm.name} needs --synthetic-cache")
     run_dir = Path(output_dir) / "compare" / arm.name / f"seed{seed}"
+    names = {f.name for f in fields(base)}
+    unknown = sorted(set(arm.overrides) - names)
+    if unknown:
+        raise ConfigError(f"arm {arm.name} sets unknown option(s): {', '.join(unknown)}")
     reset = {}
     if not arm.needs_cache:
         # Synthetic-mixing options only mean something with a cache; arms without one get the
         # defaults so that they are not rejected (or silently changed) by those options.
         reset = {f.name: f.default for f in fields(base)
                  if f.name in SYNTHETIC_FIELDS and f.default is not MISSING}
-    return replace(
-        base,
+    return replace(base, **{
         **reset,
         **arm.overrides,
-        seed=seed,
-        synthetic_cache=str(synthetic_cache) if arm.needs_cache else None,
-        output_dir=str(run_dir),
-        model_name=f"compare_{arm.name}_seed{seed}",
-    )
+        "seed": seed,
+        "synthetic_cache": None if cache is None else str(cache),
+        "output_dir": str(run_dir),
+        "model_name": f"compare_{arm.name}_seed{seed}",
+    })

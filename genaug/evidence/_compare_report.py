@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from genaug.evidence._compare import METRICS
 from genaug.evidence._io import new_figure, save_figure, write_text
+from genaug.evidence._summary import METRICS
 
 
 def _pm(stats: dict) -> str:

@@ -1,170 +1,63 @@
-"""Feature extraction for FID/KID from a classifier trained on the user's own data.
+"""The default feature space of ``genaug quality``: a small classifier of the user's own data.
 
 No network access is possible at run time, so the Inception-v3 network of published FID is not
-available. Any Keras classifier can stand in: its penultimate layer (or the layer named
-``features``, which genaug's CNN has) is the embedding. The numbers are then comparable with
-each other (same feature model, same data) but not with published FID/KID values.
+available; a balanced classifier trained on the real images stands in (see
+:mod:`genaug.classifier` for the extractor itself). Training it is the application's job: the
+caller hands over the training function.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+from genaug.classifier import FeatureExtractor, load_feature_extractor
 
-from genaug.exceptions import ConfigError
-
-FEATURE_LAYER = "features"
-
-
-@dataclass
-class FeatureExtractor:
-    """A Keras model mapping raw-pixel images to embedding vectors.
-
-    Attributes
-    ----------
-    model : keras.Model
-        The truncated model; input float32 ``(N, H, W, C)`` pixels in [0, 255].
-    image_size : (int, int)
-        Input height and width.
-    color_mode : str
-        ``grayscale``, ``rgb`` or ``rgba``.
-    layer : str
-        Name of the layer whose output is the embedding.
-    source : str
-        Where the model came from, for the report.
-    details : dict
-        Extra facts for the report (e.g. the feature classifier's test metrics).
-    """
-
-    model: object
-    image_size: tuple[int, int]
-    color_mode: str
-    layer: str
-    source: str
-    details: dict = field(default_factory=dict)
-
-    def __call__(self, images, *, batch_size: int = 256) -> np.ndarray:
-        """Embed a uint8 stack ``(N, H, W, C)``; returns float64 ``(N, D)``.
-
-        Outputs with spatial axes (a convolutional layer) are averaged over them.
-        """
-        images = np.asarray(images)
-        if len(images) == 0:
-            return np.zeros((0, self.dimension), dtype=np.float64)
-        out = np.asarray(self.model.predict(images.astype(np.float32), batch_size=batch_size,
-                                            verbose=0))
-        if out.ndim > 2:
-            out = out.reshape(out.shape[0], -1, out.shape[-1]).mean(axis=1)
-        return out.astype(np.float64)
-
-    @property
-    def dimension(self) -> int:
-        shape = self.model.output_shape
-        return int(shape[-1])
-
-    def describe(self) -> dict:
-        return {
-            "source": self.source,
-            "layer": self.layer,
-            "dimension": self.dimension,
-            "image_size": list(self.image_size),
-            "color_mode": self.color_mode,
-            **self.details,
-        }
-
-
-def embedding_model(model, *, layer: str | None = None):
-    """The sub-model from ``model``'s inputs to its embedding layer.
-
-    Parameters
-    ----------
-    model : keras.Model
-    layer : str, optional
-        Layer to use; default the layer named ``features`` if present, else the penultimate
-        layer (the one before the classification head).
-
-    Returns
-    -------
-    (keras.Model, str)
-        The truncated model and the name of the embedding layer.
-    """
-    import keras
-
-    names = [lay.name for lay in model.layers]
-    if layer is not None:
-        if layer not in names:
-            raise ConfigError(f"the feature model has no layer named {layer!r}")
-        chosen = model.get_layer(layer)
-    elif FEATURE_LAYER in names:
-        chosen = model.get_layer(FEATURE_LAYER)
-    elif len(model.layers) >= 2:
-        chosen = model.layers[-2]
-    else:
-        chosen = model.layers[-1]
-    if isinstance(chosen, keras.layers.InputLayer):
-        chosen = model.layers[-1]
-    try:
-        return keras.Model(model.inputs, chosen.output), chosen.name
-    except Exception as error:  # Keras raises several kinds for unbuilt/subclassed models
-        raise ConfigError(
-            f"cannot take layer {chosen.name!r} of the feature model as an embedding "
-            f"(a functional or Sequential Keras model is needed): {error}".splitlines()[0]
-        ) from None
-
-
-def load_feature_extractor(path, *, layer: str | None = None,
-                           image_size: tuple[int, int] | None = None) -> FeatureExtractor:
-    """Open any Keras model file as a :class:`FeatureExtractor`.
-
-    The input size and colour mode come from the model's sidecar JSON (genaug classifiers) or
-    from its input shape; ``image_size`` is needed only for models that accept any size.
-    """
-    from genaug.classifier import load_classifier
-
-    model, info = load_classifier(path)
-    size = tuple(info.get("image_size") or ())
-    if len(size) != 2 or None in size:
-        if image_size is None:
-            raise ConfigError(f"{path} accepts any image size; pass --image-size")
-        size = tuple(image_size)
-    extractor, name = embedding_model(model, layer=layer)
-    return FeatureExtractor(
-        model=extractor, image_size=(int(size[0]), int(size[1])),
-        color_mode=info.get("color_mode") or "rgb", layer=name,
-        source=f"user model {Path(path)}",
-        details={"class_names": info.get("class_names")},
-    )
+MODEL_NAME = "feature_model"
 
 
 def train_feature_extractor(
     data_dir,
     *,
+    train_classifier: Callable[..., dict],
     output_dir,
     epochs: int = 5,
     image_size: int = 32,
-    color_mode: str = "rgb",
+    color_mode: str = "auto",
     classes=None,
     seed: int = 0,
     verbose: int = 0,
 ) -> FeatureExtractor:
     """Train a small balanced classifier on the real images only and use it for features.
 
-    The model and its training metrics go to ``output_dir``; its test metrics are kept in
-    :attr:`FeatureExtractor.details` (a weak classifier gives weak features).
-    """
-    from training.pipeline import TrainConfig, run_training
+    Parameters
+    ----------
+    data_dir : path-like
+        Real images (a folder or CSV manifest).
+    train_classifier : callable
+        ``train_classifier(**options) -> metrics``, where ``options`` are the fields of a
+        training run (``data_dir``, ``classes``, ``balanced``, ``epochs``, ``image_size``,
+        ``color_mode``, ``seed``, ``output_dir``, ``model_dir``, ``model_name``, ``verbose``)
+        and ``metrics`` holds ``model_path`` (a classifier saved with
+        :func:`genaug.classifier.save_classifier`) and ``balanced_accuracy``. The CLI hands
+        ``lambda **o: training.pipeline.run_training(TrainConfig(**o))``.
+    output_dir : path-like
+        Where the model and its training outputs go.
+    epochs, image_size, color_mode, classes, seed, verbose
+        Options of that training run.
 
+    Returns
+    -------
+    FeatureExtractor
+        Its :attr:`~genaug.classifier.FeatureExtractor.details` hold the classifier's held-out
+        balanced accuracy (a weak classifier gives weak features).
+    """
     output_dir = Path(output_dir)
-    config = TrainConfig(
+    metrics = train_classifier(
         data_dir=str(data_dir), classes=classes, balanced=True, epochs=epochs,
         image_size=image_size, color_mode=color_mode, seed=seed, output_dir=str(output_dir),
-        model_dir=str(output_dir), model_name="feature_model", synthetic_cache=None,
-        verbose=verbose,
-    )
-    metrics = run_training(config)
-    model_path = output_dir / "feature_model.keras"
+        model_dir=str(output_dir), model_name=MODEL_NAME, verbose=verbose)
+    model_path = Path(metrics["model_path"])
     extractor = load_feature_extractor(model_path)
     extractor.source = (f"a classifier trained by genaug on the real images of {data_dir} "
                         f"(balanced, {epochs} epochs), saved to {model_path}")

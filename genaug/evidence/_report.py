@@ -30,11 +30,17 @@ class Composition:
     ----------
     class_names : list of str
     original, synthetic : ndarray of int
-        Training images per class (real, synthetic).
+        Training images per class: real, and distinct synthetic images (those a training run
+        used over all its epochs, or without a run, all the cache holds).
     splits : dict
         ``{split: {"original": ndarray, "synthetic": ndarray}}`` for train, validation, test.
     source : str
         Where the numbers come from, for the page.
+    share_of_draws : ndarray of float, optional
+        Per class, the largest share over the epochs of a run's draws that were synthetic
+        (what ``synthetic_cap`` bounds); only known from a run's ``status.json``.
+    synthetic_cap, synthetic_pool_cap : float, optional
+        The run's caps on the share of draws per epoch and on the share of distinct images.
     """
 
     class_names: list
@@ -42,9 +48,14 @@ class Composition:
     synthetic: np.ndarray
     splits: dict = field(default_factory=dict)
     source: str = ""
+    share_of_draws: np.ndarray | None = None
+    synthetic_cap: float | None = None
+    synthetic_pool_cap: float | None = None
 
     @property
-    def fraction(self) -> np.ndarray:
+    def share_of_images(self) -> np.ndarray:
+        """Distinct synthetic images / (real + distinct synthetic) training images, per class
+        (what ``synthetic_pool_cap`` bounds)."""
         total = self.original + self.synthetic
         return np.divide(self.synthetic, total, out=np.zeros(len(total)), where=total > 0)
 
@@ -111,8 +122,14 @@ def _from_status(status: dict, names) -> Composition | None:
                 "synthetic": np.asarray([count(entry.get("synthetic"), n) for n in names]),
             }
     splits.setdefault("train", {"original": original, "synthetic": synthetic})
+    draws = [(per_class[n] or {}).get("synthetic_share_of_draws") for n in names]
+    share_of_draws = (np.asarray(draws, dtype=np.float64)
+                      if all(isinstance(v, (int, float)) for v in draws) else None)
     return Composition(list(names), original, synthetic, splits,
-                       "the last training run's status.json (synthetic = images actually used)")
+                       "the last training run's status.json (synthetic = distinct images used "
+                       "over the run)", share_of_draws=share_of_draws,
+                       synthetic_cap=status.get("synthetic_cap"),
+                       synthetic_pool_cap=status.get("synthetic_pool_cap"))
 
 
 def _class_axis(ax, names):
@@ -139,24 +156,44 @@ def plot_counts(comp: Composition, path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_fraction(comp: Composition, path) -> Path:
-    """Bars of the synthetic fraction of each class's training images."""
-    fig = new_figure(_width(len(comp.class_names)), 3.8)
+def plot_synthetic_shares(comp: Composition, path) -> Path:
+    """Per class, the two synthetic shares, each with the cap that bounds it.
+
+    The share of the distinct training images (``synthetic_pool_cap`` bounds it) and, from a
+    run's ``status.json``, the largest share of one epoch's draws (``synthetic_cap`` bounds
+    it). Under a cap on draws a long run can train on far more distinct synthetic images.
+    """
+    fig = new_figure(_width(len(comp.class_names)), 4.2)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(comp.class_names))
-    ax.bar(x, comp.fraction * 100.0, color="#dd8452")
-    for xi, value in zip(x, comp.fraction, strict=True):
+    bars = [(comp.share_of_images, "distinct synthetic images / training images, over the run"
+             + (f" (synthetic_pool_cap {comp.synthetic_pool_cap:.0%})"
+                if comp.synthetic_pool_cap is not None else ""), "#dd8452")]
+    if comp.share_of_draws is not None:
+        bars.append((comp.share_of_draws, "synthetic draws / draws, largest epoch"
+                     + (f" (synthetic_cap {comp.synthetic_cap:.0%})"
+                        if comp.synthetic_cap is not None else ""), "#8172b3"))
+    width = 0.8 / len(bars)
+    for i, (values, label, colour) in enumerate(bars):
+        offset = (i - (len(bars) - 1) / 2) * width
+        ax.bar(x + offset, values * 100.0, width, label=label, color=colour)
         if len(x) <= 30:
-            ax.text(xi, value * 100.0 + 1, f"{value:.0%}", ha="center", fontsize=7)
+            for xi, value in zip(x, values, strict=True):
+                ax.text(xi + offset, value * 100.0 + 1, f"{value:.0%}", ha="center", fontsize=6)
+    for cap, colour in ((comp.synthetic_cap if comp.share_of_draws is not None else None,
+                         "#8172b3"), (comp.synthetic_pool_cap, "#dd8452")):
+        if cap is not None:
+            ax.axhline(cap * 100.0, color=colour, linestyle="--", linewidth=1)
     _class_axis(ax, comp.class_names)
-    ax.set_ylim(0, 105)
-    ax.set_ylabel("synthetic share of the class (%)")
-    ax.set_title("Synthetic fraction per class")
+    ax.set_ylim(0, 118)
+    ax.set_ylabel("synthetic share (%)")
+    ax.set_title("Synthetic share per class (dashed: the cap on each share)")
+    ax.legend(fontsize=7, loc="upper left")
     return save_figure(fig, path)
 
 
 def plot_split_heatmap(comp: Composition, path) -> Path:
-    """Heatmap of the synthetic fraction per class (rows) and split (columns)."""
+    """Heatmap of the synthetic share of images per class (rows) and split (columns)."""
     splits = [s for s in SPLITS if s in comp.splits]
     grid = np.zeros((len(comp.class_names), len(splits)))
     for j, split in enumerate(splits):
@@ -174,8 +211,8 @@ def plot_split_heatmap(comp: Composition, path) -> Path:
             for j in range(grid.shape[1]):
                 ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=7,
                         color="white" if grid[i, j] > 0.6 else "black")
-    fig.colorbar(image, ax=ax, label="synthetic fraction")
-    ax.set_title("Synthetic fraction per class and split")
+    fig.colorbar(image, ax=ax, label="synthetic share of images")
+    ax.set_title("Synthetic share of images per class and split")
     return save_figure(fig, path)
 
 
@@ -286,9 +323,12 @@ def build_report(
 
     add("Original vs synthetic images per class", "counts.png",
         lambda p: plot_counts(comp, p), f"Counts from {comp.source}.")
-    add("Synthetic fraction per class", "synthetic_fraction.png",
-        lambda p: plot_fraction(comp, p))
-    add("Synthetic fraction per class and split", "split_heatmap.png",
+    add("Synthetic share per class", "synthetic_fraction.png",
+        lambda p: plot_synthetic_shares(comp, p),
+        "synthetic_cap bounds the synthetic share of each epoch's draws of a class; over a run "
+        "a class may train on more distinct synthetic images than that share of its training "
+        "images. synthetic_pool_cap bounds the distinct images.")
+    add("Synthetic share of images per class and split", "split_heatmap.png",
         lambda p: plot_split_heatmap(comp, p),
         "Synthetic images are used for training only; validation and test must stay at 0 %.")
     add("Balance deviation against the target", "balance_deviation.png",
@@ -390,10 +430,13 @@ window.addEventListener("load", function () {
 
 def _page(comp: Composition, sections, texts) -> str:
     esc = html.escape
+    draws = (comp.share_of_draws if comp.share_of_draws is not None
+             else [None] * len(comp.class_names))
     rows = "".join(
-        f"<tr><td>{esc(n)}</td><td>{o}</td><td>{s}</td><td>{f:.1%}</td></tr>"
-        for n, o, s, f in zip(comp.class_names, comp.original, comp.synthetic, comp.fraction,
-                              strict=True)
+        f"<tr><td>{esc(n)}</td><td>{o}</td><td>{s}</td><td>{f:.1%}</td>"
+        f"<td>{'-' if d is None else f'{d:.1%}'}</td></tr>"
+        for n, o, s, f, d in zip(comp.class_names, comp.original, comp.synthetic,
+                                 comp.share_of_images, draws, strict=True)
     )
     parts = [
         "<!DOCTYPE html>",
@@ -408,8 +451,9 @@ def _page(comp: Composition, sections, texts) -> str:
         "</head><body>",
         "<h1>genaug report</h1>",
         f"<p>Training images per class, from {esc(comp.source)}.</p>",
-        "<table><tr><th>class</th><th>original</th><th>synthetic</th>"
-        f"<th>synthetic fraction</th></tr>{rows}</table>",
+        "<table><tr><th>class</th><th>original</th><th>synthetic (distinct)</th>"
+        "<th>synthetic share of images</th><th>synthetic share of draws (largest epoch)</th>"
+        f"</tr>{rows}</table>",
     ]
     for title, text in texts:
         parts.append(f"<h2>{esc(title)}</h2><pre>{esc(text)}</pre>")

@@ -6,13 +6,13 @@ import io
 import math
 import os
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from genaug.data import infer_color_mode
 from genaug.exceptions import ConfigError, DatasetError
 from genaug.generation._ddpm_model import (
     MODEL_SIZES,
@@ -31,8 +31,6 @@ from genaug.generation._utils import (
     resolve_device,
     resolve_dtype,
 )
-
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
 @dataclass
@@ -53,15 +51,6 @@ class FitResult:
         return (f"trained {self.parameters / 1e6:.2f}M-parameter UNet for {self.steps} steps in "
                 f"{self.seconds:.0f} s on {self.device} ({self.precision}){stop}; "
                 f"final loss {self.final_loss:.4f}; saved to {self.path}")
-
-
-def infer_color_mode(index) -> str:
-    """``grayscale`` when most real images are single-channel, else ``rgb``."""
-    modes = Counter(index.modes or ())
-    if not modes:
-        return "rgb"
-    gray = sum(n for mode, n in modes.items() if mode in GRAY_MODES)
-    return "grayscale" if gray * 2 > sum(modes.values()) else "rgb"
 
 
 def load_training_images(index, *, resolution: int, color_mode: str) -> np.ndarray:

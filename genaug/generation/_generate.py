@@ -183,8 +183,7 @@ def generate_cache(
     dict
         The summary also written to ``<cache>/generation_summary.json``.
     """
-    from genaug.data import DatasetIndex, load_image
-    from genaug.generation._ddpm_fit import infer_color_mode
+    from genaug.data import DatasetIndex, infer_color_mode, load_image
     from genaug.synthetic import CacheWriter, SyntheticCache, atomic_write_bytes
 
     started = datetime.now(timezone.utc)

@@ -147,7 +147,7 @@ def test_read_only_output_folder(run, small_dataset, tmp_path):
 @pytest.mark.parametrize("args, match", [
     (["--image-size", "4"], "4 is not in the range 8<=x<=1024"),
     (["--epochs", "0"], "0 is not in the range x>=1"),
-    (["--color-mode", "cmyk"], "'cmyk' is not one of 'grayscale', 'rgb'"),
+    (["--color-mode", "cmyk"], "'cmyk' is not one of 'auto', 'grayscale', 'rgb'"),
     (["--test-split", "1.5"], "Invalid value for '--test-split'"),
     (["--epoch-size", "lots"], "expected an integer or 'max'"),
     (["--classes", " , "], "expected a comma-separated list of class names"),
@@ -204,7 +204,7 @@ def test_image_in_a_format_tensorflow_cannot_decode_does_not_stop_training(
                 image.load()
             image.save(path, format="TIFF")
     config = TrainConfig(data_dir=str(root), balanced=True, image_size=16, batch_size=8,
-                         loader="tfdata", verbose=0)
+                         color_mode="rgb", loader="tfdata", verbose=0)
     splits = resolve_splits(config)
     assert len(splits.index) == 16  # PIL reads them: nothing is skipped
     train, _, _, _ = build_loaders(config, splits)

@@ -122,7 +122,7 @@ def test_test_split_is_stratified_and_made_before_oversampling(balanced_run):
 
 def test_no_test_or_validation_image_is_ever_drawn_for_training(small_dataset):
     config = TrainConfig(data_dir=str(small_dataset), balanced=True, image_size=16,
-                         batch_size=8, loader="pydataset", verbose=0)
+                         batch_size=8, color_mode="rgb", loader="pydataset", verbose=0)
     splits = resolve_splits(config)
     held = set(splits.test.ids) | set(splits.validation.ids)
     assert not held & set(splits.train.ids)

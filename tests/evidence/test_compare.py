@@ -6,15 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from genaug.cli import main
-from genaug.evidence import (
-    arm_config,
-    compare_markdown,
-    convergence,
-    parse_arms,
-    rarest_classes,
-    run_compare,
-    summarize,
-)
+from genaug.evidence import compare_markdown, convergence, parse_arms, run_compare, summarize
+from genaug.evidence._arms import arm_config
+from genaug.evidence._summary import rarest_classes
 from genaug.exceptions import ConfigError
 from training.pipeline import TrainConfig
 
@@ -65,14 +59,16 @@ def test_arm_configs_differ_only_in_the_arm_fields(tmp_path):
     assert len({plain.model_name, weights.model_name, synthetic.model_name}) == 3
 
 
-def test_a_live_lora_reaches_only_the_arm_with_synthetic_data(tmp_path):
-    base = TrainConfig(data_dir="d", live_generator="sd", live_lora="lora")
+def test_live_options_reach_only_the_arm_with_synthetic_data(tmp_path):
+    base = TrainConfig(data_dir="d", live_generator="sd", live_lora="lora",
+                       live_verify_model="reference.keras")
     arms = {a.name: a for a in parse_arms("balanced,balanced_synthetic")}
     plain = arm_config(base, arms["balanced"], seed=0, output_dir=tmp_path)
     synthetic = arm_config(base, arms["balanced_synthetic"], seed=0, output_dir=tmp_path,
                            synthetic_cache="cache")
-    assert (plain.live_generator, plain.live_lora) == (None, None)
-    assert (synthetic.live_generator, synthetic.live_lora) == ("sd", "lora")
+    assert (plain.live_generator, plain.live_lora, plain.live_verify_model) == (None,) * 3
+    assert (synthetic.live_generator, synthetic.live_lora, synthetic.live_verify_model) == (
+        "sd", "lora", "reference.keras")
 
 
 def test_arm_errors():
@@ -212,3 +208,74 @@ def test_compare_command_rejects_bad_input_before_training(tiny_data, tmp_path):
     bad_seeds = runner.invoke(main, ["compare", str(tiny_data), "--seeds", "0,x"])
     assert bad_seeds.exit_code == 2 and "comma-separated integers" in bad_seeds.output
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.fixture
+def oracle_arm():
+    """An extra synthetic arm, registered for one test (an oracle is balanced_synthetic trained
+    on a cache of real held-out images; registering it keeps both in one comparison)."""
+    from genaug.evidence import ARMS, Arm, register_arm
+
+    arm = register_arm(Arm("oracle", "real held-out images",
+                           {"balanced": True, "class_weights": False,
+                            "synthetic_cache": "oracle_cache"}, needs_cache=True))
+    yield arm
+    del ARMS[arm.name]
+
+
+def test_every_synthetic_arm_is_compared_with_balanced_with_a_paired_ci(tmp_path, oracle_arm):
+    scores = {("plain", s): 0.50 + 0.01 * s for s in range(3)}
+    scores |= {("balanced", s): 0.60 + 0.01 * s for s in range(3)}
+    scores |= {("balanced_synthetic", s): 0.60 + 0.012 * s for s in range(3)}
+    scores |= {("oracle", s): 0.65 + 0.01 * s + 0.002 * (s == 1) for s in range(3)}
+    caches = {}
+    runner = fake_runner(scores)
+
+    def recording_runner(config):
+        caches[config.model_name.split("_seed")[0]] = config.synthetic_cache
+        return runner(config)
+
+    result = run_compare(TrainConfig(data_dir="d"), arms="plain,balanced,balanced_synthetic,oracle",
+                         seeds="0,1,2", output_dir=tmp_path, synthetic_cache="cache",
+                         runner=recording_runner, progress=None)
+    assert caches == {"compare_plain": None, "compare_balanced": None,
+                      "compare_balanced_synthetic": "cache", "compare_oracle": "oracle_cache"}
+    pairs = {(c["arm"], c["reference"]): c for c in result["comparisons"]}
+    assert set(pairs) == {("balanced", "plain"), ("balanced_synthetic", "plain"),
+                          ("balanced_synthetic", "balanced"), ("oracle", "plain"),
+                          ("oracle", "balanced")}
+    assert pairs[("oracle", "balanced")]["verdict"].startswith("real held-out images helped")
+    assert pairs[("oracle", "plain")]["subject"] == "balanced sampling with real held-out images"
+    oracle = pairs[("oracle", "balanced")]["metrics"]
+    assert set(oracle) == {"balanced_accuracy", "macro_f1", "cohen_kappa", "rare_recall"}
+    assert oracle["balanced_accuracy"]["ci_low"] > 0
+    markdown = (tmp_path / "compare.md").read_text()
+    for arm in ("balanced_synthetic", "oracle"):
+        section = markdown.split(f"## Paired differences: {arm} − balanced")[1].split("##")[0]
+        for metric in ("balanced accuracy", "macro-F1", "recall of the rarest classes"):
+            row = next(line for line in section.splitlines() if line.startswith(f"| {metric} |"))
+            assert row.count("[") == 1  # the 95 % CI
+    setup = json.loads((tmp_path / "compare.json").read_text())["setup"]
+    assert setup["arm_definitions"]["oracle"]["reference"] == "balanced"
+
+
+def test_an_arm_that_is_no_refinement_of_balanced_is_compared_with_it_as_an_alternative():
+    from genaug.evidence._arms import comparisons
+
+    pairs = {(a, r): s for a, r, s in comparisons(["plain", "class_weights", "balanced"])}
+    assert pairs == {("class_weights", "plain"): "class weights",
+                     ("class_weights", "balanced"): "class weights instead of balanced sampling",
+                     ("balanced", "plain"): "balanced sampling"}
+
+
+def test_arm_registry_errors(tmp_path):
+    from genaug.evidence import ARMS, Arm, register_arm
+
+    with pytest.raises(ConfigError, match="already registered"):
+        register_arm(Arm("balanced", "again"))
+    with pytest.raises(ConfigError, match="unknown reference arm nowhere"):
+        register_arm(Arm("lost", "x", reference="nowhere"))
+    assert "lost" not in ARMS
+    odd = Arm("odd", "a typo", {"balancd": True})
+    with pytest.raises(ConfigError, match="arm odd sets unknown option.*balancd"):
+        arm_config(TrainConfig(), odd, seed=0, output_dir=tmp_path)

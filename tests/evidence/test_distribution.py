@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from genaug.evidence import fid, frechet_distance, kid, mean_pairwise_distance, mmd2_unbiased
+from genaug.evidence import fid, kid
+from genaug.evidence._distribution import frechet_distance, mean_pairwise_distance, mmd2_unbiased
 
 
 def test_frechet_distance_of_diagonal_gaussians_has_the_closed_form():

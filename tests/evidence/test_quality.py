@@ -7,15 +7,11 @@ import pytest
 from _evidence_helpers import make_cache
 from click.testing import CliRunner
 
+from genaug.classifier import load_feature_extractor
 from genaug.cli import main
 from genaug.data import DatasetIndex
-from genaug.evidence import (
-    load_feature_extractor,
-    measure_quality,
-    near_duplicate_flags,
-    quality_table,
-    verification_summary,
-)
+from genaug.evidence import measure_quality, quality_table
+from genaug.evidence._quality import near_duplicate_flags, verification_summary
 from genaug.synthetic import CacheWriter, SyntheticCache
 
 
@@ -169,3 +165,24 @@ def test_quality_command_rejects_an_empty_cache(tiny_data, tmp_path):
                                        str(tmp_path / "empty")])
     assert result.exit_code == 2
     assert "has no usable images" in result.output
+
+
+def test_the_default_feature_model_is_trained_through_the_handed_function(feature_model,
+                                                                          tmp_path):
+    """The evidence package does not import the training application: it is handed a
+    training function and loads the classifier that function saved."""
+    from genaug.evidence import train_feature_extractor
+
+    calls = []
+
+    def train_classifier(**options):
+        calls.append(options)
+        return {"model_path": str(feature_model), "balanced_accuracy": 0.75}
+
+    extractor = train_feature_extractor("data", train_classifier=train_classifier,
+                                        output_dir=tmp_path, epochs=3, seed=4)
+    (options,) = calls
+    assert options["balanced"] is True and options["epochs"] == 3 and options["seed"] == 4
+    assert options["model_dir"] == str(tmp_path) and options["color_mode"] == "auto"
+    assert extractor.layer == "features" and extractor.details["classifier_epochs"] == 3
+    assert extractor.details["classifier_balanced_accuracy"] == 0.75

@@ -12,7 +12,8 @@ from PIL import Image
 
 from genaug.cli import main
 from genaug.data import DatasetIndex
-from genaug.evidence import build_report, composition
+from genaug.evidence import build_report
+from genaug.evidence._report import composition
 from genaug.synthetic import SyntheticCache
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -27,7 +28,8 @@ def test_composition_from_the_dataset_and_cache(tiny_data, tiny_cache):
     comp = composition(index, SyntheticCache(tiny_cache, class_names=index.class_names))
     assert comp.original.tolist() == [24, 10, 6]
     assert comp.synthetic.tolist() == [0, 8, 12]
-    assert comp.fraction == pytest.approx([0.0, 8 / 18, 12 / 18])
+    assert comp.share_of_images == pytest.approx([0.0, 8 / 18, 12 / 18])
+    assert comp.share_of_draws is None  # only a training run knows its draws
     assert comp.splits["test"]["synthetic"].sum() == 0
     assert comp.source.startswith("the dataset and the synthetic cache")
 
@@ -136,3 +138,26 @@ def test_report_page_images_load_in_headless_chromium(tiny_data, tiny_cache, tmp
     dom = _chromium_dom(written["html"])
     assert f'data-images-loaded="{total - 1}/{total}"' in dom
     assert "image failed to load: counts.png" in dom
+
+
+def test_the_report_shows_both_synthetic_shares_and_which_cap_bounds_each(tiny_data, tiny_cache,
+                                                                          tmp_path):
+    """Issue 15, point 8: under synthetic_cap 0.6 a class's draws stay at 60 % per epoch while
+    it trains on more distinct synthetic images; the report names both figures."""
+    index = DatasetIndex.load(tiny_data)
+    out = tmp_path / "outputs"
+    out.mkdir()
+    status = {"synthetic_cap": 0.6, "synthetic_pool_cap": None, "per_class": {
+        "cat": {"original": 14, "synthetic": 0, "synthetic_share_of_draws": 0.0},
+        "dog": {"original": 7, "synthetic": 36, "synthetic_share_of_draws": 0.6},
+        "fox": {"original": 4, "synthetic": 11, "synthetic_share_of_draws": 0.55}}}
+    (out / "status.json").write_text(json.dumps(status))
+    cache = SyntheticCache(tiny_cache, class_names=index.class_names)
+    comp = composition(index, cache, status=status)
+    assert comp.share_of_draws.tolist() == [0.0, 0.6, 0.55] and comp.synthetic_cap == 0.6
+    assert comp.share_of_images[1] == pytest.approx(36 / 43)
+    written = build_report(index, out=tmp_path / "report", cache=cache, output_dir=out,
+                           thumbnails=2)
+    page = written["html"].read_text()
+    assert "synthetic share of draws (largest epoch)" in page and "60.0%" in page
+    assert "synthetic_cap bounds the synthetic share of each epoch&#x27;s draws" in page

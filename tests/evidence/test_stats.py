@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from genaug.evidence import HELPED, HURT, UNCLEAR, paired_difference, verdict_sentence
+from genaug.evidence import paired_difference
+from genaug.evidence._stats import HELPED, HURT, UNCLEAR, verdict_sentence
 
 
 def test_consistent_gain_is_helped():

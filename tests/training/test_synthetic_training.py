@@ -51,7 +51,7 @@ def test_status_numbers_add_up_and_defaults_are_minority_only(image_folder_facto
     assert per_class["dog"]["synthetic"] > 0
     for row in per_class.values():
         assert row["total"] == row["original"] + row["synthetic"]
-        assert row["synthetic_fraction"] == pytest.approx(row["synthetic"] / row["total"])
+        assert row["synthetic_share_of_images"] == pytest.approx(row["synthetic"] / row["total"])
     assert status["original"] == sum(r["original"] for r in per_class.values())
     assert status["synthetic"] == sum(r["synthetic"] for r in per_class.values())
     assert status["total_images"] == status["original"] + status["synthetic"]
@@ -80,7 +80,7 @@ def test_class_with_no_real_image_trained_from_synthetic_and_stated(image_folder
                            "--synthetic-cache", str(cache)], tmp_path)
     assert status["synthetic_only_classes"] == ["emu"]
     assert status["per_class"]["emu"]["original"] == 0
-    assert status["per_class"]["emu"]["synthetic_fraction"] == 1.0
+    assert status["per_class"]["emu"]["synthetic_share_of_images"] == 1.0
     assert metrics["composition"]["synthetic_only_classes"] == ["emu"]
 
 
@@ -113,3 +113,44 @@ def test_synthetic_options_without_a_cache_are_a_user_error(small_dataset, tmp_p
                                        *TINY, "--output-dir", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "need --synthetic-cache" in result.output
+
+
+def test_both_synthetic_shares_are_reported_with_the_cap_that_bounds_each(
+        image_folder_factory, tmp_path, cache_for):
+    """Issue 15, point 8: synthetic_cap bounds each epoch's draws; over a run a class trains on
+    more distinct synthetic images than that share of its images, and both figures say so."""
+    data = image_folder_factory({"cat": 40, "dog": 5})
+    test = image_folder_factory({"cat": 3, "dog": 3})
+    cache = cache_for({"dog": 60})
+    metrics, status = run(["train", str(data), "--test-dir", str(test), "--balanced",
+                           "--synthetic-cache", str(cache), "--epochs", "4",
+                           "--ramp-fraction", "0"], tmp_path)
+    assert status["synthetic_cap"] == 0.6 and status["synthetic_pool_cap"] is None
+    assert "synthetic_fraction" not in status
+    dog = status["per_class"]["dog"]
+    per_epoch = [epoch["dog"]["synthetic"] / (epoch["dog"]["real"] + epoch["dog"]["duplicated"]
+                                              + epoch["dog"]["synthetic"])
+                 for epoch in metrics["composition"]["per_epoch"]]
+    assert dog["synthetic_share_of_draws"] == pytest.approx(max(per_epoch))
+    assert dog["synthetic_share_of_draws"] <= 0.6
+    # Other synthetic images each epoch: the distinct share passes the per-epoch cap.
+    assert dog["synthetic"] > dog["original"] * 0.6 / 0.4
+    assert dog["synthetic_share_of_images"] == pytest.approx(dog["synthetic"] / dog["total"])
+    assert dog["synthetic_share_of_images"] > 0.6
+    shares = metrics["synthetic_shares"]
+    assert (shares["synthetic_cap"], shares["synthetic_pool_cap"]) == (0.6, None)
+    assert shares["per_class"]["dog"] == {
+        "synthetic_share_of_draws": dog["synthetic_share_of_draws"],
+        "synthetic_share_of_images": dog["synthetic_share_of_images"]}
+
+
+def test_synthetic_pool_cap_is_an_option_of_a_synthetic_run(small_dataset, tmp_path):
+    def train(*extra):
+        return CliRunner().invoke(main, ["train", str(small_dataset), *extra, *TINY,
+                                         "--output-dir", str(tmp_path / "o")])
+
+    no_cache = train("--synthetic-pool-cap", "0.5")
+    assert no_cache.exit_code == 2 and "need --synthetic-cache" in no_cache.output
+    zero = train("--synthetic-pool-cap", "0")
+    assert zero.exit_code == 2 and "--synthetic-pool-cap" in zero.output
+    assert not (tmp_path / "o").exists()
