@@ -123,9 +123,9 @@ class GeneratorBackend(ABC):
         from genaug.generation._utils import resolve_device, resolve_dtype
 
         if steps < 1:
-            raise ConfigError(f"--steps must be at least 1, got {steps}")
+            raise ConfigError(f"`steps` must be at least 1, got {steps}")
         if not 0.0 < strength <= 1.0:
-            raise ConfigError(f"--strength must be in (0, 1], got {strength}")
+            raise ConfigError(f"`strength` must be in (0, 1], got {strength}")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(self.device, precision)
         self.steps = int(steps)

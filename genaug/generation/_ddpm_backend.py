@@ -61,7 +61,7 @@ class DDPMBackend(GeneratorBackend):
         import torch
 
         if sampler not in SAMPLERS:
-            raise ConfigError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+            raise ConfigError(f"`sampler` must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         self._init_sampling(device=device, precision=precision, steps=steps,
                             strength=strength)
         self.generator = load_generator(path, device=self.device, dtype=self.dtype)

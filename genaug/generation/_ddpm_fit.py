@@ -143,17 +143,17 @@ def fit_generator(
     from genaug.data import DatasetIndex
 
     if max_steps is None and max_seconds is None:
-        raise ConfigError("give --max-steps or --max-seconds (or both)")
+        raise ConfigError("give `max_steps` or `max_seconds` (or both)")
     if max_steps is not None and max_steps < 1:
-        raise ConfigError(f"--max-steps must be at least 1, got {max_steps}")
+        raise ConfigError(f"`max_steps` must be at least 1, got {max_steps}")
     if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        raise ConfigError(f"`batch_size` must be at least 1, got {batch_size}")
     if not 0.0 <= label_dropout < 1.0:
         raise ConfigError(f"label dropout must be in [0, 1), got {label_dropout}")
     if model_size not in MODEL_SIZES:
-        raise ConfigError(f"--model-size must be one of {', '.join(MODEL_SIZES)}")
+        raise ConfigError(f"`model_size` must be one of {', '.join(MODEL_SIZES)}")
     if color_mode not in ("auto", "grayscale", "rgb"):
-        raise ConfigError(f"--color-mode must be auto, grayscale or rgb, got {color_mode!r}")
+        raise ConfigError(f"`color_mode` must be auto, grayscale or rgb, got {color_mode!r}")
 
     index = data if isinstance(data, DatasetIndex) else DatasetIndex.load(
         data, class_names=class_names, validate=True)
@@ -272,7 +272,7 @@ def fit_generator(
                 losses = []
                 if not math.isfinite(last_loss):
                     raise ConfigError(f"training diverged before step {step} (loss "
-                                      f"{last_loss}); lower --learning-rate")
+                                      f"{last_loss}); lower `learning_rate`")
                 elapsed = time.perf_counter() - start
                 log.write(f"{step},{last_loss:.6f},{lr_schedule.get_last_lr()[0]:.3e},"
                           f"{elapsed:.2f},{step * batch_size}\n")

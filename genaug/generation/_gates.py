@@ -227,7 +227,7 @@ class VerifierGate(QualityGate):
                  threshold: float = 0.6, batch_size: int = 256):
         super().__init__(threshold=threshold)
         if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"--verify-threshold must be in [0, 1], got {threshold}")
+            raise ConfigError(f"`verify_threshold` must be in [0, 1], got {threshold}")
         self.source = None
         if not hasattr(model, "predict"):
             from genaug.classifier import load_classifier
@@ -451,13 +451,13 @@ def collapse_message(class_name: str, gate: str, passed: int, checked: int, *,
     """
     hint = {
         "verifier": "the reference classifier may have learned the class imbalance (train it "
-                    "with balanced sampling, or lower --verify-threshold), or the generator "
+                    "with balanced sampling, or lower `verify_threshold`), or the generator "
                     "does not make this class faithfully",
         "structure": "the generator makes noise for this class: train it longer",
-        "blur": "the images are flat or blurry at this size: lower --blur-min or check the "
+        "blur": "the images are flat or blurry at this size: lower `blur_min` or check the "
                 "generator",
         "phash": "the generator repeats itself (mode collapse) or copies real images: raise "
-                 "guidance diversity, train longer, or lower --phash-max",
+                 "guidance diversity, train longer, or lower `phash_max`",
     }.get(gate, "check the gate's threshold")
     if gate == "verifier" and structure_rate is not None and structure_rate < COLLAPSE_RATE:
         hint = (f"the structure gate passed only {structure_rate:.0%} of them too: the "
@@ -467,12 +467,12 @@ def collapse_message(class_name: str, gate: str, passed: int, checked: int, *,
         if real_pass_rate < 0.5:
             hint = (f"the reference classifier also rejects {1 - real_pass_rate:.0%} of the "
                     "class's real images: it has learned the class imbalance; retrain it "
-                    "with balanced sampling, or lower --verify-threshold")
+                    "with balanced sampling, or lower `verify_threshold`")
         else:
             hint = (f"the reference classifier accepts {real_pass_rate:.0%} of the class's "
                     "real images (its own training images, an optimistic figure), so the "
                     "generator does not make this class faithfully: train it longer or raise "
-                    "--guidance-scale")
+                    "`guidance_scale`")
     return (f"ACCEPTANCE COLLAPSE: gate {gate!r} accepted only {passed} of {checked} "
             f"candidates of class {class_name!r} ({passed / checked:.0%}); {hint}")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -192,9 +193,9 @@ def generate_cache(
     if not isinstance(plan, GenerationPlan):
         plan = GenerationPlan.load(plan)
     if max_retries < 0:
-        raise ConfigError(f"--max-retries must not be negative, got {max_retries}")
+        raise ConfigError(f"`max_retries` must not be negative, got {max_retries}")
     if not 0.0 <= img2img_fraction <= 1.0:
-        raise ConfigError(f"--img2img-fraction must be in [0, 1], got {img2img_fraction}")
+        raise ConfigError(f"`img2img_fraction` must be in [0, 1], got {img2img_fraction}")
     if img2img_fraction and not backend.supports_source_images:
         raise ConfigError(f"the {backend.backend_name} backend cannot make variations")
     say = echo or (lambda message: None)
@@ -214,12 +215,12 @@ def generate_cache(
         image_size = (image_size, image_size)
     image_size = tuple(image_size) if image_size else (_modal_size(index) or backend.native_size)
     if image_size is None:
-        raise ConfigError("give --image-size: neither real images nor the generator fix it")
+        raise ConfigError("give `image_size`: neither real images nor the generator fix it")
     if color_mode is None:
         color_mode = (infer_color_mode(index) if index is not None and len(index)
                       else backend.native_color_mode)
     if color_mode not in ("grayscale", "rgb"):
-        raise ConfigError(f"--color-mode must be grayscale or rgb, got {color_mode!r}")
+        raise ConfigError(f"`color_mode` must be grayscale or rgb, got {color_mode!r}")
 
     todo_classes = [c for c in plan.class_names if plan.classes[c]["generate"] > 0]
     impossible = [c for c in todo_classes if not backend.can_generate(c)]
@@ -227,7 +228,7 @@ def generate_cache(
         raise ConfigError(
             f"the {backend.backend_name} generator cannot make class(es) "
             f"{', '.join(impossible)} (it knows {', '.join(backend.class_names or ())}); "
-            "a class with no real image needs a prompt-driven generator (--sd-model)")
+            "a class with no real image needs a prompt-driven generator (`sd_model`)")
 
     real_paths: dict[str, list[str]] = defaultdict(list)
     real_ids: dict[str, list[str]] = defaultdict(list)
@@ -261,19 +262,24 @@ def generate_cache(
     }
     chunk = int(batch_size or backend.batch_size)
     if chunk < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        raise ConfigError(f"`batch_size` must be at least 1, got {batch_size}")
+    created = not cache_dir.exists()
     lock = _lock_cache(cache_dir)
     try:
-        _check_run(cache_dir, fingerprint)
+        existing = {r["id"]: r for r in SyntheticCache(cache_dir).records}
+        _check_run(cache_dir, fingerprint, empty=not existing)
         writer = CacheWriter(cache_dir)
         rejections = _AppendLog(cache_dir / REJECTIONS_FILE)
     except BaseException:
         lock.close()
+        if created:
+            shutil.rmtree(cache_dir, ignore_errors=True)
         raise
+    logged_before = len(rejections.entries)
     warned: set = set()
     interrupted = False
+    failed = True
     try:
-        existing = {r["id"]: r for r in SyntheticCache(cache_dir).records}
         exhausted = {e["id"] for e in rejections.entries if e.get("exhausted")}
         for class_name in todo_classes:
             items = plan.items(class_name)
@@ -355,6 +361,7 @@ def generate_cache(
                          warnings.warn(message, GateAcceptanceWarning, stacklevel=2))
             finally:
                 bar.close()
+        failed = False
     except KeyboardInterrupt:
         interrupted = True
         raise
@@ -362,12 +369,18 @@ def generate_cache(
         try:
             rejections.close()
             writer.close()
-            summary = _finish(plan, cache_dir, backend, gates, fingerprint, image_size,
-                              color_mode, max_retries, chunk, img2img_fraction, parameters,
-                              started, clock, complete=not interrupted,
-                              atomic_write_bytes=atomic_write_bytes, say=say)
+            wrote_nothing = (not existing and not writer.existing_ids()
+                             and len(rejections.entries) == logged_before)
+            if not (failed and wrote_nothing):
+                summary = _finish(plan, cache_dir, backend, gates, fingerprint, image_size,
+                                  color_mode, max_retries, chunk, img2img_fraction, parameters,
+                                  started, clock, complete=not interrupted,
+                                  atomic_write_bytes=atomic_write_bytes, say=say)
         finally:
             lock.close()
+            if failed and wrote_nothing and created:
+                # nothing to resume: leave no folder that would block a run with new settings
+                shutil.rmtree(cache_dir, ignore_errors=True)
     return summary
 
 
@@ -386,7 +399,7 @@ def _lock_cache(cache_dir: Path):
     except OSError:
         handle.close()
         raise CacheError(f"another process is generating into {cache_dir}; wait for it or use "
-                         "another --cache directory") from None
+                         "another `cache_dir`") from None
     return handle
 
 
@@ -401,23 +414,27 @@ def _collapse_check(gates: GateChain, warned: set) -> list[str]:
     return new
 
 
-def _check_run(cache_dir: Path, fingerprint: dict) -> None:
+def _check_run(cache_dir: Path, fingerprint: dict, *, empty: bool) -> None:
+    """Refuse to resume a cache made with other settings, unless it holds no image: then
+    there is nothing to keep, and the run starts it afresh (its rejection log too)."""
     from genaug.synthetic import atomic_write_bytes
 
     path = cache_dir / RUN_FILE
-    if path.is_file():
-        try:
-            before = json.loads(path.read_text())
-        except ValueError:
-            before = None
-        if before is not None and before != json.loads(json.dumps(fingerprint)):
-            keys = sorted(k for k in set(before) | set(fingerprint)
-                          if before.get(k) != json.loads(json.dumps(fingerprint.get(k))))
-            raise CacheError(
-                f"{cache_dir} was generated with different settings ({', '.join(keys)}); "
-                "rerun with the same plan, generator and options to resume, or use a new "
-                "--cache directory")
+    wanted = json.loads(json.dumps(fingerprint))
+    try:
+        before = json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        before = None
+    if before == wanted:
         return
+    if before is not None and not empty:
+        keys = sorted(k for k in set(before) | set(wanted) if before.get(k) != wanted.get(k))
+        raise CacheError(
+            f"{cache_dir} was generated with different settings ({', '.join(keys)}); "
+            "rerun with the same plan, generator and options to resume, or use a new "
+            "`cache_dir`")
+    if before is not None:
+        (cache_dir / REJECTIONS_FILE).unlink(missing_ok=True)
     atomic_write_bytes(path, (json.dumps(fingerprint, indent=2) + "\n").encode())
 
 

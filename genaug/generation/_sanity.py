@@ -100,7 +100,7 @@ def check_pixel_statistics(images, reference: Mapping, *, class_names: Sequence[
         raise GenerationError(
             "the generated batch does not look like the real data (" + "; ".join(problems)
             + "); nothing was written. The generator is undertrained or the sampler is "
-            "misconfigured (train longer, try --sampler ddim, or pass --no-pixel-check to "
+            "misconfigured (train longer, try `sampler=ddim`, or pass `pixel_check=False` to "
             "write such images anyway)"
         )
     return {"batch": got, "reference": expected, "passed": True}

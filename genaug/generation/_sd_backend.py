@@ -62,7 +62,7 @@ class StableDiffusionBackend(GeneratorBackend):
 
         path = Path(path)
         if not (path / "model_index.json").is_file():
-            raise ConfigError(f"--sd-model {path} is not a local diffusers checkpoint directory "
+            raise ConfigError(f"{path} is not a local diffusers checkpoint directory "
                               "(no model_index.json); nothing is downloaded")
         self._init_sampling(device=device, precision=precision, steps=steps,
                             strength=strength)

@@ -180,7 +180,7 @@ def test_a_diverging_fit_stops_with_a_clear_error(shapes_dir, tmp_path):
     from genaug.generation import fit_generator
 
     with pytest.raises(ConfigError, match="training diverged before step 2 .*lower "
-                                          "--learning-rate"):
+                                          "`learning_rate`"):
         fit_generator(shapes_dir, out_dir=tmp_path / "g", resolution=16, model_size="tiny",
                       max_steps=4, batch_size=8, progress=False, log_every=2,
                       learning_rate=float("inf"))

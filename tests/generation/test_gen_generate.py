@@ -210,11 +210,34 @@ def test_two_runs_cannot_write_one_cache_at_once(backend, plan, tmp_path):
     )["complete"]
 
 
-def test_noise_from_the_generator_is_refused_before_writing(tiny_generator, plan, tmp_path):
+def test_noise_from_the_generator_is_refused_and_leaves_no_cache(tiny_generator, plan,
+                                                                 tmp_path):
     checked = load_backend(tiny_generator, steps=2)
-    with pytest.raises(GenerationError, match="nothing was written"):
+    with pytest.raises(GenerationError, match="nothing was written") as refused:
         generate_cache(plan, backend=checked, cache_dir=tmp_path / "c", progress=False)
-    assert len(SyntheticCache(tmp_path / "c")) == 0
+    # the library names its Python parameter, not the command-line flag
+    assert "`pixel_check=False`" in str(refused.value) and "--" not in str(refused.value)
+    assert not (tmp_path / "c").exists()  # nothing written: no folder to block the next run
+    # the next run, with other settings, goes ahead
+    summary = generate_cache(plan, backend=load_backend(tiny_generator, steps=1,
+                                                        pixel_check=False),
+                             cache_dir=tmp_path / "c", structure_min=None, blur_min=None,
+                             progress=False)
+    assert summary["totals"]["accepted"] > 0
+
+
+def test_a_cache_without_images_does_not_block_other_settings(backend, plan, tmp_path):
+    never = FunctionGate("never", lambda image, c: 0.0, threshold=1.0)
+    empty = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
+                           extra_gates=[never], max_retries=0, progress=False)
+    assert empty["totals"]["accepted"] == 0 and (tmp_path / "c" / REJECTIONS_FILE).is_file()
+    summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
+                             structure_min=None, blur_min=None, progress=False)
+    assert summary["totals"]["accepted"] > 0
+    log = tmp_path / "c" / REJECTIONS_FILE
+    assert not log.exists() or "never" not in log.read_text()  # started afresh
+    with pytest.raises(CacheError, match="different settings"):  # now it has images to keep
+        generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", progress=False)
 
 
 def test_variations_use_real_sources(backend, plan, tmp_path):
