@@ -32,7 +32,7 @@ def make_generator(directory: Path, *, model_size: str, resolution: int, channel
     ``class0``... for ``num_classes`` classes)."""
     import torch
 
-    from genaug.generation import build_train_scheduler, build_unet, save_generator
+    from genaug.generation._ddpm_model import build_train_scheduler, build_unet, save_generator
 
     names = list(class_names or (f"class{i}" for i in range(num_classes)))
     torch.manual_seed(0)

@@ -1,4 +1,8 @@
-"""Errors that mean the user gave bad input; the CLI prints them as one line and exits non-zero."""
+"""Every error and warning class of genaug.
+
+Errors (subclasses of :class:`GenaugError`) mean the user gave bad input or a run cannot go
+on; the CLI prints them as one line and exits non-zero. Their messages name Python
+parameters in backticks (`` `pixel_check=False` ``); the CLI writes its own flags instead."""
 
 
 class GenaugError(Exception):
@@ -19,3 +23,11 @@ class ConfigError(GenaugError, ValueError):
 
 class OutputError(GenaugError, OSError):
     """An output file or folder cannot be written."""
+
+
+class GenerationError(GenaugError, RuntimeError):
+    """Generation cannot go on (e.g. the generator produces noise instead of images)."""
+
+
+class GateAcceptanceWarning(UserWarning):
+    """A quality gate rejects almost every generated candidate of a class."""

@@ -183,8 +183,6 @@ KNOWN_VIOLATIONS = {
     "private: training/pipeline.py imports genaug._io",
     "private: training/pipeline.py imports genaug.synthetic._mixer",
     "private: training/pipeline.py imports genaug.data._embedded",
-    "cycle: genaug.generation._backend <-> genaug.generation._ddpm_backend"
-    " <-> genaug.generation._sd_backend",
     "cycle: genaug.evidence._compare <-> genaug.evidence._compare_report",
 }
 

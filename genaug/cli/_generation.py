@@ -164,6 +164,12 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
               show_default=True, help="How far a variation may move from its real image.")
 @click.option("--pixel-check/--no-pixel-check", default=True, show_default=True,
               help="ddpm: refuse to write when the first batch looks like noise.")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Start no new batch after this many seconds; every class is then partly "
+                   "filled, and the same command continues later.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Threads that gate and hash a batch while the next samples (default: up "
+                   "to 4).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               default="auto", show_default=True)
@@ -171,7 +177,7 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
 def generate(plan_path, generator, sd_model, cache_dir, verify_model, verify_threshold,
              max_retries, blur_min, structure_min, phash_max, gate_specs, image_size,
              color_mode, batch_size, steps, guidance_scale, sampler, img2img_fraction,
-             strength, pixel_check, device, precision, quiet):
+             strength, pixel_check, max_seconds, workers, device, precision, quiet):
     """Generate the plan's images into a verified, resumable synthetic cache."""
     from genaug.generation import (
         GenerationPlan,
@@ -189,8 +195,8 @@ def generate(plan_path, generator, sd_model, cache_dir, verify_model, verify_thr
                       gates=list(gate_specs), image_size=image_size, color_mode=color_mode,
                       batch_size=batch_size, steps=steps, guidance_scale=guidance_scale,
                       sampler=sampler, img2img_fraction=img2img_fraction, strength=strength,
-                      pixel_check=pixel_check, device=device, precision=precision,
-                      argv=sys.argv[1:])
+                      pixel_check=pixel_check, max_seconds=max_seconds, workers=workers,
+                      device=device, precision=precision, argv=sys.argv[1:])
     plan_obj = GenerationPlan.load(plan_path)
     extra = [_load_gate(spec) for spec in gate_specs]
     options = {"strength": strength, "batch_size": batch_size}
@@ -214,8 +220,8 @@ def generate(plan_path, generator, sd_model, cache_dir, verify_model, verify_thr
             phash_max=None if phash_max < 0 else phash_max, verify_model=verify_model,
             verify_threshold=verify_threshold, extra_gates=extra, max_retries=max_retries,
             image_size=image_size, color_mode=color_mode, batch_size=batch_size,
-            img2img_fraction=img2img_fraction, progress=not quiet, parameters=parameters,
-            echo=_echo_err)
+            img2img_fraction=img2img_fraction, max_seconds=max_seconds, workers=workers,
+            progress=not quiet, parameters=parameters, echo=_echo_err)
     except KeyboardInterrupt:
         _echo_err(f"interrupted: {cache_dir} is consistent; run the same command again to "
                   "continue where it stopped")
@@ -228,6 +234,9 @@ def generate(plan_path, generator, sd_model, cache_dir, verify_model, verify_thr
         _echo_err("WARNING: " + message)
     if not summary["integrity"]["ok"]:
         _echo_err("WARNING: integrity problems: " + "; ".join(summary["integrity"]["problems"][:5]))
+    if summary["stopped_by"] == "max_seconds":
+        _echo_err(f"stopped after --max-seconds {max_seconds:g}: {summary['totals']['pending']} "
+                  "images pending; run the same command again to continue")
     totals = summary["totals"]
     if totals["requested"] and not totals["accepted"]:
         _echo_err(f"Error: {_nothing_accepted(summary, cache_dir)}")

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from genaug.exceptions import ConfigError
-from genaug.generation._backend import GeneratedImage, GenerationRequest, GeneratorBackend
+from genaug.generation._base import GeneratedImage, GenerationRequest, GeneratorBackend
 from genaug.generation._ddpm_model import (
+    GENERATOR_META,
     LAMBDA_MIN_CLIPPED,
     SAMPLERS,
     build_sampler,
@@ -51,6 +52,9 @@ class DDPMBackend(GeneratorBackend):
     """
 
     backend_name = "ddpm"
+    marker = GENERATOR_META
+    marker_hint = (f"a genaug generator (no {GENERATOR_META}; train one with "
+                   "`genaug fit-generator`)")
     supports_source_images = True
 
     def __init__(self, path, *, device=None, precision: str = "auto", sampler: str = "dpm++",

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from genaug.exceptions import ConfigError
-from genaug.generation._backend import GeneratedImage, GenerationRequest, GeneratorBackend
+from genaug.generation._base import GeneratedImage, GenerationRequest, GeneratorBackend
 from genaug.generation._plan import DEFAULT_TEMPLATE
 from genaug.generation._utils import (
     normalize_image,
@@ -48,6 +48,8 @@ class StableDiffusionBackend(GeneratorBackend):
     """
 
     backend_name = "sd"
+    marker = "model_index.json"
+    marker_hint = "a diffusers checkpoint directory (no model_index.json)"
     uses_prompts = True
     supports_source_images = True
 

@@ -16,7 +16,7 @@ import signal
 import time
 import traceback
 
-from genaug.generation import GenerationError
+from genaug.exceptions import GenerationError
 
 _POLL_S = 0.1
 

@@ -231,3 +231,18 @@ def test_generate_errors_name_the_command_line_flags(runner, tiny_generator, sha
     bad = runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "4",
                                "--min-threshold", "5", "--out", str(tmp_path / "p.json")])
     assert "Error: --min-threshold (5) cannot exceed --target-per-class (4)" in bad.output
+
+
+def test_generate_max_seconds_stops_and_says_how_to_continue(runner, tiny_generator,
+                                                             shapes_dir, tmp_path):
+    plan = tmp_path / "plan.json"
+    runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "8", "--out", str(plan)])
+    args = ["generate", "--plan", str(plan), "--generator", str(tiny_generator), "--cache",
+            str(tmp_path / "c"), "--no-pixel-check", "--steps", "1", "--blur-min", "0",
+            "--structure-min", "0", "--quiet"]
+    stopped = runner.invoke(main, [*args, "--max-seconds", "0.001"])  # before the first batch
+    assert "stopped after --max-seconds 0.001: 7 images pending" in stopped.output
+    assert stopped.exit_code == 1 and "none of the 7 planned images" in stopped.output
+    finished = runner.invoke(main, args)
+    assert finished.exit_code == 0, finished.output
+    assert " of 7 accepted" in finished.output and "0 pending" in finished.output

@@ -6,18 +6,14 @@ import pytest
 from _gen_helpers import shape_image
 
 from genaug.exceptions import ConfigError
-from genaug.generation import (
+from genaug.generation import DDPMBackend, GenerationError, GenerationRequest, load_backend
+from genaug.generation._ddpm_model import (
     LAMBDA_MIN_CLIPPED,
-    DDPMBackend,
-    GenerationError,
-    GenerationRequest,
     build_sampler,
     build_train_scheduler,
     build_unet,
-    check_pixel_statistics,
-    load_backend,
-    pixel_statistics,
 )
+from genaug.generation._sanity import check_pixel_statistics, pixel_statistics
 
 
 def test_fit_generator_saves_a_complete_generator_directory(tiny_generator):
@@ -166,7 +162,8 @@ def test_ctrl_c_during_training_saves_what_was_learned(shapes_dir, tmp_path, mon
 
 
 def test_fit_generator_is_deterministic_for_a_seed(shapes_dir, tmp_path):
-    from genaug.generation import fit_generator, load_generator
+    from genaug.generation import fit_generator
+    from genaug.generation._ddpm_model import load_generator
 
     def fit(name, seed):
         fit_generator(shapes_dir, out_dir=tmp_path / name, resolution=16, model_size="tiny",
