@@ -164,6 +164,13 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
               show_default=True, help="How far a variation may move from its real image.")
 @click.option("--pixel-check/--no-pixel-check", default=True, show_default=True,
               help="ddpm: refuse to write when the first batch looks like noise.")
+@click.option("--cuda-graph/--no-cuda-graph", default=None,
+              help="ddpm: replay each denoising step as a CUDA graph (default: on with CUDA, "
+                   "unless --compile).")
+@click.option("--compile", "compile", type=click.Choice(["off", "default",
+                                                              "reduce-overhead"]),
+              default="off", show_default=True,
+              help="ddpm: torch.compile the UNet (kernels cached across runs).")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True),
               help="Start no new batch after this many seconds; every class is then partly "
                    "filled, and the same command continues later.")
@@ -177,7 +184,8 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
 def generate(plan_path, generator, sd_model, cache_dir, verify_model, verify_threshold,
              max_retries, blur_min, structure_min, phash_max, gate_specs, image_size,
              color_mode, batch_size, steps, guidance_scale, sampler, img2img_fraction,
-             strength, pixel_check, max_seconds, workers, device, precision, quiet):
+             strength, pixel_check, cuda_graph, compile, max_seconds, workers, device,
+             precision, quiet):
     """Generate the plan's images into a verified, resumable synthetic cache."""
     from genaug.generation import (
         GenerationPlan,
@@ -195,7 +203,8 @@ def generate(plan_path, generator, sd_model, cache_dir, verify_model, verify_thr
                       gates=list(gate_specs), image_size=image_size, color_mode=color_mode,
                       batch_size=batch_size, steps=steps, guidance_scale=guidance_scale,
                       sampler=sampler, img2img_fraction=img2img_fraction, strength=strength,
-                      pixel_check=pixel_check, max_seconds=max_seconds, workers=workers,
+                      pixel_check=pixel_check, cuda_graph=cuda_graph, compile=compile,
+                      max_seconds=max_seconds, workers=workers,
                       device=device, precision=precision, argv=sys.argv[1:])
     plan_obj = GenerationPlan.load(plan_path)
     extra = [_load_gate(spec) for spec in gate_specs]
@@ -205,7 +214,8 @@ def generate(plan_path, generator, sd_model, cache_dir, verify_model, verify_thr
     if guidance_scale is not None:
         options["guidance_scale"] = guidance_scale
     if generator:
-        options.update(sampler=sampler, pixel_check=pixel_check)
+        options.update(sampler=sampler, pixel_check=pixel_check, cuda_graph=cuda_graph,
+                       compile=False if compile == "off" else compile)
         backend = load_backend(generator, kind="ddpm", device=device, precision=precision,
                                **options)
     else:

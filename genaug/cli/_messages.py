@@ -4,7 +4,7 @@ The library names its Python parameters in messages, quoted with backticks: `` `
 at least 1``, ``pass `pixel_check=False` ``. A command prints them with its own flags
 instead (``--steps``, ``--no-pixel-check``), read from the command's click options, so the
 mapping cannot drift from the options a command really has. A reference to a parameter the
-command has no option for is printed as it is.
+command has no option for is printed as it is; quotes around a value are dropped.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def cli_message(text: str, command: click.Command | None = None) -> str:
             if value == "False" and option.secondary_opts:
                 return _long(option.secondary_opts)
             return _long(option.opts)
-        return _long(option.opts) if value in (None, "...") else f"{_long(option.opts)} {value}"
+        if value in (None, "..."):
+            return _long(option.opts)
+        return f"{_long(option.opts)} {value.strip(chr(39) + chr(34))}"
 
     return REFERENCE.sub(flag, text)
