@@ -356,7 +356,15 @@ def run_training(config: TrainConfig) -> dict:
     if config.live_generator:
         from genaug.live import start_live_source
 
-        live = start_live_source(config, splits, log=lambda m: _log(config, m))
+        live = start_live_source(
+            config.live_generator, splits.train,
+            image_size=(config.image_size, config.image_size), color_mode=config.color_mode,
+            cache_dir=config.synthetic_cache or Path(config.output_dir) / "live_cache",
+            device=config.live_device, producer=config.live_producer,
+            capacity=config.live_buffer, max_reuse=config.live_max_reuse,
+            verify_model=config.live_verify_model,
+            verify_threshold=config.live_verify_threshold, seed=config.seed,
+            log=lambda m: _log(config, m))
     try:
         train, sampler, validation, test = build_loaders(
             config, splits, synthetic=synthetic, schedule=schedule,
