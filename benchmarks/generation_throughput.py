@@ -1,16 +1,32 @@
-"""Images per second of the ddpm backend at 32 and 64 pixels.
+"""Images per second of the ddpm backend, of the whole generate run, and what fewer steps cost.
 
-The UNet has random weights (throughput does not depend on them) and is written as a real
-generator directory, so the measured path is exactly ``DDPMBackend.generate_batch``:
-per-image seeded noise, the sampler loop, classifier-free guidance when asked, uint8 output.
+Three measurements, each in one process and against the obvious alternative:
 
-    # GPU: the 25M-parameter base UNet, 25 DDIM steps, bf16
-    python benchmarks/generation_throughput.py --device cuda --model-size base
-    # CPU smoke run (about a minute on 2 cores)
-    python benchmarks/generation_throughput.py --device cpu --model-size tiny
+* default: the sampler alone (``DDPMBackend.generate_batch``: per-image seeded noise, the
+  solver loop, classifier-free guidance when asked, uint8 output) at 32 and 64 pixels, for
+  each ``--runtime`` (eager, CUDA graphs, torch.compile); the UNet holds random weights
+  (throughput does not depend on them) in a real generator directory.
+* ``--end-to-end``: the full ``generate_cache`` path (plan, gates blur/structure/pHash,
+  PNG writes, records, summary) against the sampler alone with the same backend and batch,
+  printing the ratio and the run's time split. With random weights the blur and structure
+  gates get thresholds that noise passes (their scores are still computed).
+* ``--quality``: for each solver setting (``--quality-configs``, default DPM-Solver++ 10 and
+  15 steps against DDIM 25) the sampler's images per second and the class-mean KID and FID
+  of its images against the class's real images, in the feature space of a classifier
+  trained on the real images (``genaug.evidence``): speed must not be bought with quality.
+  Needs a trained ``--generator`` and its ``--data-dir``.
+
+    # GPU: the 25M-parameter base UNet, 25 DDIM steps, bf16, each runtime
+    python benchmarks/generation_throughput.py --device cuda --model-size base \\
+        --runtimes eager,cuda-graph,compile
+    python benchmarks/generation_throughput.py --device cuda --end-to-end --sampler dpm++ \\
+        --steps 20 --guidance-scale 2
+    # CPU smoke runs (tiny UNet)
+    python benchmarks/generation_throughput.py --device cpu --model-size tiny --threads 1
+    python benchmarks/generation_throughput.py --device cpu --end-to-end --images 256
 
 Reference (untuned, H100, base UNet, 25 DDIM steps, bf16): about 110 images/s at 64x64 and
-420 at 32x32.
+420 at 32x32; H200 before this change: 680 and 198 (issue 13).
 """
 
 from __future__ import annotations
@@ -18,12 +34,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+RUNTIMES = {"eager": {"cuda_graph": False, "compile": False},
+            "cuda-graph": {"cuda_graph": True, "compile": False},
+            "compile": {"cuda_graph": False, "compile": "default"},
+            "compile-reduce-overhead": {"cuda_graph": False, "compile": "reduce-overhead"}}
 
 
 def make_generator(directory: Path, *, model_size: str, resolution: int, channels: int,
@@ -32,7 +54,7 @@ def make_generator(directory: Path, *, model_size: str, resolution: int, channel
     ``class0``... for ``num_classes`` classes)."""
     import torch
 
-    from genaug.generation import build_train_scheduler, build_unet, save_generator
+    from genaug.generation._ddpm_model import build_train_scheduler, build_unet, save_generator
 
     names = list(class_names or (f"class{i}" for i in range(num_classes)))
     torch.manual_seed(0)
@@ -48,52 +70,190 @@ def make_generator(directory: Path, *, model_size: str, resolution: int, channel
     return directory
 
 
-def measure(args, resolution: int) -> dict:
+def load(args, path, *, runtime: str | None = None, **overrides):
+    from genaug.generation import load_backend
+
+    options = dict(device=args.device, precision=args.precision, sampler=args.sampler,
+                   steps=args.steps, guidance_scale=args.guidance_scale,
+                   batch_size=args.batch_size, pixel_check=False,
+                   **RUNTIMES[runtime or args.runtimes.split(",")[0]])
+    options.update(overrides)
+    return load_backend(path, **options)
+
+
+def sync(backend) -> None:
     import torch
 
-    from genaug.generation import GenerationRequest, load_backend
+    if backend.device.startswith("cuda"):
+        torch.cuda.synchronize()
 
+
+def sample_alone(backend, n: int, *, classes, first_seed: int = 0) -> float:
+    """Seconds to sample ``n`` images (classes in turn) in batches of the backend's size."""
+    from genaug.generation import GenerationRequest
+
+    sync(backend)
+    start = time.perf_counter()
+    made = 0
+    while made < n:
+        size = min(backend.batch_size, n - made)
+        backend.generate_batch([GenerationRequest(class_name=classes[(made + i) % len(classes)],
+                                                  seed=first_seed + made + i)
+                                for i in range(size)])
+        made += size
+    sync(backend)
+    return time.perf_counter() - start
+
+
+def warm_up(backend, classes) -> float:
+    """The first full batch (CUDA graph capture or compilation happens here), in seconds."""
+    return sample_alone(backend, backend.batch_size, classes=classes, first_seed=10**7)
+
+
+def device_name(backend) -> str:
+    import torch
+
+    if backend.device.startswith("cuda"):
+        return torch.cuda.get_device_name()
+    return f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores)"
+
+
+# -- the sampler alone, per runtime ---------------------------------------------------------
+def measure_sampler(args, resolution: int, runtime: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = make_generator(Path(tmp) / "generator", model_size=args.model_size,
                               resolution=resolution, channels=args.channels,
                               num_classes=args.classes)
-        backend = load_backend(path, device=args.device, precision=args.precision,
-                               sampler=args.sampler, steps=args.steps,
-                               guidance_scale=args.guidance_scale, batch_size=args.batch_size,
-                               pixel_check=False, compile=args.compile)
-        params = sum(p.numel() for p in backend.generator.unet.parameters())
-        batch = backend.batch_size
+        backend = load(args, path, runtime=runtime)
         names = backend.class_names
-
-        def requests(n, offset):
-            return [GenerationRequest(class_name=names[i % len(names)], seed=offset + i)
-                    for i in range(n)]
-
-        backend.generate_batch(requests(min(batch, args.images), 10**6))  # warm-up
-        if backend.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        made = 0
-        while made < args.images:
-            n = min(batch, args.images - made)
-            backend.generate_batch(requests(n, made))
-            made += n
-        if backend.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        device_name = (torch.cuda.get_device_name() if backend.device.startswith("cuda")
-                       else f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores)")
+        first = warm_up(backend, names)
+        seconds = sample_alone(backend, args.images, classes=names)
         result = {
-            "device": device_name, "model_size": args.model_size,
-            "parameters_m": round(params / 1e6, 2), "resolution": resolution,
-            "channels": args.channels, "sampler": args.sampler, "steps": args.steps,
-            "guidance_scale": args.guidance_scale,
-            "precision": str(backend.dtype).replace("torch.", ""), "batch_size": batch,
-            "compile": args.compile, "images": made, "seconds": round(seconds, 3),
-            "images_per_second": round(made / seconds, 2),
+            "device": device_name(backend), "model_size": args.model_size,
+            "parameters_m": round(sum(p.numel() for p in backend.generator.unet.parameters())
+                                  / 1e6, 2),
+            "resolution": resolution, "channels": args.channels, "sampler": args.sampler,
+            "steps": args.steps, "guidance_scale": args.guidance_scale,
+            "precision": str(backend.dtype).replace("torch.", ""),
+            "batch_size": backend.batch_size, "runtime": backend.runtime,
+            "first_batch_s": round(first, 2), "images": args.images,
+            "seconds": round(seconds, 3), "images_per_second": round(args.images / seconds, 2),
         }
         backend.close()
         return result
+
+
+# -- the whole generate run against the sampler alone -----------------------------------------
+def plan_for(data_dir, images: int):
+    """A plan that asks for about ``images`` images in all."""
+    from genaug.data import DatasetIndex
+    from genaug.generation import make_plan
+
+    index = DatasetIndex.from_directory(data_dir)
+    counts = sorted(int(c) for c in index.counts())
+    target = counts[0]
+    while sum(max(0, target - c) for c in counts) < images:
+        target += 1
+    return make_plan(index, target_per_class=target, seed=0)
+
+
+def measure_end_to_end(args) -> dict:
+    from genaug.data._embedded import digits_longtail
+    from genaug.generation import generate_cache
+
+    data_dir = Path(args.data_dir) if args.data_dir else digits_longtail()[0]
+    plan = plan_for(data_dir, args.images)
+    n = plan.total_to_generate
+    with tempfile.TemporaryDirectory() as tmp:
+        generator = args.generator or make_generator(
+            Path(tmp) / "generator", model_size=args.model_size, resolution=args.resolution,
+            channels=args.channels, class_names=plan.class_names)
+        backend = load(args, generator)
+        names = list(plan.class_names)
+        first = warm_up(backend, names)
+        alone = sample_alone(backend, n, classes=names)
+        # random weights make noise: thresholds it passes, so every gate still runs
+        lenient = {} if args.generator else {"blur_min": 0.0, "structure_min": -1.0}
+        summary = generate_cache(plan, backend=backend, cache_dir=Path(tmp) / "cache",
+                                 image_size=args.resolution, max_retries=args.max_retries,
+                                 workers=args.workers, progress=False, **lenient)
+        decided = summary["totals"]["accepted"] + summary["totals"]["exhausted"]
+        result = {
+            "device": device_name(backend), "runtime": backend.runtime,
+            "model_size": args.model_size if not args.generator else str(args.generator),
+            "resolution": args.resolution, "sampler": args.sampler, "steps": args.steps,
+            "guidance_scale": args.guidance_scale, "batch_size": backend.batch_size,
+            "first_batch_s": round(first, 2), "images": n,
+            "sampler_alone_per_s": round(n / alone, 2),
+            "end_to_end_per_s": round(decided / summary["seconds"], 2),
+            "accepted": summary["totals"]["accepted"],
+            "candidates": sum(c["candidates"] for c in summary["classes"].values()),
+            "time_split": summary["time_split"], "seconds": summary["seconds"],
+        }
+        result["ratio"] = round(result["end_to_end_per_s"] / result["sampler_alone_per_s"], 3)
+        backend.close()
+        return result
+
+
+# -- fewer solver steps against sample quality -------------------------------------------------
+def feature_extractor(args, data_dir: Path, workdir: Path):
+    from genaug.evidence import load_feature_extractor, train_feature_extractor
+
+    if args.feature_model:
+        return load_feature_extractor(args.feature_model)
+    return train_feature_extractor(data_dir, output_dir=workdir / "features",
+                                   epochs=args.feature_epochs, image_size=args.resolution,
+                                   color_mode=args.color_mode, seed=0)
+
+
+def measure_quality(args) -> list[dict]:
+    import numpy as np
+
+    from genaug.data import DatasetIndex, load_image
+    from genaug.evidence import fid, kid
+    from genaug.generation import GenerationRequest, normalize_image
+
+    if not args.generator or not args.data_dir:
+        raise SystemExit("--quality needs a trained --generator and its --data-dir")
+    index = DatasetIndex.from_directory(args.data_dir)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        extractor = feature_extractor(args, Path(args.data_dir), Path(tmp))
+        size, mode = extractor.image_size, extractor.color_mode
+        real = {name: extractor(np.stack([load_image(p, image_size=size, color_mode=mode)
+                                          for p in paths]))
+                for name, paths in index.paths_by_class().items() if paths}
+        for config in args.quality_configs.split(","):
+            sampler, steps = config.split(":")
+            backend = load(args, args.generator, sampler=sampler, steps=int(steps))
+            names = [n for n in backend.class_names if n in real]
+            warm_up(backend, names)
+            kids, fids, seconds = [], [], 0.0
+            for name in names:
+                requests = [GenerationRequest(class_name=name, seed=i)
+                            for i in range(args.quality_per_class)]  # same seeds per config
+                sync(backend)
+                start = time.perf_counter()
+                made = []
+                for begin in range(0, len(requests), backend.batch_size):
+                    made += backend.generate_batch(requests[begin:begin + backend.batch_size])
+                sync(backend)
+                seconds += time.perf_counter() - start
+                fake = extractor(np.stack([normalize_image(m.image, size, mode) for m in made]))
+                kids.append(kid(real[name], fake, subsets=50, subset_size=100)[0])
+                fids.append(fid(real[name], fake))
+            results.append({
+                "device": device_name(backend), "runtime": backend.runtime,
+                "sampler": sampler, "steps": int(steps),
+                "guidance_scale": args.guidance_scale,
+                "images_per_second": round(len(names) * args.quality_per_class / seconds, 2),
+                "kid_x1000_class_mean": round(1000 * statistics.fmean(kids), 3),
+                "fid_class_mean": round(statistics.fmean(fids), 2),
+                "classes": len(names), "images_per_class": args.quality_per_class,
+                "feature_space": extractor.source,
+            })
+            backend.close()
+    return results
 
 
 def main(argv=None) -> list[dict]:
@@ -101,8 +261,12 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--model-size", choices=["tiny", "small", "base"],
                         help="default: base on CUDA, tiny on CPU")
-    parser.add_argument("--resolutions", default="32,64")
+    parser.add_argument("--resolutions", default="32,64", help="sampler-alone mode")
+    parser.add_argument("--resolution", type=int, default=32,
+                        help="--end-to-end and --quality")
     parser.add_argument("--channels", type=int, choices=[1, 3], default=3)
+    parser.add_argument("--color-mode", choices=["grayscale", "rgb"], default="grayscale",
+                        help="--quality: the feature model's colour mode")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--sampler", choices=["ddim", "dpm++"], default="ddim")
     parser.add_argument("--steps", type=int, default=25)
@@ -112,7 +276,22 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--images", type=int, help="default: 4096 on CUDA, 32 on CPU")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
                         default="auto")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet")
+    parser.add_argument("--runtimes", default="eager",
+                        help=f"comma-separated, of {', '.join(RUNTIMES)} (the first is used "
+                             "by --end-to-end and --quality)")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="the whole generate run against the sampler alone")
+    parser.add_argument("--data-dir", help="real images (default: the embedded digits)")
+    parser.add_argument("--generator", help="a trained generator (default: random weights)")
+    parser.add_argument("--max-retries", type=int, default=3)
+    parser.add_argument("--workers", type=int, help="generate's CPU threads")
+    parser.add_argument("--quality", action="store_true",
+                        help="KID/FID of fewer solver steps against the real images")
+    parser.add_argument("--quality-configs", default="dpm++:10,dpm++:15,ddim:25")
+    parser.add_argument("--quality-per-class", type=int, default=200)
+    parser.add_argument("--feature-model", help="a classifier for the features (default: "
+                        "train one on --data-dir)")
+    parser.add_argument("--feature-epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
     args = parser.parse_args(argv)
@@ -128,20 +307,43 @@ def main(argv=None) -> list[dict]:
     args.model_size = args.model_size or ("base" if cuda else "tiny")
     args.batch_size = args.batch_size or (512 if cuda else 16)
     args.images = args.images or (4096 if cuda else 32)
-    results = []
-    for resolution in (int(r) for r in args.resolutions.split(",")):
-        result = measure(args, resolution)
-        results.append(result)
-        if args.json:
-            print(json.dumps(result))
-        else:
-            print(f"{result['device']} | {result['model_size']} UNet "
-                  f"({result['parameters_m']}M params) | {resolution}x{resolution}x"
-                  f"{args.channels} | {args.sampler} {args.steps} steps | guidance "
-                  f"{args.guidance_scale} | {result['precision']} | batch "
-                  f"{result['batch_size']} | {result['images']} images in "
-                  f"{result['seconds']:.2f} s = {result['images_per_second']:.1f} images/s")
+    if args.quality:
+        results = measure_quality(args)
+    elif args.end_to_end:
+        results = [measure_end_to_end(args)]
+    else:
+        results = [measure_sampler(args, int(r), runtime)
+                   for r in args.resolutions.split(",") for runtime in args.runtimes.split(",")]
+    for result in results:
+        print(json.dumps(result) if args.json else describe(result))
     return results
+
+
+def describe(result: dict) -> str:
+    if "ratio" in result:
+        split = ", ".join(f"{k} {v:.1f} s" for k, v in result["time_split"].items())
+        return (f"{result['device']} | {result['model_size']} | {result['resolution']}px | "
+                f"{result['sampler']} {result['steps']} steps, guidance "
+                f"{result['guidance_scale']} | batch {result['batch_size']} | "
+                f"{result['runtime']} | {result['images']} images: sampler alone "
+                f"{result['sampler_alone_per_s']:.1f} img/s, whole generate run "
+                f"{result['end_to_end_per_s']:.1f} img/s = {result['ratio']:.2f}x "
+                f"({result['accepted']} accepted of {result['candidates']} candidates; "
+                f"{result['seconds']:.1f} s: {split})")
+    if "kid_x1000_class_mean" in result:
+        return (f"{result['device']} | {result['sampler']} {result['steps']} steps, guidance "
+                f"{result['guidance_scale']} | {result['runtime']} | "
+                f"{result['images_per_second']:.1f} img/s | KID x1000 "
+                f"{result['kid_x1000_class_mean']:.2f}, FID {result['fid_class_mean']:.1f} "
+                f"(class means over {result['classes']} classes, "
+                f"{result['images_per_class']} images each)")
+    return (f"{result['device']} | {result['model_size']} UNet ({result['parameters_m']}M "
+            f"params) | {result['resolution']}x{result['resolution']}x{result['channels']} | "
+            f"{result['sampler']} {result['steps']} steps | guidance "
+            f"{result['guidance_scale']} | {result['precision']} | batch "
+            f"{result['batch_size']} | {result['runtime']} (first batch "
+            f"{result['first_batch_s']:.1f} s) | {result['images']} images in "
+            f"{result['seconds']:.2f} s = {result['images_per_second']:.1f} images/s")
 
 
 if __name__ == "__main__":

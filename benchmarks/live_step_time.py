@@ -4,9 +4,9 @@ Every arm trains the same CNN on the same data, loader, plan and synthetic ratio
 the synthetic slots' pixels come from changes:
 
 * ``cache``: a synthetic cache the same generator wrote beforehand (PNG decode per slot);
-* ``live-process``: fresh images from a producer in a child process (the CLI default for a
-  CUDA generator);
-* ``live-thread``: fresh images from a producer thread in the training process.
+* ``live-process``: fresh images from a producer in a child process;
+* ``live-thread``: fresh images from a producer thread in the training process (the CLI
+  default, ``--live-producer auto``).
 
 The live arms also get the cache, as ``genaug train --live-generator --synthetic-cache``
 does, so a slot with nothing fresh falls back exactly as in training. The generator holds
@@ -15,7 +15,8 @@ depend on the weights); its blur and structure gates run with thresholds that pa
 fresh images really are served. Step time is the interval between the ends of consecutive
 training batches (data loading included), first epoch of every fit left out; arms take
 turns for ``--repeats`` rounds and each arm's median over all its steps is reported, with
-the CPU time the training process itself used per step (a child producer's is not in it).
+the CPU time the training process itself used per step (a child producer's is not in it),
+and the share of synthetic slots served fresh (the rest fell back to the cache).
 
     # GPU (needs no TensorFlow): base UNet, 25 DDIM steps, 32x32, ratio 0.25
     KERAS_BACKEND=torch python benchmarks/live_step_time.py --device cuda
@@ -118,7 +119,8 @@ def run_arm(args, arm: str, index, cache: Path, factory, epochs: int) -> dict:
         times, cpu = step_times(fit, epochs)
     stats = live.statistics()
     return {"times": times, "cpu_s": cpu, "consumed": stats["consumed"], "misses": stats["misses"],
-            "fallbacks": stats["fallbacks"], "produced_per_s": stats["produced_per_s"],
+            "fallbacks": stats["fallbacks"], "fresh_share": stats["fresh_share"],
+            "produced_per_s": stats["produced_per_s"], "slots_per_s": stats["slots_per_s"],
             "consumer_wait_s": stats["consumer_wait_s"], "error": stats["producer_error"]}
 
 
@@ -207,8 +209,10 @@ def main(argv=None) -> dict:
                         "training_process_cpu_ms_per_step": cpu_ms, **results[arm]}
         extra = ""
         if "consumed" in results[arm]:
-            extra = (f" | last fit: fresh images served {results[arm]['consumed']}, fallbacks "
-                     f"{results[arm]['fallbacks']}, produced "
+            share = results[arm]["fresh_share"]
+            extra = (f" | last fit: synthetic slots served fresh "
+                     f"{'-' if share is None else f'{share:.1%}'} ({results[arm]['consumed']} "
+                     f"fresh, fallbacks {results[arm]['fallbacks']}), produced "
                      f"{results[arm]['produced_per_s']:.0f}/s, waited "
                      f"{results[arm]['consumer_wait_s']:.2f} s"
                      + (f", error {results[arm]['error']}" if results[arm]["error"] else ""))

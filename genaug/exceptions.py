@@ -1,5 +1,8 @@
-"""Errors that mean the user gave bad input (the CLI prints them as one line and exits
-non-zero), and the warnings genaug raises (the CLI prints each as one ``warning: ...`` line)."""
+"""Every error and warning class of genaug.
+
+Errors (subclasses of :class:`GenaugError`) mean the user gave bad input or a run cannot go
+on; the CLI prints them as one line and exits non-zero. Their messages name Python
+parameters in backticks (`` `pixel_check=False` ``); the CLI writes its own flags instead."""
 
 
 class GenaugError(Exception):
@@ -33,3 +36,11 @@ class ConvergenceWarning(GenaugWarning):
 
 class DoubleCorrectionWarning(GenaugWarning):
     """The class imbalance is corrected twice (a balanced loader and class weights)."""
+
+
+class GenerationError(GenaugError, RuntimeError):
+    """Generation cannot go on (e.g. the generator produces noise instead of images)."""
+
+
+class GateAcceptanceWarning(GenaugWarning):
+    """A quality gate rejects almost every generated candidate of a class."""

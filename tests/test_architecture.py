@@ -180,8 +180,6 @@ KNOWN_VIOLATIONS = {
     "private: genaug/synthetic/_cache.py imports genaug.data._index",
     "private: training/pipeline.py imports genaug.synthetic._mixer",
     "private: training/pipeline.py imports genaug.data._embedded",
-    "cycle: genaug.generation._backend <-> genaug.generation._ddpm_backend"
-    " <-> genaug.generation._sd_backend",
 }
 
 

@@ -466,7 +466,16 @@ class TrainingRun:
         if self.config.live_generator:
             from genaug.live import start_live_source
 
-            self.live = start_live_source(self.config, self.splits, log=self.log)
+            config = self.config
+            self.live = start_live_source(
+                config.live_generator, self.splits.train,
+                image_size=(config.image_size, config.image_size), color_mode=config.color_mode,
+                cache_dir=config.synthetic_cache or Path(config.output_dir) / "live_cache",
+                device=config.live_device, producer=config.live_producer,
+                capacity=config.live_buffer, max_reuse=config.live_max_reuse,
+                verify_model=config.live_verify_model,
+                verify_threshold=config.live_verify_threshold, lora=config.live_lora,
+                seed=config.seed, log=self.log)
 
     def recalibration_batches(self) -> list:
         """Batches of real training images, balanced as the run balances them, without

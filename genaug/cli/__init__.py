@@ -48,8 +48,12 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GenaugError as error:
-            # A user mistake: one clear line, no traceback.
-            click.echo(f"Error: {error}", err=True)
+            # A user mistake: one clear line, no traceback, in the command's own flags.
+            from genaug.cli._messages import cli_message
+
+            command = (None if ctx.invoked_subcommand is None
+                       else self.get_command(ctx, ctx.invoked_subcommand))
+            click.echo(f"Error: {cli_message(str(error), command)}", err=True)
             sys.exit(2)
         finally:
             warnings.formatwarning = formatwarning

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
 
+from genaug.cli._messages import cli_message
 from genaug.cli._options import parse_class_list
 from genaug.exceptions import ConfigError
 
 
 def _echo_err(message: str) -> None:
-    bold = message.startswith("WARNING")
-    click.secho(message, err=True, fg="red" if bold else None, bold=bold)
+    bold = message.startswith(("WARNING", "Error"))
+    click.secho(cli_message(message), err=True, fg="red" if bold else None, bold=bold)
 
 
 @click.command("plan")
@@ -23,23 +25,23 @@ def _echo_err(message: str) -> None:
               help="Images (real + synthetic) every class should reach.")
 @click.option("--min-threshold", type=click.IntRange(min=0),
               help="Smallest acceptable final class count (default: the target).")
-@click.option("--classes", callback=parse_class_list,
+@click.option("--classes", "class_names", callback=parse_class_list,
               help="Explicit class list a,b,c (may name classes with no real image yet).")
 @click.option("--config", "config_path", type=click.Path(),
               help="JSON or YAML: prompt templates, variations, negative prompt, attributes.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Base of every per-image seed.")
 @click.option("--out", type=click.Path(), default="plan.json", show_default=True)
-def plan(data_dir, target_per_class, min_threshold, classes, config_path, seed, out):
+def plan(data_dir, target_per_class, min_threshold, class_names, config_path, seed, out):
     """Plan how many images each class needs, with attribute quotas and a balance check."""
     from genaug.generation import make_plan
 
     result = make_plan(data_dir, target_per_class=target_per_class,
-                       min_threshold=min_threshold, class_names=classes,
+                       min_threshold=min_threshold, class_names=class_names,
                        config=config_path, seed=seed)
     path = result.save(out)
     for line in result.summary_lines():
-        click.echo(line)
+        click.echo(cli_message(line))
     if not result.balance["ok"]:
         _echo_err("WARNING: the plan does not balance the data (see above)")
     click.echo(f"plan written to {path}")
@@ -47,7 +49,8 @@ def plan(data_dir, target_per_class, min_threshold, classes, config_path, seed, 
 
 @click.command("fit-generator")
 @click.argument("data_dir", type=click.Path())
-@click.option("--out", type=click.Path(), default="models/generator", show_default=True,
+@click.option("--out", "out_dir", type=click.Path(), default="models/generator",
+              show_default=True,
               help="Generator directory (save_pretrained, safetensors).")
 @click.option("--resolution", type=click.Choice(["16", "32", "64", "128"]), default="32",
               show_default=True, help="Training and sampling size (32 or 64 usually).")
@@ -59,7 +62,8 @@ def plan(data_dir, target_per_class, min_threshold, classes, config_path, seed, 
               show_default=True, help="base: 25M-parameter UNet (64/128/256/256).")
 @click.option("--color-mode", type=click.Choice(["auto", "grayscale", "rgb"]), default="auto",
               show_default=True)
-@click.option("--classes", callback=parse_class_list, help="Explicit class list a,b,c.")
+@click.option("--classes", "class_names", callback=parse_class_list,
+              help="Explicit class list a,b,c.")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=2e-4,
               show_default=True)
 @click.option("--label-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1,
@@ -73,13 +77,13 @@ def plan(data_dir, target_per_class, min_threshold, classes, config_path, seed, 
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               default="auto", show_default=True, help="auto: bf16/fp16 on CUDA, fp32 on CPU.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def fit_generator(data_dir, out, resolution, max_steps, max_seconds, batch_size, model_size,
-                  color_mode, classes, learning_rate, label_dropout, hflip, ema_decay, seed,
+def fit_generator(data_dir, out_dir, resolution, max_steps, max_seconds, batch_size, model_size,
+                  color_mode, class_names, learning_rate, label_dropout, hflip, ema_decay, seed,
                   device, precision, quiet):
     """Train a class-conditional diffusion generator (DDPM) on DATA_DIR."""
     from genaug.generation import fit_generator as fit
 
-    result = fit(data_dir, out_dir=out, class_names=classes, resolution=int(resolution),
+    result = fit(data_dir, out_dir=out_dir, class_names=class_names, resolution=int(resolution),
                  color_mode=color_mode, model_size=model_size, max_steps=max_steps,
                  max_seconds=max_seconds, batch_size=batch_size, learning_rate=learning_rate,
                  label_dropout=label_dropout, hflip=hflip, ema_decay=ema_decay, seed=seed,
@@ -104,6 +108,17 @@ def _load_gate(spec: str):
     if not isinstance(gate, QualityGate):
         raise ConfigError(f"{spec} did not give a genaug.generation.QualityGate")
     return gate
+
+
+def _nothing_accepted(summary: dict, cache_dir) -> str:
+    """The one line for a run that ends with no image in the cache."""
+    by_gate: Counter = Counter()
+    for entry in summary["classes"].values():
+        by_gate.update(entry["rejected_by_gate"])
+    reasons = ", ".join(f"{gate} {n}" for gate, n in by_gate.most_common()) or "none"
+    return (f"none of the {summary['totals']['requested']} planned images was accepted "
+            f"(rejections by gate: {reasons}); lower the gates' thresholds or improve the "
+            f"generator (details: {Path(cache_dir) / 'generation_summary.json'})")
 
 
 @click.command("generate")
@@ -151,6 +166,19 @@ def _load_gate(spec: str):
               show_default=True, help="How far a variation may move from its real image.")
 @click.option("--pixel-check/--no-pixel-check", default=True, show_default=True,
               help="ddpm: refuse to write when the first batch looks like noise.")
+@click.option("--cuda-graph/--no-cuda-graph", default=None,
+              help="ddpm: replay each denoising step as a CUDA graph (default: on with CUDA, "
+                   "unless --compile).")
+@click.option("--compile", "compile", type=click.Choice(["off", "default",
+                                                              "reduce-overhead"]),
+              default="off", show_default=True,
+              help="ddpm: torch.compile the UNet (kernels cached across runs).")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Start no new batch after this many seconds; every class is then partly "
+                   "filled, and the same command continues later.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Threads that gate and hash a batch while the next samples (default: up "
+                   "to 4).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               default="auto", show_default=True)
@@ -158,7 +186,8 @@ def _load_gate(spec: str):
 def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, verify_threshold,
              max_retries, blur_min, structure_min, phash_max, gate_specs, image_size,
              color_mode, batch_size, steps, guidance_scale, sampler, img2img_fraction,
-             strength, pixel_check, device, precision, quiet):
+             strength, pixel_check, cuda_graph, compile, max_seconds, workers, device,
+             precision, quiet):
     """Generate the plan's images into a verified, resumable synthetic cache."""
     from genaug.generation import (
         GenerationPlan,
@@ -179,8 +208,9 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
                       gates=list(gate_specs), image_size=image_size, color_mode=color_mode,
                       batch_size=batch_size, steps=steps, guidance_scale=guidance_scale,
                       sampler=sampler, img2img_fraction=img2img_fraction, strength=strength,
-                      pixel_check=pixel_check, device=device, precision=precision,
-                      argv=sys.argv[1:])
+                      pixel_check=pixel_check, cuda_graph=cuda_graph, compile=compile,
+                      max_seconds=max_seconds, workers=workers,
+                      device=device, precision=precision, argv=sys.argv[1:])
     plan_obj = GenerationPlan.load(plan_path)
     extra = [_load_gate(spec) for spec in gate_specs]
     options = {"strength": strength, "batch_size": batch_size}
@@ -189,7 +219,8 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
     if guidance_scale is not None:
         options["guidance_scale"] = guidance_scale
     if generator:
-        options.update(sampler=sampler, pixel_check=pixel_check)
+        options.update(sampler=sampler, pixel_check=pixel_check, cuda_graph=cuda_graph,
+                       compile=False if compile == "off" else compile)
         backend = load_backend(generator, kind="ddpm", device=device, precision=precision,
                                **options)
     else:
@@ -204,8 +235,8 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
             phash_max=None if phash_max < 0 else phash_max, verify_model=verify_model,
             verify_threshold=verify_threshold, extra_gates=extra, max_retries=max_retries,
             image_size=image_size, color_mode=color_mode, batch_size=batch_size,
-            img2img_fraction=img2img_fraction, progress=not quiet, parameters=parameters,
-            echo=_echo_err)
+            img2img_fraction=img2img_fraction, max_seconds=max_seconds, workers=workers,
+            progress=not quiet, parameters=parameters, echo=_echo_err)
     except KeyboardInterrupt:
         _echo_err(f"interrupted: {cache_dir} is consistent; run the same command again to "
                   "continue where it stopped")
@@ -218,4 +249,11 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
         _echo_err("WARNING: " + message)
     if not summary["integrity"]["ok"]:
         _echo_err("WARNING: integrity problems: " + "; ".join(summary["integrity"]["problems"][:5]))
+    if summary["stopped_by"] == "max_seconds":
+        _echo_err(f"stopped after --max-seconds {max_seconds:g}: {summary['totals']['pending']} "
+                  "images pending; run the same command again to continue")
+    totals = summary["totals"]
+    if totals["requested"] and not totals["accepted"]:
+        _echo_err(f"Error: {_nothing_accepted(summary, cache_dir)}")
+        sys.exit(1)
     click.echo(f"cache: {cache_dir} (summary: generation_summary.json, env_report.json)")

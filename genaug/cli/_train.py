@@ -90,8 +90,8 @@ def train_options(function):
         click.option("--live-producer", type=click.Choice(["auto", "process", "thread"]),
                      default="auto", show_default=True,
                      help="Where the live generator runs: a child process (generation never "
-                          "holds the training process's GIL) or a thread; auto: process for "
-                          "CUDA, thread on the CPU."),
+                          "holds the training process's GIL) or a thread; auto: thread, "
+                          "measured faster (docs/performance.md)."),
         click.option("--live-verify-model", type=click.Path(),
                      help="Reference classifier (.keras, trained with --balanced) gating live "
                           "images, as genaug generate --verify-model does."),

@@ -41,33 +41,20 @@ colour mode first, with :func:`normalize_image`)::
 and ``gates.collapsed()`` report per-class acceptance; ``gates.collapse_message(item)`` says
 whether a verifier collapse (below 20 %) comes from the verifier (it rejects the class's real
 images too: it learned the imbalance) or from the generator (noise, or images the verifier
-does not recognise). Backends and gate chains are not thread-safe: use each from one thread.
-Seeds for retries: ``derive_seed(plan_seed, class, index, attempt)``.
+does not recognise). For batches, ``gates.prepare(images, classes)`` does the
+order-independent part (stateless gates, hashes; any thread) and ``gates.finish(image, class,
+prepared)`` decides each image in order, from one thread. A backend is used from one thread.
+Seeds for retries: ``PlanItem.seed_for(attempt)``. New backends register in ``BACKENDS``.
 """
 
-from genaug.generation._backend import (
-    GeneratedImage,
-    GenerationRequest,
-    GeneratorBackend,
-    backend_kind,
-    load_backend,
-)
+from genaug.exceptions import GateAcceptanceWarning, GenerationError
+from genaug.generation._backends import BACKENDS, backend_kind, load_backend
+from genaug.generation._base import GeneratedImage, GenerationRequest, GeneratorBackend
 from genaug.generation._ddpm_backend import DDPMBackend
-from genaug.generation._ddpm_fit import FitResult, fit_generator, infer_color_mode
-from genaug.generation._ddpm_model import (
-    LAMBDA_MIN_CLIPPED,
-    MODEL_SIZES,
-    SAMPLERS,
-    build_sampler,
-    build_train_scheduler,
-    build_unet,
-    load_generator,
-    save_generator,
-)
+from genaug.generation._ddpm_fit import FitResult, fit_generator
 from genaug.generation._gates import (
     BlurGate,
     FunctionGate,
-    GateAcceptanceWarning,
     GateChain,
     GateResult,
     PHashGate,
@@ -75,49 +62,17 @@ from genaug.generation._gates import (
     StructureGate,
     VerifierGate,
     build_gate_chain,
-    laplacian_variance,
-    phash_bits,
     real_image_loader,
 )
-from genaug.generation._generate import (
-    ENV_REPORT,
-    REJECTIONS_FILE,
-    SUMMARY_FILE,
-    generate_cache,
-    summarize,
-    summary_lines,
-    verify_cache,
-)
-from genaug.generation._lora import (
-    LORA_CONFIG,
-    LORA_WEIGHTS,
-    LoraFitResult,
-    adapter_sha256,
-    check_lora,
-    fit_lora,
-    load_lora_adapter,
-)
-from genaug.generation._plan import (
-    GenerationConfig,
-    GenerationPlan,
-    PlanItem,
-    balance_check,
-    largest_remainder,
-    make_plan,
-)
-from genaug.generation._sanity import check_pixel_statistics, pixel_statistics
+from genaug.generation._generate import generate_cache
+from genaug.generation._lora import LoraFitResult, check_lora, fit_lora
+from genaug.generation._plan import GenerationConfig, GenerationPlan, PlanItem, make_plan
 from genaug.generation._sd_backend import StableDiffusionBackend
-from genaug.generation._utils import GenerationError, derive_seed, normalize_image
+from genaug.generation._summary import summary_lines
+from genaug.generation._utils import normalize_image
 
 __all__ = [
-    "ENV_REPORT",
-    "LAMBDA_MIN_CLIPPED",
-    "LORA_CONFIG",
-    "LORA_WEIGHTS",
-    "MODEL_SIZES",
-    "REJECTIONS_FILE",
-    "SAMPLERS",
-    "SUMMARY_FILE",
+    "BACKENDS",
     "BlurGate",
     "DDPMBackend",
     "FitResult",
@@ -138,32 +93,15 @@ __all__ = [
     "StableDiffusionBackend",
     "StructureGate",
     "VerifierGate",
-    "adapter_sha256",
-    "backend_kind",
-    "balance_check",
-    "build_gate_chain",
-    "build_sampler",
-    "build_train_scheduler",
-    "build_unet",
     "check_lora",
-    "check_pixel_statistics",
-    "derive_seed",
+    "backend_kind",
+    "build_gate_chain",
     "fit_generator",
     "fit_lora",
     "generate_cache",
-    "infer_color_mode",
-    "laplacian_variance",
-    "largest_remainder",
     "load_backend",
-    "load_generator",
-    "load_lora_adapter",
     "make_plan",
     "normalize_image",
-    "phash_bits",
-    "pixel_statistics",
     "real_image_loader",
-    "save_generator",
-    "summarize",
     "summary_lines",
-    "verify_cache",
 ]

@@ -8,13 +8,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from genaug.exceptions import ConfigError
-from genaug.generation._backend import GeneratedImage, GenerationRequest, GeneratorBackend
+from genaug.generation._base import GeneratedImage, GenerationRequest, GeneratorBackend
 from genaug.generation._ddpm_model import (
+    GENERATOR_META,
     LAMBDA_MIN_CLIPPED,
     SAMPLERS,
     build_sampler,
     load_generator,
 )
+from genaug.generation._noise_predictor import NoisePredictor, resolve_runtime
 from genaug.generation._sanity import check_pixel_statistics
 from genaug.generation._utils import (
     normalize_image,
@@ -46,30 +48,42 @@ class DDPMBackend(GeneratorBackend):
     pixel_check : bool, default True
         Compare the first generated batch's pixel statistics with the training data's and
         raise :class:`GenerationError` when it looks like noise.
-    compile : bool, default False
-        ``torch.compile`` the UNet (CUDA; pays off for long runs).
+    cuda_graph : bool, optional
+        Replay each denoising step's UNet call as a CUDA graph captured per batch shape
+        (default: on for CUDA unless compiling; refused on the CPU).
+    compile : bool or {"default", "reduce-overhead"}, default False
+        ``torch.compile`` the UNet (``True`` means ``"default"``; ``"reduce-overhead"`` adds
+        CUDA graphs and needs CUDA; max-autotune is refused). Compiled kernels persist in
+        ``compile_cache_dir``. Falls back to eager sampling, with a warning, where
+        compilation fails.
+    compile_cache_dir : path-like, optional
+        Default ``$TORCHINDUCTOR_CACHE_DIR``, else ``~/.cache/genaug/torch-compile``.
     """
 
     backend_name = "ddpm"
+    marker = GENERATOR_META
+    marker_hint = (f"a genaug generator (no {GENERATOR_META}; train one with "
+                   "`genaug fit-generator`)")
     supports_source_images = True
 
     def __init__(self, path, *, device=None, precision: str = "auto", sampler: str = "dpm++",
                  steps: int = 20, guidance_scale: float = 2.0, strength: float = 0.6,
                  batch_size: int | None = None, pixel_check: bool = True,
-                 compile: bool = False, lambda_min_clipped: float = LAMBDA_MIN_CLIPPED):
+                 cuda_graph: bool | None = None, compile: bool | str = False,
+                 compile_cache_dir=None, lambda_min_clipped: float = LAMBDA_MIN_CLIPPED):
         require_generation_extras()
         import torch
 
         if sampler not in SAMPLERS:
-            raise ConfigError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+            raise ConfigError(f"`sampler` must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
         self._init_sampling(device=device, precision=precision, steps=steps,
                             strength=strength)
+        compile_mode, graphs = resolve_runtime(self.device, cuda_graph=cuda_graph,
+                                               compile=compile)
         self.generator = load_generator(path, device=self.device, dtype=self.dtype)
         self.unet = self.generator.unet
         if self.device.startswith("cuda"):
             self.unet.to(memory_format=torch.channels_last)
-            if compile:
-                self.unet = torch.compile(self.unet, mode="max-autotune-no-cudagraphs")
         meta = self.generator.meta
         self.sampler_name = sampler
         self.guidance_scale = float(guidance_scale)
@@ -79,6 +93,11 @@ class DDPMBackend(GeneratorBackend):
             self.guidance_scale = 1.0
         self.lambda_min_clipped = float(lambda_min_clipped)
         self.batch_size = int(batch_size or (256 if self.device.startswith("cuda") else 32))
+        self.predictor = NoisePredictor(self.unet, guidance_scale=self.guidance_scale,
+                                        dtype=self.dtype, device=self.device,
+                                        cuda_graph=graphs, compile=compile_mode,
+                                        max_batch=self.batch_size,
+                                        cache_dir=compile_cache_dir)
         self.pixel_check = bool(pixel_check)
         self._checked = False
         self.resolution = int(meta["resolution"])
@@ -103,6 +122,12 @@ class DDPMBackend(GeneratorBackend):
 
     def info(self) -> dict:
         return dict(self._info)
+
+    @property
+    def runtime(self) -> str:
+        """How the denoising step runs: eager, cuda-graph, compile or
+        compile-reduce-overhead (recorded in ``env_report.json``)."""
+        return self.predictor.runtime
 
     def _label(self, class_name: str) -> int:
         if class_name not in self.generator.class_map:
@@ -144,18 +169,29 @@ class DDPMBackend(GeneratorBackend):
         }
 
     def _sample(self, requests: list[GenerationRequest], variation: bool) -> np.ndarray:
+        """Denoise one batch: noise from each request's seed, then the solver's steps."""
         import torch
 
         device, n = self.device, len(requests)
         shape = (self.channels, self.resolution, self.resolution)
-        # Per-image CPU generators: an image depends on its seed only, not on its batch.
-        noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(
-            int(r.seed))) for r in requests]).to(device)
-        labels = torch.tensor([self._label(r.class_name) for r in requests], device=device)
+        # 1. Initial noise from per-image CPU generators: an image depends on its seed only
+        #    (not on its batch), and padding rows (zeros) change no other row.
+        rows = self.predictor.padded(n)
+        noise = torch.zeros((rows, *shape))
+        for i, request in enumerate(requests):
+            noise[i] = torch.randn(shape, generator=torch.Generator().manual_seed(
+                int(request.seed)))
+        noise = noise.to(device)
+        labels = torch.zeros(rows, dtype=torch.long)
+        labels[:n] = torch.tensor([self._label(r.class_name) for r in requests])
+        labels = labels.to(device)
+        if self.predictor.guided:
+            labels = torch.cat([labels, torch.full_like(labels, self.generator.null_label)])
+        # 2. The solver's timesteps (all of them, or the last ones for a variation). The
+        #    scheduler's arithmetic stays on the CPU (its tables live there): indexing them
+        #    with a CUDA timestep would cost a host-device sync at every step.
         scheduler = build_sampler(self.generator.train_scheduler_config, self.sampler_name,
                                   lambda_min_clipped=self.lambda_min_clipped)
-        # The scheduler's arithmetic stays on the CPU (its tables live there): indexing them
-        # with a CUDA timestep would cost a host-device sync at every step.
         scheduler.set_timesteps(self.steps)
         timesteps = scheduler.timesteps
         if variation:
@@ -163,33 +199,23 @@ class DDPMBackend(GeneratorBackend):
             timesteps = timesteps[begin:]
             if hasattr(scheduler, "set_begin_index"):
                 scheduler.set_begin_index(begin)
-            x0 = torch.from_numpy(np.stack([
+            x0 = torch.zeros((rows, *shape))
+            x0[:n] = torch.from_numpy(np.stack([
                 normalize_image(r.source_image, self.native_size, self.native_color_mode)
-                for r in requests])).permute(0, 3, 1, 2).to(device, torch.float32)
-            x0 = x0 / 127.5 - 1.0
-            x = scheduler.add_noise(x0, noise, timesteps[:1].repeat(n))
+                for r in requests])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            x = scheduler.add_noise(x0.to(device), noise, timesteps[:1].repeat(rows))
         else:
             x = noise * scheduler.init_noise_sigma
-        guided = self.guidance_scale != 1.0
-        if guided:
-            labels = torch.cat([labels, torch.full_like(labels, self.generator.null_label)])
-        memory_format = (torch.channels_last if device.startswith("cuda")
-                         else torch.contiguous_format)
+        # 3. Denoise: predict the noise (guided), then step back in time.
         with torch.inference_mode():
             for t, t_device in zip(timesteps, timesteps.to(device)):
-                model_in = scheduler.scale_model_input(x, t)
-                if guided:
-                    model_in = torch.cat([model_in, model_in])
-                model_in = model_in.to(self.dtype).contiguous(memory_format=memory_format)
-                eps = self.unet(model_in, t_device, class_labels=labels).sample.float()
-                if guided:
-                    cond, uncond = eps.chunk(2)
-                    eps = uncond + self.guidance_scale * (cond - uncond)
+                eps = self.predictor(scheduler.scale_model_input(x, t), t_device, labels)
                 x = scheduler.step(eps, t, x).prev_sample
-            pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            pixels = ((x[:n].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return pixels.permute(0, 2, 3, 1).cpu().numpy()
 
     def close(self) -> None:
+        self.predictor.close()
         self.unet = None
         self.generator.unet = None
         super().close()

@@ -122,185 +122,258 @@ def fit_generator(
     -------
     FitResult
     """
-    require_generation_extras()
-    offline_hub()
-    quiet_diffusers()
-    import torch
-    import torch.nn.functional as F
-    from diffusers.training_utils import EMAModel
+    run = _FitRun(data, out_dir=out_dir, class_names=class_names, resolution=resolution,
+                  color_mode=color_mode, model_size=model_size, max_steps=max_steps,
+                  max_seconds=max_seconds, batch_size=batch_size, learning_rate=learning_rate,
+                  warmup_steps=warmup_steps, label_dropout=label_dropout, hflip=hflip,
+                  ema_decay=ema_decay, seed=seed, device=device, precision=precision,
+                  progress=progress, log_every=log_every)
+    return run()
 
-    from genaug.data import DatasetIndex
 
-    if max_steps is None and max_seconds is None:
-        raise ConfigError("give --max-steps or --max-seconds (or both)")
-    if max_steps is not None and max_steps < 1:
-        raise ConfigError(f"--max-steps must be at least 1, got {max_steps}")
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    if not 0.0 <= label_dropout < 1.0:
-        raise ConfigError(f"label dropout must be in [0, 1), got {label_dropout}")
-    if model_size not in MODEL_SIZES:
-        raise ConfigError(f"--model-size must be one of {', '.join(MODEL_SIZES)}")
-    if color_mode not in ("auto", "grayscale", "rgb"):
-        raise ConfigError(f"--color-mode must be auto, grayscale or rgb, got {color_mode!r}")
+class _FitRun:
+    """One :func:`fit_generator` call; :meth:`__call__` lists its steps and :meth:`_step` is
+    one optimisation step."""
 
-    index = data if isinstance(data, DatasetIndex) else DatasetIndex.load(
-        data, class_names=class_names, validate=True)
-    if len(index) == 0:
-        raise DatasetError("no usable images to train the generator on")
-    if color_mode == "auto":
-        color_mode = infer_color_mode(index)
-    channels = 1 if color_mode == "grayscale" else 3
-    device = resolve_device(device)
-    dtype = resolve_dtype(device, precision)
-    amp = dtype != torch.float32
-    precision_name = {torch.float32: "fp32", torch.bfloat16: "bf16",
-                      torch.float16: "fp16"}[dtype]
+    def __init__(self, data, *, out_dir, class_names, resolution: int, color_mode: str,
+                 model_size: str, max_steps, max_seconds, batch_size: int,
+                 learning_rate: float, warmup_steps, label_dropout: float, hflip: bool,
+                 ema_decay: float, seed: int, device, precision: str, progress: bool,
+                 log_every: int):
+        if max_steps is None and max_seconds is None:
+            raise ConfigError("give `max_steps` or `max_seconds` (or both)")
+        if max_steps is not None and max_steps < 1:
+            raise ConfigError(f"`max_steps` must be at least 1, got {max_steps}")
+        if batch_size < 1:
+            raise ConfigError(f"`batch_size` must be at least 1, got {batch_size}")
+        if not 0.0 <= label_dropout < 1.0:
+            raise ConfigError(f"`label_dropout` must be in [0, 1), got {label_dropout}")
+        if model_size not in MODEL_SIZES:
+            raise ConfigError(f"`model_size` must be one of {', '.join(MODEL_SIZES)}")
+        if color_mode not in ("auto", "grayscale", "rgb"):
+            raise ConfigError(f"`color_mode` must be auto, grayscale or rgb, "
+                              f"got {color_mode!r}")
+        self.data, self.out_dir, self.class_names = data, out_dir, class_names
+        self.resolution, self.color_mode, self.model_size = resolution, color_mode, model_size
+        self.max_steps, self.max_seconds, self.batch_size = max_steps, max_seconds, batch_size
+        self.learning_rate, self.warmup_steps = learning_rate, warmup_steps
+        self.label_dropout, self.hflip, self.ema_decay = label_dropout, hflip, ema_decay
+        self.seed, self.device, self.precision = seed, device, precision
+        self.progress, self.log_every = progress, log_every
 
-    torch.manual_seed(seed)
-    images = load_training_images(index, resolution=resolution, color_mode=color_mode)
-    labels = np.asarray(index.labels, dtype=np.int64)
-    class_names = tuple(index.class_names)
-    counts = {name: int(n) for name, n in zip(class_names, index.counts())}
-    null_label = len(class_names)
+    def __call__(self) -> FitResult:
+        require_generation_extras()
+        offline_hub()
+        quiet_diffusers()
+        # 1. Read the images: class labels, colour mode, pixels at the training size.
+        self._load_data()
+        # 2. Build the UNet, its EMA, the optimiser and the warm-up schedule on the device.
+        self._build_model()
+        # 3. Train until max_steps, max_seconds or Ctrl-C, logging the loss.
+        self._train()
+        # 4. Save the EMA weights with the generator's metadata.
+        return self._save()
 
-    unet = build_unet(num_classes=len(class_names), resolution=resolution, channels=channels,
-                      model_size=model_size)
-    n_params = sum(p.numel() for p in unet.parameters())
-    scheduler = build_train_scheduler()
-    if device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    memory_format = torch.channels_last if device.startswith("cuda") else torch.contiguous_format
-    unet.to(device, memory_format=memory_format).train()
-    cuda = device.startswith("cuda")
-    ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True, power=3 / 4,
-                   foreach=cuda)
-    ema.to(device)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=learning_rate, weight_decay=0.0,
-                                  fused=cuda)
-    planned = max_steps if max_steps is not None else 10**9
-    warmup = warmup_steps if warmup_steps is not None else min(500, max(1, planned // 10))
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    # -- 1. data -----------------------------------------------------------------------------
+    def _load_data(self) -> None:
+        import torch
 
-    # Data, batch order, flips and label dropout all live on the device: a step copies
-    # nothing from the host, so the GPU never waits for Python between steps.
-    data_t = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
-    labels_t = torch.from_numpy(labels).to(device)
-    noise_gen = torch.Generator(device=device).manual_seed(seed)
-    n_images = len(images)
-    alphas = scheduler.alphas_cumprod.to(device)
-    timesteps_total = scheduler.config.num_train_timesteps
+        from genaug.data import DatasetIndex
 
-    train_config = {
-        "data": None if index.root is None else str(index.root),
-        "class_names": list(class_names), "class_counts": counts, "images": len(index),
-        "resolution": resolution, "color_mode": color_mode, "model_size": model_size,
-        "block_out_channels": list(unet.config.block_out_channels),
-        "layers_per_block": unet.config.layers_per_block, "parameters": n_params,
-        "max_steps": max_steps, "max_seconds": max_seconds, "batch_size": batch_size,
-        "learning_rate": learning_rate, "warmup_steps": warmup, "label_dropout": label_dropout,
-        "hflip": hflip, "ema_decay": ema_decay, "seed": seed, "device": device,
-        "precision": precision_name, "noise_schedule": "squaredcos_cap_v2 (cosine)",
-        "prediction_type": "epsilon", "num_train_timesteps": timesteps_total,
-        "optimizer": "AdamW", "grad_clip": 1.0,
-    }
+        index = self.data if isinstance(self.data, DatasetIndex) else DatasetIndex.load(
+            self.data, class_names=self.class_names, validate=True)
+        if len(index) == 0:
+            raise DatasetError("no usable images to train the generator on")
+        if self.color_mode == "auto":
+            self.color_mode = infer_color_mode(index)
+        self.channels = 1 if self.color_mode == "grayscale" else 3
+        self.device = resolve_device(self.device)
+        self.dtype = resolve_dtype(self.device, self.precision)
+        self.precision_name = {torch.float32: "fp32", torch.bfloat16: "bf16",
+                               torch.float16: "fp16"}[self.dtype]
+        torch.manual_seed(self.seed)
+        self.index = index
+        self.images = load_training_images(index, resolution=self.resolution,
+                                           color_mode=self.color_mode)
+        self.labels = np.asarray(index.labels, dtype=np.int64)
+        self.class_names = tuple(index.class_names)
+        self.counts = {name: int(n) for name, n in zip(self.class_names, index.counts())}
+        self.null_label = len(self.class_names)
 
-    log = io.StringIO()
-    log.write("step,loss,lr,seconds,images_seen\n")
-    order, cursor = torch.randperm(n_images, generator=noise_gen, device=device), 0
-    step, losses, last_loss = 0, [], float("nan")
-    interrupted = False
-    start = time.perf_counter()
-    bar = progress_bar(total=max_steps, desc="fit-generator", unit="step", enabled=progress)
-    try:
-        while max_steps is None or step < max_steps:
-            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
-                break
-            if batch_size > n_images:  # dataset smaller than a batch: sample with replacement
-                idx = torch.randint(0, n_images, (batch_size,), generator=noise_gen,
-                                    device=device)
-            else:
-                if cursor + batch_size > n_images:
-                    order, cursor = torch.randperm(n_images, generator=noise_gen,
-                                                   device=device), 0
-                idx = order[cursor:cursor + batch_size]
-                cursor += batch_size
-            x0 = data_t[idx].float().div_(127.5).sub_(1.0)
-            if hflip:
-                flip = torch.rand(batch_size, generator=noise_gen, device=device) < 0.5
-                x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-            y = labels_t[idx]
-            if label_dropout > 0:
-                drop = torch.rand(batch_size, generator=noise_gen, device=device) < label_dropout
-                y = torch.where(drop, torch.full_like(y, null_label), y)
-            x0 = x0.contiguous(memory_format=memory_format)
-            noise = torch.randn(x0.shape, generator=noise_gen, device=device)
-            t = torch.randint(0, timesteps_total, (batch_size,), generator=noise_gen,
-                              device=device)
-            a = alphas[t].view(-1, 1, 1, 1)
-            noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-            with torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=amp):
-                prediction = unet(noisy, t, class_labels=y).sample
-            loss = F.mse_loss(prediction.float(), noise)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-            scaler.step(optimizer)
-            scaler.update()
-            lr_schedule.step()
-            ema.step(unet.parameters())
-            step += 1
-            losses.append(loss.detach())
-            if step % log_every == 0 or step == max_steps:
-                last_loss = float(torch.stack(losses).mean())  # the step's only host sync
-                losses = []
-                if not math.isfinite(last_loss):
-                    raise ConfigError(f"training diverged before step {step} (loss "
-                                      f"{last_loss}); lower --learning-rate")
-                elapsed = time.perf_counter() - start
-                log.write(f"{step},{last_loss:.6f},{lr_schedule.get_last_lr()[0]:.3e},"
-                          f"{elapsed:.2f},{step * batch_size}\n")
-                bar.set_postfix(loss=f"{last_loss:.4f}")
-            bar.update(1)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-    if losses:
-        last_loss = float(torch.stack(losses).mean())
+    # -- 2. model ----------------------------------------------------------------------------
+    def _build_model(self) -> None:
+        import torch
+        from diffusers.training_utils import EMAModel
+
+        device, cuda = self.device, self.device.startswith("cuda")
+        self.unet = build_unet(num_classes=len(self.class_names), resolution=self.resolution,
+                               channels=self.channels, model_size=self.model_size)
+        self.n_params = sum(p.numel() for p in self.unet.parameters())
+        self.scheduler = build_train_scheduler()
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
+        self.memory_format = torch.channels_last if cuda else torch.contiguous_format
+        self.unet.to(device, memory_format=self.memory_format).train()
+        self.ema = EMAModel(self.unet.parameters(), decay=self.ema_decay, use_ema_warmup=True,
+                            power=3 / 4, foreach=cuda)
+        self.ema.to(device)
+        self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=self.learning_rate,
+                                           weight_decay=0.0, fused=cuda)
+        planned = self.max_steps if self.max_steps is not None else 10**9
+        self.warmup = (self.warmup_steps if self.warmup_steps is not None
+                       else min(500, max(1, planned // 10)))
+        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(1.0, (step + 1) / max(1, self.warmup)))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+        # Data, batch order, flips and label dropout all live on the device: a step copies
+        # nothing from the host, so the GPU never waits for Python between steps.
+        self.data_t = torch.from_numpy(self.images).permute(0, 3, 1, 2).contiguous().to(device)
+        self.labels_t = torch.from_numpy(self.labels).to(device)
+        self.noise_gen = torch.Generator(device=device).manual_seed(self.seed)
+        self.alphas = self.scheduler.alphas_cumprod.to(device)
+        self.timesteps_total = self.scheduler.config.num_train_timesteps
+
+    # -- 3. training -------------------------------------------------------------------------
+    def _train(self) -> None:
+        import torch
+
+        self.log = io.StringIO()
+        self.log.write("step,loss,lr,seconds,images_seen\n")
+        self.order = torch.randperm(len(self.images), generator=self.noise_gen,
+                                    device=self.device)
+        self.cursor = 0
+        self.step, losses, self.last_loss = 0, [], float("nan")
+        self.interrupted = False
+        start = time.perf_counter()
+        bar = progress_bar(total=self.max_steps, desc="fit-generator", unit="step",
+                           enabled=self.progress)
+        try:
+            while self.max_steps is None or self.step < self.max_steps:
+                if (self.max_seconds is not None
+                        and time.perf_counter() - start >= self.max_seconds):
+                    break
+                losses.append(self._step())
+                self.step += 1
+                if self.step % self.log_every == 0 or self.step == self.max_steps:
+                    self._log_loss(losses, start)  # the step's only host sync
+                    losses = []
+                    if not math.isfinite(self.last_loss):
+                        raise ConfigError(f"training diverged before step {self.step} (loss "
+                                          f"{self.last_loss}); lower `learning_rate`")
+                    bar.set_postfix(loss=f"{self.last_loss:.4f}")
+                bar.update(1)
+        except KeyboardInterrupt:
+            self.interrupted = True
+        finally:
+            bar.close()
+        if losses:
+            self._log_loss(losses, start)
+        self.seconds = time.perf_counter() - start
+        if self.step == 0:
+            raise ConfigError("training stopped before the first step; nothing was saved")
+
+    def _step(self):
+        """One optimisation step; returns the loss as a device tensor."""
+        import torch
+        import torch.nn.functional as F
+
+        n, device, batch = len(self.images), self.device, self.batch_size
+        # 1. Draw the batch (with replacement when the data is smaller than a batch).
+        if batch > n:
+            idx = torch.randint(0, n, (batch,), generator=self.noise_gen, device=device)
+        else:
+            if self.cursor + batch > n:
+                self.order = torch.randperm(n, generator=self.noise_gen, device=device)
+                self.cursor = 0
+            idx = self.order[self.cursor:self.cursor + batch]
+            self.cursor += batch
+        x0 = self.data_t[idx].float().div_(127.5).sub_(1.0)
+        # 2. Flip and drop labels (the "no class" label enables classifier-free guidance).
+        if self.hflip:
+            flip = torch.rand(batch, generator=self.noise_gen, device=device) < 0.5
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        y = self.labels_t[idx]
+        if self.label_dropout > 0:
+            drop = (torch.rand(batch, generator=self.noise_gen, device=device)
+                    < self.label_dropout)
+            y = torch.where(drop, torch.full_like(y, self.null_label), y)
+        # 3. Noise the images at random timesteps and predict the noise.
+        x0 = x0.contiguous(memory_format=self.memory_format)
+        noise = torch.randn(x0.shape, generator=self.noise_gen, device=device)
+        t = torch.randint(0, self.timesteps_total, (batch,), generator=self.noise_gen,
+                          device=device)
+        a = self.alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        with torch.autocast(device_type=device.split(":")[0], dtype=self.dtype,
+                            enabled=self.dtype != torch.float32):
+            prediction = self.unet(noisy, t, class_labels=y).sample
+        loss = F.mse_loss(prediction.float(), noise)
+        # 4. Update the weights (clipped gradients), the learning rate and the EMA.
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.unet.parameters(), 1.0)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.lr_schedule.step()
+        self.ema.step(self.unet.parameters())
+        return loss.detach()
+
+    def _log_loss(self, losses, start: float) -> None:
+        import torch
+
+        self.last_loss = float(torch.stack(losses).mean())
         elapsed = time.perf_counter() - start
-        log.write(f"{step},{last_loss:.6f},{lr_schedule.get_last_lr()[0]:.3e},{elapsed:.2f},"
-                  f"{step * batch_size}\n")
-    seconds = time.perf_counter() - start
-    if step == 0:
-        raise ConfigError("training stopped before the first step; nothing was saved")
+        self.log.write(f"{self.step},{self.last_loss:.6f},"
+                       f"{self.lr_schedule.get_last_lr()[0]:.3e},{elapsed:.2f},"
+                       f"{self.step * self.batch_size}\n")
 
-    ema.copy_to(unet.parameters())
-    unet.to("cpu", dtype=torch.float32, memory_format=torch.contiguous_format).eval()
-    meta = {
-        "class_names": list(class_names),
-        "class_counts": counts,
-        "resolution": resolution,
-        "color_mode": color_mode,
-        "channels": channels,
-        "label_dropout": label_dropout,
-        "steps": step,
-        "seconds": round(seconds, 2),
-        "final_loss": last_loss,
-        "interrupted": interrupted,
-        "ema": True,
-        "pixel_stats": class_pixel_statistics(images, labels, class_names),
-        "versions": package_versions(),
-        "trained_on": device_report(device),
-    }
-    path = save_generator(out_dir, unet=unet, scheduler=scheduler, class_names=class_names,
-                          meta=meta, train_config=train_config, loss_log=log.getvalue())
-    return FitResult(path=Path(path), steps=step, seconds=seconds,
-                     final_loss=last_loss if math.isfinite(last_loss) else float("nan"),
-                     device=device, precision=precision_name, parameters=n_params,
-                     interrupted=interrupted)
+    # -- 4. save -----------------------------------------------------------------------------
+    def _save(self) -> FitResult:
+        import torch
+
+        self.ema.copy_to(self.unet.parameters())
+        self.unet.to("cpu", dtype=torch.float32, memory_format=torch.contiguous_format).eval()
+        index = self.index
+        train_config = {
+            "data": None if index.root is None else str(index.root),
+            "class_names": list(self.class_names), "class_counts": self.counts,
+            "images": len(index), "resolution": self.resolution,
+            "color_mode": self.color_mode, "model_size": self.model_size,
+            "block_out_channels": list(self.unet.config.block_out_channels),
+            "layers_per_block": self.unet.config.layers_per_block,
+            "parameters": self.n_params, "max_steps": self.max_steps,
+            "max_seconds": self.max_seconds, "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate, "warmup_steps": self.warmup,
+            "label_dropout": self.label_dropout, "hflip": self.hflip,
+            "ema_decay": self.ema_decay, "seed": self.seed, "device": self.device,
+            "precision": self.precision_name, "noise_schedule": "squaredcos_cap_v2 (cosine)",
+            "prediction_type": "epsilon", "num_train_timesteps": self.timesteps_total,
+            "optimizer": "AdamW", "grad_clip": 1.0,
+        }
+        meta = {
+            "class_names": list(self.class_names),
+            "class_counts": self.counts,
+            "resolution": self.resolution,
+            "color_mode": self.color_mode,
+            "channels": self.channels,
+            "label_dropout": self.label_dropout,
+            "steps": self.step,
+            "seconds": round(self.seconds, 2),
+            "final_loss": self.last_loss,
+            "interrupted": self.interrupted,
+            "ema": True,
+            "pixel_stats": class_pixel_statistics(self.images, self.labels, self.class_names),
+            "versions": package_versions(),
+            "trained_on": device_report(self.device),
+        }
+        path = save_generator(self.out_dir, unet=self.unet, scheduler=self.scheduler,
+                              class_names=self.class_names, meta=meta,
+                              train_config=train_config, loss_log=self.log.getvalue())
+        return FitResult(path=Path(path), steps=self.step, seconds=self.seconds,
+                         final_loss=self.last_loss if math.isfinite(self.last_loss)
+                         else float("nan"),
+                         device=self.device, precision=self.precision_name,
+                         parameters=self.n_params, interrupted=self.interrupted)

@@ -154,7 +154,7 @@ def save_generator(directory, *, unet, scheduler, class_names, meta: dict, train
             (tmp / LOSS_LOG).write_text(loss_log)
         if directory.exists():
             if not directory.is_dir():
-                raise ConfigError(f"--out {directory} exists and is not a directory")
+                raise ConfigError(f"`out_dir` {directory} exists and is not a directory")
             os.replace(directory, old)
         os.replace(tmp, directory)
     except BaseException:

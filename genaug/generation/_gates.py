@@ -1,34 +1,40 @@
 """Quality gates: each scores a generated image, compares with a threshold and is recorded.
 
-The standard chain is blur (Laplacian variance), near-duplicate (perceptual hash) and
-verification (a reference classifier's probability for the intended class). Gates are
-pluggable: subclass :class:`QualityGate` (or wrap a function with :class:`FunctionGate`) and
-pass it in ``extra_gates``.
+The standard chain is blur (Laplacian variance), structure (neighbour-pixel correlation),
+near-duplicate (perceptual hash) and verification (a reference classifier's probability for
+the intended class). Gates are pluggable: subclass :class:`QualityGate` (or wrap a function
+with :class:`FunctionGate`) and pass it in ``extra_gates``.
+
+A chain works in two phases, so a pipeline can run the costly part of a batch on worker
+threads and keep one ordered consumer: :meth:`GateChain.prepare` scores a batch with the
+stateless gates and computes what the stateful gates compare (a pHash each), in any thread;
+:meth:`GateChain.finish` then decides each image in order against what was accepted before.
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
 
-from genaug.exceptions import ConfigError
-from genaug.generation._sanity import pixel_statistics
+from genaug.exceptions import ConfigError, GateAcceptanceWarning
+from genaug.generation._image_metrics import (
+    HashSet,
+    laplacian_variances,
+    neighbour_correlations,
+    phash_batch,
+)
 from genaug.generation._utils import normalize_image
 
 #: A class whose acceptance by a gate falls below this share is reported loudly.
 COLLAPSE_RATE = 0.2
 #: ... once at least this many of its candidates were checked.
 COLLAPSE_MIN_CHECKED = 20
-
-
-class GateAcceptanceWarning(UserWarning):
-    """A gate rejects almost every candidate of a class."""
 
 
 @dataclass(frozen=True)
@@ -54,12 +60,17 @@ class QualityGate(ABC):
     A gate has a ``name`` (the key in a record's ``quality``), a ``threshold``, a
     :meth:`score` for one uint8 HxWxC image of a class, and :meth:`passes`. A stateful gate
     (``stateful = True``) compares with images accepted earlier: :meth:`register` is called
-    with every accepted image, and such a gate is evaluated last.
+    with every accepted image, and such a gate is evaluated last. A stateful gate may split
+    its work: :meth:`features` (per batch, any thread) and :meth:`score_features` /
+    :meth:`register_features` (per image, in order); the defaults pass the images through.
+    ``thread_safe = False`` (the default for user gates) makes the chain call the gate from
+    one thread at a time.
     """
 
     name: str = "gate"
     stateful: bool = False
     higher_is_better: bool = True
+    thread_safe: bool = False
 
     def __init__(self, *, threshold: float):
         self.threshold = float(threshold)
@@ -87,30 +98,34 @@ class QualityGate(ABC):
     def register(self, image: np.ndarray, class_name: str) -> None:  # noqa: B027
         """Called with every accepted image (stateful gates remember it)."""
 
+    def features(self, images: Sequence[np.ndarray]) -> Sequence:
+        """What a stateful gate compares, for a batch (no state read or changed)."""
+        return list(images)
+
+    def score_features(self, feature, class_name: str) -> float | None:
+        return self.score(feature, class_name)
+
+    def register_features(self, feature, class_name: str) -> None:
+        self.register(feature, class_name)
+
     def describe(self) -> dict:
         return {"name": self.name, "threshold": self.threshold, "type": type(self).__name__}
-
-
-def laplacian_variance(image: np.ndarray) -> float:
-    """Variance of the Laplacian of the grey-level image (0-255 units): low means blurry/flat."""
-    from scipy import ndimage
-
-    array = np.asarray(image, dtype=np.float64)
-    if array.ndim == 3:
-        array = array[:, :, :3].mean(axis=2) if array.shape[2] >= 3 else array[:, :, 0]
-    return float(ndimage.laplace(array, mode="reflect").var())
 
 
 class BlurGate(QualityGate):
     """Reject blurry or flat images: Laplacian variance at least ``threshold`` (default 60)."""
 
     name = "blur"
+    thread_safe = True
 
     def __init__(self, *, threshold: float = 60.0):
         super().__init__(threshold=threshold)
 
     def score(self, image, class_name):
-        return laplacian_variance(image)
+        return float(laplacian_variances([image])[0])
+
+    def score_batch(self, images, class_names):
+        return _batched(laplacian_variances, images)
 
 
 class StructureGate(QualityGate):
@@ -123,31 +138,23 @@ class StructureGate(QualityGate):
     """
 
     name = "structure"
+    thread_safe = True
 
     def __init__(self, *, threshold: float = 0.5):
         super().__init__(threshold=threshold)
 
     def score(self, image, class_name):
-        return pixel_statistics(image)["neighbour_corr"]
+        return float(neighbour_correlations([image])[0])
+
+    def score_batch(self, images, class_names):
+        return _batched(neighbour_correlations, images)
 
 
-def phash_bits(image: np.ndarray, hash_size: int = 8) -> np.uint64:
-    """The 64-bit perceptual hash (imagehash pHash) of a uint8 image, as an integer."""
-    import imagehash
-
-    array = np.asarray(image)
-    if array.ndim == 3:
-        array = array[:, :, 0] if array.shape[2] == 1 else array[:, :, :3]
-    bits = imagehash.phash(Image.fromarray(array), hash_size=hash_size).hash.ravel()
-    return np.uint64(int("".join("1" if b else "0" for b in bits), 2))
-
-
-def hamming(hashes: np.ndarray, value: np.uint64) -> np.ndarray:
-    """Hamming distances between ``value`` and every entry of ``hashes`` (uint64)."""
-    xor = np.bitwise_xor(hashes, value)
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(xor).astype(np.int64)
-    return np.unpackbits(xor.view(np.uint8)).reshape(len(xor), 64).sum(axis=1)
+def _batched(function, images) -> list[float]:
+    """``function`` over the batch at once when its images share a shape, else one by one."""
+    if len({np.shape(image) for image in images}) <= 1:
+        return [float(v) for v in function(images)] if len(images) else []
+    return [float(function([image])[0]) for image in images]
 
 
 class PHashGate(QualityGate):
@@ -165,39 +172,47 @@ class PHashGate(QualityGate):
 
     name = "phash"
     stateful = True
+    thread_safe = True  # features() reads no state; comparisons run in the chain's order
 
     def __init__(self, *, threshold: int = 4,
                  reference_images: Callable[[str], Iterable[np.ndarray]] | None = None):
         super().__init__(threshold=threshold)
         self.reference_images = reference_images
-        self._real: dict[str, np.ndarray] = {}
-        self._accepted: dict[str, list[np.uint64]] = defaultdict(list)
+        self._known: dict[str, HashSet] = {}  # per class: real images, then accepted ones
+        self._accepted: dict[str, int] = defaultdict(int)
 
     def passes(self, score):
         return score is None or score > self.threshold
 
-    def _real_hashes(self, class_name: str) -> np.ndarray:
-        if class_name not in self._real:
-            images = self.reference_images(class_name) if self.reference_images else ()
-            self._real[class_name] = np.asarray([phash_bits(i) for i in images], np.uint64)
-        return self._real[class_name]
+    def _hashes(self, class_name: str) -> HashSet:
+        if class_name not in self._known:  # the real images, hashed the first time
+            images = list(self.reference_images(class_name)) if self.reference_images else []
+            self._known[class_name] = HashSet(phash_batch(images))
+        return self._known[class_name]
 
     def add_reference(self, class_name: str, images: Iterable[np.ndarray]) -> None:
         """Add real images of a class to compare against."""
-        extra = np.asarray([phash_bits(i) for i in images], np.uint64)
-        self._real[class_name] = np.concatenate([self._real_hashes(class_name), extra])
+        self._hashes(class_name).add(phash_batch(list(images)))
+
+    def features(self, images):
+        return phash_batch(images)
+
+    def score_features(self, feature, class_name):
+        nearest = self._hashes(class_name).nearest(feature)
+        return 64.0 if nearest is None else float(nearest)
+
+    def register_features(self, feature, class_name):
+        self._hashes(class_name).add(feature)
+        self._accepted[class_name] += 1
 
     def score(self, image, class_name):
-        value = phash_bits(image)
-        known = np.concatenate([self._real_hashes(class_name),
-                                np.asarray(self._accepted[class_name], np.uint64)])
-        return 64.0 if not len(known) else float(hamming(known, value).min())
+        return self.score_features(phash_batch([image])[0], class_name)
 
     def register(self, image, class_name):
-        self._accepted[class_name].append(phash_bits(image))
+        self.register_features(phash_batch([image])[0], class_name)
 
     def accepted_count(self, class_name: str) -> int:
-        return len(self._accepted[class_name])
+        return self._accepted[class_name]
 
 
 class VerifierGate(QualityGate):
@@ -227,7 +242,7 @@ class VerifierGate(QualityGate):
                  threshold: float = 0.6, batch_size: int = 256):
         super().__init__(threshold=threshold)
         if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"--verify-threshold must be in [0, 1], got {threshold}")
+            raise ConfigError(f"`verify_threshold` must be in [0, 1], got {threshold}")
         self.source = None
         if not hasattr(model, "predict"):
             from genaug.classifier import load_classifier
@@ -306,6 +321,19 @@ class FunctionGate(QualityGate):
         return None if value is None else float(value)
 
 
+@dataclass
+class Prepared:
+    """The order-independent part of an image's verdict (from :meth:`GateChain.prepare`):
+    the stateless gates' results and what each stateful gate will compare."""
+
+    results: dict[str, GateResult]
+    features: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def stateless_passed(self) -> bool:
+        return all(r.passed for r in self.results.values())
+
+
 class GateChain:
     """Run gates in order (stateless first, stateful last) and keep per-class statistics.
 
@@ -313,7 +341,8 @@ class GateChain:
     is the record field ``{gate: {"score", "threshold", "passed"}}``; with ``register=True``
     (default) an accepted image is remembered by stateful gates (near-duplicate detection).
     Every gate is evaluated, even after one fails, so rejections are attributed to all gates
-    that would reject the image.
+    that would reject the image. For batches: :meth:`prepare` (any thread, several at once)
+    then :meth:`finish` per image, in order, from one thread.
 
     Parameters
     ----------
@@ -333,6 +362,7 @@ class GateChain:
         self._stats: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         self._final: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         self._warned: set[tuple[str, str]] = set()
+        self._locks = {g.name: threading.Lock() for g in self.gates if not g.thread_safe}
         self.reference_images = reference_images
 
     @property
@@ -346,23 +376,42 @@ class GateChain:
     def get(self, name: str) -> QualityGate | None:
         return next((g for g in self.gates if g.name == name), None)
 
-    def evaluate_stateless(self, images: Sequence[np.ndarray],
-                           class_names: Sequence[str]) -> list[dict[str, GateResult]]:
-        """Batched stateless gates; does not touch statistics (call :meth:`finish` later)."""
-        results: list[dict[str, GateResult]] = [{} for _ in images]
-        for gate in self.stateless:
-            for i, score in enumerate(gate.score_batch(list(images), list(class_names))):
-                results[i][gate.name] = gate.result(score)
-        return results
+    def _call(self, gate: QualityGate, method: str, *args):
+        lock = self._locks.get(gate.name)
+        if lock is None:
+            return getattr(gate, method)(*args)
+        with lock:
+            return getattr(gate, method)(*args)
 
-    def finish(self, image: np.ndarray, class_name: str,
-               partial: dict[str, GateResult] | None = None, *,
-               register: bool = True) -> tuple[bool, dict]:
+    def prepare(self, images: Sequence[np.ndarray],
+                class_names: Sequence[str]) -> list[Prepared]:
+        """The order-independent part of a batch's verdicts: the stateless gates' scores
+        (each gate over the whole batch) and the stateful gates' features. Reads and changes
+        no statistics or state, so batches may be prepared on several threads at once."""
+        images, class_names = list(images), list(class_names)
+        prepared = [Prepared({}) for _ in images]
+        for gate in self.stateless:
+            for entry, score in zip(prepared,
+                                    self._call(gate, "score_batch", images, class_names)):
+                entry.results[gate.name] = gate.result(score)
+        for gate in self.stateful:
+            for entry, feature in zip(prepared, self._call(gate, "features", images)):
+                entry.features[gate.name] = feature
+        return prepared
+
+    def finish(self, image: np.ndarray, class_name: str, prepared: Prepared | None = None,
+               *, register: bool = True) -> tuple[bool, dict]:
         """Complete the verdict of one image (stateful gates), count it, register it."""
-        results = dict(partial or {})
+        results = dict(prepared.results) if prepared is not None else {}
+        features = prepared.features if prepared is not None else {}
         for gate in self.gates:
-            if gate.name not in results:
-                results[gate.name] = gate.check(image, class_name)
+            if gate.name in results:
+                continue
+            if gate.name in features:
+                score = self._call(gate, "score_features", features[gate.name], class_name)
+                results[gate.name] = gate.result(score)
+            else:
+                results[gate.name] = self._call(gate, "check", image, class_name)
         passed = all(r.passed for r in results.values())
         for name, result in results.items():
             stats = self._stats[(class_name, name)]
@@ -372,7 +421,11 @@ class GateChain:
         final[0] += 1
         final[1] += int(passed)
         if passed and register:
-            self.register(image, class_name)
+            for gate in self.stateful:
+                if gate.name in features:
+                    self._call(gate, "register_features", features[gate.name], class_name)
+                else:
+                    self._call(gate, "register", image, class_name)
         return passed, {name: results[name].to_dict() for name in results}
 
     def check(self, image: np.ndarray, class_name: str, *,
@@ -381,8 +434,14 @@ class GateChain:
         return self.finish(image, class_name, None, register=register)
 
     def register(self, image: np.ndarray, class_name: str) -> None:
+        """Remember an accepted image (e.g. from an earlier run) in the stateful gates."""
+        self.register_many([image], class_name)
+
+    def register_many(self, images: Sequence[np.ndarray], class_name: str) -> None:
+        """:meth:`register` for a batch of one class's images, in order."""
         for gate in self.stateful:
-            gate.register(image, class_name)
+            for feature in self._call(gate, "features", list(images)):
+                self._call(gate, "register_features", feature, class_name)
 
     def acceptance_rates(self) -> dict[str, dict]:
         """``{class: {"checked", "accepted", "rate", "by_gate": {gate: rate}}}`` so far."""
@@ -451,13 +510,13 @@ def collapse_message(class_name: str, gate: str, passed: int, checked: int, *,
     """
     hint = {
         "verifier": "the reference classifier may have learned the class imbalance (train it "
-                    "with balanced sampling, or lower --verify-threshold), or the generator "
+                    "with balanced sampling, or lower `verify_threshold`), or the generator "
                     "does not make this class faithfully",
         "structure": "the generator makes noise for this class: train it longer",
-        "blur": "the images are flat or blurry at this size: lower --blur-min or check the "
+        "blur": "the images are flat or blurry at this size: lower `blur_min` or check the "
                 "generator",
         "phash": "the generator repeats itself (mode collapse) or copies real images: raise "
-                 "guidance diversity, train longer, or lower --phash-max",
+                 "guidance diversity, train longer, or lower `phash_max`",
     }.get(gate, "check the gate's threshold")
     if gate == "verifier" and structure_rate is not None and structure_rate < COLLAPSE_RATE:
         hint = (f"the structure gate passed only {structure_rate:.0%} of them too: the "
@@ -467,12 +526,12 @@ def collapse_message(class_name: str, gate: str, passed: int, checked: int, *,
         if real_pass_rate < 0.5:
             hint = (f"the reference classifier also rejects {1 - real_pass_rate:.0%} of the "
                     "class's real images: it has learned the class imbalance; retrain it "
-                    "with balanced sampling, or lower --verify-threshold")
+                    "with balanced sampling, or lower `verify_threshold`")
         else:
             hint = (f"the reference classifier accepts {real_pass_rate:.0%} of the class's "
                     "real images (its own training images, an optimistic figure), so the "
                     "generator does not make this class faithfully: train it longer or raise "
-                    "--guidance-scale")
+                    "`guidance_scale`")
     return (f"ACCEPTANCE COLLAPSE: gate {gate!r} accepted only {passed} of {checked} "
             f"candidates of class {class_name!r} ({passed / checked:.0%}); {hint}")
 

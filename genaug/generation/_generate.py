@@ -1,43 +1,50 @@
-"""The generate loop: plan items -> backend -> quality gates -> retries -> the cache.
+"""The generate run: plan entries -> backend -> quality gates -> retries -> the cache.
 
 Decisions are sequential in plan order within a class: an image is compared (near-duplicate
 gate) with the images accepted before it, and a rejected image is retried with a new
-deterministic seed before the next item is decided. Images are still produced in batches:
-first attempts of a chunk together, then, round by round, the retries of candidates that
-failed an order-independent gate; only retries after a near-duplicate rejection are made on
-demand. Because every image depends only on its seed, an interrupted run that is started
-again makes exactly the decisions the uninterrupted run would have made.
+deterministic seed before the class's next entry is decided. Images are produced in batches
+that mix the classes round-robin (in proportion to what each still needs), while the
+previous batch is gated and written (:mod:`genaug.generation._pipeline`). Because every
+image depends only on its seed, the cache does not depend on the batching, and a run that
+was interrupted, stopped by its time budget and started again makes exactly the decisions of
+an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import warnings
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from genaug.exceptions import CacheError, ConfigError
-from genaug.generation._backend import GenerationRequest, GeneratorBackend
+from genaug.exceptions import CacheError, ConfigError, GateAcceptanceWarning
+from genaug.generation._base import GenerationRequest, GeneratorBackend
 from genaug.generation._gates import (
-    COLLAPSE_MIN_CHECKED,
-    COLLAPSE_RATE,
-    GateAcceptanceWarning,
     GateChain,
-    GateResult,
     VerifierGate,
     build_gate_chain,
-    collapse_message,
     real_image_loader,
 )
+from genaug.generation._pipeline import (
+    Candidate,
+    LocalProducer,
+    OrderedConsumer,
+    StageTimes,
+    Work,
+    WorkQueue,
+    interleave,
+)
 from genaug.generation._plan import GenerationPlan, PlanItem
+from genaug.generation._summary import summarize
 from genaug.generation._utils import (
     canonical_sha256,
     derive_seed,
@@ -53,22 +60,488 @@ REJECTIONS_FILE = "generation_rejections.jsonl"
 RUN_FILE = "generation_run.json"
 LOCK_FILE = ".generate.lock"
 STALE_TMP_SECONDS = 300
-FIRST_ATTEMPT_GOAL = 0.8
+#: jobs sampled ahead of the ordered consumer (double buffering, plus one being prepared)
+PIPELINE_DEPTH = 2
 SEED_RULE = ("attempt 0: sha256([plan_seed, class, index, 0]); retry k: "
              "sha256([plan_seed, class, index, k]); first 31 bits")
 
 
-@dataclass
-class _Candidate:
-    item: PlanItem
-    attempt: int
-    image: np.ndarray
-    provenance: dict
-    partial: dict[str, GateResult]
+def generate_cache(
+    plan: GenerationPlan | str | Path,
+    *,
+    backend: GeneratorBackend,
+    cache_dir,
+    gates: GateChain | None = None,
+    blur_min: float | None = 60.0,
+    structure_min: float | None = 0.5,
+    phash_max: int | None = 4,
+    verify_model=None,
+    verify_threshold: float = 0.6,
+    extra_gates: Sequence = (),
+    max_retries: int = 3,
+    image_size: tuple[int, int] | int | None = None,
+    color_mode: str | None = None,
+    batch_size: int | None = None,
+    img2img_fraction: float = 0.0,
+    data=None,
+    max_seconds: float | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    parameters: dict | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> dict:
+    """Generate the plan's images into a verified, resumable synthetic cache.
 
-    @property
-    def stateless_passed(self) -> bool:
-        return all(r.passed for r in self.partial.values())
+    Parameters
+    ----------
+    plan : GenerationPlan or path-like
+    backend : GeneratorBackend
+        From :func:`load_backend`.
+    cache_dir : path-like
+        The cache (created if needed; an existing one is resumed).
+    gates : GateChain, optional
+        A ready chain; otherwise the standard one is built from ``blur_min``,
+        ``structure_min``, ``phash_max``, ``verify_model``, ``verify_threshold`` and
+        ``extra_gates``.
+    max_retries : int, default 3
+        A rejected image is made again with a new deterministic seed at most this many times.
+    image_size : int or (h, w), optional
+        Output size (default: the real images' most common size, else the generator's).
+    color_mode : {"grayscale", "rgb"}, optional
+        Output colour mode (default: the real images' majority mode, else the generator's).
+    batch_size : int, optional
+        Images per generator call (default: the backend's, larger on CUDA). A batch mixes
+        the classes in proportion to what each still needs.
+    img2img_fraction : float, default 0
+        Share of each class's images made as variations of its real images (``source_id``
+        recorded); classes without real images are always generated from scratch.
+    data : path-like, optional
+        The real data, when it moved since the plan was made.
+    max_seconds : float, optional
+        Stop starting new batches after this many seconds; what is made by then is decided
+        and written, every class partly filled, and a later run continues.
+    workers : int, optional
+        Threads that normalise, gate and hash batches while the next one samples (default:
+        up to 4, one per CPU core).
+    parameters : dict, optional
+        Everything the caller wants in ``env_report.json`` (e.g. the command line options).
+    echo : callable, optional
+        Receives one-line messages (warnings are raised as Python warnings without it).
+
+    Returns
+    -------
+    dict
+        The summary also written to ``<cache>/generation_summary.json``, with the seconds
+        spent sampling, gating, writing and waiting under ``time_split``.
+    """
+    if not isinstance(plan, GenerationPlan):
+        plan = GenerationPlan.load(plan)
+    if gates is None:
+        gates = dict(blur_min=blur_min, structure_min=structure_min, phash_max=phash_max,
+                     verify_model=verify_model, verify_threshold=verify_threshold,
+                     extra_gates=extra_gates)
+    run = _GenerationRun(plan, backend=backend, cache_dir=Path(cache_dir), gates=gates,
+                         max_retries=max_retries, image_size=image_size,
+                         color_mode=color_mode, batch_size=batch_size,
+                         img2img_fraction=img2img_fraction, data=data,
+                         max_seconds=max_seconds, workers=workers, progress=progress,
+                         parameters=parameters, echo=echo)
+    return run()
+
+
+@dataclass
+class _ClassState:
+    """One class's pending entries, decided in plan order by the ordered consumer."""
+
+    items: list[PlanItem]
+    cursor: int = 0
+    attempt: int = 0
+    ready: dict[tuple[int, int], Candidate] = field(default_factory=dict)
+    requested: set[tuple[int, int]] = field(default_factory=set)
+
+
+class _GenerationRun:
+    """One :func:`generate_cache` call. :meth:`__call__` lists its steps; the sampling loop
+    runs in the calling thread, :meth:`_commit` in the ordered consumer's."""
+
+    def __init__(self, plan: GenerationPlan, *, backend: GeneratorBackend, cache_dir: Path,
+                 gates, max_retries: int, image_size, color_mode, batch_size,
+                 img2img_fraction: float, data, max_seconds, workers, progress: bool,
+                 parameters, echo):
+        if max_retries < 0:
+            raise ConfigError(f"`max_retries` must not be negative, got {max_retries}")
+        if not 0.0 <= img2img_fraction <= 1.0:
+            raise ConfigError(f"`img2img_fraction` must be in [0, 1], got {img2img_fraction}")
+        if img2img_fraction and not backend.supports_source_images:
+            raise ConfigError(f"the {backend.backend_name} backend cannot make variations")
+        if max_seconds is not None and not max_seconds > 0:
+            raise ConfigError(f"`max_seconds` must be positive, got {max_seconds}")
+        if workers is not None and workers < 1:
+            raise ConfigError(f"`workers` must be at least 1, got {workers}")
+        self.plan, self.backend, self.cache_dir = plan, backend, cache_dir
+        self.gates = gates
+        self.max_retries, self.img2img_fraction = int(max_retries), float(img2img_fraction)
+        self.image_size, self.color_mode, self.batch_size = image_size, color_mode, batch_size
+        self.data, self.max_seconds = data, max_seconds
+        self.workers = int(workers or min(4, os.cpu_count() or 1))
+        self.progress, self.parameters = progress, parameters
+        self.echo = echo
+        self.say = echo or (lambda message: None)
+        self.started = datetime.now(timezone.utc)
+        self.clock = time.perf_counter()
+        self.times = StageTimes()
+        self.messages: list[str] = []
+        self.warned: set[tuple[str, str]] = set()
+        self.stopped_by: str | None = None
+
+    def __call__(self) -> dict:
+        # 1. Read the real data: output size and colour mode, the sources of variations.
+        self._read_data()
+        # 2. Build the gate chain and the fingerprint a resumed run must match.
+        self._build_gates()
+        # 3. Open the cache: lock it, refuse other settings, read earlier runs' decisions.
+        self._open_cache()
+        failed, interrupted = True, False
+        try:
+            # 4. Order what is left round-robin across classes (earlier images registered).
+            work = self._order_work()
+            # 5. Sample, prepare and commit, overlapped, until done or out of time.
+            self._produce(work)
+            failed = False
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            # 6. Close the cache and write the summary and the environment report.
+            summary = self._close(failed=failed, interrupted=interrupted)
+        return summary
+
+    # -- 1. the real data ----------------------------------------------------------------
+    def _read_data(self) -> None:
+        from genaug.data import DatasetIndex
+        from genaug.generation._ddpm_fit import infer_color_mode
+
+        plan, backend = self.plan, self.backend
+        source = self.data if self.data is not None else plan.data
+        index = None
+        if source is not None:
+            with warnings.catch_warnings():  # the plan chose its classes on purpose
+                warnings.filterwarnings("ignore", message="folders not in class_names")
+                index = DatasetIndex.load(source, class_names=plan.class_names, validate=True)
+            changed = [f"{c} ({plan.classes[c]['current']} -> {int(n)})"
+                       for c, n in zip(index.class_names, index.counts())
+                       if c in plan.classes and int(n) != plan.classes[c]["current"]]
+            if changed:
+                self.say(f"warning: the data changed since the plan was made: "
+                         f"{', '.join(changed)}")
+        size = self.image_size
+        if isinstance(size, int):
+            size = (size, size)
+        size = tuple(size) if size else (_modal_size(index) or backend.native_size)
+        if size is None:
+            raise ConfigError("give `image_size`: neither real images nor the generator fix it")
+        mode = self.color_mode
+        if mode is None:
+            mode = (infer_color_mode(index) if index is not None and len(index)
+                    else backend.native_color_mode)
+        if mode not in ("grayscale", "rgb"):
+            raise ConfigError(f"`color_mode` must be grayscale or rgb, got {mode!r}")
+        self.image_size, self.color_mode = size, mode
+        self.todo_classes = [c for c in plan.class_names if plan.classes[c]["generate"] > 0]
+        impossible = [c for c in self.todo_classes if not backend.can_generate(c)]
+        if impossible:
+            raise ConfigError(
+                f"the {backend.backend_name} generator cannot make class(es) "
+                f"{', '.join(impossible)} (it knows {', '.join(backend.class_names or ())}); "
+                "a class with no real image needs a prompt-driven generator (`sd_model`)")
+        self.real_paths: dict[str, list[str]] = {c: [] for c in plan.class_names}
+        self.real_ids: dict[str, list[str]] = {c: [] for c in plan.class_names}
+        if index is not None:
+            for path, label, rid in zip(index.paths, index.labels, index.ids):
+                self.real_paths[index.class_names[label]].append(path)
+                self.real_ids[index.class_names[label]].append(rid)
+        self.source_order = {
+            c: np.random.default_rng(derive_seed(plan.seed, c, "sources")).permutation(
+                len(paths)) for c, paths in self.real_paths.items() if paths}
+
+    # -- 2. gates and fingerprint --------------------------------------------------------
+    def _build_gates(self) -> None:
+        reference_images = real_image_loader(self.real_paths, image_size=self.image_size,
+                                             color_mode=self.color_mode)
+        if not isinstance(self.gates, GateChain):
+            self.gates = build_gate_chain(**self.gates, class_names=self.plan.class_names,
+                                          reference_images=reference_images)
+        for gate in self.gates.gates:
+            if isinstance(gate, VerifierGate):
+                gate.bind_classes(self.plan.class_names)
+        self.job_size = int(self.batch_size or self.backend.batch_size)
+        if self.job_size < 1:
+            raise ConfigError(f"`batch_size` must be at least 1, got {self.batch_size}")
+        self.fingerprint = {
+            "plan_sha256": self.plan.sha256,
+            "generator": {k: self.backend.info().get(k) for k in ("backend", "model_hash")},
+            "backend_settings": _backend_settings(self.backend),
+            "image_size": list(self.image_size),
+            "color_mode": self.color_mode,
+            "max_retries": self.max_retries,
+            "img2img_fraction": self.img2img_fraction,
+            "gates": [{k: g[k] for k in ("name", "threshold", "type")}
+                      for g in self.gates.describe()],
+        }
+        lora = self.backend.info().get("lora_sha256")
+        if lora:  # resuming with another adapter, or none, fails
+            self.fingerprint["generator"]["lora_sha256"] = lora
+
+    # -- 3. the cache --------------------------------------------------------------------
+    def _open_cache(self) -> None:
+        from genaug.synthetic import CacheWriter, SyntheticCache
+
+        self.created = not self.cache_dir.exists()
+        self.lock = _lock_cache(self.cache_dir)
+        try:
+            _remove_stale_temporaries(self.cache_dir)
+            self.existing = {r["id"]: r for r in SyntheticCache(self.cache_dir).records}
+            _check_run(self.cache_dir, self.fingerprint, empty=not self.existing)
+            self.writer = CacheWriter(self.cache_dir)
+            self.rejections = _AppendLog(self.cache_dir / REJECTIONS_FILE)
+        except BaseException:
+            self.lock.close()
+            if self.created:
+                shutil.rmtree(self.cache_dir, ignore_errors=True)
+            raise
+        self.logged_before = len(self.rejections.entries)
+
+    # -- 4. the order of the work ----------------------------------------------------------
+    def _order_work(self) -> list[Work]:
+        exhausted = {e["id"] for e in self.rejections.entries if e.get("exhausted")}
+        self.classes: dict[str, _ClassState] = {}
+        total = left = 0
+        for class_name in self.todo_classes:
+            items = self.plan.items(class_name)
+            pending = [it for it in items
+                       if it.record_id not in self.existing and it.record_id not in exhausted]
+            total, left = total + len(items), left + len(pending)
+            if not pending:
+                continue
+            # earlier runs' accepted images take part in the near-duplicate checks
+            self.gates.register_many(self._accepted_images(items), class_name)
+            self.classes[class_name] = _ClassState(
+                pending, requested={(it.index, 0) for it in pending})
+        self.bar = progress_bar(total=total, initial=total - left, desc="generate",
+                                enabled=self.progress)
+        return interleave({c: [(it, 0) for it in s.items] for c, s in self.classes.items()})
+
+    def _accepted_images(self, items: list[PlanItem]) -> list[np.ndarray]:
+        images = []
+        for item in items:
+            record = self.existing.get(item.record_id)
+            if record is None:
+                continue
+            try:
+                with Image.open(self.cache_dir / record["path"]) as image:
+                    images.append(normalize_image(np.asarray(image), self.image_size,
+                                                  self.color_mode))
+            except Exception:  # noqa: BLE001 - a damaged file is reported by the integrity pass
+                continue
+        return images
+
+    # -- 5. sample, prepare, commit ----------------------------------------------------------
+    def _produce(self, first_attempts: list[Work]) -> None:
+        self.work = WorkQueue(first_attempts, job_size=self.job_size)
+        producer = LocalProducer(self._sample, self._prepare, workers=self.workers,
+                                 times=self.times)
+        consumer = OrderedConsumer(self._commit, work=self.work, depth=PIPELINE_DEPTH,
+                                   times=self.times)
+        try:
+            while (job := self.work.next_job(stop=self._out_of_time,
+                                             times=self.times)) is not None:
+                consumer.put(producer.submit(job))
+                self._emit_messages()
+        except BaseException:
+            self.work.close()
+            raise
+        finally:
+            try:
+                consumer.close()  # decides every job already sampled
+            finally:
+                producer.close()
+                self._emit_messages()
+                self.bar.close()
+
+    def _out_of_time(self) -> bool:
+        if self.max_seconds is not None and time.perf_counter() - self.clock >= self.max_seconds:
+            self.stopped_by = "max_seconds"
+        return self.stopped_by is not None
+
+    def _sample(self, job: list[Work]):
+        """The device's part: one generator call for the whole job."""
+        return self.backend.generate_batch([self._request(item, attempt)
+                                            for item, attempt in job])
+
+    def _request(self, item: PlanItem, attempt: int) -> GenerationRequest:
+        prompts = self.backend.uses_prompts
+        request = GenerationRequest(
+            class_name=item.class_name, seed=item.seed_for(attempt),
+            prompt=item.prompt if prompts else None,
+            negative_prompt=item.negative_prompt if prompts else None,
+            attributes=dict(item.attributes))
+        sources = self.real_paths.get(item.class_name)
+        if sources and self.img2img_fraction and _is_variation(item.index,
+                                                               self.img2img_fraction):
+            from genaug.data import load_image
+
+            pick = int(self.source_order[item.class_name][item.index % len(sources)])
+            native = "rgb" if self.backend.native_color_mode == "rgb" else "grayscale"
+            request.source_image = load_image(sources[pick], color_mode=native)
+            request.source_id = self.real_ids[item.class_name][pick]
+        return request
+
+    def _prepare(self, job: list[Work], made) -> list[Candidate]:
+        """The CPU part that needs no order: normalising, stateless gates, hashes."""
+        images = [normalize_image(m.image, self.image_size, self.color_mode) for m in made]
+        prepared = self.gates.prepare(images, [item.class_name for item, _ in job])
+        return [Candidate(item, attempt, image, m.provenance, p)
+                for (item, attempt), image, m, p in zip(job, images, made, prepared)]
+
+    def _commit(self, candidates: list[Candidate]) -> None:
+        """The ordered consumer: file the candidates, decide what is now decidable."""
+        touched = []
+        for candidate in candidates:
+            state = self.classes[candidate.item.class_name]
+            state.ready[candidate.key] = candidate
+            if (not candidate.prepared.stateless_passed
+                    and candidate.attempt < self.max_retries):  # rejected whatever comes
+                self._ask(state, candidate.item, candidate.attempt + 1)
+            touched.append(candidate.item.class_name)
+        for class_name in dict.fromkeys(touched):
+            self._decide(class_name, self.classes[class_name])
+        self.messages.extend(_collapse_check(self.gates, self.warned))
+        self.bar.set_postfix_str(self.times.postfix())
+
+    def _ask(self, state: _ClassState, item: PlanItem, attempt: int) -> None:
+        if (item.index, attempt) not in state.requested:
+            state.requested.add((item.index, attempt))
+            self.work.retry((item, attempt))
+
+    def _decide(self, class_name: str, state: _ClassState) -> None:
+        while state.cursor < len(state.items):
+            item = state.items[state.cursor]
+            candidate = state.ready.pop((item.index, state.attempt), None)
+            if candidate is None:
+                return  # asked for; decided when it arrives
+            with self.times.timed("gates"):
+                passed, quality = self.gates.finish(candidate.image, class_name,
+                                                    candidate.prepared)
+            with self.times.timed("writing"):
+                if passed:
+                    self._write(candidate, quality)
+                else:
+                    self.rejections.append({
+                        "id": item.record_id, "class": class_name, "plan_index": item.index,
+                        "attempt": state.attempt + 1,
+                        "seed": candidate.provenance.get("seed"), "quality": quality,
+                        "exhausted": state.attempt == self.max_retries})
+            if passed or state.attempt == self.max_retries:
+                state.cursor, state.attempt = state.cursor + 1, 0
+                self.bar.update(1)
+            else:
+                state.attempt += 1
+                self._ask(state, item, state.attempt)
+
+    def _write(self, candidate: Candidate, quality: dict) -> None:
+        item = candidate.item
+        fields = dict(candidate.provenance)
+        fields.update(attributes=dict(item.attributes), quality=quality,
+                      attempts=candidate.attempt + 1, plan_index=item.index)
+        if self.backend.uses_prompts:
+            fields["prompt_set_sha256"] = self.plan.prompt_set_sha256
+        self.writer.add(candidate.image, class_name=item.class_name,
+                        record_id=item.record_id, **fields)
+
+    def _emit_messages(self) -> None:
+        while self.messages:
+            message = self.messages.pop(0)
+            if self.echo:
+                self.say("WARNING: " + message)
+            else:
+                warnings.warn(message, GateAcceptanceWarning, stacklevel=2)
+
+    # -- 6. close and report -----------------------------------------------------------------
+    def _close(self, *, failed: bool, interrupted: bool) -> dict | None:
+        try:
+            self.rejections.close()
+            self.writer.close()
+            wrote_nothing = (not self.existing and not self.writer.existing_ids()
+                             and len(self.rejections.entries) == self.logged_before)
+            if failed and wrote_nothing:
+                return None
+            return self._write_reports(interrupted=interrupted)
+        finally:
+            self.lock.close()
+            if failed and wrote_nothing and self.created:
+                # nothing to resume: leave no folder that would block a run with new settings
+                shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+    def _write_reports(self, *, interrupted: bool) -> dict:
+        from genaug.synthetic import SyntheticCache, atomic_write_bytes
+
+        cache = SyntheticCache(self.cache_dir, class_names=self.plan.class_names)
+        problems = cache.verify_files(image_size=self.image_size,
+                                      color_mode=self.color_mode).lines()
+        integrity = {"checked": len(cache.records), "ok": not problems, "problems": problems}
+        summary = summarize(self.plan, cache.records,
+                            _AppendLog(self.cache_dir / REJECTIONS_FILE).entries)
+        all_done = all(c["pending"] == 0 for c in summary["classes"].values())
+        seconds = time.perf_counter() - self.clock
+        accepted_now = len(self.writer.existing_ids()) - len(self.existing)
+        summary.update(
+            complete=bool(not interrupted and all_done and integrity["ok"]),
+            interrupted=interrupted,
+            stopped_by="interrupt" if interrupted else self.stopped_by,
+            cache=str(self.cache_dir),
+            image_size=list(self.image_size),
+            color_mode=self.color_mode,
+            generator=self.backend.info(),
+            gates=self.gates.describe(),
+            integrity=integrity,
+            this_run_acceptance=self.gates.acceptance_rates(),
+            seconds=round(seconds, 2),
+            time_split=self.times.as_dict(),
+            accepted_per_second=round(accepted_now / max(seconds, 1e-9), 2),
+        )
+        if problems:
+            self.say(f"integrity: {len(problems)} problem(s): " + "; ".join(problems[:3]))
+        atomic_write_bytes(self.cache_dir / SUMMARY_FILE,
+                           (json.dumps(summary, indent=2, default=str) + "\n").encode())
+        atomic_write_bytes(self.cache_dir / ENV_REPORT,
+                           (json.dumps(self._environment(summary), indent=2, default=str)
+                            + "\n").encode())
+        return summary
+
+    def _environment(self, summary: dict) -> dict:
+        backend, plan = self.backend, self.plan
+        return {
+            "created": self.started.isoformat(),
+            "finished": datetime.now(timezone.utc).isoformat(),
+            "complete": summary["complete"],
+            "versions": package_versions(),
+            "device": {**device_report(backend.device),
+                       "dtype": str(getattr(backend, "dtype", None)).replace("torch.", ""),
+                       "sampler_runtime": getattr(backend, "runtime", "eager")},
+            "generator": backend.info(),
+            "backend_settings": _backend_settings(backend),
+            "options": {"max_retries": self.max_retries, "image_size": list(self.image_size),
+                        "color_mode": self.color_mode, "batch_size": self.job_size,
+                        "img2img_fraction": self.img2img_fraction,
+                        "max_seconds": self.max_seconds, "workers": self.workers,
+                        "gates": self.gates.describe()},
+            "parameters": self.parameters or {},
+            "plan": {"sha256": plan.sha256, "data": plan.data, "seed": plan.seed,
+                     "target_per_class": plan.target_per_class,
+                     "prompt_set_sha256": plan.prompt_set_sha256},
+            "seeds": {"plan_seed": plan.seed, "rule": SEED_RULE},
+            "run_fingerprint_sha256": canonical_sha256(self.fingerprint),
+        }
 
 
 class _AppendLog:
@@ -125,253 +598,6 @@ def _is_variation(index: int, fraction: float) -> bool:
     return int(np.floor((index + 1) * fraction)) > int(np.floor(index * fraction))
 
 
-def generate_cache(
-    plan: GenerationPlan | str | Path,
-    *,
-    backend: GeneratorBackend,
-    cache_dir,
-    gates: GateChain | None = None,
-    blur_min: float | None = 60.0,
-    structure_min: float | None = 0.5,
-    phash_max: int | None = 4,
-    verify_model=None,
-    verify_threshold: float = 0.6,
-    extra_gates: Sequence = (),
-    max_retries: int = 3,
-    image_size: tuple[int, int] | int | None = None,
-    color_mode: str | None = None,
-    batch_size: int | None = None,
-    img2img_fraction: float = 0.0,
-    data=None,
-    progress: bool = True,
-    parameters: dict | None = None,
-    echo: Callable[[str], None] | None = None,
-) -> dict:
-    """Generate the plan's images into a verified, resumable synthetic cache.
-
-    Parameters
-    ----------
-    plan : GenerationPlan or path-like
-    backend : GeneratorBackend
-        From :func:`load_backend`.
-    cache_dir : path-like
-        The cache (created if needed; an existing one is resumed).
-    gates : GateChain, optional
-        A ready chain; otherwise the standard one is built from ``blur_min``,
-        ``structure_min``, ``phash_max``,
-        ``verify_model``, ``verify_threshold`` and ``extra_gates``.
-    max_retries : int, default 3
-        A rejected image is made again with a new deterministic seed at most this many times.
-    image_size : int or (h, w), optional
-        Output size (default: the real images' most common size, else the generator's).
-    color_mode : {"grayscale", "rgb"}, optional
-        Output colour mode (default: the real images' majority mode, else the generator's).
-    batch_size : int, optional
-        Images per generator call (default: the backend's, larger on CUDA).
-    img2img_fraction : float, default 0
-        Share of each class's images made as variations of its real images (``source_id``
-        recorded); classes without real images are always generated from scratch.
-    data : path-like, optional
-        The real data, when it moved since the plan was made.
-    parameters : dict, optional
-        Everything the caller wants in ``env_report.json`` (e.g. the command line options).
-    echo : callable, optional
-        Receives one-line messages (warnings are raised as Python warnings without it).
-
-    Returns
-    -------
-    dict
-        The summary also written to ``<cache>/generation_summary.json``.
-    """
-    from genaug.data import DatasetIndex, infer_color_mode, load_image
-    from genaug.synthetic import CacheWriter, SyntheticCache, atomic_write_bytes
-
-    started = datetime.now(timezone.utc)
-    clock = time.perf_counter()
-    if not isinstance(plan, GenerationPlan):
-        plan = GenerationPlan.load(plan)
-    if max_retries < 0:
-        raise ConfigError(f"--max-retries must not be negative, got {max_retries}")
-    if not 0.0 <= img2img_fraction <= 1.0:
-        raise ConfigError(f"--img2img-fraction must be in [0, 1], got {img2img_fraction}")
-    if img2img_fraction and not backend.supports_source_images:
-        raise ConfigError(f"the {backend.backend_name} backend cannot make variations")
-    say = echo or (lambda message: None)
-
-    source = data if data is not None else plan.data
-    index = None
-    if source is not None:
-        with warnings.catch_warnings():  # the plan chose its classes on purpose
-            warnings.filterwarnings("ignore", message="folders not in class_names")
-            index = DatasetIndex.load(source, class_names=plan.class_names, validate=True)
-        changed = [f"{c} ({plan.classes[c]['current']} -> {int(n)})"
-                   for c, n in zip(index.class_names, index.counts())
-                   if c in plan.classes and int(n) != plan.classes[c]["current"]]
-        if changed:
-            say(f"warning: the data changed since the plan was made: {', '.join(changed)}")
-    if isinstance(image_size, int):
-        image_size = (image_size, image_size)
-    image_size = tuple(image_size) if image_size else (_modal_size(index) or backend.native_size)
-    if image_size is None:
-        raise ConfigError("give --image-size: neither real images nor the generator fix it")
-    if color_mode is None:
-        color_mode = (infer_color_mode(index) if index is not None and len(index)
-                      else backend.native_color_mode)
-    if color_mode not in ("grayscale", "rgb"):
-        raise ConfigError(f"--color-mode must be grayscale or rgb, got {color_mode!r}")
-
-    todo_classes = [c for c in plan.class_names if plan.classes[c]["generate"] > 0]
-    impossible = [c for c in todo_classes if not backend.can_generate(c)]
-    if impossible:
-        raise ConfigError(
-            f"the {backend.backend_name} generator cannot make class(es) "
-            f"{', '.join(impossible)} (it knows {', '.join(backend.class_names or ())}); "
-            "a class with no real image needs a prompt-driven generator (--sd-model)")
-
-    real_paths: dict[str, list[str]] = defaultdict(list)
-    real_ids: dict[str, list[str]] = defaultdict(list)
-    if index is not None:
-        for path, label, rid in zip(index.paths, index.labels, index.ids):
-            real_paths[index.class_names[label]].append(path)
-            real_ids[index.class_names[label]].append(rid)
-
-    reference_images = real_image_loader(real_paths, image_size=image_size,
-                                         color_mode=color_mode)
-    if gates is None:
-        gates = build_gate_chain(blur_min=blur_min, structure_min=structure_min,
-                                 phash_max=phash_max,
-                                 verify_model=verify_model, verify_threshold=verify_threshold,
-                                 class_names=plan.class_names,
-                                 reference_images=reference_images, extra_gates=extra_gates)
-    for gate in gates.gates:
-        if isinstance(gate, VerifierGate):
-            gate.bind_classes(plan.class_names)
-
-    cache_dir = Path(cache_dir)
-    fingerprint = {
-        "plan_sha256": plan.sha256,
-        "generator": {k: backend.info().get(k) for k in ("backend", "model_hash")},
-        "backend_settings": _backend_settings(backend),
-        "image_size": list(image_size),
-        "color_mode": color_mode,
-        "max_retries": max_retries,
-        "img2img_fraction": img2img_fraction,
-        "gates": [{k: g[k] for k in ("name", "threshold", "type")} for g in gates.describe()],
-    }
-    if backend.info().get("lora_sha256"):  # resuming with another adapter, or none, fails
-        fingerprint["generator"]["lora_sha256"] = backend.info()["lora_sha256"]
-    chunk = int(batch_size or backend.batch_size)
-    if chunk < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    lock = _lock_cache(cache_dir)
-    try:
-        _check_run(cache_dir, fingerprint)
-        writer = CacheWriter(cache_dir)
-        rejections = _AppendLog(cache_dir / REJECTIONS_FILE)
-    except BaseException:
-        lock.close()
-        raise
-    warned: set = set()
-    interrupted = False
-    try:
-        existing = {r["id"]: r for r in SyntheticCache(cache_dir).records}
-        exhausted = {e["id"] for e in rejections.entries if e.get("exhausted")}
-        for class_name in todo_classes:
-            items = plan.items(class_name)
-            done = [it for it in items if it.record_id in existing]
-            pending = [it for it in items
-                       if it.record_id not in existing and it.record_id not in exhausted]
-            if not pending:
-                continue
-            for it in done:  # earlier runs' accepted images take part in duplicate checks
-                try:
-                    with Image.open(cache_dir / existing[it.record_id]["path"]) as image:
-                        accepted = np.asarray(image)
-                except Exception:  # noqa: BLE001 - a damaged file is reported by verify_cache
-                    continue
-                gates.register(normalize_image(accepted, image_size, color_mode), class_name)
-            sources = real_paths.get(class_name, [])
-            order = np.random.default_rng(derive_seed(plan.seed, class_name, "sources")
-                                          ).permutation(len(sources)) if sources else []
-
-            def produce(pairs, class_name=class_name, sources=sources, order=order):
-                requests = []
-                for item, attempt in pairs:
-                    request = GenerationRequest(
-                        class_name=class_name, seed=item.seed_for(attempt),
-                        prompt=item.prompt if backend.uses_prompts else None,
-                        negative_prompt=item.negative_prompt if backend.uses_prompts else None,
-                        attributes=dict(item.attributes))
-                    if sources and img2img_fraction and _is_variation(item.index,
-                                                                      img2img_fraction):
-                        pick = int(order[item.index % len(sources)])
-                        request.source_image = load_image(
-                            sources[pick], color_mode="rgb" if backend.native_color_mode
-                            == "rgb" else "grayscale")
-                        request.source_id = real_ids[class_name][pick]
-                    requests.append(request)
-                made = backend.generate_batch(requests)
-                images = [normalize_image(m.image, image_size, color_mode) for m in made]
-                partial = gates.evaluate_stateless(images, [class_name] * len(images))
-                return [_Candidate(item, attempt, image, m.provenance, p)
-                        for (item, attempt), image, m, p in zip(pairs, images, made, partial)]
-
-            bar = progress_bar(total=len(items), initial=len(items) - len(pending),
-                               desc=class_name, enabled=progress)
-            try:
-                for start in range(0, len(pending), chunk):
-                    part = pending[start:start + chunk]
-                    ready: dict[tuple[int, int], _Candidate] = {}
-                    todo = [(it, 0) for it in part]
-                    while todo:  # retries of order-independent rejections, batched
-                        made = produce(todo)
-                        ready.update({(c.item.index, c.attempt): c for c in made})
-                        todo = [(c.item, c.attempt + 1) for c in made
-                                if not c.stateless_passed and c.attempt < max_retries]
-                    for item in part:
-                        for attempt in range(max_retries + 1):
-                            candidate = ready.pop((item.index, attempt), None)
-                            if candidate is None:
-                                candidate = produce([(item, attempt)])[0]
-                            passed, quality = gates.finish(candidate.image, class_name,
-                                                           candidate.partial)
-                            if passed:
-                                fields = dict(candidate.provenance)
-                                fields.update(attributes=dict(item.attributes),
-                                              quality=quality, attempts=attempt + 1,
-                                              plan_index=item.index)
-                                if backend.uses_prompts:
-                                    fields["prompt_set_sha256"] = plan.prompt_set_sha256
-                                writer.add(candidate.image, class_name=class_name,
-                                           record_id=item.record_id, **fields)
-                                break
-                            rejections.append({
-                                "id": item.record_id, "class": class_name,
-                                "plan_index": item.index, "attempt": attempt + 1,
-                                "seed": candidate.provenance.get("seed"), "quality": quality,
-                                "exhausted": attempt == max_retries})
-                        bar.update(1)
-                    for message in _collapse_check(gates, warned):
-                        (say("WARNING: " + message) if echo else
-                         warnings.warn(message, GateAcceptanceWarning, stacklevel=2))
-            finally:
-                bar.close()
-    except KeyboardInterrupt:
-        interrupted = True
-        raise
-    finally:
-        try:
-            rejections.close()
-            writer.close()
-            summary = _finish(plan, cache_dir, backend, gates, fingerprint, image_size,
-                              color_mode, max_retries, chunk, img2img_fraction, parameters,
-                              started, clock, complete=not interrupted,
-                              atomic_write_bytes=atomic_write_bytes, say=say)
-        finally:
-            lock.close()
-    return summary
-
-
 def _lock_cache(cache_dir: Path):
     """An exclusive lock on the cache for this process (released when it exits, even killed).
 
@@ -387,8 +613,19 @@ def _lock_cache(cache_dir: Path):
     except OSError:
         handle.close()
         raise CacheError(f"another process is generating into {cache_dir}; wait for it or use "
-                         "another --cache directory") from None
+                         "another `cache_dir`") from None
     return handle
+
+
+def _remove_stale_temporaries(cache_dir: Path) -> None:
+    """Temporary files left by a killed run (older than five minutes: not a live writer's)."""
+    now = time.time()
+    for stale in cache_dir.rglob(".*.tmp"):
+        try:
+            if now - stale.stat().st_mtime > STALE_TMP_SECONDS:
+                stale.unlink()
+        except OSError:
+            pass
 
 
 def _collapse_check(gates: GateChain, warned: set) -> list[str]:
@@ -402,197 +639,25 @@ def _collapse_check(gates: GateChain, warned: set) -> list[str]:
     return new
 
 
-def _check_run(cache_dir: Path, fingerprint: dict) -> None:
+def _check_run(cache_dir: Path, fingerprint: dict, *, empty: bool) -> None:
+    """Refuse to resume a cache made with other settings, unless it holds no image: then
+    there is nothing to keep, and the run starts it afresh (its rejection log too)."""
     from genaug.synthetic import atomic_write_bytes
 
     path = cache_dir / RUN_FILE
-    if path.is_file():
-        try:
-            before = json.loads(path.read_text())
-        except ValueError:
-            before = None
-        if before is not None and before != json.loads(json.dumps(fingerprint)):
-            keys = sorted(k for k in set(before) | set(fingerprint)
-                          if before.get(k) != json.loads(json.dumps(fingerprint.get(k))))
-            raise CacheError(
-                f"{cache_dir} was generated with different settings ({', '.join(keys)}); "
-                "rerun with the same plan, generator and options to resume, or use a new "
-                "--cache directory")
+    wanted = json.loads(json.dumps(fingerprint))
+    try:
+        before = json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        before = None
+    if before == wanted:
         return
+    if before is not None and not empty:
+        keys = sorted(k for k in set(before) | set(wanted) if before.get(k) != wanted.get(k))
+        raise CacheError(
+            f"{cache_dir} was generated with different settings ({', '.join(keys)}); "
+            "rerun with the same plan, generator and options to resume, or use a new "
+            "`cache_dir`")
+    if before is not None:
+        (cache_dir / REJECTIONS_FILE).unlink(missing_ok=True)
     atomic_write_bytes(path, (json.dumps(fingerprint, indent=2) + "\n").encode())
-
-
-def verify_cache(cache_dir, *, class_names=None, image_size=None, color_mode=None) -> dict:
-    """Integrity pass: every record has a readable image of the expected size and mode.
-
-    Also removes temporary files left by a killed run (older than five minutes).
-    Returns ``{"checked", "ok", "problems": [...]}``.
-    """
-    from genaug.synthetic import SyntheticCache
-
-    cache_dir = Path(cache_dir)
-    now = time.time()
-    for stale in cache_dir.rglob(".*.tmp"):  # left by a killed run (not by a live writer)
-        try:
-            if now - stale.stat().st_mtime > STALE_TMP_SECONDS:
-                stale.unlink()
-        except OSError:
-            pass
-    cache = SyntheticCache(cache_dir, class_names=class_names)
-    problems = list(cache.problems.lines())
-    want_mode = {"grayscale": "L", "rgb": "RGB"}.get(color_mode)
-    for record in cache.records:
-        path = cache_dir / record["path"]
-        try:
-            with Image.open(path) as image:
-                image.verify()
-            with Image.open(path) as image:
-                image.load()
-                size, mode = image.size, image.mode
-        except Exception as error:  # PIL raises many types for a bad file
-            problems.append(f"{record['path']}: unreadable ({type(error).__name__})")
-            continue
-        if image_size is not None and size != (image_size[1], image_size[0]):
-            problems.append(f"{record['path']}: size {size[0]}x{size[1]}, expected "
-                            f"{image_size[1]}x{image_size[0]}")
-        if want_mode is not None and mode != want_mode:
-            problems.append(f"{record['path']}: mode {mode}, expected {want_mode}")
-    return {"checked": len(cache.records), "ok": not problems, "problems": problems}
-
-
-def _finish(plan, cache_dir, backend, gates, fingerprint, image_size, color_mode, max_retries,
-            chunk, img2img_fraction, parameters, started, clock, *, complete,
-            atomic_write_bytes, say) -> dict:
-    from genaug.synthetic import SyntheticCache
-
-    integrity = verify_cache(cache_dir, class_names=plan.class_names, image_size=image_size,
-                             color_mode=color_mode)
-    records = SyntheticCache(cache_dir, class_names=plan.class_names).records
-    log = _AppendLog(cache_dir / REJECTIONS_FILE).entries
-    summary = summarize(plan, records, log)
-    all_done = all(c["pending"] == 0 for c in summary["classes"].values())
-    summary.update(
-        complete=bool(complete and all_done and integrity["ok"]),
-        interrupted=not complete,
-        cache=str(cache_dir),
-        image_size=list(image_size),
-        color_mode=color_mode,
-        generator=backend.info(),
-        gates=gates.describe(),
-        integrity=integrity,
-        this_run_acceptance=gates.acceptance_rates(),
-        seconds=round(time.perf_counter() - clock, 2),
-    )
-    if integrity["problems"]:
-        say(f"integrity: {len(integrity['problems'])} problem(s): "
-            + "; ".join(integrity["problems"][:3]))
-    atomic_write_bytes(cache_dir / SUMMARY_FILE,
-                       (json.dumps(summary, indent=2, default=str) + "\n").encode())
-    env = {
-        "created": started.isoformat(),
-        "finished": datetime.now(timezone.utc).isoformat(),
-        "complete": summary["complete"],
-        "versions": package_versions(),
-        "device": {**device_report(backend.device),
-                   "dtype": str(getattr(backend, "dtype", None)).replace("torch.", "")},
-        "generator": backend.info(),
-        "backend_settings": _backend_settings(backend),
-        "options": {"max_retries": max_retries, "image_size": list(image_size),
-                    "color_mode": color_mode, "batch_size": chunk,
-                    "img2img_fraction": img2img_fraction, "gates": gates.describe()},
-        "parameters": parameters or {},
-        "plan": {"sha256": plan.sha256, "data": plan.data, "seed": plan.seed,
-                 "target_per_class": plan.target_per_class,
-                 "prompt_set_sha256": plan.prompt_set_sha256},
-        "seeds": {"plan_seed": plan.seed, "rule": SEED_RULE},
-        "run_fingerprint_sha256": canonical_sha256(fingerprint),
-    }
-    atomic_write_bytes(cache_dir / ENV_REPORT,
-                       (json.dumps(env, indent=2, default=str) + "\n").encode())
-    return summary
-
-
-def summarize(plan: GenerationPlan, records: list[dict], rejections: list[dict]) -> dict:
-    """Per class: requested, accepted, rejected by gate, first-attempt success rate (goal 80 %).
-
-    Computed from the cache records and the rejection log, so it is the same however many
-    runs the cache took.
-    """
-    seen, unique = set(), []
-    for entry in rejections:
-        key = (entry["id"], entry["attempt"])
-        if key not in seen:
-            seen.add(key)
-            unique.append(entry)
-    ids = {c: {it.record_id for it in plan.items(c)} for c in plan.class_names
-           if plan.classes[c]["generate"]}
-    classes, warnings_ = {}, []
-    for class_name, planned in ids.items():
-        accepted = [r for r in records if r["class"] == class_name and r["id"] in planned]
-        rejected = [e for e in unique if e.get("class") == class_name and e["id"] in planned]
-        exhausted = {e["id"] for e in rejected if e.get("exhausted")}
-        by_gate, checked, passed = Counter(), Counter(), Counter()
-        for quality in [r.get("quality") or {} for r in accepted] + [
-                e.get("quality") or {} for e in rejected]:
-            for gate, result in quality.items():
-                checked[gate] += 1
-                passed[gate] += bool(result.get("passed"))
-                if not result.get("passed"):
-                    by_gate[gate] += 1
-        decided = len(accepted) + len(exhausted)
-        first = sum(1 for r in accepted if r.get("attempts") == 1)
-        rate = first / decided if decided else None
-        acceptance = {g: round(passed[g] / checked[g], 4) for g in sorted(checked)}
-        for gate in sorted(checked):
-            if (checked[gate] >= COLLAPSE_MIN_CHECKED
-                    and passed[gate] / checked[gate] < COLLAPSE_RATE):
-                structure_rate = (passed["structure"] / checked["structure"]
-                                  if checked["structure"] else None)
-                warnings_.append(collapse_message(class_name, gate, passed[gate],
-                                                  checked[gate], structure_rate=structure_rate))
-        classes[class_name] = {
-            "requested": len(planned),
-            "accepted": len(accepted),
-            "exhausted": len(exhausted),
-            "pending": len(planned) - len(accepted) - len(exhausted),
-            "candidates": len(accepted) + len(rejected),
-            "rejected_by_gate": dict(sorted(by_gate.items())),
-            "gate_acceptance": acceptance,
-            "first_attempt_success_rate": None if rate is None else round(rate, 4),
-            "meets_goal": None if rate is None else rate >= FIRST_ATTEMPT_GOAL,
-        }
-    total_decided = sum(c["accepted"] + c["exhausted"] for c in classes.values())
-    total_first = sum(round((c["first_attempt_success_rate"] or 0) * (c["accepted"]
-                      + c["exhausted"])) for c in classes.values())
-    return {
-        "goal_first_attempt_success_rate": FIRST_ATTEMPT_GOAL,
-        "classes": classes,
-        "totals": {
-            "requested": sum(c["requested"] for c in classes.values()),
-            "accepted": sum(c["accepted"] for c in classes.values()),
-            "exhausted": sum(c["exhausted"] for c in classes.values()),
-            "pending": sum(c["pending"] for c in classes.values()),
-            "first_attempt_success_rate": (round(total_first / total_decided, 4)
-                                           if total_decided else None),
-        },
-        "warnings": warnings_,
-    }
-
-
-def summary_lines(summary: dict) -> list[str]:
-    """The summary as a small terminal table."""
-    classes = summary["classes"]
-    width = max([5, *(len(c) for c in classes)])
-    lines = [f"{'class':<{width}}  {'requested':>9}  {'accepted':>8}  {'exhausted':>9}  "
-             f"{'1st-try':>7}  rejected by gate"]
-    for name, c in classes.items():
-        rate = c["first_attempt_success_rate"]
-        rate_text = "-" if rate is None else f"{rate:.0%}"
-        flag = "" if c["meets_goal"] in (None, True) else " (below 80% goal)"
-        rejected = ", ".join(f"{g} {n}" for g, n in c["rejected_by_gate"].items()) or "-"
-        lines.append(f"{name:<{width}}  {c['requested']:>9}  {c['accepted']:>8}  "
-                     f"{c['exhausted']:>9}  {rate_text:>7}  {rejected}{flag}")
-    t = summary["totals"]
-    lines.append(f"total: {t['accepted']} of {t['requested']} accepted, {t['exhausted']} gave "
-                 f"up after all retries, {t['pending']} pending")
-    return lines

@@ -400,14 +400,14 @@ def make_plan(
     from genaug.data import DatasetIndex
 
     if int(target_per_class) < 1:
-        raise ConfigError(f"--target-per-class must be at least 1, got {target_per_class}")
+        raise ConfigError(f"`target_per_class` must be at least 1, got {target_per_class}")
     target_per_class = int(target_per_class)
     min_threshold = target_per_class if min_threshold is None else int(min_threshold)
     if min_threshold < 0:
-        raise ConfigError(f"--min-threshold must not be negative, got {min_threshold}")
+        raise ConfigError(f"`min_threshold` must not be negative, got {min_threshold}")
     if min_threshold > target_per_class:
-        raise ConfigError(f"--min-threshold ({min_threshold}) cannot exceed "
-                          f"--target-per-class ({target_per_class}): the plan never generates "
+        raise ConfigError(f"`min_threshold` ({min_threshold}) cannot exceed "
+                          f"`target_per_class` ({target_per_class}): the plan never generates "
                           "beyond the target")
     if isinstance(data, DatasetIndex):
         index, source = data, (None if data.root is None else str(data.root))
@@ -425,7 +425,7 @@ def make_plan(
     unknown = sorted(set(cfg.classes) - set(index.class_names))
     if unknown:
         raise ConfigError(f"config names class(es) not in the dataset: {', '.join(unknown)} "
-                          f"(classes: {', '.join(index.class_names)}; use --classes to add "
+                          f"(classes: {', '.join(index.class_names)}; use `class_names` to add "
                           "classes with no real image yet)")
     counts = index.counts()
     classes, prompt_set = {}, {}
@@ -482,6 +482,6 @@ def balance_check(final_counts: Mapping[str, int], min_threshold: int,
         if final < ratio * largest:
             problems.append(f"{name}: {final} images is {share:.0%} of the largest class "
                             f"({largest}); at least {ratio:.0%} needed (raise "
-                            "--target-per-class)")
+                            "`target_per_class`)")
     return {"ok": not problems, "min_required": int(min_threshold), "ratio_required": ratio,
             "largest": int(largest), "problems": problems, "per_class": per_class}

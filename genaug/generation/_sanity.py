@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from genaug.generation._utils import GenerationError
+from genaug.exceptions import GenerationError
+from genaug.generation._image_metrics import pearson_rows
 
 
 def pixel_statistics(images) -> dict:
@@ -28,11 +29,10 @@ def pixel_statistics(images) -> dict:
         x = x[None]
     if x.size == 0:
         return {"count": 0, "mean": 0.0, "second_moment": 0.0, "std": 0.0, "neighbour_corr": 1.0}
+    # all images' pixel pairs pooled into one row
     a = np.concatenate([x[:, :, :-1].ravel(), x[:, :-1, :].ravel()])
     b = np.concatenate([x[:, :, 1:].ravel(), x[:, 1:, :].ravel()])
-    sa, sb = a.std(), b.std()
-    corr = 1.0 if sa < 1e-6 or sb < 1e-6 else float(((a - a.mean()) * (b - b.mean())).mean()
-                                                    / (sa * sb))
+    corr = float(pearson_rows(a[None], b[None])[0])
     mean = float(x.mean())
     return {"count": int(len(x)), "mean": mean, "second_moment": float((x ** 2).mean()),
             "std": float(x.std()), "neighbour_corr": corr}
@@ -100,7 +100,7 @@ def check_pixel_statistics(images, reference: Mapping, *, class_names: Sequence[
         raise GenerationError(
             "the generated batch does not look like the real data (" + "; ".join(problems)
             + "); nothing was written. The generator is undertrained or the sampler is "
-            "misconfigured (train longer, try --sampler ddim, or pass --no-pixel-check to "
+            "misconfigured (train longer, try `sampler=ddim`, or pass `pixel_check=False` to "
             "write such images anyway)"
         )
     return {"batch": got, "reference": expected, "passed": True}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from genaug.exceptions import ConfigError
-from genaug.generation._backend import GeneratedImage, GenerationRequest, GeneratorBackend
+from genaug.generation._base import GeneratedImage, GenerationRequest, GeneratorBackend
 from genaug.generation._plan import DEFAULT_TEMPLATE
 from genaug.generation._utils import (
     normalize_image,
@@ -52,6 +52,8 @@ class StableDiffusionBackend(GeneratorBackend):
     """
 
     backend_name = "sd"
+    marker = "model_index.json"
+    marker_hint = "a diffusers checkpoint directory (no model_index.json)"
     uses_prompts = True
     supports_source_images = True
 
@@ -70,7 +72,7 @@ class StableDiffusionBackend(GeneratorBackend):
 
             check_lora(lora)
         if not (path / "model_index.json").is_file():
-            raise ConfigError(f"--sd-model {path} is not a local diffusers checkpoint directory "
+            raise ConfigError(f"{path} is not a local diffusers checkpoint directory "
                               "(no model_index.json); nothing is downloaded")
         self._init_sampling(device=device, precision=precision, steps=steps,
                             strength=strength)

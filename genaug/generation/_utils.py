@@ -14,13 +14,9 @@ import numpy as np
 from PIL import Image
 
 from genaug.data import convert_mode, resize_array
-from genaug.exceptions import ConfigError, GenaugError
+from genaug.exceptions import ConfigError, GenerationError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-class GenerationError(GenaugError, RuntimeError):
-    """Generation cannot go on (e.g. the generator produces noise instead of images)."""
 
 
 def derive_seed(*parts) -> int:

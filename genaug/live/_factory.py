@@ -72,53 +72,74 @@ def build_worker(generator, *, device: str, class_names, image_size, color_mode:
                             color_mode=color_mode, gates=gates, cache_writer=writer)
 
 
-def start_live_source(config, splits, *, log=print):
-    """Start the producer of a run, or return None (with a message) when it cannot run.
+def start_live_source(generator, train, *, image_size, color_mode: str, cache_dir,
+                      device: str = "cuda", producer: str = "auto", capacity: int = 256,
+                      max_reuse: int = 4, verify_model=None, verify_threshold: float = 0.6,
+                      lora=None, seed: int = 0, log=print):
+    """Start the live producer of a training run, or return None (with a message) when it
+    cannot run.
 
-    Without CUDA, ``--live-device cuda`` falls back to the synthetic cache (and real
-    oversampling): the run goes on without live images. ``--live-device cpu`` runs the
-    generator on the CPU (slow; meant for tests and small checks). ``--live-producer
-    process`` runs generation, gates and cache writes in a child process, so they never hold
-    the training process's GIL; ``thread`` keeps them in this process; ``auto`` (the default)
-    is ``process`` for a CUDA generator and ``thread`` on the CPU, where a child would fight
-    training for the same cores (measured: ``benchmarks/live_step_time.py``).
-    Accepted images are persisted into ``--synthetic-cache`` (or ``<output-dir>/live_cache``)
-    so the next run can reuse them as a plain cache.
+    Parameters
+    ----------
+    generator : path-like
+        A ``genaug fit-generator`` directory or a local Stable Diffusion checkpoint.
+    train : DatasetIndex
+        The training split: its classes, and its real images for the near-duplicate gate.
+    image_size : (height, width)
+    color_mode : str
+    cache_dir : path-like
+        Where accepted images persist, so the next run can reuse them as a plain cache.
+    device : str, default "cuda"
+        Without CUDA, ``"cuda"`` logs that no live images will be made and returns None: the
+        run's synthetic slots use the synthetic cache, then real oversampling. ``"cpu"``
+        runs the generator on the CPU (slow; for tests and small checks).
+    producer : {"auto", "thread", "process"}
+        Where generation, gates and cache writes run: ``"process"`` in a child process
+        (they never hold the training process's GIL), ``"thread"`` in this process.
+        ``"auto"`` is ``"thread"``: measured faster on an H200 (1.02x the cache-fed step
+        against 1.60x for the child process, before jobs crossed as one array) and on the
+        CPU (``benchmarks/live_step_time.py``; docs/performance.md).
+    capacity, max_reuse : int
+        Buffered images per class, and draws one fresh image may serve.
+    verify_model : path-like, optional
+        A reference classifier for the verification gate, at ``verify_threshold``.
+    lora : path-like, optional
+        A LoRA adapter written by ``genaug fit-lora`` for a Stable Diffusion ``generator``.
+    seed : int
+        First seed of the live stream.
+    log : callable
+        Receives the one-line messages.
     """
     import torch
 
     from genaug.live._process import SubprocessWorker
     from genaug.live._source import LiveSource
 
-    device = config.live_device
+    device = str(device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         log("live generator: CUDA is not available, so no live images this run; synthetic "
-            "slots use the synthetic cache, then real oversampling (--live-device cpu runs "
-            "the generator on the CPU)")
+            "slots use the synthetic cache, then real oversampling (a CPU device runs the "
+            "generator on the CPU)")
         return None
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise ConfigError(f"--live-device must be cuda, cuda:N or cpu, got {device}")
-    producer = config.live_producer
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"`device` must be cuda, cuda:N or cpu, got {device}")
     if producer == "auto":
-        producer = "thread" if device == "cpu" else "process"
+        producer = "thread"
     if producer not in ("process", "thread"):
-        raise ConfigError(f"--live-producer must be auto, process or thread, got {producer}")
+        raise ConfigError(f"`producer` must be auto, process or thread, got {producer}")
     share_gpu_with_torch()
-    train = splits.train
-    cache_dir = Path(config.synthetic_cache or Path(config.output_dir) / "live_cache")
     gate_options = {}
-    backend_options = {"lora": str(config.live_lora)} if config.live_lora else None
-    if config.live_verify_model:
-        gate_options = {"verify_model": str(config.live_verify_model),
-                        "verify_threshold": config.live_verify_threshold}
+    if verify_model:
+        gate_options = {"verify_model": str(verify_model),
+                        "verify_threshold": verify_threshold}
     factory = functools.partial(
-        build_worker, config.live_generator, device=device, class_names=train.class_names,
-        image_size=(config.image_size, config.image_size), color_mode=config.color_mode,
-        reference_paths=train.paths_by_class(), cache_dir=cache_dir,
-        backend_options=backend_options, gate_options=gate_options)
+        build_worker, generator, device=device, class_names=train.class_names,
+        image_size=tuple(image_size), color_mode=color_mode,
+        reference_paths=train.paths_by_class(), cache_dir=Path(cache_dir),
+        backend_options={"lora": str(lora)} if lora else None, gate_options=gate_options)
     worker = SubprocessWorker(factory) if producer == "process" else factory()
-    source = LiveSource(worker, class_names=train.class_names, capacity=config.live_buffer,
-                        max_reuse=config.live_max_reuse, seed=config.seed)
-    log(f"live generator: {config.live_generator} on {device} (in a {producer}), "
+    source = LiveSource(worker, class_names=train.class_names, capacity=capacity,
+                        max_reuse=max_reuse, seed=seed)
+    log(f"live generator: {generator} on {device} (in a {producer}), "
         f"classes {', '.join(source.live_classes)}; accepted images persist to {cache_dir}")
     return source.start()

@@ -2,9 +2,12 @@
 
 Sampling, gating and PNG encoding are Python-heavy; in a thread they would hold the training
 process's GIL while ``model.fit`` decodes batches and dispatches its step. A spawned child
-keeps all of that off the training process, which only receives the accepted images
-(a few KB each). ``concurrent.futures.ProcessPoolExecutor`` is not used: its initializer
-failure surfaces without its cause, and it has no way to stop a batch in progress.
+keeps all of that off the training process: a job goes out as two small arrays (labels and
+seeds) and its accepted images come back as one :class:`LiveBatch` (one uint8 array), so the
+training process does no per-image work to produce. The child samples the next job while it
+gates and writes the previous one. ``concurrent.futures.ProcessPoolExecutor`` is not used:
+its initializer failure surfaces without its cause, and it has no way to stop a job in
+progress.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import signal
 import time
 import traceback
 
-from genaug.generation import GenerationError
+from genaug.exceptions import GenerationError
+from genaug.live._worker import LiveJob
 
 _POLL_S = 0.1
 
@@ -86,35 +90,68 @@ class SubprocessWorker:
     def producible(self) -> list[bool]:
         return list(self._producible)
 
+    def submit(self, job: LiveJob, should_stop=lambda: False) -> None:
+        """Send a job to the child (it samples, gates and writes it there)."""
+        self._check_alive()
+        self._jobs.put(job)
+
+    def collect(self, timeout: float = 0.0) -> list:
+        """The :class:`LiveBatch` results the child sent (waits up to ``timeout`` for one)."""
+        batches = []
+        message = self._get(timeout)
+        while message is not None:
+            batches.append(message)
+            message = self._get(0.0)
+        if not batches:
+            self._check_alive()
+        return batches
+
     def run(self, label: int, requests, should_stop=lambda: False):
-        """Send one batch to the child and wait for its accepted images; once
-        ``should_stop()`` is true the child stops between images and sends what it has."""
-        self._jobs.put((label, requests))
+        """One job of class ``label``, waited for: ``(accepted images, generated count)``;
+        once ``should_stop()`` is true the child stops between images and sends what it
+        has."""
+        import numpy as np
+
         try:
-            return self._receive(should_stop=should_stop)
+            self._check_alive()
+            self._jobs.put(LiveJob(np.full(len(requests), label),
+                                   np.array([r.seed for r in requests])))
+            batch = self._receive(should_stop=should_stop)
         except _ChildExited:
             if self._stop.is_set():  # told to stop before it took the job: a clean stop
                 return [], 0
             raise
+        return list(batch.of(label)), int(batch.generated[label])
+
+    def _check_alive(self) -> None:
+        if not self._process.is_alive():
+            raise _ChildExited("the live generator process exited unexpectedly "
+                               f"(exit code {self._process.exitcode})")
+
+    def _get(self, timeout: float):
+        """The next message's payload, or None after ``timeout``; raises a child's error."""
+        try:
+            kind, payload = (self._results.get(timeout=timeout) if timeout > 0
+                             else self._results.get_nowait())
+        except queue.Empty:
+            return None
+        if kind == "error":
+            error, remote = payload
+            raise error from RemoteTraceback(remote)
+        return payload
 
     def _receive(self, deadline: float | None = None, should_stop=lambda: False):
         while True:
-            try:
-                kind, payload = self._results.get(timeout=_POLL_S)
-            except queue.Empty:
-                if should_stop():
-                    self._stop.set()
-                if not self._process.is_alive():
-                    raise _ChildExited("the live generator process exited unexpectedly "
-                                       f"(exit code {self._process.exitcode})") from None
-                if deadline is not None and time.monotonic() > deadline:
-                    raise GenerationError("the live generator process did not start in "
-                                          "time") from None
-                continue
-            if kind == "error":
-                error, remote = payload
-                raise error from RemoteTraceback(remote)
-            return payload
+            payload = self._get(_POLL_S)
+            if payload is not None:
+                return payload
+            if should_stop():
+                self._stop.set()
+            if not self._process.is_alive():
+                self._check_alive()
+            if deadline is not None and time.monotonic() > deadline:
+                raise GenerationError("the live generator process did not start in "
+                                      "time") from None
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the child after the image in hand and wait for it; terminate it if it does
@@ -141,24 +178,32 @@ def _portable(error: BaseException) -> BaseException:
 
 
 def _serve(factory, jobs, results, stop) -> None:
-    """The child's loop: build the worker, then run batches until told to stop."""
+    """The child's loop: build the worker, then take jobs (sampling each as it comes, the
+    worker gating the previous one meanwhile) and send back finished batches, until told to
+    stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training process's to handle
     parent = multiprocessing.parent_process()
     worker = None
     try:
         worker = factory()
         results.put(("ready", (worker.producible(), worker.batch_size)))
+        in_flight = 0
         while not stop.is_set():
             try:
-                job = jobs.get(timeout=_POLL_S)
+                job = jobs.get(timeout=_POLL_S if not in_flight else 0.005)
             except queue.Empty:
                 if parent is not None and not parent.is_alive():
                     break
-                continue
+                job = False
             if job is None:
                 break
-            label, requests = job
-            results.put(("batch", worker.run(label, requests, stop.is_set)))
+            if job is not False:
+                worker.submit(job, stop.is_set)
+                in_flight += 1
+            for batch in worker.collect(timeout=_POLL_S if job is False and in_flight
+                                        else 0.0):
+                results.put(("batch", batch))
+                in_flight -= 1
     except BaseException as error:
         results.put(("error", (_portable(error), traceback.format_exc())))
     finally:

@@ -12,6 +12,59 @@ from collections.abc import Sequence
 import numpy as np
 
 from genaug.live._buffer import FreshBuffer
+from genaug.live._worker import LiveJob
+
+#: jobs handed to the worker and not yet back (one sampling while the other is gated)
+PRODUCER_DEPTH = 2
+#: a job covers this many seconds of the training's demand for fresh images
+JOB_SECONDS = 0.5
+#: the largest job, in bytes of images (host memory, and one message for a child process)
+MAX_JOB_BYTES = 64 * 2**20
+#: longest wait, when stopping, for the jobs still out
+DRAIN_SECONDS = 25.0
+
+
+def producer_batch_size(*, slots_per_second: float | None, max_reuse: int, default: int,
+                        image_bytes: int, room: int, seconds: float = JOB_SECONDS,
+                        max_bytes: int = MAX_JOB_BYTES) -> int:
+    """Images per producer job: the fresh images ``seconds`` of demand need (synthetic slots
+    per step x steps per second, each image serving ``max_reuse`` slots), at least one and at
+    most what ``max_bytes`` of images and the buffer's ``room`` hold; ``default`` (the
+    backend's batch size) until the demand has been measured."""
+    if slots_per_second is None:
+        wanted = default
+    else:
+        wanted = int(np.ceil(slots_per_second / max_reuse * seconds))
+    largest = max(1, min(room, max_bytes // max(1, image_bytes)))
+    return int(min(max(wanted, 1), largest))
+
+
+def allocate(n: int, *, need: np.ndarray, have: np.ndarray, room: np.ndarray,
+             max_reuse: int) -> np.ndarray:
+    """Split ``n`` images among classes so every class's supply (``have``: draws its buffered
+    and requested images can serve) reaches the same multiple of its ``need`` (draws per
+    epoch): water-filling, capped by each class's ``room``; classes with no need get none."""
+    need, have = np.asarray(need, float), np.asarray(have, float)
+    room = np.where(need > 0, np.maximum(np.asarray(room), 0), 0)
+    n = int(min(n, room.sum()))
+    if n <= 0:
+        return np.zeros(len(need), np.int64)
+
+    def images(level):
+        return np.minimum(np.maximum(level * need - have, 0) / max_reuse, room)
+
+    low, high = 0.0, 1.0
+    while images(high).sum() < n:
+        high *= 2
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if images(middle).sum() < n else (low, middle)
+    share = images(high)
+    counts = np.floor(share).astype(np.int64)
+    order = np.argsort(-(share - counts), kind="stable")
+    for label in order[:n - counts.sum()]:
+        counts[label] += 1
+    return counts
 
 
 class LiveSource:
@@ -25,12 +78,16 @@ class LiveSource:
     nothing fresh, :meth:`take` returns None and the loader falls back to cached images of
     that class, then to real oversampling.
 
+    Jobs are sized from the measured demand (:func:`producer_batch_size`) and split among the
+    classes by how far each one's supply falls short of its need (:func:`allocate`); two
+    jobs are out at a time, so the worker samples one while it gates the other.
+
     Parameters
     ----------
     worker : GenerationWorker or SubprocessWorker
-        Where batches are made: ``producible()``, ``batch_size``,
-        ``run(label, requests, should_stop) -> (accepted images, generated count)``,
-        ``close()`` and ``producer`` (``"thread"`` or ``"process"``, for the statistics).
+        Where jobs are made: ``producible()``, ``batch_size``, ``submit(job, should_stop)``,
+        ``collect(timeout) -> [LiveBatch]``, ``close()`` and ``producer`` (``"thread"`` or
+        ``"process"``, for the statistics).
     class_names : sequence of str
     capacity : int
         Buffered images per class.
@@ -39,7 +96,8 @@ class LiveSource:
     timeout : float
         Longest wait of a training step for a fresh image, in seconds.
     batch_size : int, optional
-        Images per generator call (default: the worker's).
+        Images per job, fixed (default: sized from the demand, the worker's batch size
+        until it is measured).
     seed : int
         First seed of the live stream; class ``c``'s k-th request uses ``seed + k * K + c``.
 
@@ -60,7 +118,7 @@ class LiveSource:
         self.worker = worker
         self.class_names = tuple(class_names)
         self.timeout = float(timeout)
-        self.batch_size = int(batch_size or worker.batch_size)
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.seed = int(seed)
         k = len(self.class_names)
         self.buffer = FreshBuffer(k, capacity=capacity, max_reuse=max_reuse)
@@ -72,6 +130,8 @@ class LiveSource:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._starved: set[int] = set()  # classes whose last wait came up empty
+        self._first_take: float | None = None
+        self._image_bytes: int | None = None
         self.error: str | None = None
         self.stats = Counter()
         self._started = self._stopped = None
@@ -97,6 +157,8 @@ class LiveSource:
         ``block``: wait until one arrives or the producer stops (for classes nothing else can
         supply)."""
         started = time.perf_counter()
+        if self._first_take is None:
+            self._first_take = started
         if block:
             image = None
             while image is None and self.running:
@@ -134,43 +196,62 @@ class LiveSource:
             self._thread.start()
         return self
 
-    def _pick_class(self) -> int | None:
+    def slots_per_second(self) -> float | None:
+        """Synthetic slots the training asked for per second, once a second of it is seen."""
+        with self._lock:
+            first, slots = self._first_take, self.stats["consumed"] + self.stats["misses"]
+        elapsed = time.perf_counter() - first if first is not None else 0.0
+        return slots / elapsed if elapsed >= 1.0 and slots else None
+
+    def _next_job(self, in_flight: np.ndarray) -> LiveJob | None:
+        """The next job: sized from the demand, split among the classes that fall short."""
         with self._lock:
             need = np.where(self.producible, self._need, 0.0)
         if not need.any():
             need = self.producible.astype(float)  # no plan yet: keep every class warm
-        cover = self.buffer.remaining_uses() / np.maximum(need, 1e-9)
-        sizes = np.asarray(self.buffer.sizes())
-        candidates = np.flatnonzero((need > 0) & (sizes < self.buffer.capacity))
-        if not len(candidates):
+        room = self.buffer.capacity - np.asarray(self.buffer.sizes()) - in_flight
+        size = self.batch_size or producer_batch_size(
+            slots_per_second=self.slots_per_second(), max_reuse=self.buffer.max_reuse,
+            default=self.worker.batch_size, image_bytes=self._image_bytes or 1,
+            room=int(np.maximum(room, 0)[need > 0].sum()))
+        have = self.buffer.remaining_uses() + in_flight * self.buffer.max_reuse
+        counts = allocate(size, need=need, have=have, room=room,
+                          max_reuse=self.buffer.max_reuse)
+        if not counts.any():
             return None
-        return int(candidates[np.argmin(cover[candidates])])
+        k = len(self.class_names)
+        labels = np.repeat(np.arange(k), counts)
+        starts = np.repeat(self._requests, counts)
+        offsets = np.arange(len(labels)) - np.repeat(np.cumsum(counts) - counts, counts)
+        self._requests += counts
+        return LiveJob(labels=labels, seeds=self.seed + (starts + offsets) * k + labels)
 
     def _produce(self) -> None:
-        from genaug.generation import GenerationRequest
-
-        k = len(self.class_names)
+        in_flight = np.zeros(len(self.class_names), np.int64)  # images asked for, not back
+        jobs = 0
         try:
             while not self._stop.is_set():
-                label = self._pick_class()
-                if label is None:
+                job = self._next_job(in_flight) if jobs < PRODUCER_DEPTH else None
+                if job is not None:
+                    self.worker.submit(job, self._stop.is_set)  # a thread worker samples here
+                    in_flight += np.bincount(job.labels, minlength=len(in_flight))
+                    jobs += 1
+                    continue
+                if not jobs:
                     self.buffer.wait_for_room(timeout=0.1)
                     continue
-                start = self._requests[label]
-                self._requests[label] += self.batch_size
-                requests = [GenerationRequest(class_name=self.class_names[label],
-                                              seed=self.seed + int(start + i) * k + label)
-                            for i in range(self.batch_size)]
-                images, generated = self.worker.run(label, requests, self._stop.is_set)
-                with self._lock:
-                    self.stats["generated"] += generated
-                    self.stats["accepted"] += len(images)
-                    self.stats["rejected"] += generated - len(images)
-                for image in images:
-                    self.buffer.put(label, image)
-                if images:
-                    with self._lock:
-                        self._starved.discard(label)
+                for batch in self.worker.collect(timeout=0.1):
+                    jobs -= 1
+                    in_flight = np.maximum(in_flight - batch.generated, 0)
+                    self._deliver(batch)
+            # Stopping: wait for the jobs out (a thread worker's job in hand stops between
+            # images), so their errors are reported, what they wrote to the cache is counted,
+            # and the worker closes with nothing in progress.
+            deadline = time.perf_counter() + DRAIN_SECONDS
+            while jobs and time.perf_counter() < deadline:
+                for batch in self.worker.collect(timeout=0.1):
+                    jobs -= 1
+                    self._deliver(batch)
         except Exception as error:  # the loader falls back; the run goes on
             self.error = f"{type(error).__name__}: {error}"
             warnings.warn(f"live generator stopped: {self.error}\n{traceback.format_exc()}",
@@ -178,6 +259,20 @@ class LiveSource:
         finally:
             self._stopped = time.perf_counter()
             self._close_worker()
+
+    def _deliver(self, batch) -> None:
+        """Put a job's accepted images into the buffer, one copy per class."""
+        generated, accepted = int(batch.generated.sum()), len(batch.labels)
+        with self._lock:
+            self.stats["generated"] += generated
+            self.stats["accepted"] += accepted
+            self.stats["rejected"] += generated - accepted
+        if accepted:
+            self._image_bytes = int(batch.images[0].nbytes)
+        for label in np.unique(batch.labels).tolist():
+            self.buffer.put_batch(label, batch.of(label))
+            with self._lock:
+                self._starved.discard(label)
 
     def _close_worker(self) -> None:
         with self._lock:
@@ -205,11 +300,13 @@ class LiveSource:
         self.close()
 
     def statistics(self) -> dict:
-        """Throughput, reuse, fallbacks and waits, for ``metrics.json`` under ``live``."""
+        """Throughput, reuse, fallbacks, the share of synthetic slots served fresh and waits,
+        for ``metrics.json`` under ``live``."""
         end = self._stopped or time.perf_counter()
         elapsed = max(end - (self._started or end), 1e-9)
         with self._lock:
             stats = dict(self.stats)
+        slots = sum(stats.get(k, 0) for k in ("consumed", "fallback_cache", "fallback_real"))
         return {
             "producer": self.worker.producer,
             "generated": stats.get("generated", 0),
@@ -222,6 +319,8 @@ class LiveSource:
             "dropped_unused": self.buffer.dropped_unused,
             "fallbacks": {"cache": stats.get("fallback_cache", 0),
                           "real": stats.get("fallback_real", 0)},
+            "fresh_share": stats.get("consumed", 0) / slots if slots else None,
+            "slots_per_s": self.slots_per_second(),
             "consumer_wait_s": stats.get("consumer_wait_s", 0.0),
             "misses": stats.get("misses", 0),
             "producer_error": self.error,

@@ -42,10 +42,14 @@ class CacheProblems:
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     unknown_classes: dict[str, int] = field(default_factory=dict)
     duplicate_ids: list[str] = field(default_factory=list)
+    #: found by :meth:`SyntheticCache.verify_files` only (it decodes every image)
+    unreadable_files: list[str] = field(default_factory=list)
+    mismatched_files: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any((self.missing_files, self.orphan_files, self.bad_lines,
-                    self.unknown_classes, self.duplicate_ids))
+                    self.unknown_classes, self.duplicate_ids, self.unreadable_files,
+                    self.mismatched_files))
 
     def to_dict(self) -> dict:
         return {
@@ -54,6 +58,8 @@ class CacheProblems:
             "bad_lines": [{"line": n, "error": e} for n, e in self.bad_lines],
             "unknown_classes": self.unknown_classes,
             "duplicate_ids": self.duplicate_ids,
+            "unreadable_files": self.unreadable_files,
+            "mismatched_files": self.mismatched_files,
         }
 
     def lines(self) -> list[str]:
@@ -71,6 +77,12 @@ class CacheProblems:
             out.append(f"records of classes unknown to the dataset skipped: {names}")
         if self.duplicate_ids:
             out.append(f"{len(self.duplicate_ids)} duplicate record id(s) skipped")
+        if self.unreadable_files:
+            out.append(f"{len(self.unreadable_files)} unreadable image file(s): "
+                       + ", ".join(self.unreadable_files[:5]))
+        if self.mismatched_files:
+            out.append(f"{len(self.mismatched_files)} image(s) of another size or colour "
+                       "mode: " + "; ".join(self.mismatched_files[:5]))
         return out
 
 
@@ -135,6 +147,31 @@ class SyntheticCache:
             if (path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
                     and not path.name.startswith(".") and rel not in recorded_paths):
                 self.problems.orphan_files.append(rel)
+
+    def verify_files(self, *, image_size=None, color_mode: str | None = None) -> CacheProblems:
+        """Decode every record's image and add to :attr:`problems` the unreadable ones and,
+        when given, those not of ``image_size`` (height, width) or ``color_mode``
+        (``"grayscale"`` or ``"rgb"``); returns :attr:`problems`. The records stay listed."""
+        want_mode = {"grayscale": "L", "rgb": "RGB"}.get(color_mode)
+        for record in self.records:
+            try:
+                with Image.open(self.directory / record["path"]) as image:
+                    image.verify()
+                with Image.open(self.directory / record["path"]) as image:
+                    image.load()
+                    (width, height), mode = image.size, image.mode
+            except Exception as error:  # PIL raises many types for a bad file
+                self.problems.unreadable_files.append(
+                    f"{record['path']} ({type(error).__name__})")
+                continue
+            if image_size is not None and (height, width) != tuple(image_size):
+                self.problems.mismatched_files.append(
+                    f"{record['path']}: size {width}x{height}, expected "
+                    f"{image_size[1]}x{image_size[0]}")
+            if want_mode is not None and mode != want_mode:
+                self.problems.mismatched_files.append(
+                    f"{record['path']}: mode {mode}, expected {want_mode}")
+        return self.problems
 
     def __len__(self) -> int:
         return len(self.records)

@@ -89,3 +89,37 @@ def build_tiny_sd(path: Path) -> Path:
                                    feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(path)
     return path
+
+
+class FakeBackend:
+    """A stand-in generator: a smooth shape per class from each seed, after ``seconds`` of
+    'sampling' per call (a sleep, so it leaves the CPU to the other stages)."""
+
+    backend_name = "fake"
+    uses_prompts = False
+    supports_source_images = False
+    device = "cpu"
+    native_size = (16, 16)
+    native_color_mode = "grayscale"
+    class_names = None
+
+    def __init__(self, seconds: float = 0.0, batch_size: int = 4):
+        self.seconds, self.batch_size, self.calls = seconds, batch_size, 0
+
+    def can_generate(self, class_name):
+        return True
+
+    def info(self):
+        return {"backend": "fake", "model": "fake", "model_hash": "0" * 64}
+
+    def generate_batch(self, requests):
+        import time
+
+        from genaug.generation import GeneratedImage
+
+        self.calls += 1
+        time.sleep(self.seconds)
+        return [GeneratedImage(
+            image=shape_image(r.class_name, np.random.default_rng(r.seed))[:, :, None],
+            provenance={"generator": self.info(), "seed": r.seed, "steps": 1},
+            class_name=r.class_name) for r in requests]

@@ -194,3 +194,55 @@ def test_fit_generator_and_generate_commands(runner, shapes_dir, tmp_path, monke
     assert env["parameters"]["gates"] == ["my_gates:bright"]
     bad_gate = runner.invoke(main, [*args[:-3], "--gate", "my_gates:nothing"])
     assert bad_gate.exit_code == 2 and "cannot load gate" in bad_gate.output
+
+
+def test_generate_that_accepts_nothing_exits_non_zero_with_one_line(runner, tiny_generator,
+                                                                    shapes_dir, tmp_path,
+                                                                    monkeypatch):
+    plan = tmp_path / "plan.json"
+    runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "8", "--out", str(plan)])
+    (tmp_path / "strict_gates.py").write_text(
+        "from genaug.generation import FunctionGate\n"
+        "def never():\n"
+        "    return FunctionGate('never', lambda image, c: 0.0, threshold=1.0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = runner.invoke(main, ["generate", "--plan", str(plan), "--generator",
+                                  str(tiny_generator), "--cache", str(tmp_path / "c"),
+                                  "--no-pixel-check", "--steps", "1", "--max-retries", "0",
+                                  "--gate", "strict_gates:never", "--quiet"])
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "none of the 7 planned images was accepted" in errors[0]
+    assert "never 7" in errors[0] and "Traceback" not in result.output
+
+
+def test_generate_errors_name_the_command_line_flags(runner, tiny_generator, shapes_dir,
+                                                     tmp_path):
+    plan = tmp_path / "plan.json"
+    runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "8", "--out", str(plan)])
+    # the undertrained generator makes noise, which the pixel check refuses
+    result = runner.invoke(main, ["generate", "--plan", str(plan), "--generator",
+                                  str(tiny_generator), "--cache", str(tmp_path / "c"),
+                                  "--steps", "1", "--quiet"])
+    assert result.exit_code == 2 and "Error: the generated batch" in result.output
+    assert "--sampler ddim" in result.output and "--no-pixel-check" in result.output
+    assert "pixel_check" not in result.output and "`" not in result.output
+    assert not (tmp_path / "c").exists()
+    bad = runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "4",
+                               "--min-threshold", "5", "--out", str(tmp_path / "p.json")])
+    assert "Error: --min-threshold (5) cannot exceed --target-per-class (4)" in bad.output
+
+
+def test_generate_max_seconds_stops_and_says_how_to_continue(runner, tiny_generator,
+                                                             shapes_dir, tmp_path):
+    plan = tmp_path / "plan.json"
+    runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "8", "--out", str(plan)])
+    args = ["generate", "--plan", str(plan), "--generator", str(tiny_generator), "--cache",
+            str(tmp_path / "c"), "--no-pixel-check", "--steps", "1", "--blur-min", "0",
+            "--structure-min", "0", "--quiet"]
+    stopped = runner.invoke(main, [*args, "--max-seconds", "0.001"])  # before the first batch
+    assert "stopped after --max-seconds 0.001: 7 images pending" in stopped.output
+    assert stopped.exit_code == 1 and "none of the 7 planned images" in stopped.output
+    finished = runner.invoke(main, args)
+    assert finished.exit_code == 0, finished.output
+    assert " of 7 accepted" in finished.output and "0 pending" in finished.output

@@ -6,18 +6,14 @@ import pytest
 from _gen_helpers import shape_image
 
 from genaug.exceptions import ConfigError
-from genaug.generation import (
+from genaug.generation import DDPMBackend, GenerationError, GenerationRequest, load_backend
+from genaug.generation._ddpm_model import (
     LAMBDA_MIN_CLIPPED,
-    DDPMBackend,
-    GenerationError,
-    GenerationRequest,
     build_sampler,
     build_train_scheduler,
     build_unet,
-    check_pixel_statistics,
-    load_backend,
-    pixel_statistics,
 )
+from genaug.generation._sanity import check_pixel_statistics, pixel_statistics
 
 
 def test_fit_generator_saves_a_complete_generator_directory(tiny_generator):
@@ -166,7 +162,8 @@ def test_ctrl_c_during_training_saves_what_was_learned(shapes_dir, tmp_path, mon
 
 
 def test_fit_generator_is_deterministic_for_a_seed(shapes_dir, tmp_path):
-    from genaug.generation import fit_generator, load_generator
+    from genaug.generation import fit_generator
+    from genaug.generation._ddpm_model import load_generator
 
     def fit(name, seed):
         fit_generator(shapes_dir, out_dir=tmp_path / name, resolution=16, model_size="tiny",
@@ -180,8 +177,57 @@ def test_a_diverging_fit_stops_with_a_clear_error(shapes_dir, tmp_path):
     from genaug.generation import fit_generator
 
     with pytest.raises(ConfigError, match="training diverged before step 2 .*lower "
-                                          "--learning-rate"):
+                                          "`learning_rate`"):
         fit_generator(shapes_dir, out_dir=tmp_path / "g", resolution=16, model_size="tiny",
                       max_steps=4, batch_size=8, progress=False, log_every=2,
                       learning_rate=float("inf"))
     assert not (tmp_path / "g").exists()
+
+
+def test_fast_sampler_options_are_refused_where_they_cannot_run(tiny_generator):
+    with pytest.raises(ConfigError, match="`cuda_graph=True` needs a CUDA device"):
+        load_backend(tiny_generator, device="cpu", cuda_graph=True)
+    with pytest.raises(ConfigError, match="max-autotune is refused"):
+        load_backend(tiny_generator, device="cpu", compile="max-autotune")
+    with pytest.raises(ConfigError, match="'reduce-overhead'` adds CUDA graphs and needs"):
+        load_backend(tiny_generator, device="cpu", compile="reduce-overhead")
+    assert load_backend(tiny_generator, device="cpu", pixel_check=False).runtime == "eager"
+
+
+def _images(backend, n, first_seed=0):
+    return np.stack([m.image for m in backend.generate("ring", n, seeds=list(
+        range(first_seed, first_seed + n)))])
+
+
+def test_compiled_sampling_pads_batches_and_makes_the_eager_images(tiny_generator,
+                                                                   monkeypatch, tmp_path):
+    import torch
+
+    eager = load_backend(tiny_generator, device="cpu", steps=3, pixel_check=False,
+                         batch_size=8)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.setattr(torch, "compile", lambda module, **options: module)  # no compiler
+    compiled = load_backend(tiny_generator, device="cpu", steps=3, pixel_check=False,
+                            batch_size=8, compile=True, compile_cache_dir=tmp_path / "cc")
+    assert compiled.runtime == "compile"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cc")  # persistent
+    assert [compiled.predictor.padded(n) for n in (1, 3, 5, 8)] == [1, 4, 8, 8]
+    for n in (3, 5):  # run padded to 4 and 8 rows
+        assert np.array_equal(_images(compiled, n), _images(eager, n))
+
+
+def test_a_compile_that_fails_falls_back_to_eager_sampling(tiny_generator, monkeypatch):
+    import torch
+
+    def broken(module, **options):
+        def run(*args, **kwargs):
+            raise RuntimeError("no working C++ compiler")
+        return run
+
+    eager = load_backend(tiny_generator, device="cpu", steps=2, pixel_check=False)
+    monkeypatch.setattr(torch, "compile", broken)
+    backend = load_backend(tiny_generator, device="cpu", steps=2, pixel_check=False,
+                           compile="default")
+    with pytest.warns(UserWarning, match="torch.compile of the UNet failed .*no working C"):
+        images = _images(backend, 3)
+    assert backend.runtime == "eager" and np.array_equal(images, _images(eager, 3))

@@ -8,8 +8,8 @@ from genaug.generation import (
     PHashGate,
     VerifierGate,
     build_gate_chain,
-    laplacian_variance,
 )
+from genaug.generation._image_metrics import laplacian_variance
 
 
 def checkerboard(size=32, cell=4, low=20, high=230):
@@ -173,3 +173,53 @@ def test_a_verifier_collapse_names_its_likely_cause(real, structure_min, expecte
     messages = [chain.collapse_message(item) for item in chain.collapsed()
                 if item["gate"] == "verifier"]
     assert len(messages) == 1 and expected in messages[0]
+
+
+def test_batch_scores_equal_the_one_image_definitions():
+    import imagehash
+    from PIL import Image
+    from scipy import ndimage
+
+    from genaug.generation._image_metrics import (
+        laplacian_variances,
+        neighbour_correlations,
+        phash_batch,
+    )
+
+    rng = np.random.default_rng(0)
+    for shape in [(16, 16, 1), (24, 20, 3), (32, 32, 4)]:
+        images = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(6)]
+        images += [np.clip(np.cumsum(rng.normal(0, 6, shape), axis=0) + 100, 0, 255
+                           ).astype(np.uint8) for _ in range(6)]
+        for image, bits in zip(images, phash_batch(images)):
+            source = image[:, :, 0] if shape[2] == 1 else image[:, :, :3]
+            expected = imagehash.phash(Image.fromarray(source)).hash.ravel()
+            assert np.array_equal(np.unpackbits(np.array([bits], ">u8").view(np.uint8)),
+                                  expected)
+        grey = [(i[:, :, :3].mean(axis=2) if shape[2] >= 3 else i[:, :, 0]).astype(float)
+                for i in images]
+        assert np.array_equal(laplacian_variances(images),
+                              [ndimage.laplace(g, mode="reflect").var() for g in grey])
+        corr = neighbour_correlations(images)
+        for image, value in zip(images, corr):
+            x = image.astype(float) / 255
+            a = np.concatenate([x[:, :-1].ravel(), x[:-1, :].ravel()])
+            b = np.concatenate([x[:, 1:].ravel(), x[1:, :].ravel()])
+            assert value == pytest.approx(np.corrcoef(a, b)[0, 1], abs=1e-9)
+
+
+def test_prepared_batches_give_the_verdicts_of_one_by_one_checks():
+    def chain():
+        return build_gate_chain(blur_min=60, structure_min=0.5, phash_max=4,
+                                reference_images=lambda c: [checkerboard(cell=8)])
+
+    images = [checkerboard(), checkerboard(cell=8), blob(), blob(), smooth(),
+              blob(cx=22, cy=20, radius=5)]
+    one_by_one = chain()
+    expected = [one_by_one.check(image, "a") for image in images]
+    batched = chain()
+    prepared = batched.prepare(images, ["a"] * len(images))
+    got = [batched.finish(image, "a", p) for image, p in zip(images, prepared)]
+    assert got == expected
+    assert [p for p, _ in got] == [True, False, True, False, False, True]
+    assert batched.acceptance_rates() == one_by_one.acceptance_rates()

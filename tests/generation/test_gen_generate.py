@@ -3,13 +3,11 @@ import json
 
 import numpy as np
 import pytest
+from _gen_helpers import FakeBackend
 from PIL import Image
 
 from genaug.exceptions import CacheError, ConfigError
 from genaug.generation import (
-    ENV_REPORT,
-    REJECTIONS_FILE,
-    SUMMARY_FILE,
     FunctionGate,
     GenerationError,
     VerifierGate,
@@ -17,6 +15,7 @@ from genaug.generation import (
     load_backend,
     make_plan,
 )
+from genaug.generation._generate import ENV_REPORT, REJECTIONS_FILE, SUMMARY_FILE
 from genaug.synthetic import SyntheticCache
 
 
@@ -210,11 +209,34 @@ def test_two_runs_cannot_write_one_cache_at_once(backend, plan, tmp_path):
     )["complete"]
 
 
-def test_noise_from_the_generator_is_refused_before_writing(tiny_generator, plan, tmp_path):
+def test_noise_from_the_generator_is_refused_and_leaves_no_cache(tiny_generator, plan,
+                                                                 tmp_path):
     checked = load_backend(tiny_generator, steps=2)
-    with pytest.raises(GenerationError, match="nothing was written"):
+    with pytest.raises(GenerationError, match="nothing was written") as refused:
         generate_cache(plan, backend=checked, cache_dir=tmp_path / "c", progress=False)
-    assert len(SyntheticCache(tmp_path / "c")) == 0
+    # the library names its Python parameter, not the command-line flag
+    assert "`pixel_check=False`" in str(refused.value) and "--" not in str(refused.value)
+    assert not (tmp_path / "c").exists()  # nothing written: no folder to block the next run
+    # the next run, with other settings, goes ahead
+    summary = generate_cache(plan, backend=load_backend(tiny_generator, steps=1,
+                                                        pixel_check=False),
+                             cache_dir=tmp_path / "c", structure_min=None, blur_min=None,
+                             progress=False)
+    assert summary["totals"]["accepted"] > 0
+
+
+def test_a_cache_without_images_does_not_block_other_settings(backend, plan, tmp_path):
+    never = FunctionGate("never", lambda image, c: 0.0, threshold=1.0)
+    empty = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
+                           extra_gates=[never], max_retries=0, progress=False)
+    assert empty["totals"]["accepted"] == 0 and (tmp_path / "c" / REJECTIONS_FILE).is_file()
+    summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
+                             structure_min=None, blur_min=None, progress=False)
+    assert summary["totals"]["accepted"] > 0
+    log = tmp_path / "c" / REJECTIONS_FILE
+    assert not log.exists() or "never" not in log.read_text()  # started afresh
+    with pytest.raises(CacheError, match="different settings"):  # now it has images to keep
+        generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", progress=False)
 
 
 def test_variations_use_real_sources(backend, plan, tmp_path):
@@ -273,3 +295,76 @@ def test_verifier_collapse_is_reported_per_class_and_loudly(backend, plan, tmp_p
     assert len(loud) == 1 and "class 'ring'" in loud[0] and "balanced sampling" in loud[0]
     assert [w for w in summary["warnings"] if "'ring'" in w]  # 24 candidates: reported
     assert not [w for w in summary["warnings"] if "'bar'" in w]  # 12: too few to judge
+
+
+def _slow_gate(seconds_per_image):
+    import time
+
+    def score(image, class_name):
+        time.sleep(seconds_per_image)
+        return 1.0
+
+    return FunctionGate("slow", score, threshold=0.0)
+
+
+def test_sampling_overlaps_gating_so_wall_time_is_the_larger_not_the_sum(shapes_dir,
+                                                                       tmp_path):
+    plan = make_plan(shapes_dir, target_per_class=20)  # 8 + 14 + 17 = 39 images
+    backend = FakeBackend(seconds=0.1, batch_size=4)  # 10 jobs of 0.1 s sampling each
+    summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
+                             structure_min=None, blur_min=None, phash_max=None,
+                             extra_gates=[_slow_gate(0.025)],  # 0.1 s of gating per job
+                             progress=False, workers=2)
+    split = summary["time_split"]
+    assert summary["totals"]["accepted"] == 39 and backend.calls == 10
+    assert split["sampling"] >= 0.9 and split["gates"] >= 0.9
+    # one after the other would take sampling + gates; overlapped, about the larger of them
+    assert summary["seconds"] < 0.75 * (split["sampling"] + split["gates"]), split
+    assert set(split) == {"sampling", "gates", "writing", "waiting"}
+
+
+def test_the_cache_does_not_depend_on_batching_or_workers(backend, plan, tmp_path):
+    options = dict(structure_min=None, blur_min=10, phash_max=20, max_retries=2,
+                   extra_gates=[FunctionGate("coin", coin, threshold=1.0)], progress=False)
+    generate_cache(plan, backend=backend, cache_dir=tmp_path / "a", batch_size=3, workers=1,
+                   **options)
+    generate_cache(plan, backend=backend, cache_dir=tmp_path / "b", batch_size=7, workers=3,
+                   **options)
+    assert comparable(tmp_path / "a") == comparable(tmp_path / "b")
+
+
+def test_batches_mix_classes_so_a_stopped_run_fills_every_class_partly(plan, tmp_path):
+    lenient = dict(structure_min=None, blur_min=None, phash_max=None, progress=False)
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C during the third batch of two
+        generate_cache(plan, backend=Interrupting(FakeBackend(batch_size=2), 3),
+                       cache_dir=tmp_path / "c", **lenient)
+    counts = SyntheticCache(tmp_path / "c").counts()
+    assert counts == {"ring": 3, "bar": 1}  # 6 and 3 needed: in proportion
+
+
+def test_max_seconds_stops_with_every_class_partly_filled_and_a_rerun_completes(plan,
+                                                                                tmp_path):
+    lenient = dict(structure_min=None, blur_min=None, phash_max=None, progress=False)
+    generate_cache(plan, backend=FakeBackend(batch_size=2), cache_dir=tmp_path / "whole",
+                   **lenient)
+    stopped = generate_cache(plan, backend=FakeBackend(seconds=0.3, batch_size=2),
+                             cache_dir=tmp_path / "c", max_seconds=0.5, **lenient)
+    assert stopped["stopped_by"] == "max_seconds" and not stopped["complete"]
+    assert 0 < stopped["totals"]["accepted"] < 9 and stopped["totals"]["pending"] > 0
+    assert all(c["accepted"] > 0 for c in stopped["classes"].values())
+    again = generate_cache(plan, backend=FakeBackend(batch_size=2), cache_dir=tmp_path / "c",
+                           **lenient)
+    assert again["complete"] and again["stopped_by"] is None
+    assert comparable(tmp_path / "c") == comparable(tmp_path / "whole")
+    with pytest.raises(ConfigError, match="`max_seconds` must be positive"):
+        generate_cache(plan, backend=FakeBackend(), cache_dir=tmp_path / "d", max_seconds=0)
+
+
+def test_the_integrity_pass_reports_a_damaged_image(backend, plan, tmp_path):
+    options = dict(structure_min=None, blur_min=None, image_size=24, progress=False)
+    generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", **options)
+    record = SyntheticCache(tmp_path / "c").records[0]
+    (tmp_path / "c" / record["path"]).write_bytes(b"garbage")
+    summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", **options)
+    assert not summary["integrity"]["ok"] and not summary["complete"]
+    assert f"1 unreadable image file(s): {record['path']}" in summary["integrity"]["problems"][0]

@@ -115,3 +115,25 @@ def test_without_cuda_the_run_falls_back_with_a_clear_message(live_data, tmp_pat
     assert result.exit_code == 0, result.output
     assert "CUDA is not available" in result.output
     assert "live" not in json.loads((tmp_path / "o" / "metrics.json").read_text())
+
+
+def test_start_live_source_takes_explicit_options_and_auto_is_a_thread(live_data, tmp_path):
+    import warnings
+
+    from genaug.data import DatasetIndex
+    from genaug.exceptions import ConfigError
+    from genaug.live import start_live_source
+
+    data, generator = live_data
+    train = DatasetIndex.from_directory(data)
+    options = dict(image_size=(8, 8), color_mode="rgb", cache_dir=tmp_path / "cache")
+    with pytest.raises(ConfigError, match="`producer` must be auto, process or thread"):
+        start_live_source(generator, train, device="cpu", producer="gpu", **options)
+    with pytest.raises(ConfigError, match="`device` must be cuda, cuda:N or cpu"):
+        start_live_source(generator, train, device="tpu", **options)
+    messages = []
+    live = start_live_source(generator, train, device="cpu", log=messages.append, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the undertrained generator fails its pixel check
+        live.close()
+    assert live.statistics()["producer"] == "thread" and "(in a thread)" in messages[0]

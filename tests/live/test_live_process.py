@@ -155,3 +155,26 @@ def test_a_child_stopped_before_it_takes_a_batch_is_a_clean_stop(live_data):
     assert wait_gone(worker.pid)
     assert worker.run(0, []) == ([], 0)
     worker.close()
+
+
+def test_a_job_crosses_to_the_child_and_back_as_arrays(live_data):
+    import numpy as np
+
+    from genaug.live import LiveBatch, LiveJob
+
+    _, generator = live_data
+    worker = SubprocessWorker(factory(generator))
+    try:
+        worker.submit(LiveJob(np.array([0, 2, 2, 1, 0]), np.arange(5)))
+        worker.submit(LiveJob(np.array([1, 1]), np.arange(5, 7)))  # sampled while gating
+        batches = []
+        deadline = time.monotonic() + 60
+        while len(batches) < 2 and time.monotonic() < deadline:
+            batches += worker.collect(timeout=0.5)
+    finally:
+        worker.close()
+    assert [type(b) for b in batches] == [LiveBatch, LiveBatch]
+    first = batches[0]
+    assert first.images.dtype == np.uint8 and first.images.shape[1:] == (8, 8, 3)
+    assert len(first.images) == len(first.labels) and first.generated.tolist() == [2, 1, 2]
+    assert batches[1].generated.tolist() == [0, 2, 0]

@@ -1,3 +1,4 @@
+import functools
 import threading
 import time
 
@@ -142,3 +143,78 @@ def test_interrupt_during_fit_leaves_no_thread_running(small_dataset, tmp_path):
     assert not [t for t in threading.enumerate() if t.name == "genaug-live"]
     cache = SyntheticCache(tmp_path / "cache")
     assert not cache.problems  # every record has its file, every file its record
+
+
+def test_a_batch_goes_into_the_buffer_at_once_and_the_freshest_are_kept():
+    buffer = FreshBuffer(2, capacity=3, max_reuse=2)
+    buffer.put_batch(1, np.arange(5, dtype=np.uint8).reshape(5, 1, 1, 1))  # 0, 1 dropped
+    assert buffer.sizes() == [0, 3] and buffer.dropped_unused == 2
+    assert buffer.remaining_uses().tolist() == [0, 6]
+    taken = [int(buffer.take(1)[0, 0, 0]) for _ in range(6)]
+    assert taken == [2, 3, 4, 2, 3, 4]  # least used first, oldest first among equals
+    assert buffer.take(1) is None and buffer.sizes() == [0, 0]
+    buffer.put_batch(1, np.full((2, 1, 1, 1), 7, np.uint8))
+    buffer.put_batch(1, np.full((2, 1, 1, 1), 8, np.uint8))  # full: the oldest 7 makes room
+    assert sorted(int(buffer.take(1)[0, 0, 0]) for _ in range(3)) == [7, 8, 8]
+    assert buffer.dropped_unused == 3
+
+
+def test_jobs_are_sized_from_the_demand_within_the_memory_bound():
+    from genaug.live._source import producer_batch_size
+
+    sized = functools.partial(producer_batch_size, max_reuse=4, default=256,
+                              image_bytes=32 * 32 * 3, room=10_000)
+    assert sized(slots_per_second=None) == 256  # not measured yet: the backend's batch
+    # an H200 run: 16 synthetic slots per step at 34 steps/s, each image serving 4 slots
+    assert sized(slots_per_second=16 * 34) == 68  # half a second of fresh images
+    assert sized(slots_per_second=1e9) == 10_000  # the buffer's room
+    assert sized(slots_per_second=1e9, max_bytes=2**20) == 2**20 // (32 * 32 * 3)
+    assert sized(slots_per_second=0.1) == 1
+
+
+def test_a_job_goes_to_the_classes_whose_supply_falls_furthest_short():
+    from genaug.live._source import allocate
+
+    need, room = np.array([10, 10, 0]), np.array([100, 100, 100])
+    assert allocate(8, need=need, have=np.array([40, 0, 0]), room=room,
+                    max_reuse=4).tolist() == [0, 8, 0]
+    assert allocate(8, need=need, have=np.array([0, 0, 0]), room=room,
+                    max_reuse=4).tolist() == [4, 4, 0]
+    assert allocate(8, need=need, have=np.array([0, 0, 0]), room=np.array([100, 3, 100]),
+                    max_reuse=4).tolist() == [5, 3, 0]
+    assert allocate(8, need=need, have=np.zeros(3), room=np.zeros(3), max_reuse=4).sum() == 0
+
+
+def test_the_worker_samples_the_next_job_while_it_gates_this_one():
+    from genaug.generation import FunctionGate, GateChain
+    from genaug.live import LiveJob
+
+    def slow(image, class_name):
+        time.sleep(0.025)
+        return 1.0
+
+    backend = NoiseBackend(["cat", "dog"], delay=0.1)
+    worker = GenerationWorker(backend, class_names=["cat", "dog"], image_size=(8, 8),
+                              color_mode="rgb",
+                              gates=GateChain([FunctionGate("slow", slow, threshold=0)]))
+    jobs = 8  # 0.1 s sampling and 4 x 0.025 s gating each
+    started = time.perf_counter()
+    for k in range(jobs):
+        worker.submit(LiveJob(np.array([0, 1, 1, 0]), np.arange(4) + 4 * k))
+    batches = []
+    while len(batches) < jobs:
+        batches += worker.collect(timeout=1.0)
+    wall = time.perf_counter() - started
+    worker.close()
+    assert wall < 0.75 * jobs * (0.1 + 0.1)  # overlapped, not one after the other
+    assert all(b.images.shape == (4, 8, 8, 3) and b.images.dtype == np.uint8 for b in batches)
+    assert [b.labels.tolist() for b in batches] == [[0, 1, 1, 0]] * jobs
+    assert sum(b.generated.sum() for b in batches) == 4 * jobs
+
+
+def test_statistics_give_the_share_of_slots_served_fresh(small_dataset):
+    live = live_source(NoiseBackend(["dog", "snake"]), ["cat", "dog", "snake"], timeout=1.0)
+    fit_with_live(small_dataset, live)
+    stats = live.statistics()
+    served = stats["consumed"] + stats["fallbacks"]["cache"] + stats["fallbacks"]["real"]
+    assert stats["fresh_share"] == pytest.approx(stats["consumed"] / served)

@@ -1,11 +1,14 @@
-"""The small generator-backend interface shared by ``genaug generate`` and live producers."""
+"""The small generator-backend interface shared by ``genaug generate`` and live producers.
+
+Backends subclass :class:`GeneratorBackend` here and are registered by kind in
+:mod:`genaug.generation._backends`, which is the only module that imports them all."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -58,8 +61,11 @@ class GeneratorBackend(ABC):
     and ``source_id``. Backends are used from one thread at a time.
     """
 
-    #: name written to ``generator.backend``
+    #: name written to ``generator.backend`` (and the backend's kind in ``load_backend``)
     backend_name: str = "base"
+    #: the file that marks a directory this backend loads, and what such a directory is
+    marker: ClassVar[str | None] = None
+    marker_hint: ClassVar[str] = ""
     #: whether prompts change the output (then the prompt-set hash goes into every record)
     uses_prompts: bool = False
     #: whether requests may carry a ``source_image`` (variations of real images)
@@ -123,9 +129,9 @@ class GeneratorBackend(ABC):
         from genaug.generation._utils import resolve_device, resolve_dtype
 
         if steps < 1:
-            raise ConfigError(f"--steps must be at least 1, got {steps}")
+            raise ConfigError(f"`steps` must be at least 1, got {steps}")
         if not 0.0 < strength <= 1.0:
-            raise ConfigError(f"--strength must be in (0, 1], got {strength}")
+            raise ConfigError(f"`strength` must be in (0, 1], got {strength}")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(self.device, precision)
         self.steps = int(steps)
@@ -155,54 +161,3 @@ class GeneratorBackend(ABC):
 
     def __exit__(self, *exc):
         self.close()
-
-
-def backend_kind(path) -> str:
-    """``"ddpm"`` for a directory written by ``genaug fit-generator``, ``"sd"`` for a diffusers
-    Stable Diffusion checkpoint directory; raises :class:`ConfigError` otherwise."""
-    from genaug.generation._ddpm_model import GENERATOR_META
-
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"generator not found: {path} (a local directory is required; "
-                          "nothing is downloaded)")
-    if not path.is_dir():
-        raise ConfigError(f"generator must be a directory: {path}")
-    if (path / GENERATOR_META).is_file():
-        return "ddpm"
-    if (path / "model_index.json").is_file():
-        return "sd"
-    raise ConfigError(f"{path} is neither a genaug generator (no {GENERATOR_META}; train one "
-                      "with `genaug fit-generator`) nor a diffusers checkpoint directory "
-                      "(no model_index.json)")
-
-
-def load_backend(path, *, kind: str = "auto", device=None, precision: str = "auto",
-                 **options) -> GeneratorBackend:
-    """Load a generator backend from a local directory, offline.
-
-    Parameters
-    ----------
-    path : path-like
-        A ``genaug fit-generator`` directory (``ddpm``) or a diffusers Stable Diffusion
-        checkpoint directory (``sd``).
-    kind : {"auto", "ddpm", "sd"}
-    device : str, optional
-        ``"cuda"``, ``"cpu"`` or None/``"auto"`` (CUDA when available).
-    precision : {"auto", "fp32", "bf16", "fp16"}
-        ``auto``: bf16 (fp16 without bf16 support) on CUDA, fp32 on CPU.
-    **options
-        Backend options: ``steps``, ``guidance_scale``, ``batch_size``, ``strength`` and, for
-        ``ddpm``, ``sampler`` (``"dpm++"`` or ``"ddim"``) and ``pixel_check``, for ``sd``,
-        ``lora`` (an adapter folder written by ``genaug fit-lora``).
-    """
-    detected = backend_kind(path)
-    if kind not in ("auto", detected):
-        raise ConfigError(f"{path} holds a {detected} generator, not {kind}")
-    if detected == "ddpm":
-        from genaug.generation._ddpm_backend import DDPMBackend
-
-        return DDPMBackend(path, device=device, precision=precision, **options)
-    from genaug.generation._sd_backend import StableDiffusionBackend
-
-    return StableDiffusionBackend(path, device=device, precision=precision, **options)
