@@ -14,15 +14,13 @@ from click.testing import CliRunner
 from genaug.cli import main
 from genaug.exceptions import CacheError, ConfigError
 from genaug.generation import (
-    LORA_CONFIG,
-    LORA_WEIGHTS,
     GenerationRequest,
-    adapter_sha256,
     fit_lora,
     generate_cache,
     load_backend,
     make_plan,
 )
+from genaug.generation._lora import LORA_CONFIG, LORA_WEIGHTS, adapter_sha256
 from genaug.generation._utils import weights_sha256
 from genaug.synthetic import SyntheticCache
 
