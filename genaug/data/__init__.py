@@ -1,22 +1,38 @@
-"""Dataset indexing, decoding, analysis and the embedded default dataset."""
+"""Dataset indexing, splitting, decoding, analysis and the embedded default dataset."""
 
 from genaug.data._decode import (
     COLOR_MODES,
     check_color_mode,
     convert_mode,
+    encode_png,
     load_image,
     resize_array,
 )
-from genaug.data._index import IMAGE_EXTENSIONS, DatasetIndex, SkippedFile, probe_image
+from genaug.data._embedded import digits_longtail
+from genaug.data._index import (
+    IMAGE_EXTENSIONS,
+    SKIP_KINDS,
+    DatasetIndex,
+    SkippedFile,
+    probe_image,
+    skipped_summary,
+)
+from genaug.data._splits import DatasetSplits, split_dataset
 
 __all__ = [
     "COLOR_MODES",
     "IMAGE_EXTENSIONS",
+    "SKIP_KINDS",
     "DatasetIndex",
+    "DatasetSplits",
     "SkippedFile",
     "check_color_mode",
     "convert_mode",
+    "digits_longtail",
+    "encode_png",
     "load_image",
     "probe_image",
     "resize_array",
+    "skipped_summary",
+    "split_dataset",
 ]

@@ -17,11 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from genaug._io import atomic_write_bytes, json_default
-from genaug.data._index import IMAGE_EXTENSIONS
+from genaug.data import IMAGE_EXTENSIONS, encode_png
 from genaug.exceptions import CacheError
 
 META_JSONL = "synthetic_meta.jsonl"
@@ -171,20 +168,6 @@ class SyntheticCache:
             "prompt_set_sha256": sorted(prompt_sets),
             "quality_thresholds": thresholds,
         }
-
-
-def encode_png(image) -> bytes:
-    """PNG bytes of a PIL image or a uint8 array (HxW, HxWx1, HxWx3 or HxWx4)."""
-    if isinstance(image, np.ndarray):
-        array = image
-        if array.dtype != np.uint8:
-            raise CacheError(f"synthetic images must be uint8 arrays, got {array.dtype}")
-        if array.ndim == 3 and array.shape[2] == 1:
-            array = array[:, :, 0]
-        image = Image.fromarray(array)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 class CacheWriter:
