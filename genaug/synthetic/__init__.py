@@ -8,12 +8,15 @@ from genaug.synthetic._cache import (
     CacheWriter,
     SyntheticCache,
 )
-from genaug.synthetic._mixer import MixedEpoch, SyntheticMixer, check_ratio
+from genaug.synthetic._mixer import REAL, SYNTHETIC, MixedEpoch, SyntheticMixer, check_ratio
+from genaug.synthetic._pool import capped_pool, check_pool_cap, pool_limits
 from genaug.synthetic._schedule import RampSchedule
 
 __all__ = [
     "META_CSV",
     "META_JSONL",
+    "REAL",
+    "SYNTHETIC",
     "CacheProblems",
     "CacheWriter",
     "MixedEpoch",
@@ -21,6 +24,9 @@ __all__ = [
     "SyntheticCache",
     "SyntheticMixer",
     "atomic_write_bytes",
+    "capped_pool",
+    "check_pool_cap",
     "check_ratio",
+    "pool_limits",
     "write_json",
 ]
