@@ -174,12 +174,7 @@ KNOWN_VIOLATIONS = {
     "private: genaug/cli/_cache.py imports genaug.synthetic._import",
     "upward: genaug/evidence/_compare.py imports training.pipeline",
     "upward: genaug/evidence/_features.py imports training.pipeline",
-    "private: genaug/loaders/_pydataset.py imports genaug.synthetic._mixer",
-    "private: genaug/loaders/_sampler.py imports genaug.synthetic._mixer",
-    "private: genaug/loaders/_tfdata.py imports genaug.synthetic._mixer",
     "private: training/pipeline.py imports genaug._io",
-    "private: training/pipeline.py imports genaug.synthetic._mixer",
-    "private: training/pipeline.py imports genaug.data._embedded",
     "cycle: genaug.generation._backend <-> genaug.generation._ddpm_backend"
     " <-> genaug.generation._sd_backend",
     "cycle: genaug.evidence._compare <-> genaug.evidence._compare_report",
