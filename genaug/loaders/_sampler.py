@@ -203,5 +203,5 @@ def warn_if_fit_reweights(sampler: EpochSampler, *, frames: int = 4) -> None:
                 f"model.fit(class_weight=...) on a loader that already balances the classes "
                 f"(balance={sampler.plan.mode.value!r}) corrects the imbalance twice; give the "
                 "loader class_weight='balanced' instead (it weighs the distribution the "
-                "loader delivers) or use balance='none'", UserWarning, stacklevel=frames + 2)
+                "loader delivers) or use balance='none'", UserWarning, stacklevel=2)
             return

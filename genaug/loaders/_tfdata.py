@@ -25,8 +25,9 @@ _NATIVE_MODES = {"L", "RGB", "RGBA"}
 _NATIVE_FORMATS = {"PNG", "JPEG", "GIF"}
 _NATIVE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif"}
 LABEL_MODES = ("int", "categorical", "binary", None)
-#: Slots repaired together when a file breaks; a multiple of the batch size, at least this.
-_MIN_WINDOW = 32
+#: Slots decoded (and, when a file breaks, repaired) together when the loader yields single
+#: images.
+_SINGLE_IMAGE_WINDOW = 32
 
 
 def _needs_pil(source) -> np.ndarray:
@@ -57,7 +58,7 @@ def make_tf_dataset(sampler: EpochSampler, *, image_size, color_mode: str = "rgb
     A pass moves the sampler to the next epoch when it has delivered its last batch, so a
     partial pass (``dataset.take(1)`` before ``fit``) changes nothing. A file that breaks
     after indexing is replaced by another image of its class (reported once, as in the
-    ``PyDataset``), unless every slot of a window of 32 is unreadable.
+    ``PyDataset``): the batches keep their classes, the epoch its length.
     """
     return _TFPipeline(sampler, image_size=image_size, color_mode=color_mode,
                        interpolation=interpolation, label_mode=label_mode,
@@ -91,11 +92,12 @@ class _TFPipeline:
         self.augment = augment
         self.batch_size = sampler.options.batch_size
         self.epoch_size = sampler.plan.epoch_size
-        step = self.batch_size or 1
-        self.window = step * -(-_MIN_WINDOW // step)
+        self.window = self.batch_size or _SINGLE_IMAGE_WINDOW
+        self.windows = -(-self.epoch_size // self.window)
         self.weighted = sampler.sample_weights
         # Mixup partners exist only when the mixer was asked for mixup.
         self.mixup = sampler.mixer is not None and sampler.mixer.mixup
+        self.passes, self.pass_epochs = 0, {}  # every pass over the dataset, and its epoch
         self.reader = SlotReader(sampler.real, sampler.synthetic, image_size=(self.height,
                                                                               self.width),
                                  color_mode=color_mode, interpolation=interpolation)
@@ -105,13 +107,18 @@ class _TFPipeline:
         self.files()
         # 2. One epoch's plan per pass, as a few arrays.
         dataset = self.plans()
-        # 3. Decode every slot, in parallel, in plan order.
+        # 3. Decode every slot in parallel, in plan order, a batch at a time.
         dataset = dataset.unbatch().map(self.element, num_parallel_calls=tf.data.AUTOTUNE,
-                                        deterministic=True)
-        # 4. A slot whose file broke after indexing: read a stand-in of its class instead.
+                                        deterministic=True).batch(self.window)
+        # 4. A batch with a file that broke after indexing: read it again, with stand-ins.
         dataset = self.repair(dataset)
-        # 5. Labels, layout, batches and augmentation.
-        dataset = self.format(dataset)
+        # 5. Single images, and augmentation.
+        if not self.batch_size:
+            dataset = dataset.unbatch()
+        elif self.augment is not None:
+            augment = self.augment
+            dataset = dataset.map(lambda x, *rest: (augment(x, training=True), *rest),
+                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         steps = len(self.sampler) if self.batch_size else self.epoch_size
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
         dataset = dataset.prefetch(tf.data.AUTOTUNE)
@@ -148,6 +155,8 @@ class _TFPipeline:
         # Only the columns the element function reads: every extra component is sliced,
         # copied and passed per element.
         epoch = self.sampler.epoch
+        self.passes += 1
+        self.pass_epochs[self.passes] = epoch
         mixed = self.sampler.mixed(epoch)
         item = np.where(mixed.source == SYNTHETIC, mixed.index + self.offset, mixed.index)
         columns = [self.paths[item].astype(bytes), mixed.labels.astype(np.int32)]
@@ -159,8 +168,8 @@ class _TFPipeline:
             partner = np.where(mixed.partner >= 0, mixed.partner, 0)
             columns += [self.paths[partner].astype(bytes), self.pil[partner],
                         mixed.partner >= 0, mixed.lam]
-        # A slot's place in the whole stream: its epoch and its position in the epoch.
-        columns.append(epoch * self.epoch_size + np.arange(len(mixed), dtype=np.int64))
+        # A slot's place in the whole stream: its pass and its position in the epoch.
+        columns.append(self.passes * self.epoch_size + np.arange(len(mixed), dtype=np.int64))
         yield tuple(columns)
 
     # -- 3. decode --------------------------------------------------------------------------
@@ -206,30 +215,45 @@ class _TFPipeline:
 
     # -- 4. repair --------------------------------------------------------------------------
     def repair(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
-        """Drop the slots TensorFlow could not decode, group the rest into windows of whole
-        batches by their place in the plan, and fill each short window with stand-ins read by
-        the :class:`SlotReader` (the same fallback chain as the ``PyDataset``). A complete
-        window passes through untouched."""
-        window = self.window
-        dataset = dataset.ignore_errors()
-        dataset = dataset.group_by_window(
-            key_func=lambda *slot: (slot[-1] % self.epoch_size) // window,
-            reduce_func=lambda key, slots: slots.batch(window), window_size=window)
-        return dataset.map(self.complete_window)
+        """Deliver every batch TensorFlow decoded, then, at the end of the pass, the batches
+        it could not.
 
-    def complete_window(self, *columns):
-        first = columns[-1][0] % self.epoch_size
-        start = first - first % self.window
-        expected = tf.minimum(tf.cast(self.window, tf.int64), self.epoch_size - start)
-        return tf.cond(tf.shape(columns[-1], out_type=tf.int64)[0] < expected,
-                       lambda: self.fill(columns, start), lambda: columns)
+        A batch with a slot TensorFlow cannot decode fails as a whole and is dropped
+        (``ignore_errors`` after the fused map-and-batch, which keeps the normal path as fast
+        as it was). Each delivered batch marks its window as delivered in this epoch; after
+        the last one, every window not delivered is read again by the :class:`SlotReader`:
+        each slot's own file through PIL when PIL can read it, else a stand-in of its class
+        (the ``PyDataset``'s fallback chain). So the classes of every batch and the length of
+        the epoch never change; only the order of the repaired batches does.
+        """
+        # The pass that last delivered each window.
+        self.delivered = tf.Variable(tf.fill([self.windows], tf.constant(-1, tf.int64)),
+                                     trainable=False)
+        present = dataset.ignore_errors().map(self.mark_delivered)
+        missing = tf.data.Dataset.from_tensors(0).flat_map(self.missing_windows)
+        return present.concatenate(missing.map(self.read_again))
 
-    def fill(self, columns, start):
+    def mark_delivered(self, *columns):
+        gids = columns[-1]
+        window = (gids[0] % self.epoch_size) // self.window
+        marked = self.delivered.scatter_nd_update([[window]], [gids[0] // self.epoch_size])
+        with tf.control_dependencies([marked]):
+            return self.labels_and_layout(*(tf.identity(column) for column in columns))
+
+    def missing_windows(self, _):
+        """The windows of this pass that no batch delivered (read once, after the last)."""
+        windows = tf.numpy_function(
+            lambda delivered: np.flatnonzero(delivered != self.passes).astype(np.int64),
+            [self.delivered.read_value()], tf.int64)
+        windows.set_shape([None])
+        return tf.data.Dataset.from_tensor_slices(windows)
+
+    def read_again(self, window):
         kinds = [tf.string, tf.string, tf.int32, tf.float32, tf.bool, tf.float32, tf.int64]
-        path, partner, label, weight, has_partner, lam, gid = tf.numpy_function(
-            self.stand_ins, [columns[-1], start], kinds)
-        for tensor in (path, partner, label, weight, has_partner, lam, gid):
-            tensor.set_shape([None])
+        columns = tf.numpy_function(self.stand_ins, [window], kinds)
+        for column in columns:
+            column.set_shape([None])
+        path, partner, label, weight, has_partner, lam, gid = columns
 
         def stand_in(row):
             image = self.decode(row[0], True)
@@ -239,40 +263,23 @@ class _TFPipeline:
         images = tf.map_fn(stand_in, (path, partner, has_partner, lam),
                            fn_output_signature=tf.TensorSpec([self.height, self.width,
                                                               self.channels], tf.float32))
-        extra = (images, label, *([weight] if self.weighted else []), gid)
-        merged = [tf.concat([have, add], axis=0) for have, add in zip(columns, extra)]
-        order = tf.argsort(merged[-1])
-        return tuple(tf.gather(column, order) for column in merged)
+        return self.labels_and_layout(images, label, *([weight] if self.weighted else []), gid)
 
-    def stand_ins(self, gids, start):
-        """The missing slots of the window at ``start``: readable files for each (its own
-        file when PIL can read it, else another image of its class) and its plan columns."""
-        epoch = int(gids[0]) // self.epoch_size
-        mixed = self.sampler.mixed(epoch)
-        stop = min(int(start) + self.window, self.epoch_size)
-        missing = np.setdiff1d(np.arange(int(start), stop), gids % self.epoch_size)
-        located = [self.reader.locate(mixed, int(slot)) for slot in missing]
+    def stand_ins(self, window):
+        """Readable files for every slot of ``window`` of this pass (its own when PIL can
+        read it, else a stand-in of its class), with its plan columns."""
+        mixed = self.sampler.mixed(self.pass_epochs[self.passes])
+        start = int(window) * self.window
+        slots = np.arange(start, min(start + self.window, self.epoch_size))
+        located = [self.reader.locate(mixed, int(slot)) for slot in slots]
         return (np.array([p.encode() for p, _ in located], dtype=object),
                 np.array([(q or p).encode() for p, q in located], dtype=object),
-                mixed.labels[missing].astype(np.int32), mixed.weights[missing],
+                mixed.labels[slots].astype(np.int32), mixed.weights[slots],
                 np.array([q is not None for _, q in located], dtype=bool),
-                mixed.lam[missing].astype(np.float32),
-                (epoch * self.epoch_size + missing).astype(np.int64))
+                mixed.lam[slots].astype(np.float32),
+                (self.passes * self.epoch_size + slots).astype(np.int64))
 
     # -- 5. format --------------------------------------------------------------------------
-    def format(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
-        dataset = dataset.map(self.labels_and_layout, num_parallel_calls=tf.data.AUTOTUNE,
-                              deterministic=True)
-        if self.batch_size != self.window:
-            dataset = dataset.unbatch()
-            if self.batch_size:
-                dataset = dataset.batch(self.batch_size)
-        if self.augment is not None and self.batch_size:
-            augment = self.augment
-            dataset = dataset.map(lambda x, *rest: (augment(x, training=True), *rest),
-                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return dataset
-
     def labels_and_layout(self, images, labels, *rest):
         if self.data_format == "channels_first":
             images = tf.transpose(images, (0, 3, 1, 2))
@@ -288,18 +295,20 @@ class _TFPipeline:
     def count_pass(self, *columns):
         gids = columns[-1]
         last = tf.reduce_any(tf.equal(gids % self.epoch_size, self.epoch_size - 1))
-        epoch = tf.reduce_max(gids) // self.epoch_size
-        moved = tf.cond(last, lambda: tf.numpy_function(self.pass_done, [epoch], tf.int64),
-                        lambda: tf.constant(0, tf.int64))
+        moved = tf.cond(last, lambda: tf.numpy_function(
+            self.pass_done, [tf.reduce_max(gids) // self.epoch_size], tf.int64),
+            lambda: tf.constant(0, tf.int64))
         with tf.control_dependencies([moved]):
             out = tuple(tf.identity(column) for column in columns[:-1])
         return out if len(out) > 1 else out[0]
 
-    def pass_done(self, epoch) -> np.int64:
-        """A pass delivered its last slot: move on, unless something else moved the sampler
-        in the meantime (a ramp callback sets the epoch itself)."""
-        if self.sampler.epoch == int(epoch):
-            self.sampler.set_epoch(int(epoch) + 1)
+    def pass_done(self, pass_id) -> np.int64:
+        """Pass ``pass_id`` delivered its last slot: move on to the next epoch, unless
+        something else moved the sampler in the meantime (a ramp callback sets the epoch
+        itself)."""
+        epoch = self.pass_epochs.get(int(pass_id))
+        if epoch is not None and self.sampler.epoch == epoch:
+            self.sampler.set_epoch(epoch + 1)
         return np.int64(0)
 
     def describe(self, dataset: tf.data.Dataset) -> tf.data.Dataset:

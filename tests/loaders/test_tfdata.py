@@ -199,11 +199,11 @@ def test_fit_survives_a_file_that_breaks_after_indexing(small_dataset, damage):
         history = tiny_model().fit(ds, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
     assert victim in ds.decode_failures
-    # The next epoch: every batch keeps its balance, the epoch its size and plan order.
-    mixed = ds.sampler.mixed(2)
-    batches = list(ds.as_numpy_iterator())
-    assert [len(y) for _, y in batches] == [6] * 10
-    np.testing.assert_array_equal(np.concatenate([y for _, y in batches]), mixed.labels)
+    # The next epoch: every batch keeps its classes, the epoch its length; the batch with the
+    # broken file is read again (with a stand-in) after the others.
+    planned = [tuple(ds.sampler.mixed(2).labels[b * 6:(b + 1) * 6]) for b in range(10)]
+    delivered = [tuple(y) for _, y in ds.as_numpy_iterator()]
+    assert any(delivered == planned[:b] + planned[b + 1:] + [planned[b]] for b in range(10))
 
 
 def test_a_broken_file_in_single_image_mode_and_in_a_mixup_partner(small_dataset, make_cache,
