@@ -140,14 +140,13 @@ class _TFPipeline:
     def plans(self) -> tf.data.Dataset:
         string, boolean = tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.bool)
         real32 = tf.TensorSpec([None], tf.float32)
-        signature = [string, tf.TensorSpec([None], tf.int32)]
+        signature = [string, tf.TensorSpec([None], tf.int64)]
         if self.weighted:
             signature.append(real32)
         if self.any_pil:
             signature.append(boolean)
         if self.mixup:
             signature += [string, boolean, boolean, real32]
-        signature.append(tf.TensorSpec([None], tf.int64))
         return tf.data.Dataset.from_generator(self.epoch_arrays,
                                               output_signature=tuple(signature))
 
@@ -159,7 +158,10 @@ class _TFPipeline:
         self.pass_epochs[self.passes] = epoch
         mixed = self.sampler.mixed(epoch)
         item = np.where(mixed.source == SYNTHETIC, mixed.index + self.offset, mixed.index)
-        columns = [self.paths[item].astype(bytes), mixed.labels.astype(np.int32)]
+        # A slot's place in the whole stream (its pass and its position in the epoch) rides
+        # in its label column: one more column would cost every element a few percent.
+        place = self.passes * self.epoch_size + np.arange(len(mixed), dtype=np.int64)
+        columns = [self.paths[item].astype(bytes), place * self.num_classes + mixed.labels]
         if self.weighted:
             columns.append(mixed.weights)
         if self.any_pil:
@@ -168,22 +170,20 @@ class _TFPipeline:
             partner = np.where(mixed.partner >= 0, mixed.partner, 0)
             columns += [self.paths[partner].astype(bytes), self.pil[partner],
                         mixed.partner >= 0, mixed.lam]
-        # A slot's place in the whole stream: its pass and its position in the epoch.
-        columns.append(self.passes * self.epoch_size + np.arange(len(mixed), dtype=np.int64))
         yield tuple(columns)
 
     # -- 3. decode --------------------------------------------------------------------------
-    def element(self, path, label, *rest):
+    def element(self, path, place_and_label, *rest):
         rest = list(rest)
         weight = rest.pop(0) if self.weighted else None
         use_pil = rest.pop(0) if self.any_pil else False
         image = self.decode(path, use_pil)
         if self.mixup:
-            partner, partner_pil, has_partner, lam = rest[:4]
+            partner, partner_pil, has_partner, lam = rest
             image = tf.cond(has_partner,
                             lambda: lam * image + (1.0 - lam) * self.decode(partner, partner_pil),
                             lambda: image)
-        return (image, label, *([weight] if self.weighted else []), rest[-1])
+        return (image, place_and_label, *([weight] if self.weighted else []))
 
     def decode(self, path, use_pil):
         """Decode and resize one file; ``use_pil`` is a bool tensor, or a Python bool."""
@@ -229,16 +229,19 @@ class _TFPipeline:
         # The pass that last delivered each window.
         self.delivered = tf.Variable(tf.fill([self.windows], tf.constant(-1, tf.int64)),
                                      trainable=False)
-        present = dataset.ignore_errors().map(self.mark_delivered)
+        present = dataset.ignore_errors().map(self.mark_delivered,
+                                               num_parallel_calls=tf.data.AUTOTUNE,
+                                               deterministic=True)
         missing = tf.data.Dataset.from_tensors(0).flat_map(self.missing_windows)
         return present.concatenate(missing.map(self.read_again))
 
-    def mark_delivered(self, *columns):
-        gids = columns[-1]
+    def mark_delivered(self, images, place_and_label, *weight):
+        gids = place_and_label // self.num_classes
+        labels = tf.cast(place_and_label % self.num_classes, tf.int32)
         window = (gids[0] % self.epoch_size) // self.window
         marked = self.delivered.scatter_nd_update([[window]], [gids[0] // self.epoch_size])
         with tf.control_dependencies([marked]):
-            return self.labels_and_layout(*(tf.identity(column) for column in columns))
+            return self.labels_and_layout(tf.identity(images), labels, *weight, gids)
 
     def missing_windows(self, _):
         """The windows of this pass that no batch delivered (read once, after the last)."""
