@@ -229,9 +229,8 @@ class _TFPipeline:
         # The pass that last delivered each window.
         self.delivered = tf.Variable(tf.fill([self.windows], tf.constant(-1, tf.int64)),
                                      trainable=False)
-        present = dataset.ignore_errors().map(self.mark_delivered,
-                                               num_parallel_calls=tf.data.AUTOTUNE,
-                                               deterministic=True)
+        # Sequential: one more tunable parallel stage measured ~5% more CPU per image.
+        present = dataset.ignore_errors().map(self.mark_delivered)
         missing = tf.data.Dataset.from_tensors(0).flat_map(self.missing_windows)
         return present.concatenate(missing.map(self.read_again))
 
