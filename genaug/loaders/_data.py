@@ -49,7 +49,7 @@ class LoaderData:
 
     @property
     def skipped(self):
-        """Files left out while indexing (empty for arrays and for a given index's parts)."""
+        """Files left out while indexing the data (empty for arrays)."""
         return self.splits.skipped if self.splits is not None else ()
 
     def found_message(self, holder: str = "dataset") -> str:
