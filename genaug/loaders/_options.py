@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from genaug.balance import Balance
 from genaug.exceptions import ConfigError
@@ -107,6 +107,12 @@ class SamplingOptions:
         if self.schedule is not None and not callable(getattr(self.schedule, "factor", None)):
             raise ConfigError("schedule must have a factor(epoch) method, like RampSchedule")
         set_("exclude_source_ids", frozenset(str(s) for s in self.exclude_source_ids))
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping) -> SamplingOptions:
+        """The options among a loader's keyword arguments (``locals()`` of a loader function
+        whose parameters carry the option names)."""
+        return cls(**{f.name: arguments[f.name] for f in fields(cls) if f.name in arguments})
 
     def evaluation(self, *, shuffle: bool | None = None) -> SamplingOptions:
         """The options of a validation or test loader: every image once, no class or sample

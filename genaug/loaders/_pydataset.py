@@ -87,13 +87,7 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
                  synthetic_classes=None, synthetic_weight: float = 1.0, mixup: bool = False,
                  schedule=None, exclude_source_ids=(), live_source=None, verbose: bool = True,
                  **pydataset_kwargs):
-        options = SamplingOptions(
-            balance=balance, batch_size=batch_size, epoch_size=epoch_size, shuffle=shuffle,
-            seed=seed, class_weight=class_weight, sample_weights=sample_weights,
-            synthetic_ratio=synthetic_ratio, synthetic_cap=synthetic_cap,
-            synthetic_pool_cap=synthetic_pool_cap, synthetic_classes=synthetic_classes,
-            synthetic_weight=synthetic_weight, mixup=mixup, schedule=schedule,
-            exclude_source_ids=exclude_source_ids)
+        options = SamplingOptions.from_arguments(locals())
         loaded = adapt_data(data, y, class_names=class_names)
         if verbose and loaded.indexed:
             print(loaded.found_message("loader"))

@@ -397,13 +397,7 @@ def image_dataset_from_directory(
         raise ConfigError(f"subset must be 'training', 'validation' or 'both', got {subset!r}")
     if validation_split is not None and subset is None:
         raise ConfigError("validation_split and subset must be given together")
-    options = SamplingOptions(
-        balance=balance, batch_size=batch_size, epoch_size=epoch_size, shuffle=shuffle,
-        seed=seed, class_weight=class_weight, sample_weights=sample_weights,
-        synthetic_ratio=synthetic_ratio, synthetic_cap=synthetic_cap,
-        synthetic_pool_cap=synthetic_pool_cap, synthetic_classes=synthetic_classes,
-        synthetic_weight=synthetic_weight, mixup=mixup, schedule=schedule,
-        exclude_source_ids=exclude_source_ids)
+    options = SamplingOptions.from_arguments(locals())
     data = adapt_data(directory, class_names=class_names, validation_split=validation_split,
                       seed=seed)
     if subset is not None and data.validation is None:

@@ -140,3 +140,16 @@ def test_sample_weights_default_is_decided_once(small_dataset, make_cache, tmp_p
     assert build_sampler(index, SamplingOptions(seed=0, class_weight="balanced")).sample_weights
     schedule = RampSchedule(epochs=4)
     assert build_sampler(index, SamplingOptions(schedule=schedule)).options.schedule is schedule
+
+
+def test_both_loaders_take_every_option_as_a_keyword():
+    # The loaders convert their keyword arguments with SamplingOptions.from_arguments: an
+    # option missing from a signature would silently keep its default.
+    import dataclasses
+    import inspect
+
+    from genaug.loaders import BalancedBatchGenerator, image_dataset_from_directory
+
+    names = {f.name for f in dataclasses.fields(SamplingOptions)}
+    for loader in (BalancedBatchGenerator.__init__, image_dataset_from_directory):
+        assert names <= set(inspect.signature(loader).parameters), loader
