@@ -19,7 +19,7 @@ from pathlib import Path
 
 from genaug._io import atomic_write_bytes, json_default
 from genaug.data import IMAGE_EXTENSIONS, encode_png
-from genaug.exceptions import CacheError
+from genaug.exceptions import CacheError, DatasetError
 
 META_JSONL = "synthetic_meta.jsonl"
 META_CSV = "synthetic_meta.csv"
@@ -210,7 +210,10 @@ class CacheWriter:
         reruns idempotent. Remaining keyword arguments are record fields (``generator``,
         ``prompt``, ``seed``, ...).
         """
-        data = encode_png(image)
+        try:
+            data = encode_png(image)
+        except DatasetError as error:  # a synthetic image that is not uint8
+            raise CacheError(f"synthetic {error}") from None
         record_id = record_id or hashlib.sha256(data).hexdigest()[:16]
         if record_id in self._ids:
             return None
