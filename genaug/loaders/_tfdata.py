@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from genaug.data import check_color_mode, load_image
+from genaug.data import check_color_mode, load_image, resize_array
 from genaug.exceptions import ConfigError
 from genaug.loaders._data import adapt_data
 from genaug.loaders._options import SamplingOptions
@@ -98,6 +98,9 @@ class _TFPipeline:
         # Mixup partners exist only when the mixer was asked for mixup.
         self.mixup = sampler.mixer is not None and sampler.mixer.mixup
         self.passes, self.pass_epochs = 0, {}  # every pass over the dataset, and its epoch
+        # The pass that last delivered each window (batch) of the plan.
+        self.delivered = tf.Variable(tf.fill([self.windows], tf.constant(-1, tf.int64)),
+                                     trainable=False)
         self.reader = SlotReader(sampler.real, sampler.synthetic, image_size=(self.height,
                                                                               self.width),
                                  color_mode=color_mode, interpolation=interpolation)
@@ -110,20 +113,23 @@ class _TFPipeline:
         # 3. Decode every slot in parallel, in plan order, a batch at a time.
         dataset = dataset.unbatch().map(self.element, num_parallel_calls=tf.data.AUTOTUNE,
                                         deterministic=True).batch(self.window)
-        # 4. A batch with a file that broke after indexing: read it again, with stand-ins.
-        dataset = self.repair(dataset)
-        # 5. Single images, and augmentation.
-        if not self.batch_size:
-            dataset = dataset.unbatch()
-        elif self.augment is not None:
+        # 4. A batch with a file that broke after indexing is dropped, and read again after
+        #    the last batch of the pass.
+        dataset = dataset.ignore_errors().map(self.mark_delivered)
+        dataset = dataset.concatenate(self.read_again())
+        # 5. Augmentation.
+        if self.augment is not None and self.batch_size:
             augment = self.augment
             dataset = dataset.map(lambda x, *rest: (augment(x, training=True), *rest),
                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.prefetch(tf.data.AUTOTUNE)
+        # 6. As each batch reaches the consumer: its labels; after the last slot of a pass
+        #    the sampler moves on (so a partial pass, such as take(1), moves nothing).
+        dataset = dataset.map(self.deliver)
+        if not self.batch_size:
+            dataset = dataset.unbatch().map(self.deliver_single_image)
         steps = len(self.sampler) if self.batch_size else self.epoch_size
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
-        dataset = dataset.prefetch(tf.data.AUTOTUNE)
-        # 6. Move the sampler when a pass has delivered its last slot.
-        dataset = dataset.map(self.count_pass)
         return self.describe(dataset)
 
     # -- 1. files ---------------------------------------------------------------------------
@@ -183,6 +189,8 @@ class _TFPipeline:
             image = tf.cond(has_partner,
                             lambda: lam * image + (1.0 - lam) * self.decode(partner, partner_pil),
                             lambda: image)
+        if self.data_format == "channels_first":
+            image = tf.transpose(image, (2, 0, 1))
         return (image, place_and_label, *([weight] if self.weighted else []))
 
     def decode(self, path, use_pil):
@@ -213,96 +221,100 @@ class _TFPipeline:
             lambda p: load_image(p.decode(), image_size=None, color_mode=self.color_mode),
             [path], tf.uint8, stateful=False)
 
-    # -- 4. repair --------------------------------------------------------------------------
-    def repair(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
-        """Deliver every batch TensorFlow decoded, then, at the end of the pass, the batches
-        it could not.
+    # -- 4. read again ----------------------------------------------------------------------
+    def mark_delivered(self, images, place_and_label, *weight):
+        """Record that this batch's window was decoded in this pass."""
+        place = place_and_label[0] // self.num_classes
+        marked = self.delivered.scatter_nd_update([[(place % self.epoch_size) // self.window]],
+                                                  [place // self.epoch_size])
+        with tf.control_dependencies([marked]):
+            return (tf.identity(images), place_and_label, *weight)
+
+    def read_again(self) -> tf.data.Dataset:
+        """The windows of this pass that TensorFlow could not decode, read again.
 
         A batch with a slot TensorFlow cannot decode fails as a whole and is dropped
-        (``ignore_errors`` after the fused map-and-batch, which keeps the normal path as fast
-        as it was). Each delivered batch marks its window as delivered in this epoch; after
-        the last one, every window not delivered is read again by the :class:`SlotReader`:
-        each slot's own file through PIL when PIL can read it, else a stand-in of its class
-        (the ``PyDataset``'s fallback chain). So the classes of every batch and the length of
-        the epoch never change; only the order of the repaired batches does.
+        (``ignore_errors`` after the fused map-and-batch, so the normal path stays as it
+        was). After the pass's last batch, every window no batch delivered is read again in
+        Python: each slot's own file through PIL when PIL can read it, else a stand-in of its
+        class from the :class:`SlotReader` (the ``PyDataset``'s fallback chain). Every batch
+        keeps its classes and the epoch its length; only the repaired batches come later, and
+        PIL resizes them (with antialiasing, unlike TensorFlow). Built in Python, this costs
+        a pass with nothing to repair one small function call.
         """
-        # The pass that last delivered each window.
-        self.delivered = tf.Variable(tf.fill([self.windows], tf.constant(-1, tf.int64)),
-                                     trainable=False)
-        # Sequential: one more tunable parallel stage measured ~5% more CPU per image.
-        present = dataset.ignore_errors().map(self.mark_delivered)
-        missing = tf.data.Dataset.from_tensors(0).flat_map(self.missing_windows)
-        return present.concatenate(missing.map(self.read_again))
+        def windows(_):
+            columns = tf.numpy_function(
+                self.stand_in_windows, [self.delivered.read_value()],
+                [tf.float32, tf.int64, *([tf.float32] if self.weighted else [])])
+            shape = ([self.channels, self.height, self.width] if self.data_format ==
+                     "channels_first" else [self.height, self.width, self.channels])
+            columns[0].set_shape([None, *shape])
+            for column in columns[1:]:
+                column.set_shape([None])
+            return tf.data.Dataset.from_tensor_slices(tuple(columns))
 
-    def mark_delivered(self, images, place_and_label, *weight):
-        gids = place_and_label // self.num_classes
-        labels = tf.cast(place_and_label % self.num_classes, tf.int32)
-        window = (gids[0] % self.epoch_size) // self.window
-        marked = self.delivered.scatter_nd_update([[window]], [gids[0] // self.epoch_size])
-        with tf.control_dependencies([marked]):
-            return self.labels_and_layout(tf.identity(images), labels, *weight, gids)
+        return tf.data.Dataset.from_tensors(0).flat_map(windows).batch(self.window)
 
-    def missing_windows(self, _):
-        """The windows of this pass that no batch delivered (read once, after the last)."""
-        windows = tf.numpy_function(
-            lambda delivered: np.flatnonzero(delivered != self.passes).astype(np.int64),
-            [self.delivered.read_value()], tf.int64)
-        windows.set_shape([None])
-        return tf.data.Dataset.from_tensor_slices(windows)
-
-    def read_again(self, window):
-        kinds = [tf.string, tf.string, tf.int32, tf.float32, tf.bool, tf.float32, tf.int64]
-        columns = tf.numpy_function(self.stand_ins, [window], kinds)
-        for column in columns:
-            column.set_shape([None])
-        path, partner, label, weight, has_partner, lam, gid = columns
-
-        def stand_in(row):
-            image = self.decode(row[0], True)
-            return tf.cond(row[2], lambda: row[3] * image + (1.0 - row[3]) *
-                           self.decode(row[1], True), lambda: image)
-
-        images = tf.map_fn(stand_in, (path, partner, has_partner, lam),
-                           fn_output_signature=tf.TensorSpec([self.height, self.width,
-                                                              self.channels], tf.float32))
-        return self.labels_and_layout(images, label, *([weight] if self.weighted else []), gid)
-
-    def stand_ins(self, window):
-        """Readable files for every slot of ``window`` of this pass (its own when PIL can
-        read it, else a stand-in of its class), with its plan columns."""
+    def stand_in_windows(self, delivered):
+        """Every slot of the windows of this pass that no batch delivered: its pixels (own
+        file or a stand-in of its class), its place and label, its weight."""
         mixed = self.sampler.mixed(self.pass_epochs[self.passes])
-        start = int(window) * self.window
-        slots = np.arange(start, min(start + self.window, self.epoch_size))
-        located = [self.reader.locate(mixed, int(slot)) for slot in slots]
-        return (np.array([p.encode() for p, _ in located], dtype=object),
-                np.array([(q or p).encode() for p, q in located], dtype=object),
-                mixed.labels[slots].astype(np.int32), mixed.weights[slots],
-                np.array([q is not None for _, q in located], dtype=bool),
-                mixed.lam[slots].astype(np.float32),
-                (self.passes * self.epoch_size + slots).astype(np.int64))
-
-    # -- 5. format --------------------------------------------------------------------------
-    def labels_and_layout(self, images, labels, *rest):
+        missing = np.flatnonzero(delivered != self.passes)
+        slots = np.concatenate([np.arange(w * self.window, min((w + 1) * self.window,
+                                                                 self.epoch_size))
+                                for w in missing]) if len(missing) else np.zeros(0, np.int64)
+        images = np.zeros((len(slots), self.height, self.width, self.channels), np.float32)
+        for row, slot in enumerate(slots):
+            path, partner = self.reader.locate(mixed, int(slot))
+            images[row] = self.pil_image_at_size(path)
+            if partner is not None:
+                lam = float(mixed.lam[slot])
+                images[row] = lam * images[row] + (1.0 - lam) * self.pil_image_at_size(partner)
         if self.data_format == "channels_first":
-            images = tf.transpose(images, (0, 3, 1, 2))
-        if self.label_mode is None:
-            return (images, rest[-1])
-        if self.label_mode == "categorical":
-            labels = tf.one_hot(labels, self.num_classes)
-        elif self.label_mode == "binary":
-            labels = tf.cast(tf.expand_dims(labels, -1), tf.float32)
-        return (images, labels, *rest)
+            images = images.transpose(0, 3, 1, 2)
+        places = self.passes * self.epoch_size + slots
+        columns = [images, (places * self.num_classes + mixed.labels[slots]).astype(np.int64)]
+        if self.weighted:
+            columns.append(mixed.weights[slots].astype(np.float32))
+        return tuple(columns)
 
-    # -- 6. passes --------------------------------------------------------------------------
-    def count_pass(self, *columns):
-        gids = columns[-1]
-        last = tf.reduce_any(tf.equal(gids % self.epoch_size, self.epoch_size - 1))
-        moved = tf.cond(last, lambda: tf.numpy_function(
-            self.pass_done, [tf.reduce_max(gids) // self.epoch_size], tf.int64),
-            lambda: tf.constant(0, tf.int64))
-        with tf.control_dependencies([moved]):
-            out = tuple(tf.identity(column) for column in columns[:-1])
+    def pil_image_at_size(self, path: str) -> np.ndarray:
+        image = load_image(path, image_size=None, color_mode=self.color_mode)
+        if self.crop or self.pad:
+            image = _fit_aspect_array(image, self.height, self.width, crop=self.crop)
+        return resize_array(image, (self.height, self.width), self.interpolation)
+
+    # -- 6. deliver -------------------------------------------------------------------------
+    def deliver(self, images, place_and_label, *weight):
+        """A batch reaching the consumer: its labels; the pass's last slot moves the
+        sampler on."""
+        places = place_and_label // self.num_classes
+        labels = tf.cast(place_and_label % self.num_classes, tf.int32)
+        if self.batch_size:
+            with tf.control_dependencies([self.count_pass(places)]):
+                images = tf.identity(images)
+        out = (images, *self.format_labels(labels), *weight) if self.label_mode else (images,)
+        if not self.batch_size:
+            return (*out, places)  # counted image by image, after unbatching
         return out if len(out) > 1 else out[0]
+
+    def deliver_single_image(self, image, *rest):
+        with tf.control_dependencies([self.count_pass(rest[-1][None])]):
+            out = tuple(tf.identity(column) for column in (image, *rest[:-1]))
+        return out if len(out) > 1 else out[0]
+
+    def format_labels(self, labels) -> tuple:
+        if self.label_mode == "categorical":
+            return (tf.one_hot(labels, self.num_classes),)
+        if self.label_mode == "binary":
+            return (tf.cast(tf.expand_dims(labels, -1), tf.float32),)
+        return (labels,)
+
+    def count_pass(self, places):
+        last = tf.reduce_any(tf.equal(places % self.epoch_size, self.epoch_size - 1))
+        return tf.cond(last, lambda: tf.numpy_function(
+            self.pass_done, [tf.reduce_max(places) // self.epoch_size], tf.int64),
+            lambda: tf.constant(0, tf.int64))
 
     def pass_done(self, pass_id) -> np.int64:
         """Pass ``pass_id`` delivered its last slot: move on to the next epoch, unless
@@ -347,6 +359,21 @@ def _fit_aspect(image, height, width, *, crop: bool):
     return tf.image.pad_to_bounding_box(
         image, tf.cast((new_h - h) / 2, tf.int32), tf.cast((new_w - w) / 2, tf.int32),
         tf.cast(new_h, tf.int32), tf.cast(new_w, tf.int32))
+
+
+def _fit_aspect_array(image: np.ndarray, height: int, width: int, *, crop: bool):
+    """:func:`_fit_aspect` on an (H, W, C) array, for images PIL decodes."""
+    h, w = image.shape[:2]
+    target = width / height
+    if crop:
+        new_h, new_w = int(min(h, w / target)), int(min(w, h * target))
+        top, left = int((h - new_h) / 2), int((w - new_w) / 2)
+        return image[top: top + new_h, left: left + new_w]
+    new_h, new_w = int(max(h, w / target)), int(max(w, h * target))
+    out = np.zeros((new_h, new_w, image.shape[2]), image.dtype)
+    top, left = int((new_h - h) / 2), int((new_w - w) / 2)
+    out[top: top + h, left: left + w] = image
+    return out
 
 
 def image_dataset_from_directory(
