@@ -8,12 +8,16 @@ from genaug.synthetic._cache import (
     CacheWriter,
     SyntheticCache,
 )
-from genaug.synthetic._mixer import MixedEpoch, SyntheticMixer, check_ratio
+from genaug.synthetic._import import import_folder
+from genaug.synthetic._mixer import REAL, SYNTHETIC, MixedEpoch, SyntheticMixer, check_ratio
+from genaug.synthetic._pool import capped_pool, check_pool_cap, pool_limits
 from genaug.synthetic._schedule import RampSchedule
 
 __all__ = [
     "META_CSV",
     "META_JSONL",
+    "REAL",
+    "SYNTHETIC",
     "CacheProblems",
     "CacheWriter",
     "MixedEpoch",
@@ -21,6 +25,10 @@ __all__ = [
     "SyntheticCache",
     "SyntheticMixer",
     "atomic_write_bytes",
+    "capped_pool",
+    "check_pool_cap",
     "check_ratio",
+    "import_folder",
+    "pool_limits",
     "write_json",
 ]
