@@ -11,7 +11,7 @@ import numpy as np
 
 from genaug.balance import Balance, BalancePlan, delivered_class_weights, resolve_seed
 from genaug.data import DatasetIndex
-from genaug.exceptions import ConfigError
+from genaug.exceptions import ConfigError, DoubleCorrectionWarning
 from genaug.loaders._options import SamplingOptions
 from genaug.sources import RealSource, Source, as_cache_source
 from genaug.synthetic import SYNTHETIC, MixedEpoch, SyntheticMixer, capped_pool
@@ -203,5 +203,6 @@ def warn_if_fit_reweights(sampler: EpochSampler, *, frames: int = 4) -> None:
                 f"model.fit(class_weight=...) on a loader that already balances the classes "
                 f"(balance={sampler.plan.mode.value!r}) corrects the imbalance twice; give the "
                 "loader class_weight='balanced' instead (it weighs the distribution the "
-                "loader delivers) or use balance='none'", UserWarning, stacklevel=2)
+                "loader delivers) or use balance='none'", DoubleCorrectionWarning,
+                stacklevel=2)
             return

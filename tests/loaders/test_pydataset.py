@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from genaug import BalancedBatchGenerator, RampSchedule
+from genaug.exceptions import DoubleCorrectionWarning
 from genaug.synthetic import CacheWriter
 
 
@@ -265,7 +266,7 @@ def test_fit_with_workers_is_reproducible(small_dataset):
 
 def test_fit_class_weight_on_a_balancing_generator_warns(small_dataset):
     loader = BalancedBatchGenerator(small_dataset, batch_size=6, image_size=(16, 16), seed=0)
-    with pytest.warns(UserWarning, match="corrects the imbalance twice"):
+    with pytest.warns(DoubleCorrectionWarning, match="corrects the imbalance twice"):
         tiny_model(16, 3, 3).fit(loader, epochs=1, class_weight={0: 1.0, 1: 5.0, 2: 2.0},
                                  verbose=0)
 

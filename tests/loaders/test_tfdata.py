@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import genaug
-from genaug.exceptions import ConfigError
+from genaug.exceptions import ConfigError, DoubleCorrectionWarning
 from genaug.synthetic import CacheWriter
 
 
@@ -253,7 +253,7 @@ def test_fit_class_weight_on_a_balancing_loader_warns(small_dataset):
     weights = {0: 1.0, 1: 5.0, 2: 2.0}
     balanced = genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16), seed=0,
                                                    verbose=False)
-    with pytest.warns(UserWarning, match="corrects the imbalance twice"):
+    with pytest.warns(DoubleCorrectionWarning, match="corrects the imbalance twice"):
         tiny_model().fit(balanced, epochs=1, class_weight=weights, verbose=0)
     plain = genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16), seed=0,
                                                 balance="none", verbose=False)
