@@ -111,6 +111,16 @@ class GenerationConfig:
             classes=parsed_classes,
         )
 
+    @classmethod
+    def coerce(cls, config) -> GenerationConfig:
+        """``config`` as a :class:`GenerationConfig`: one already, a mapping, a file path, or
+        None (the defaults)."""
+        if isinstance(config, GenerationConfig):
+            return config
+        if isinstance(config, Mapping):
+            return cls.from_dict(config)
+        return cls() if config is None else cls.load(config)
+
     def to_dict(self) -> dict:
         return {
             "negative_prompt": self.negative_prompt,
@@ -397,63 +407,21 @@ def make_plan(
         the balance check (every class at least ``min_threshold`` and at least 80 % of the
         largest).
     """
-    from genaug.data import DatasetIndex
-
-    if int(target_per_class) < 1:
-        raise ConfigError(f"`target_per_class` must be at least 1, got {target_per_class}")
-    target_per_class = int(target_per_class)
-    min_threshold = target_per_class if min_threshold is None else int(min_threshold)
-    if min_threshold < 0:
-        raise ConfigError(f"`min_threshold` must not be negative, got {min_threshold}")
-    if min_threshold > target_per_class:
-        raise ConfigError(f"`min_threshold` ({min_threshold}) cannot exceed "
-                          f"`target_per_class` ({target_per_class}): the plan never generates "
-                          "beyond the target")
-    if isinstance(data, DatasetIndex):
-        index, source = data, (None if data.root is None else str(data.root))
-    else:
-        index = DatasetIndex.load(data, class_names=class_names, validate=True)
-        source = str(Path(data).resolve())
-    if isinstance(config, GenerationConfig):
-        cfg = config
-    elif isinstance(config, Mapping):
-        cfg = GenerationConfig.from_dict(config)
-    elif config is None:
-        cfg = GenerationConfig()
-    else:
-        cfg = GenerationConfig.load(config)
+    # 1. Check the targets, index the real images and read the prompt settings.
+    target_per_class, min_threshold = _check_targets(target_per_class, min_threshold)
+    index, source = _real_index(data, class_names)
+    cfg = GenerationConfig.coerce(config)
     unknown = sorted(set(cfg.classes) - set(index.class_names))
     if unknown:
         raise ConfigError(f"config names class(es) not in the dataset: {', '.join(unknown)} "
                           f"(classes: {', '.join(index.class_names)}; use `class_names` to add "
                           "classes with no real image yet)")
-    counts = index.counts()
-    classes, prompt_set = {}, {}
-    for name, current in zip(index.class_names, counts):
-        current = int(current)
-        settings = cfg.for_class(name)
-        generate = max(0, target_per_class - current)
-        attributes = {}
-        for attr, dist in settings["attributes"].items():
-            values, weights = list(dist), [dist[v] for v in dist]
-            total = float(sum(weights))
-            quotas = largest_remainder(weights, generate) if generate else [0] * len(values)
-            attributes[attr] = {
-                "distribution": {v: w / total for v, w in zip(values, weights)},
-                "quotas": dict(zip(values, quotas)),
-            }
-        classes[name] = {
-            "current": current,
-            "target": target_per_class,
-            "generate": generate,
-            "final": current + generate,
-            "prompts": settings["prompts"],
-            "variations": settings["variations"],
-            "negative_prompt": settings["negative_prompt"],
-            "attributes": attributes,
-        }
-        prompt_set[name] = {k: settings[k] for k in
-                            ("prompts", "variations", "negative_prompt", "attributes")}
+    # 2. Per class: how many images to generate, with its prompts and attribute quotas.
+    settings = {name: cfg.for_class(name) for name in index.class_names}
+    classes = {name: _class_entry(settings[name], current=int(current), target=target_per_class)
+               for name, current in zip(index.class_names, index.counts())}
+    # 3. The plan, with its balance check and the hash of the prompt settings it uses.
+    prompt_set = {name: {k: own[k] for k in PROMPT_KEYS} for name, own in settings.items()}
     return GenerationPlan(
         data=source,
         class_names=tuple(index.class_names),
@@ -465,6 +433,53 @@ def make_plan(
         config=cfg.to_dict(),
         prompt_set_sha256=canonical_sha256(prompt_set),
     )
+
+
+#: The settings of a class that make up its prompt set (hashed into ``prompt_set_sha256``).
+PROMPT_KEYS = ("prompts", "variations", "negative_prompt", "attributes")
+
+
+def _check_targets(target_per_class, min_threshold) -> tuple[int, int]:
+    if int(target_per_class) < 1:
+        raise ConfigError(f"`target_per_class` must be at least 1, got {target_per_class}")
+    target_per_class = int(target_per_class)
+    min_threshold = target_per_class if min_threshold is None else int(min_threshold)
+    if min_threshold < 0:
+        raise ConfigError(f"`min_threshold` must not be negative, got {min_threshold}")
+    if min_threshold > target_per_class:
+        raise ConfigError(f"`min_threshold` ({min_threshold}) cannot exceed "
+                          f"`target_per_class` ({target_per_class}): the plan never generates "
+                          "beyond the target")
+    return target_per_class, min_threshold
+
+
+def _real_index(data, class_names):
+    """The real images' index and the plan's ``data`` field (the folder, when there is one)."""
+    from genaug.data import DatasetIndex
+
+    if isinstance(data, DatasetIndex):
+        return data, (None if data.root is None else str(data.root))
+    return (DatasetIndex.load(data, class_names=class_names, validate=True),
+            str(Path(data).resolve()))
+
+
+def _class_entry(settings: dict, *, current: int, target: int) -> dict:
+    """One class of the plan: counts, prompt settings and exact attribute quotas (by
+    largest-remainder rounding, so they add up to the images to generate)."""
+    generate = max(0, target - current)
+    attribute_plan = {}
+    for attr, dist in settings["attributes"].items():
+        values, weights = list(dist), [dist[v] for v in dist]
+        total = float(sum(weights))
+        quotas = largest_remainder(weights, generate) if generate else [0] * len(values)
+        attribute_plan[attr] = {
+            "distribution": {v: w / total for v, w in zip(values, weights)},
+            "quotas": dict(zip(values, quotas)),
+        }
+    return {"current": current, "target": target, "generate": generate,
+            "final": current + generate, "prompts": settings["prompts"],
+            "variations": settings["variations"], "negative_prompt": settings["negative_prompt"],
+            "attributes": attribute_plan}
 
 
 def balance_check(final_counts: Mapping[str, int], min_threshold: int,
