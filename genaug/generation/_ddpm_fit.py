@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import io
-import math
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +18,11 @@ from genaug.generation._ddpm_model import (
     save_generator,
 )
 from genaug.generation._sanity import class_pixel_statistics
+from genaug.generation._train_loop import check_budget, train_steps
 from genaug.generation._utils import (
     device_report,
     offline_hub,
     package_versions,
-    progress_bar,
     quiet_diffusers,
     require_generation_extras,
     resolve_device,
@@ -140,10 +137,7 @@ class _FitRun:
                  learning_rate: float, warmup_steps, label_dropout: float, hflip: bool,
                  ema_decay: float, seed: int, device, precision: str, progress: bool,
                  log_every: int):
-        if max_steps is None and max_seconds is None:
-            raise ConfigError("give `max_steps` or `max_seconds` (or both)")
-        if max_steps is not None and max_steps < 1:
-            raise ConfigError(f"`max_steps` must be at least 1, got {max_steps}")
+        check_budget(max_steps, max_seconds)
         if batch_size < 1:
             raise ConfigError(f"`batch_size` must be at least 1, got {batch_size}")
         if not 0.0 <= label_dropout < 1.0:
@@ -239,40 +233,14 @@ class _FitRun:
     def _train(self) -> None:
         import torch
 
-        self.log = io.StringIO()
-        self.log.write("step,loss,lr,seconds,images_seen\n")
         self.order = torch.randperm(len(self.images), generator=self.noise_gen,
                                     device=self.device)
         self.cursor = 0
-        self.step, losses, self.last_loss = 0, [], float("nan")
-        self.interrupted = False
-        start = time.perf_counter()
-        bar = progress_bar(total=self.max_steps, desc="fit-generator", unit="step",
-                           enabled=self.progress)
-        try:
-            while self.max_steps is None or self.step < self.max_steps:
-                if (self.max_seconds is not None
-                        and time.perf_counter() - start >= self.max_seconds):
-                    break
-                losses.append(self._step())
-                self.step += 1
-                if self.step % self.log_every == 0 or self.step == self.max_steps:
-                    self._log_loss(losses, start)  # the step's only host sync
-                    losses = []
-                    if not math.isfinite(self.last_loss):
-                        raise ConfigError(f"training diverged before step {self.step} (loss "
-                                          f"{self.last_loss}); lower `learning_rate`")
-                    bar.set_postfix(loss=f"{self.last_loss:.4f}")
-                bar.update(1)
-        except KeyboardInterrupt:
-            self.interrupted = True
-        finally:
-            bar.close()
-        if losses:
-            self._log_loss(losses, start)
-        self.seconds = time.perf_counter() - start
-        if self.step == 0:
-            raise ConfigError("training stopped before the first step; nothing was saved")
+        self.loop = train_steps(self._step, max_steps=self.max_steps,
+                                max_seconds=self.max_seconds, batch_size=self.batch_size,
+                                learning_rate=lambda: self.lr_schedule.get_last_lr()[0],
+                                log_every=self.log_every, desc="fit-generator",
+                                progress=self.progress)
 
     def _step(self):
         """One optimisation step; returns the loss as a device tensor."""
@@ -321,15 +289,6 @@ class _FitRun:
         self.ema.step(self.unet.parameters())
         return loss.detach()
 
-    def _log_loss(self, losses, start: float) -> None:
-        import torch
-
-        self.last_loss = float(torch.stack(losses).mean())
-        elapsed = time.perf_counter() - start
-        self.log.write(f"{self.step},{self.last_loss:.6f},"
-                       f"{self.lr_schedule.get_last_lr()[0]:.3e},{elapsed:.2f},"
-                       f"{self.step * self.batch_size}\n")
-
     # -- 4. save -----------------------------------------------------------------------------
     def _save(self) -> FitResult:
         import torch
@@ -360,10 +319,10 @@ class _FitRun:
             "color_mode": self.color_mode,
             "channels": self.channels,
             "label_dropout": self.label_dropout,
-            "steps": self.step,
-            "seconds": round(self.seconds, 2),
-            "final_loss": self.last_loss,
-            "interrupted": self.interrupted,
+            "steps": self.loop.steps,
+            "seconds": round(self.loop.seconds, 2),
+            "final_loss": self.loop.final_loss,
+            "interrupted": self.loop.interrupted,
             "ema": True,
             "pixel_stats": class_pixel_statistics(self.images, self.labels, self.class_names),
             "versions": package_versions(),
@@ -371,9 +330,8 @@ class _FitRun:
         }
         path = save_generator(self.out_dir, unet=self.unet, scheduler=self.scheduler,
                               class_names=self.class_names, meta=meta,
-                              train_config=train_config, loss_log=self.log.getvalue())
-        return FitResult(path=Path(path), steps=self.step, seconds=self.seconds,
-                         final_loss=self.last_loss if math.isfinite(self.last_loss)
-                         else float("nan"),
-                         device=self.device, precision=self.precision_name,
-                         parameters=self.n_params, interrupted=self.interrupted)
+                              train_config=train_config, loss_log=self.loop.loss_log)
+        return FitResult(path=Path(path), steps=self.loop.steps, seconds=self.loop.seconds,
+                         final_loss=self.loop.last_loss, device=self.device,
+                         precision=self.precision_name, parameters=self.n_params,
+                         interrupted=self.loop.interrupted)

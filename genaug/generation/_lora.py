@@ -16,11 +16,8 @@ with ten images is learned as well as one with a thousand.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import math
 import os
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +26,11 @@ from genaug.exceptions import ConfigError, DatasetError, OutputError
 from genaug.generation._ddpm_fit import load_training_images
 from genaug.generation._ddpm_model import LOSS_LOG
 from genaug.generation._plan import DEFAULT_TEMPLATE
+from genaug.generation._train_loop import check_budget, train_steps
 from genaug.generation._utils import (
     device_report,
     offline_hub,
     package_versions,
-    progress_bar,
     quiet_diffusers,
     require_generation_extras,
     resolve_device,
@@ -275,237 +272,265 @@ def fit_lora(
     Ctrl-C during training stops it and saves what was learned (``interrupted`` in the
     config); an interrupt before the first step or while saving leaves nothing behind.
     """
-    # 1. Check everything that is cheap to check, before a model is loaded.
-    require_generation_extras()
-    require_peft()
-    offline_hub()
-    quiet_diffusers()
-    from genaug.data import DatasetIndex
+    run = _LoraRun(data, sd_model=sd_model, out_dir=out_dir, resolution=resolution, rank=rank,
+                   alpha=alpha, max_steps=max_steps, max_seconds=max_seconds,
+                   learning_rate=learning_rate, prompt_template=prompt_template,
+                   batch_size=batch_size, seed=seed, device=device, precision=precision,
+                   progress=progress, log_every=log_every)
+    return run()
 
-    if max_steps is None and max_seconds is None:
-        raise ConfigError("give --max-steps or --max-seconds (or both)")
-    if max_steps is not None and max_steps < 1:
-        raise ConfigError(f"--max-steps must be at least 1, got {max_steps}")
-    if max_seconds is not None and not max_seconds > 0:
-        raise ConfigError(f"--max-seconds must be positive, got {max_seconds}")
-    if rank < 1:
-        raise ConfigError(f"--rank must be at least 1, got {rank}")
-    if not alpha > 0:
-        raise ConfigError(f"--alpha must be positive, got {alpha}")
-    if not learning_rate > 0:
-        raise ConfigError(f"--learning-rate must be positive, got {learning_rate}")
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    if resolution < 8:
-        raise ConfigError(f"--resolution must be at least 8, got {resolution}")
-    template = DEFAULT_TEMPLATE if prompt_template is None else prompt_template
-    sd_model = check_sd_checkpoint(sd_model)
-    out_dir = _check_out_dir(out_dir)
-    index = data if isinstance(data, DatasetIndex) else DatasetIndex.load(data, validate=True)
-    counts = {name: int(n) for name, n in zip(index.class_names, index.counts())}
-    classes = [name for name, n in counts.items() if n > 0]
-    if not classes:
-        raise DatasetError(f"no usable images in {index.root or data} to train the LoRA on")
-    prompts = {name: class_prompt(template, name) for name in classes}
-    device = resolve_device(device)
-    dtype = resolve_dtype(device, precision)
 
-    import torch
-    import torch.nn.functional as F
-    from diffusers import DDPMScheduler, StableDiffusionPipeline
-    from diffusers.training_utils import cast_training_params
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
+class _LoraRun:
+    """One :func:`fit_lora` call; :meth:`__call__` lists its steps and :meth:`_step` is one
+    optimisation step."""
 
-    from genaug._io import atomic_directory
+    def __init__(self, data, *, sd_model, out_dir, resolution: int, rank: int, alpha: float,
+                 max_steps, max_seconds, learning_rate: float, prompt_template, batch_size: int,
+                 seed: int, device, precision: str, progress: bool, log_every: int):
+        require_generation_extras()
+        require_peft()
+        check_budget(max_steps, max_seconds)
+        if rank < 1:
+            raise ConfigError(f"`rank` must be at least 1, got {rank}")
+        if not alpha > 0:
+            raise ConfigError(f"`alpha` must be positive, got {alpha}")
+        if not learning_rate > 0:
+            raise ConfigError(f"`learning_rate` must be positive, got {learning_rate}")
+        if batch_size < 1:
+            raise ConfigError(f"`batch_size` must be at least 1, got {batch_size}")
+        if resolution < 8:
+            raise ConfigError(f"`resolution` must be at least 8, got {resolution}")
+        self.data, self.resolution, self.rank, self.alpha = data, resolution, rank, alpha
+        self.max_steps, self.max_seconds = max_steps, max_seconds
+        self.learning_rate, self.batch_size, self.seed = learning_rate, batch_size, seed
+        self.progress, self.log_every = progress, log_every
+        self.template = DEFAULT_TEMPLATE if prompt_template is None else prompt_template
+        self.sd_model = check_sd_checkpoint(sd_model)
+        self.out_dir = _check_out_dir(out_dir)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(self.device, precision)
+        self.cuda = self.device.startswith("cuda")
 
-    precision_name = {torch.float32: "fp32", torch.bfloat16: "bf16",
-                      torch.float16: "fp16"}[dtype]
-    cuda = device.startswith("cuda")
+    def __call__(self) -> LoraFitResult:
+        offline_hub()
+        quiet_diffusers()
+        # 1. Index the classes and their prompts (cheap checks before a model is loaded).
+        self._read_classes()
+        # 2. Load the frozen checkpoint, offline.
+        self._load_checkpoint()
+        # 3. Encode the images and the class prompts once (both encoders are frozen).
+        self._encode()
+        # 4. Add the LoRA layers; only they train, in fp32.
+        self._add_lora()
+        # 5. Train until max_steps, max_seconds or Ctrl-C, logging the loss.
+        self._train()
+        # 6. Save the adapter in diffusers' LoRA format, with genaug's config, atomically.
+        return self._save()
 
-    # 2. Load the frozen checkpoint, offline.
-    try:
-        with warnings.catch_warnings():  # newer diffusers call torch_dtype "dtype"
-            warnings.simplefilter("ignore", FutureWarning)
-            pipe = StableDiffusionPipeline.from_pretrained(
-                sd_model, local_files_only=True, torch_dtype=dtype, safety_checker=None,
-                feature_extractor=None, requires_safety_checker=False)
-    except Exception as error:  # diffusers/transformers raise many kinds
-        raise ConfigError(f"cannot load Stable Diffusion from {sd_model}: "
-                          f"{error}".splitlines()[0]) from None
-    base_model_hash = weights_sha256(sd_model)
-    unet, vae = pipe.unet, pipe.vae
-    stride = pipe.vae_scale_factor * 2 ** (len(unet.config.block_out_channels) - 1)
-    if resolution % stride:
-        raise ConfigError(f"--resolution must be a multiple of {stride} for this checkpoint, "
-                          f"got {resolution}")
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    prediction_type = noise_scheduler.config.prediction_type
-    if prediction_type not in ("epsilon", "v_prediction"):
-        raise ConfigError(f"--sd-model {sd_model}: unsupported prediction type "
-                          f"{prediction_type!r}")
-    for module in (unet, vae, pipe.text_encoder):
-        module.requires_grad_(False)
-    if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    # -- 1. classes ----------------------------------------------------------------------------
+    def _read_classes(self) -> None:
+        from genaug.data import DatasetIndex
 
-    # 3. Encode the images and the class prompts once (both encoders are frozen).
-    images = load_training_images(index, resolution=resolution, color_mode="rgb")
-    class_of = {name: i for i, name in enumerate(classes)}
-    labels = torch.tensor([class_of[index.class_names[label]] for label in index.labels],
-                          device=device)
-    vae.to(device)
-    pipe.text_encoder.to(device)
-    means, stds = [], []
-    encode_batch = 64 if cuda else 16
-    with torch.no_grad():
-        for start in range(0, len(images), encode_batch):
-            pixels = torch.from_numpy(images[start:start + encode_batch]).to(device)
-            pixels = pixels.permute(0, 3, 1, 2).to(dtype).div(127.5).sub(1.0)
-            posterior = vae.encode(pixels).latent_dist
-            means.append(posterior.mean.float())
-            stds.append(posterior.std.float())
-        tokens = pipe.tokenizer([prompts[name] for name in classes], padding="max_length",
-                                max_length=pipe.tokenizer.model_max_length, truncation=True,
-                                return_tensors="pt").input_ids.to(device)
-        prompt_embeds = pipe.text_encoder(tokens)[0].to(dtype)
-    means, stds = torch.cat(means), torch.cat(stds)
-    scaling = float(vae.config.scaling_factor)
-    shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
-    del images
-    pipe.vae = pipe.text_encoder = vae = None
-    if cuda:
-        torch.cuda.empty_cache()
+        data = self.data
+        self.index = (data if isinstance(data, DatasetIndex)
+                      else DatasetIndex.load(data, validate=True))
+        self.counts = {name: int(n)
+                       for name, n in zip(self.index.class_names, self.index.counts())}
+        self.classes = [name for name, n in self.counts.items() if n > 0]
+        if not self.classes:
+            raise DatasetError(f"no usable images in {self.index.root or data} to train the "
+                               "LoRA on")
+        self.prompts = {name: class_prompt(self.template, name) for name in self.classes}
 
-    # 4. Add the LoRA layers; only they train, in fp32.
-    torch.manual_seed(seed)
-    unet.to(device)
-    lora_config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian",
-                             target_modules=list(TARGET_MODULES))
-    unet.add_adapter(lora_config)
-    cast_training_params(unet, dtype=torch.float32)
-    parameters = [p for p in unet.parameters() if p.requires_grad]
-    trainable = sum(p.numel() for p in parameters)
-    unet.train()
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=WEIGHT_DECAY,
-                                  fused=cuda)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    amp = dtype != torch.float32
+    # -- 2. checkpoint ---------------------------------------------------------------------------
+    def _load_checkpoint(self) -> None:
+        import torch
+        from diffusers import DDPMScheduler, StableDiffusionPipeline
 
-    # Class-balanced batches, drawn on the device: a class, then one of its images.
-    per_class = torch.bincount(labels, minlength=len(classes))
-    first = torch.cumsum(per_class, 0) - per_class
-    by_class = torch.argsort(labels, stable=True)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    timesteps_total = noise_scheduler.config.num_train_timesteps
+        try:
+            with warnings.catch_warnings():  # newer diffusers call torch_dtype "dtype"
+                warnings.simplefilter("ignore", FutureWarning)
+                self.pipe = StableDiffusionPipeline.from_pretrained(
+                    self.sd_model, local_files_only=True, torch_dtype=self.dtype,
+                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        except Exception as error:  # diffusers/transformers raise many kinds
+            raise ConfigError(f"cannot load Stable Diffusion from {self.sd_model}: "
+                              f"{error}".splitlines()[0]) from None
+        self.base_model_hash = weights_sha256(self.sd_model)
+        pipe = self.pipe
+        stride = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+        if self.resolution % stride:
+            raise ConfigError(f"`resolution` must be a multiple of {stride} for this "
+                              f"checkpoint, got {self.resolution}")
+        self.noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        self.prediction_type = self.noise_scheduler.config.prediction_type
+        if self.prediction_type not in ("epsilon", "v_prediction"):
+            raise ConfigError(f"`sd_model` {self.sd_model}: unsupported prediction type "
+                              f"{self.prediction_type!r}")
+        for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+            module.requires_grad_(False)
+        if self.cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
 
-    log = io.StringIO()
-    log.write("step,loss,lr,seconds,images_seen\n")
-    step, losses, last_loss = 0, [], float("nan")
-    interrupted = False
-    start = time.perf_counter()
-    bar = progress_bar(total=max_steps, desc="fit-lora", unit="step", enabled=progress)
+    # -- 3. encoding -----------------------------------------------------------------------------
+    def _encode(self) -> None:
+        import torch
 
-    def log_row():
-        log.write(f"{step},{last_loss:.6f},{learning_rate:.3e},"
-                  f"{time.perf_counter() - start:.2f},{step * batch_size}\n")
+        pipe, device, dtype = self.pipe, self.device, self.dtype
+        images = load_training_images(self.index, resolution=self.resolution, color_mode="rgb")
+        class_of = {name: i for i, name in enumerate(self.classes)}
+        self.labels = torch.tensor([class_of[self.index.class_names[label]]
+                                    for label in self.index.labels], device=device)
+        pipe.vae.to(device)
+        pipe.text_encoder.to(device)
+        means, stds = [], []
+        encode_batch = 64 if self.cuda else 16
+        with torch.no_grad():
+            for start in range(0, len(images), encode_batch):
+                pixels = torch.from_numpy(images[start:start + encode_batch]).to(device)
+                pixels = pixels.permute(0, 3, 1, 2).to(dtype).div(127.5).sub(1.0)
+                posterior = pipe.vae.encode(pixels).latent_dist
+                means.append(posterior.mean.float())
+                stds.append(posterior.std.float())
+            tokens = pipe.tokenizer([self.prompts[name] for name in self.classes],
+                                    padding="max_length",
+                                    max_length=pipe.tokenizer.model_max_length,
+                                    truncation=True, return_tensors="pt").input_ids.to(device)
+            self.prompt_embeds = pipe.text_encoder(tokens)[0].to(dtype)
+        self.means, self.stds = torch.cat(means), torch.cat(stds)
+        self.scaling = float(pipe.vae.config.scaling_factor)
+        self.shift = float(getattr(pipe.vae.config, "shift_factor", None) or 0.0)
+        pipe.vae = pipe.text_encoder = None
+        if self.cuda:
+            torch.cuda.empty_cache()
 
-    try:
-        while max_steps is None or step < max_steps:
-            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
-                break
-            label = torch.randint(0, len(classes), (batch_size,), generator=generator,
-                                  device=device)
-            offset = (torch.rand(batch_size, generator=generator, device=device)
-                      * per_class[label]).long()
-            pick = by_class[first[label] + offset]
-            mean = means[pick]
-            sample = torch.randn(mean.shape, generator=generator, device=device)
-            latents = (mean + stds[pick] * sample - shift) * scaling
-            noise = torch.randn(latents.shape, generator=generator, device=device)
-            t = torch.randint(0, timesteps_total, (batch_size,), generator=generator,
+    # -- 4. LoRA layers --------------------------------------------------------------------------
+    def _add_lora(self) -> None:
+        import torch
+        from diffusers.training_utils import cast_training_params
+        from peft import LoraConfig
+
+        torch.manual_seed(self.seed)
+        device, unet = self.device, self.pipe.unet
+        unet.to(device)
+        unet.add_adapter(LoraConfig(r=self.rank, lora_alpha=self.alpha,
+                                    init_lora_weights="gaussian",
+                                    target_modules=list(TARGET_MODULES)))
+        cast_training_params(unet, dtype=torch.float32)
+        self.parameters = [p for p in unet.parameters() if p.requires_grad]
+        self.trainable = sum(p.numel() for p in self.parameters)
+        unet.train()
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=self.learning_rate,
+                                           weight_decay=WEIGHT_DECAY, fused=self.cuda)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+        # Class-balanced batches, drawn on the device: a class, then one of its images.
+        self.per_class = torch.bincount(self.labels, minlength=len(self.classes))
+        self.first = torch.cumsum(self.per_class, 0) - self.per_class
+        self.by_class = torch.argsort(self.labels, stable=True)
+        self.generator = torch.Generator(device=device).manual_seed(self.seed)
+        self.timesteps_total = self.noise_scheduler.config.num_train_timesteps
+
+    # -- 5. training -----------------------------------------------------------------------------
+    def _train(self) -> None:
+        self.loop = train_steps(self._step, max_steps=self.max_steps,
+                                max_seconds=self.max_seconds, batch_size=self.batch_size,
+                                learning_rate=lambda: self.learning_rate,
+                                log_every=self.log_every, desc="fit-lora",
+                                progress=self.progress)
+
+    def _step(self):
+        """One optimisation step; returns the loss as a device tensor."""
+        import torch
+        import torch.nn.functional as F
+
+        device, batch, generator = self.device, self.batch_size, self.generator
+        # 1. Draw a class-balanced batch and sample its latents from the encoded images.
+        label = torch.randint(0, len(self.classes), (batch,), generator=generator,
                               device=device)
-            noisy = noise_scheduler.add_noise(latents, noise, t)
-            target = (noise if prediction_type == "epsilon"
-                      else noise_scheduler.get_velocity(latents, noise, t))
-            with torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=amp):
-                prediction = unet(noisy, t, encoder_hidden_states=prompt_embeds[label]).sample
-            loss = F.mse_loss(prediction.float(), target.float())
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            losses.append(loss.detach())
-            if step % log_every == 0 or step == max_steps:
-                last_loss = float(torch.stack(losses).mean())  # the step's only host sync
-                losses = []
-                if not math.isfinite(last_loss):
-                    raise ConfigError(f"training diverged before step {step} (loss "
-                                      f"{last_loss}); lower --learning-rate")
-                log_row()
-                bar.set_postfix(loss=f"{last_loss:.4f}")
-            bar.update(1)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-    if losses:
-        last_loss = float(torch.stack(losses).mean())
-        log_row()
-    seconds = time.perf_counter() - start
-    if step == 0:
-        raise ConfigError("training stopped before the first step; nothing was saved")
+        offset = (torch.rand(batch, generator=generator, device=device)
+                  * self.per_class[label]).long()
+        pick = self.by_class[self.first[label] + offset]
+        mean = self.means[pick]
+        sample = torch.randn(mean.shape, generator=generator, device=device)
+        latents = (mean + self.stds[pick] * sample - self.shift) * self.scaling
+        # 2. Noise them at random timesteps and predict the noise (or velocity).
+        noise = torch.randn(latents.shape, generator=generator, device=device)
+        t = torch.randint(0, self.timesteps_total, (batch,), generator=generator,
+                          device=device)
+        noisy = self.noise_scheduler.add_noise(latents, noise, t)
+        target = (noise if self.prediction_type == "epsilon"
+                  else self.noise_scheduler.get_velocity(latents, noise, t))
+        with torch.autocast(device_type=device.split(":")[0], dtype=self.dtype,
+                            enabled=self.dtype != torch.float32):
+            prediction = self.pipe.unet(noisy, t,
+                                        encoder_hidden_states=self.prompt_embeds[label]).sample
+        loss = F.mse_loss(prediction.float(), target.float())
+        # 3. Update the LoRA weights (clipped gradients, loss scaling for fp16).
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.parameters, MAX_GRAD_NORM)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach()
 
-    # 5. Save the adapter in diffusers' LoRA format, with genaug's config, atomically.
-    state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
-    config = {
-        "format": LORA_FORMAT,
-        "base_model": str(sd_model.resolve()),
-        "base_model_hash": base_model_hash,
-        "classes": classes,
-        "class_counts": {name: counts[name] for name in classes},
-        "prompt_template": template,
-        "prompts": prompts,
-        "rank": rank,
-        "alpha": alpha,
-        "target_modules": list(TARGET_MODULES),
-        "resolution": resolution,
-        "learning_rate": learning_rate,
-        "weight_decay": WEIGHT_DECAY,
-        "max_grad_norm": MAX_GRAD_NORM,
-        "batch_size": batch_size,
-        "sampling": "class-balanced",
-        "max_steps": max_steps,
-        "max_seconds": max_seconds,
-        "steps": step,
-        "seed": seed,
-        "prediction_type": prediction_type,
-        "seconds": round(seconds, 2),
-        "final_loss": last_loss if math.isfinite(last_loss) else None,
-        "interrupted": interrupted,
-        "trainable_parameters": trainable,
-        "device": device,
-        "precision": precision_name,
-        "trained_on": device_report(device),
-        "versions": package_versions(),
-    }
-    metadata = unet.peft_config["default"].to_dict()  # alpha travels with the weights
-    metadata["target_modules"] = sorted(metadata["target_modules"])  # a set: fix its order
-    with atomic_directory(out_dir) as tmp:
-        StableDiffusionPipeline.save_lora_weights(
-            tmp, unet_lora_layers=state, weight_name=LORA_WEIGHTS, safe_serialization=True,
-            unet_lora_adapter_metadata=metadata)
-        config["adapter_sha256"] = adapter_sha256(tmp / LORA_WEIGHTS)
-        (tmp / LORA_CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
-        (tmp / LOSS_LOG).write_text(log.getvalue())
-    return LoraFitResult(path=Path(out_dir), steps=step, seconds=seconds,
-                         final_loss=last_loss if math.isfinite(last_loss) else float("nan"),
-                         device=device, precision=precision_name,
-                         trainable_parameters=trainable, interrupted=interrupted,
-                         adapter_sha256=config["adapter_sha256"])
+    # -- 6. save ---------------------------------------------------------------------------------
+    def _save(self) -> LoraFitResult:
+        import torch
+        from diffusers import StableDiffusionPipeline
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+
+        from genaug._io import atomic_directory
+
+        unet, loop = self.pipe.unet, self.loop
+        precision = {torch.float32: "fp32", torch.bfloat16: "bf16",
+                     torch.float16: "fp16"}[self.dtype]
+        state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+        state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
+        config = {
+            "format": LORA_FORMAT,
+            "base_model": str(self.sd_model.resolve()),
+            "base_model_hash": self.base_model_hash,
+            "classes": self.classes,
+            "class_counts": {name: self.counts[name] for name in self.classes},
+            "prompt_template": self.template,
+            "prompts": self.prompts,
+            "rank": self.rank,
+            "alpha": self.alpha,
+            "target_modules": list(TARGET_MODULES),
+            "resolution": self.resolution,
+            "learning_rate": self.learning_rate,
+            "weight_decay": WEIGHT_DECAY,
+            "max_grad_norm": MAX_GRAD_NORM,
+            "batch_size": self.batch_size,
+            "sampling": "class-balanced",
+            "max_steps": self.max_steps,
+            "max_seconds": self.max_seconds,
+            "steps": loop.steps,
+            "seed": self.seed,
+            "prediction_type": self.prediction_type,
+            "seconds": round(loop.seconds, 2),
+            "final_loss": loop.final_loss,
+            "interrupted": loop.interrupted,
+            "trainable_parameters": self.trainable,
+            "device": self.device,
+            "precision": precision,
+            "trained_on": device_report(self.device),
+            "versions": package_versions(),
+        }
+        metadata = unet.peft_config["default"].to_dict()  # alpha travels with the weights
+        metadata["target_modules"] = sorted(metadata["target_modules"])  # a set: fix its order
+        with atomic_directory(self.out_dir) as tmp:
+            StableDiffusionPipeline.save_lora_weights(
+                tmp, unet_lora_layers=state, weight_name=LORA_WEIGHTS, safe_serialization=True,
+                unet_lora_adapter_metadata=metadata)
+            config["adapter_sha256"] = adapter_sha256(tmp / LORA_WEIGHTS)
+            (tmp / LORA_CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
+            (tmp / LOSS_LOG).write_text(loop.loss_log)
+        return LoraFitResult(path=Path(self.out_dir), steps=loop.steps, seconds=loop.seconds,
+                             final_loss=loop.last_loss, device=self.device,
+                             precision=precision, trainable_parameters=self.trainable,
+                             interrupted=loop.interrupted,
+                             adapter_sha256=config["adapter_sha256"])

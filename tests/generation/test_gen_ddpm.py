@@ -136,7 +136,7 @@ def test_cuda_gets_half_precision_and_cpu_full(monkeypatch):
 
 
 def test_ctrl_c_during_training_saves_what_was_learned(shapes_dir, tmp_path, monkeypatch):
-    from genaug.generation import _ddpm_fit, fit_generator
+    from genaug.generation import _train_loop, fit_generator
     from genaug.generation._utils import progress_bar
 
     class StopAfterTwo:
@@ -151,7 +151,7 @@ def test_ctrl_c_during_training_saves_what_was_learned(shapes_dir, tmp_path, mon
         def __getattr__(self, name):
             return getattr(self.bar, name)
 
-    monkeypatch.setattr(_ddpm_fit, "progress_bar", StopAfterTwo)
+    monkeypatch.setattr(_train_loop, "progress_bar", StopAfterTwo)
     result = fit_generator(shapes_dir, out_dir=tmp_path / "g", resolution=16,
                            model_size="tiny", max_steps=50, batch_size=4, hflip=False)
     assert result.interrupted and result.steps == 2 and "(interrupted)" in result.describe()

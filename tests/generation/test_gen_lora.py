@@ -210,10 +210,10 @@ def test_an_interrupt_before_the_first_step_or_while_saving_leaves_nothing(
 
 
 @pytest.mark.parametrize("option, message", [
-    ({"rank": 0}, "--rank must be at least 1"), ({"alpha": 0.0}, "--alpha must be positive"),
-    ({"max_steps": None}, "give --max-steps or --max-seconds"),
-    ({"learning_rate": -1.0}, "--learning-rate must be positive"),
-    ({"batch_size": 0}, "--batch-size must be at least 1"),
+    ({"rank": 0}, "`rank` must be at least 1"), ({"alpha": 0.0}, "`alpha` must be positive"),
+    ({"max_steps": None}, "give `max_steps` or `max_seconds`"),
+    ({"learning_rate": -1.0}, "`learning_rate` must be positive"),
+    ({"batch_size": 0}, "`batch_size` must be at least 1"),
 ])
 def test_bad_options_from_python_name_the_option(shapes_dir, tiny_sd, tmp_path, option,
                                                  message):
