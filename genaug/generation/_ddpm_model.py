@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from genaug._io import atomic_directory
 from genaug.exceptions import ConfigError
 from genaug.generation._utils import offline_hub, quiet_diffusers, weights_sha256
 
@@ -137,11 +136,7 @@ def save_generator(directory, *, unet, scheduler, class_names, meta: dict, train
                    loss_log: str | None = None) -> Path:
     """Write a generator directory atomically (a temporary sibling renamed into place)."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_directory(directory) as tmp:
         unet.save_pretrained(tmp / "unet", safe_serialization=True)
         scheduler.save_pretrained(tmp / "scheduler")
         class_map = {name: i for i, name in enumerate(class_names)}
@@ -152,17 +147,6 @@ def save_generator(directory, *, unet, scheduler, class_names, meta: dict, train
         (tmp / GENERATOR_META).write_text(json.dumps(full_meta, indent=2, default=str) + "\n")
         if loss_log is not None:
             (tmp / LOSS_LOG).write_text(loss_log)
-        if directory.exists():
-            if not directory.is_dir():
-                raise ConfigError(f"`out_dir` {directory} exists and is not a directory")
-            os.replace(directory, old)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not directory.exists():
-            os.replace(old, directory)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
     return directory
 
 
