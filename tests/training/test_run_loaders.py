@@ -46,7 +46,7 @@ def test_a_manifests_test_rows_never_train_even_with_a_test_dir(image_folder_fac
 @pytest.mark.parametrize("loader", ["pydataset", "tfdata"])
 def test_both_branches_build_from_the_factory(small_dataset, loader):
     config = TrainConfig(data_dir=str(small_dataset), balanced=True, image_size=16,
-                         batch_size=8, loader=loader, verbose=0)
+                         batch_size=8, loader=loader, color_mode="rgb", verbose=0)
     splits = resolve_splits(config)
     train, sampler, validation, test = build_loaders(config, splits)
     assert sampler.plan.epoch_size == len(splits.train)
