@@ -67,6 +67,7 @@ from genaug.generation._gates import (
 from genaug.generation._generate import generate_cache
 from genaug.generation._lora import LoraFitResult, check_lora, fit_lora
 from genaug.generation._plan import GenerationConfig, GenerationPlan, PlanItem, make_plan
+from genaug.generation._ray import RayBackend  # registers load_backend(ray=...); no Ray import
 from genaug.generation._sd_backend import StableDiffusionBackend
 from genaug.generation._summary import summary_lines
 from genaug.generation._utils import normalize_image
@@ -90,6 +91,7 @@ __all__ = [
     "PHashGate",
     "PlanItem",
     "QualityGate",
+    "RayBackend",
     "StableDiffusionBackend",
     "StructureGate",
     "VerifierGate",

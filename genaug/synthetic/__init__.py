@@ -7,6 +7,7 @@ from genaug.synthetic._cache import (
     CacheProblems,
     CacheWriter,
     SyntheticCache,
+    encode_png,
 )
 from genaug.synthetic._mixer import MixedEpoch, SyntheticMixer, check_ratio
 from genaug.synthetic._schedule import RampSchedule
@@ -22,5 +23,6 @@ __all__ = [
     "SyntheticMixer",
     "atomic_write_bytes",
     "check_ratio",
+    "encode_png",
     "write_json",
 ]
