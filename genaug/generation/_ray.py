@@ -46,7 +46,7 @@ def require_ray():
         import ray
     except ImportError:
         raise ConfigError("ray is not installed; install the extra: "
-                          "pip install 'genaug[ray]'") from None
+                          'pip install "genaug[ray]"') from None
     return ray
 
 
@@ -383,11 +383,11 @@ class _GenerationWorker:
         loaded its backend afresh."""
         self._check()
         prepare = self._fetch(preparation[0])
-        started = time.perf_counter()
-        with self._device:
+        with self._device:  # the other call may be sampling: not counted as this one's
+            started = time.perf_counter()
             self.backend.fixed_shape = fixed_shape
             made = self.backend.generate_batch(requests)
-        sampled = time.perf_counter()
+            sampled = time.perf_counter()
         if kill_switch:
             _die_once(kill_switch)
         prepared = prepare(made, [r.class_name for r in requests])

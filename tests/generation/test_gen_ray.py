@@ -202,7 +202,7 @@ def test_without_ray_one_line_names_the_extra(tiny_generator, plan, tmp_path, mo
     command = ["generate", "--plan", str(plan_path), "--generator", str(tiny_generator),
                "--cache", str(tmp_path / "c"), *COMMAND]
     for extra, message in ((["--ray"], "ray is not installed; install the extra: "
-                                       "pip install 'genaug[ray]'"),
+                                       'pip install "genaug[ray]"'),
                            (["--ray-workers", "2"], "--ray-workers apply to generation on "
                                                     "Ray: give --ray too")):
         result = CliRunner().invoke(main, [*command, *extra])
