@@ -154,8 +154,7 @@ def main(argv=None) -> dict:
     import keras
     import torch
 
-    from genaug.data import DatasetIndex
-    from genaug.data._embedded import digits_longtail
+    from genaug.data import DatasetIndex, digits_longtail
     from genaug.generation._utils import resolve_device
     from genaug.live import build_worker
 

@@ -17,11 +17,14 @@ _EXPORTS = {
     "BalancePlan": "genaug.balance",
     "compute_class_weights": "genaug.balance",
     "DatasetIndex": "genaug.data",
+    "DatasetSplits": "genaug.data",
     "analyze_dataset": "genaug.data",
+    "split_dataset": "genaug.data",
     "load_image": "genaug.data",
     "verify_class_balance": "genaug.data",
     "BalancedBatchGenerator": "genaug.loaders",
     "EpochSampler": "genaug.loaders",
+    "SamplingOptions": "genaug.loaders",
     "build_augmentation": "genaug.loaders",
     "image_dataset_from_directory": "genaug.loaders",
     "CacheSource": "genaug.sources",
@@ -44,7 +47,14 @@ _EXPORTS = {
 if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names load lazily
     # ruff cannot see that __all__ (built from _EXPORTS) lists these names.
     from genaug.balance import BalancePlan, compute_class_weights  # noqa: F401
-    from genaug.data import DatasetIndex, analyze_dataset, load_image, verify_class_balance  # noqa: F401
+    from genaug.data import (  # noqa: F401
+        DatasetIndex,
+        DatasetSplits,
+        analyze_dataset,
+        load_image,
+        split_dataset,
+        verify_class_balance,
+    )
     from genaug.exceptions import (  # noqa: F401
         CacheError,
         ConfigError,
@@ -59,6 +69,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names load
     from genaug.loaders import (  # noqa: F401
         BalancedBatchGenerator,
         EpochSampler,
+        SamplingOptions,
         build_augmentation,
         image_dataset_from_directory,
     )

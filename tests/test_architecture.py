@@ -166,30 +166,10 @@ def test_every_package_has_a_layer():
     assert not undeclared, f"packages missing from LAYERS: {undeclared}"
 
 
-#: Violations on main when this test was written, being removed by the architecture work
-#: (issue 10). The test fails on a new violation and on an entry that no longer occurs, so
-#: this list only shrinks; it must end empty.
-KNOWN_VIOLATIONS = {
-    "private: genaug/cli/_analyze.py imports genaug.data._analyze",
-    "private: genaug/cli/_cache.py imports genaug.synthetic._import",
-    "upward: genaug/data/_embedded.py imports genaug.synthetic._cache",
-    "private: genaug/data/_embedded.py imports genaug.synthetic._cache",
-    "private: genaug/loaders/_pydataset.py imports genaug.synthetic._mixer",
-    "private: genaug/loaders/_sampler.py imports genaug.synthetic._mixer",
-    "private: genaug/loaders/_tfdata.py imports genaug.synthetic._mixer",
-    "private: genaug/synthetic/_cache.py imports genaug.data._index",
-    "private: training/pipeline.py imports genaug.synthetic._mixer",
-    "private: training/pipeline.py imports genaug.data._embedded",
-}
-
-
 def test_imports_point_down_without_cycles_or_private_reach():
     edges = graph()
-    problems = set(layer_violations(edges) + cycles(edges))
-    new = sorted(problems - KNOWN_VIOLATIONS)
-    fixed = sorted(KNOWN_VIOLATIONS - problems)
-    assert not new, "new architecture violations:\n" + "\n".join(new)
-    assert not fixed, "fixed: delete from KNOWN_VIOLATIONS:\n" + "\n".join(fixed)
+    problems = sorted(set(layer_violations(edges) + cycles(edges)))
+    assert not problems, "architecture violations:\n" + "\n".join(problems)
 
 
 def test_checker_catches_each_kind_of_violation(tmp_path, monkeypatch):

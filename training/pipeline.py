@@ -13,15 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from genaug.data import DatasetIndex
+from genaug.data import DatasetIndex, DatasetSplits, digits_longtail, split_dataset
 from genaug.exceptions import (
     ConfigError,
     ConvergenceWarning,
     DatasetError,
     DoubleCorrectionWarning,
 )
-from genaug.synthetic import RampSchedule, SyntheticCache, check_ratio, write_json
-from genaug.synthetic._mixer import SYNTHETIC
+from genaug.synthetic import SYNTHETIC, RampSchedule, SyntheticCache, write_json
 
 
 @dataclass(frozen=True)
@@ -74,27 +73,28 @@ class TrainConfig:
     live_verify_threshold: float = 0.6
     verbose: int = 1
 
+    def sampling_options(self, *, train_size: int, class_weight=None,
+                         sample_weights: bool | None = None, schedule=None):
+        """The run's :class:`~genaug.loaders.SamplingOptions` for its training loader.
 
-@dataclass
-class Splits:
-    """The real data of a run, split before any sampling."""
+        ``--balanced`` draws ``train_size`` slots per epoch unless ``--epoch-size`` says
+        otherwise, so a balanced epoch costs what a plain one does.
+        """
+        from genaug.loaders import SamplingOptions
 
-    index: DatasetIndex
-    train: DatasetIndex
-    validation: DatasetIndex | None
-    test: DatasetIndex
-    test_source: str
-
-    @property
-    def class_names(self):
-        return self.index.class_names
-
-    def held_out_ids(self) -> set[str]:
-        """Ids and paths of every validation and test image (for the leakage guard)."""
-        held = set(self.test.ids) | set(self.test.paths)
-        if self.validation is not None:
-            held |= set(self.validation.ids) | set(self.validation.paths)
-        return held
+        balance = "none"
+        if self.balanced or self.balanced_batches:
+            balance = "balanced_batches" if self.balanced_batches else "oversample"
+        epoch_size = self.epoch_size
+        if balance != "none" and epoch_size is None:
+            epoch_size = train_size
+        return SamplingOptions(
+            balance=balance, batch_size=self.batch_size, epoch_size=epoch_size, seed=self.seed,
+            class_weight=class_weight, sample_weights=sample_weights,
+            synthetic_ratio=self.synthetic_ratio_range or self.synthetic_ratio,
+            synthetic_cap=self.synthetic_cap, synthetic_pool_cap=self.synthetic_pool_cap,
+            synthetic_classes=self.synthetic_classes, synthetic_weight=self.synthetic_weight,
+            mixup=self.mixup, schedule=schedule)
 
 
 def _log(config: TrainConfig, message: str) -> None:
@@ -113,38 +113,26 @@ def check_output_dirs(*dirs) -> None:
             raise ConfigError(f"cannot write to {directory}: {error.strerror or error}") from None
 
 
-def resolve_splits(config: TrainConfig) -> Splits:
-    """Index the data and split off validation and test sets (stratified, seeded)."""
+def resolve_splits(config: TrainConfig) -> DatasetSplits:
+    """Index the data and split off validation and test sets (:func:`genaug.data.split_dataset`:
+    a manifest's split column, else stratified and seeded)."""
     data_dir, test_dir = config.data_dir, config.test_dir
     if data_dir is None:
-        from genaug.data._embedded import digits_longtail
-
         data_dir, default_test = digits_longtail()
         test_dir = test_dir or default_test
     index = DatasetIndex.load(data_dir, class_names=config.classes)
     if len(index) == 0:
         raise DatasetError(f"no readable images in {data_dir}")
+    test_index = None
     if test_dir is not None:
-        test = DatasetIndex.load(test_dir, class_names=index.class_names)
-        rest, source = index, f"--test-dir {test_dir}"
-    elif index.splits is not None and len(index.split_indices("test")):
-        test = index.subset(index.split_indices("test"))
-        rest = index.subset(np.flatnonzero(np.asarray(index.splits) != "test"))
-        source = "manifest split column"
-    else:
-        kept, held = index.stratified_split(config.test_split, seed=config.seed)
-        rest, test, source = index.subset(kept), index.subset(held), \
-            f"stratified {config.test_split:.0%} split of the data (seed {config.seed})"
-    validation = None
-    if rest.splits is not None and len(rest.split_indices("validation")):
-        validation = rest.subset(rest.split_indices("validation"))
-        rest = rest.subset(np.flatnonzero(np.asarray(rest.splits) != "validation"))
-    elif config.val_split:
-        kept, held = rest.stratified_split(config.val_split, seed=config.seed)
-        rest, validation = rest.subset(kept), rest.subset(held)
-    if len(test) == 0:
+        test_index = DatasetIndex.load(test_dir, class_names=index.class_names)
+    splits = split_dataset(index, validation_split=config.val_split or None,
+                           test_split=config.test_split, test_index=test_index, seed=config.seed)
+    if test_index is not None:
+        splits = replace(splits, test_source=f"--test-dir {test_dir}")
+    if splits.test is None or len(splits.test) == 0:
         raise DatasetError("the test set is empty")
-    return Splits(index, rest, validation, test, source)
+    return splits
 
 
 def _use_tf_loader(config: TrainConfig) -> bool:
@@ -158,62 +146,37 @@ def _use_tf_loader(config: TrainConfig) -> bool:
     return available
 
 
-def build_loaders(config: TrainConfig, splits: Splits, *, synthetic=None, schedule=None,
+def build_loaders(config: TrainConfig, splits: DatasetSplits, *, synthetic=None, schedule=None,
                   class_weight=None, sample_weights=False, live_source=None):
-    """Training, validation and test loaders that share one code path per loader kind."""
-    from genaug.loaders import BalancedBatchGenerator, EpochSampler
-    from genaug.sources import RealSource
+    """Training, validation and test loaders, each from :func:`genaug.loaders.build_sampler`."""
+    from genaug.loaders import BalancedBatchGenerator, build_augmentation, build_sampler
 
-    size = (config.image_size, config.image_size)
-    balance = "none"
-    if config.balanced or config.balanced_batches:
-        balance = "balanced_batches" if config.balanced_batches else "oversample"
-    epoch_size = config.epoch_size
-    if balance != "none" and epoch_size is None:
-        epoch_size = len(splits.train)  # a balanced epoch costs what a plain one does
-    ratio = check_ratio(config.synthetic_ratio_range or config.synthetic_ratio)
-    sampler_options = dict(
-        class_names=splits.class_names, balance=balance, batch_size=config.batch_size,
-        epoch_size=epoch_size, seed=config.seed, class_weight=class_weight, synthetic=synthetic,
-        synthetic_ratio=ratio, synthetic_cap=config.synthetic_cap,
-        synthetic_classes=config.synthetic_classes, synthetic_weight=config.synthetic_weight,
-        mixup=config.mixup, schedule=schedule)
+    options = config.sampling_options(train_size=len(splits.train), class_weight=class_weight,
+                                      sample_weights=sample_weights, schedule=schedule)
+    train_sampler = build_sampler(
+        splits.train, options, synthetic_cache=synthetic, held_out_ids=splits.held_out_ids(),
+        live_classes=live_source.live_classes if live_source is not None else ())
+    plain = options.evaluation(shuffle=False)
+    samplers = [train_sampler] + [build_sampler(part, plain) if part is not None else None
+                                  for part in (splits.validation, splits.test)]
     augment = None
     if config.augment:
-        from genaug.loaders import build_augmentation
-
         augment = build_augmentation(config.augment, backend=config.augment_backend,
                                      seed=config.seed)
+    decoding = dict(image_size=(config.image_size, config.image_size),
+                    color_mode=config.color_mode)
     if _use_tf_loader(config):
         from genaug.loaders import make_tf_dataset
 
-        def tf_loader(index, weighted=False, augment=None, **options):
-            sampler = EpochSampler(RealSource(index), **{**sampler_options, **options})
-            return make_tf_dataset(sampler, image_size=size, color_mode=config.color_mode,
-                                   batch_size=config.batch_size, sample_weights=weighted,
-                                   augment=augment)
-
-        plain = dict(balance="none", epoch_size=None, shuffle=False, class_weight=None,
-                     synthetic=None)
-        train = tf_loader(splits.train, weighted=sample_weights, augment=augment)
-        train_sampler = train.sampler
-        validation = tf_loader(splits.validation, **plain) if splits.validation else None
-        test = tf_loader(splits.test, **plain)
+        def loader(sampler, augment=None):
+            return make_tf_dataset(sampler, augment=augment, **decoding)
     else:
-        common = dict(batch_size=config.batch_size, image_size=size,
-                      color_mode=config.color_mode, seed=config.seed)
-        train = BalancedBatchGenerator(
-            splits.train, balance=balance, epoch_size=epoch_size, class_weight=class_weight,
-            sample_weights=sample_weights, synthetic_cache=synthetic,
-            synthetic_ratio=ratio, synthetic_cap=config.synthetic_cap,
-            synthetic_classes=config.synthetic_classes,
-            synthetic_weight=config.synthetic_weight, mixup=config.mixup, schedule=schedule,
-            live_source=live_source, augment=augment, **common)
-        train_sampler = train.sampler
-        plain = dict(balance="none", shuffle=False, **common)
-        validation = BalancedBatchGenerator(splits.validation, **plain) \
-            if splits.validation else None
-        test = BalancedBatchGenerator(splits.test, **plain)
+        def loader(sampler, augment=None):
+            return BalancedBatchGenerator.from_sampler(
+                sampler, augment=augment,
+                live_source=live_source if sampler is train_sampler else None, **decoding)
+    train, validation, test = (loader(sampler, augment if sampler is train_sampler else None)
+                               if sampler is not None else None for sampler in samplers)
     return train, train_sampler, validation, test
 
 
@@ -266,7 +229,7 @@ def synthetic_shares(comp: dict) -> dict:
     return shares
 
 
-def status_report(config, splits: Splits, comp: dict, cache, synthetic_source) -> dict:
+def status_report(config, splits: DatasetSplits, comp: dict, cache, synthetic_source) -> dict:
     """``status.json``: what went into training, per class and split, with provenance.
 
     ``synthetic`` counts the distinct synthetic images a class trained on over the run; see
@@ -355,7 +318,7 @@ class TrainingRun:
         self.config = config
         self.timings: dict[str, float] = {}
         self.started = time.perf_counter()
-        self.splits: Splits | None = None
+        self.splits: DatasetSplits | None = None
         self.skipped: list[dict] = []
         self.cache = self.synthetic = self.schedule = self.live = None
         self.fit_class_weight = self.sampler_class_weight = None
@@ -642,9 +605,6 @@ def _check_config(config: TrainConfig) -> None:
                           config.synthetic_pool_cap is not None))
     if uses_synthetic and not (config.synthetic_cache or config.live_generator):
         raise ConfigError("synthetic options need --synthetic-cache or --live-generator")
-    if config.synthetic_pool_cap is not None:
-        # The one place to connect: pass synthetic_pool_cap to the loaders once they take it.
-        raise ConfigError("--synthetic-pool-cap is not supported by this build's loaders yet")
     if config.live_verify_model and not config.live_generator:
         raise ConfigError("--live-verify-model needs --live-generator")
     if config.live_generator:  # fail before any folder is created, not in the producer

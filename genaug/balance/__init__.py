@@ -2,6 +2,7 @@
 
 from genaug.balance._plan import (
     BALANCE_MODES,
+    Balance,
     BalancePlan,
     Batched,
     EpochPlan,
@@ -14,6 +15,7 @@ from genaug.balance._weights import compute_class_weights, delivered_class_weigh
 
 __all__ = [
     "BALANCE_MODES",
+    "Balance",
     "BalancePlan",
     "Batched",
     "EpochPlan",

@@ -9,12 +9,36 @@ any epoch can be rebuilt from ``(seed, epoch)`` alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 
 from genaug.exceptions import ConfigError, DatasetError
 
-BALANCE_MODES = ("none", "oversample", "balanced_batches")
+
+class Balance(str, Enum):
+    """How an epoch draws the classes (a ``str``, so ``Balance.OVERSAMPLE == "oversample"``).
+
+    ``NONE``: every image once. ``OVERSAMPLE``: every class drawn to its target, then shuffled.
+    ``BALANCED_BATCHES``: every batch holds each class equally.
+    """
+
+    NONE = "none"
+    OVERSAMPLE = "oversample"
+    BALANCED_BATCHES = "balanced_batches"
+
+    @classmethod
+    def of(cls, value) -> Balance:
+        """``value`` as a :class:`Balance`, or a one-line :class:`ConfigError` naming
+        ``balance``."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigError(f"balance must be one of {', '.join(BALANCE_MODES)}, "
+                              f"got {value!r}") from None
+
+
+BALANCE_MODES = tuple(mode.value for mode in Balance)
 
 
 def resolve_seed(seed: int | None) -> int:
@@ -118,7 +142,7 @@ class BalancePlan:
         Class index of every real training image.
     num_classes : int
         Number of classes (classes with no image count 0).
-    mode : {"none", "oversample", "balanced_batches"}
+    mode : Balance or {"none", "oversample", "balanced_batches"}
         ``none``: every image once per epoch. ``oversample``: each class draws its target,
         then the epoch is shuffled. ``balanced_batches``: every batch holds each class equally
         (per-class counts in a batch differ by at most 1).
@@ -138,8 +162,7 @@ class BalancePlan:
     def __init__(self, labels, *, num_classes: int, mode: str = "oversample",
                  batch_size: int = 32, epoch_size=None, extra_classes=(), shuffle: bool = True,
                  seed: int | None = None):
-        if mode not in BALANCE_MODES:
-            raise ConfigError(f"balance must be one of {', '.join(BALANCE_MODES)}, got {mode!r}")
+        mode = Balance.of(mode)
         if int(batch_size) < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.labels = np.asarray(labels, dtype=np.int64)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from genaug.cli._options import parse_class_list
-from genaug.data._analyze import HUGE_PIXELS, TINY_SIDE
+from genaug.data import HUGE_PIXELS, TINY_SIDE
 from genaug.exceptions import OutputError
 
 
@@ -19,8 +19,7 @@ from genaug.exceptions import OutputError
 @click.option("--synthetic-cache", type=click.Path(), help="Also report this synthetic cache.")
 def analyze(data_dir, classes, json_path, synthetic_cache):
     """Class counts, imbalance, unusable files, modes and sizes of DATA_DIR."""
-    from genaug.data import DatasetIndex
-    from genaug.data._analyze import analyze_dataset
+    from genaug.data import DatasetIndex, analyze_dataset
     from genaug.synthetic import SyntheticCache
 
     if json_path and Path(json_path).is_dir():

@@ -21,7 +21,7 @@ def cache():
 @click.option("--classes", callback=parse_class_list, help="Only import these classes.")
 def import_(src_dir, cache_dir, source_map, classes):
     """Import SRC_DIR/<class>/<image> made elsewhere (records with generator 'external')."""
-    from genaug.synthetic._import import import_folder
+    from genaug.synthetic import import_folder
 
     result = import_folder(src_dir, cache_dir, class_names=classes, source_map=source_map)
     click.echo(f"imported {result['imported']} image(s) into {cache_dir} "

@@ -1,9 +1,14 @@
-"""Decoding of image files into arrays of a fixed size and colour mode (PIL, no TensorFlow)."""
+"""Decoding image files into arrays of a fixed size and colour mode, and encoding arrays as PNG
+(PIL, no TensorFlow)."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from PIL import Image
+
+from genaug.exceptions import DatasetError
 
 COLOR_MODES = {"grayscale": 1, "rgb": 3, "rgba": 4}
 INTERPOLATIONS = {
@@ -91,3 +96,17 @@ def resize_array(
         if array.ndim == 2:
             array = array[:, :, None]
     return array
+
+
+def encode_png(image) -> bytes:
+    """PNG bytes of a PIL image or a uint8 array (HxW, HxWx1, HxWx3 or HxWx4)."""
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.dtype != np.uint8:
+            raise DatasetError(f"images must be uint8 arrays to be written, got {array.dtype}")
+        if array.ndim == 3 and array.shape[2] == 1:
+            array = array[:, :, 0]
+        image = Image.fromarray(array)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from genaug._io import atomic_write_bytes
-from genaug.synthetic._cache import encode_png
+from genaug.data._decode import encode_png
 
 TEST_PER_CLASS = 20
 HEAD = 150

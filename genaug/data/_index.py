@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -20,12 +21,20 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "val": "validation",
                  "valid": "validation", "validation": "validation", "test": "test"}
 
 
+#: What kind of problem made a file unusable, for the one-line summary of the loaders.
+SKIP_KINDS = ("unreadable", "not an image", "missing", "unknown label", "listed twice")
+
+
 @dataclass(frozen=True)
 class SkippedFile:
-    """A file found in the dataset that cannot be used, and why."""
+    """A file found in the dataset that cannot be used, and why.
+
+    ``kind`` is one of :data:`SKIP_KINDS`; ``reason`` says the details.
+    """
 
     path: str
     reason: str
+    kind: str = "unreadable"
 
 
 @dataclass(frozen=True)
@@ -182,7 +191,8 @@ class DatasetIndex:
                         labels.append(label)
                         ids.append(path.relative_to(directory).as_posix())
                     else:
-                        skipped.append(SkippedFile(absolute, "not an image file (extension)"))
+                        skipped.append(SkippedFile(absolute, "not an image file (extension)",
+                                                   "not an image"))
         return _finish(Path(os.path.abspath(directory)), class_names, files, labels, ids, None,
                        skipped, validate)
 
@@ -230,15 +240,18 @@ class DatasetIndex:
             if path in listed:
                 # A file listed twice could land in training and test at once.
                 skipped.append(SkippedFile(str(path), f"listed more than once in the manifest "
-                                                      f"(kept as {listed[path]!r})"))
+                                                      f"(kept as {listed[path]!r})",
+                                           "listed twice"))
                 continue
             listed[path] = label
             if label not in position:
-                skipped.append(SkippedFile(str(path), f"label {label!r} not in class_names"))
+                skipped.append(SkippedFile(str(path), f"label {label!r} not in class_names",
+                                           "unknown label"))
             elif not path.is_file():
-                skipped.append(SkippedFile(str(path), "file not found"))
+                skipped.append(SkippedFile(str(path), "file not found", "missing"))
             elif path.suffix.lower() not in IMAGE_EXTENSIONS:
-                skipped.append(SkippedFile(str(path), "not an image file (extension)"))
+                skipped.append(SkippedFile(str(path), "not an image file (extension)",
+                                           "not an image"))
             else:
                 files.append(str(path))
                 labels.append(position[label])
@@ -246,6 +259,17 @@ class DatasetIndex:
                 splits.append(split or "train")
         return _finish(base, class_names, files, labels, ids, splits if has_splits else None,
                        skipped, validate)
+
+
+def skipped_summary(skipped: Sequence[SkippedFile]) -> str:
+    """``"Skipped 4 files (3 unreadable, 1 not an image)"``, or ``""`` when nothing was skipped."""
+    if not skipped:
+        return ""
+    kinds = Counter(item.kind for item in skipped)
+    order = sorted(kinds, key=lambda kind: (SKIP_KINDS.index(kind) if kind in SKIP_KINDS
+                                            else len(SKIP_KINDS), kind))
+    parts = ", ".join(f"{kinds[kind]} {kind}" for kind in order)
+    return f"Skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''} ({parts})"
 
 
 def _check_class_names(class_names: Sequence[str]) -> tuple[str, ...]:
@@ -297,7 +321,7 @@ def _finish(root, class_names, files, labels, ids, splits, skipped, validate) ->
             with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
                 probes = list(pool.map(_probe, files, chunksize=64))
         keep = [i for i, p in enumerate(probes) if not isinstance(p, str)]
-        skipped = skipped + [SkippedFile(files[i], p) for i, p in enumerate(probes)
+        skipped = skipped + [SkippedFile(files[i], p, "unreadable") for i, p in enumerate(probes)
                              if isinstance(p, str)]
         modes = tuple(probes[i][0] for i in keep)
         sizes = tuple(probes[i][1] for i in keep)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from genaug.data import encode_png
 from genaug.generation._gates import GateChain, Prepared
 from genaug.generation._plan import PlanItem
 from genaug.generation._utils import normalize_image
@@ -74,8 +75,6 @@ class Preparation:
     gates: GateChain
 
     def __call__(self, made: Sequence, class_names: Sequence[str]) -> list[tuple]:
-        from genaug.synthetic import encode_png
-
         images = [normalize_image(m.image, self.image_size, self.color_mode) for m in made]
         prepared = self.gates.prepare(images, list(class_names))
         return [(image, encode_png(image), p) for image, p in zip(images, prepared)]

@@ -1,11 +1,18 @@
 """Loaders: a Keras ``PyDataset`` (no TensorFlow) and a ``tf.data`` pipeline, fed by one sampler.
 
+The path of every option: the loader's flat keyword arguments become one
+:class:`SamplingOptions`; :func:`adapt_data` normalises the data argument;
+:func:`build_sampler` makes the :class:`EpochSampler` (balance plan + mixer + weights); the
+loader decodes what the sampler plans, through one :class:`SlotReader` fallback chain.
 ``image_dataset_from_directory`` and ``make_tf_dataset`` import TensorFlow on first use only.
 """
 
-from genaug.loaders._augment import AUGMENTATIONS, build_augmentation
-from genaug.loaders._pydataset import BalancedBatchGenerator, apply_augment
-from genaug.loaders._sampler import EpochSampler
+from genaug.loaders._augment import AUGMENTATIONS, BatchAugment, apply_augment, build_augmentation
+from genaug.loaders._data import LoaderData, adapt_data
+from genaug.loaders._options import SamplingOptions
+from genaug.loaders._pydataset import BalancedBatchGenerator
+from genaug.loaders._sampler import EpochSampler, build_sampler
+from genaug.loaders._slots import SlotReader
 
 
 def __getattr__(name):
@@ -19,9 +26,15 @@ def __getattr__(name):
 __all__ = [
     "AUGMENTATIONS",
     "BalancedBatchGenerator",
+    "BatchAugment",
     "EpochSampler",
+    "LoaderData",
+    "SamplingOptions",
+    "SlotReader",
+    "adapt_data",
     "apply_augment",
     "build_augmentation",
+    "build_sampler",
     "image_dataset_from_directory",
     "make_tf_dataset",
 ]

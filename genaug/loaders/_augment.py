@@ -1,10 +1,18 @@
-"""Augmentation pipelines from names: Keras core layers by default, keras-cv when asked."""
+"""Augmentation: pipelines from names (Keras core layers by default, keras-cv when asked), and
+applying one to a batch reproducibly, whichever worker thread decodes it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
+import numpy as np
+
+from genaug.balance import rng_for
 from genaug.exceptions import ConfigError
+
+# Seed generators are shared state: one batch at a time sets them and draws from them.
+_SEEDING = threading.Lock()
 
 AUGMENTATIONS = ("flip", "rotation", "zoom", "translation", "contrast", "brightness",
                  "randaugment")
@@ -56,3 +64,88 @@ def build_augmentation(names: Sequence[str], *, backend: str = "keras", seed: in
                                                   seed=seed),
     }
     return keras.Sequential([make[name]() for name in names], name="augmentation")
+
+
+def apply_augment(augment, batch: np.ndarray) -> np.ndarray:
+    """Run a callable or Keras augmentation layers on a float32 batch; return numpy."""
+    import keras
+
+    if augment is None:
+        return batch
+    if isinstance(augment, keras.layers.Layer):
+        out = augment(batch, training=True)
+    else:
+        out = augment(batch)
+    return np.asarray(keras.ops.convert_to_numpy(out), dtype=np.float32)
+
+
+class BatchAugment:
+    """An augmentation whose random draws depend only on ``(seed, epoch, batch index)``.
+
+    Keras's random layers draw from :class:`keras.random.SeedGenerator` states that advance
+    with every call, so with ``workers > 1`` the batch a state is used for depends on thread
+    timing, and ``g[0]`` differs on every call. Before each batch, every seed generator of the
+    layers is set to a state derived from ``(seed, epoch, batch index)`` and its own initial
+    state (so ``RandomFlip(seed=1)`` and ``seed=2`` still differ); setting and drawing happen
+    under one lock, so worker threads cannot interleave them.
+
+    A plain callable is run as it is: genaug cannot see its randomness, so it is reproducible
+    only if the callable is.
+
+    Parameters
+    ----------
+    augment : keras.layers.Layer, callable or None
+    seed : int
+        The loader's seed.
+    """
+
+    def __init__(self, augment, *, seed: int):
+        import keras
+
+        self.augment = augment
+        self.seed = int(seed)
+        self.generators = (_seed_generators(augment)
+                           if isinstance(augment, keras.layers.Layer) else [])
+        self.bases = [abs(int(keras.ops.convert_to_numpy(g.state.value)[0]))
+                      for g in self.generators]
+
+    def __call__(self, batch: np.ndarray, *, epoch: int, index: int) -> np.ndarray:
+        if not self.generators:
+            return apply_augment(self.augment, batch)
+        import keras
+
+        states = rng_for(self.seed, 8, epoch, index).integers(1, 2**31 - 1,
+                                                              size=len(self.generators))
+        with _SEEDING:
+            for generator, base, state in zip(self.generators, self.bases, states):
+                mixed = int(rng_for(int(state), base).integers(1, 2**31 - 1))
+                generator.state.assign(keras.ops.convert_to_tensor(
+                    [mixed, 0], dtype=generator.state.dtype))
+            return apply_augment(self.augment, batch)
+
+
+def _seed_generators(layer) -> list:
+    """Every :class:`keras.random.SeedGenerator` a layer (and its sub-layers) holds, in a
+    fixed order."""
+    import keras
+
+    found, seen = [], set()
+
+    def visit(item):
+        if id(item) in seen:
+            return
+        seen.add(id(item))
+        if isinstance(item, keras.random.SeedGenerator):
+            found.append(item)
+        elif isinstance(item, keras.layers.Layer):
+            for value in vars(item).values():
+                visit(value)
+        elif isinstance(item, (list, tuple)):
+            for value in item:
+                visit(value)
+        elif isinstance(item, dict):
+            for value in item.values():
+                visit(value)
+
+    visit(layer)
+    return found

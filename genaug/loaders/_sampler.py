@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 import numpy as np
 
-from genaug.balance import BalancePlan, delivered_class_weights, resolve_seed
+from genaug.balance import Balance, BalancePlan, delivered_class_weights, resolve_seed
+from genaug.data import DatasetIndex
 from genaug.exceptions import ConfigError
-from genaug.synthetic._mixer import SYNTHETIC, MixedEpoch, SyntheticMixer
+from genaug.loaders._options import SamplingOptions
+from genaug.sources import RealSource, Source, as_cache_source
+from genaug.synthetic import SYNTHETIC, MixedEpoch, SyntheticMixer, capped_pool
 
 
 class EpochSampler:
@@ -20,43 +24,37 @@ class EpochSampler:
     :class:`~genaug.synthetic.SyntheticMixer` swap slots for synthetic images, and attaches
     sample weights. The loaders only decode what it says. ``set_epoch`` moves it (a Keras
     callback or the loader's ``on_epoch_end`` calls it); the content of an epoch depends only
-    on the seed and the epoch number.
+    on the seed and the epoch number. :func:`build_sampler` builds one from a loader's data.
 
     Parameters
     ----------
-    real : RealSource
-    class_names : sequence of str
-    balance : {"none", "oversample", "balanced_batches"}
-    batch_size : int
-    epoch_size : int, "max" or None
-        See :class:`~genaug.balance.BalancePlan`.
-    shuffle : bool
-    seed : int or None
-    class_weight : dict, "balanced" or None
-        Folded into the sample weights. ``"balanced"`` weights the classes by the distribution
-        the sampler actually delivers, so balanced sampling is not corrected twice.
-    synthetic : CacheSource or None
-        Pool of synthetic images.
-    synthetic_ratio, synthetic_cap, synthetic_weight, mixup, schedule
-        See :class:`~genaug.synthetic.SyntheticMixer`.
-    synthetic_classes : sequence of str or None
-        Classes that may receive synthetic images; default: those whose real count is below
-        their per-epoch target (minority classes).
+    real : Source
+        The real training images (:class:`~genaug.sources.RealSource`).
+    options : SamplingOptions
+    synthetic : Source, optional
+        Pool of synthetic images (:class:`~genaug.sources.CacheSource`), already guarded
+        against leakage; ``options.synthetic_pool_cap`` limits it here.
     live_classes : sequence of str
         Classes a live generator can supply (they count as having synthetic images).
+
+    Attributes
+    ----------
+    sample_weights : bool
+        Whether the loaders return sample weights (``options.sample_weights``, by default
+        when class weights or a synthetic weight other than 1 apply).
     """
 
-    def __init__(self, real, *, class_names: Sequence[str], balance: str = "oversample",
-                 batch_size: int = 32, epoch_size=None, shuffle: bool = True, seed=None,
-                 class_weight=None, synthetic=None, synthetic_ratio=None,
-                 synthetic_cap: float = 0.6, synthetic_classes: Sequence[str] | None = None,
-                 synthetic_weight: float = 1.0, mixup: bool = False, schedule=None,
-                 live_classes: Sequence[str] = ()):
+    def __init__(self, real: Source, options: SamplingOptions, *,
+                 synthetic: Source | None = None, live_classes: Sequence[str] = ()):
         self.real = real
-        self.class_names = tuple(class_names)
-        self.seed = resolve_seed(seed)
+        self.options = options
+        self.class_names = tuple(real.class_names)
+        self.seed = resolve_seed(options.seed)
         k = len(self.class_names)
-        self.real_counts = np.bincount(real.labels, minlength=k)
+        self.real_counts = real.counts()
+        if synthetic is not None and options.synthetic_pool_cap is not None:
+            synthetic = synthetic.subset(capped_pool(synthetic.labels, self.real_counts,
+                                                     options.synthetic_pool_cap, seed=self.seed))
         self.synthetic = synthetic if synthetic is not None and len(synthetic) else None
         synthetic_counts = (self.synthetic.counts() if self.synthetic is not None
                             else np.zeros(k, dtype=np.int64))
@@ -64,21 +62,22 @@ class EpochSampler:
         # A live class counts as supplied; its pool may still be empty.
         synthetic_counts = synthetic_counts + live
         allowed = np.ones(k, dtype=bool)
-        if synthetic_classes is not None:
-            unknown = sorted(set(synthetic_classes) - set(self.class_names))
+        if options.synthetic_classes is not None:
+            unknown = sorted(set(options.synthetic_classes) - set(self.class_names))
             if unknown:
                 raise ConfigError(f"synthetic_classes not in the dataset: {', '.join(unknown)}")
-            allowed = np.isin(self.class_names, list(synthetic_classes))
+            allowed = np.isin(self.class_names, list(options.synthetic_classes))
         only = (self.real_counts == 0) & (synthetic_counts > 0) & allowed
         self.synthetic_only = [self.class_names[c] for c in np.flatnonzero(only)]
-        self.plan = BalancePlan(real.labels, num_classes=k, mode=balance, batch_size=batch_size,
-                                epoch_size=epoch_size, extra_classes=np.flatnonzero(only),
-                                shuffle=shuffle, seed=self.seed)
+        self.plan = BalancePlan(real.labels, num_classes=k, mode=options.balance,
+                                batch_size=options.batch_size or 1,
+                                epoch_size=options.epoch_size, extra_classes=np.flatnonzero(only),
+                                shuffle=options.shuffle, seed=self.seed)
         missing = [self.class_names[c] for c in np.flatnonzero(~self.plan.active)]
-        if missing and balance != "none":
+        if missing and options.balance != Balance.NONE:
             warnings.warn(f"classes with no training image are never sampled: "
-                          f"{', '.join(missing)}", stacklevel=2)
-        if synthetic_classes is None:
+                          f"{', '.join(missing)}", stacklevel=3)
+        if options.synthetic_classes is None:
             eligible = (self.real_counts < self.plan.targets) | only
         else:
             eligible = allowed
@@ -87,20 +86,22 @@ class EpochSampler:
         if self.synthetic is not None or live.any():
             pool = self.synthetic.labels if self.synthetic is not None else np.zeros(0, int)
             self.mixer = SyntheticMixer(pool, real.labels, eligible=self.eligible,
-                                        ratio=synthetic_ratio, cap=synthetic_cap,
-                                        weight=synthetic_weight, mixup=mixup, schedule=schedule,
-                                        live_classes=live, seed=self.seed)
-        self.class_weight = self._class_weight(class_weight)
+                                        ratio=options.synthetic_ratio, cap=options.synthetic_cap,
+                                        weight=options.synthetic_weight, mixup=options.mixup,
+                                        schedule=options.schedule, live_classes=live,
+                                        seed=self.seed)
+        self.class_weight = self._class_weight(options.class_weight)
+        self.sample_weights = bool(options.sample_weights) if options.sample_weights is not None \
+            else self.class_weight is not None or (self.mixer is not None
+                                                   and options.synthetic_weight != 1.0)
         self.epoch = 0
         self._cached: MixedEpoch | None = None
+        self._warned_fit_weights = False
 
     def _class_weight(self, class_weight) -> np.ndarray | None:
         if class_weight is None:
             return None
-        if isinstance(class_weight, str):
-            if class_weight != "balanced":
-                raise ConfigError(
-                    f"class_weight must be a dict or 'balanced', got {class_weight!r}")
+        if isinstance(class_weight, str):  # "balanced", checked by SamplingOptions
             present = np.flatnonzero(self.plan.targets > 0)
             sub = delivered_class_weights(self.plan.targets[present],
                                           [self.class_names[c] for c in present])
@@ -122,28 +123,85 @@ class EpochSampler:
     def mixed(self, epoch: int | None = None) -> MixedEpoch:
         """The mixed plan of ``epoch`` (default: the current one); the last one is cached."""
         epoch = self.epoch if epoch is None else int(epoch)
-        if self._cached is None or self._cached.epoch != epoch:
+        cached = self._cached
+        if cached is None or cached.epoch != epoch:
             plan = self.plan.epoch(epoch)
-            mixed = self.mixer.mix(plan) if self.mixer is not None else MixedEpoch.real_only(plan)
+            cached = self.mixer.mix(plan) if self.mixer is not None else MixedEpoch.real_only(plan)
             if self.class_weight is not None:
-                mixed = _reweighted(mixed, self.class_weight)
-            self._cached = mixed
-        return self._cached
+                cached = replace(cached, weights=(cached.weights * self.class_weight[
+                    cached.labels]).astype(np.float32))
+            self._cached = cached
+        return cached
 
     def summary(self) -> dict:
         """What the sampler does per epoch, for metrics and status files."""
         mixed = self.mixed()
         return {
-            "balance": self.plan.mode,
+            "balance": self.plan.mode.value,
             "epoch_size": self.plan.epoch_size,
             "batches_per_epoch": len(self),
             "targets": dict(zip(self.class_names, self.plan.targets.tolist())),
             "synthetic_classes": [n for n, e in zip(self.class_names, self.eligible) if e],
             "synthetic_only_classes": self.synthetic_only,
             "synthetic_draws_this_epoch": int((mixed.source == SYNTHETIC).sum()),
+            "synthetic_pool": (dict(zip(self.class_names, self.synthetic.counts().tolist()))
+                               if self.synthetic is not None else {}),
             "seed": self.seed,
         }
 
 
-def _reweighted(mixed: MixedEpoch, class_weight: np.ndarray) -> MixedEpoch:
-    return replace(mixed, weights=(mixed.weights * class_weight[mixed.labels]).astype(np.float32))
+def build_sampler(data, options: SamplingOptions, *, synthetic_cache=None,
+                  held_out_ids: Iterable[str] = (), live_classes: Sequence[str] = ()
+                  ) -> EpochSampler:
+    """The :class:`EpochSampler` of a loader: its real images, options and synthetic pool.
+
+    This is the one place where a loader's synthetic pool is opened and guarded: every image
+    whose ``source_id`` is in ``held_out_ids`` or ``options.exclude_source_ids`` is left out.
+
+    Parameters
+    ----------
+    data : DatasetIndex or Source
+        The real training images (an index, or a :class:`~genaug.sources.RealSource`, e.g.
+        of in-memory arrays; :func:`adapt_data` normalises anything a loader accepts).
+    options : SamplingOptions
+    synthetic_cache : path-like, SyntheticCache or CacheSource, optional
+    held_out_ids : iterable of str
+        Ids and paths of validation and test images (``DatasetSplits.held_out_ids()``).
+    live_classes : sequence of str
+        Classes a live generator supplies.
+    """
+    real = RealSource(data) if isinstance(data, DatasetIndex) else data
+    synthetic = as_cache_source(synthetic_cache, class_names=real.class_names,
+                                exclude_source_ids=options.exclude_source_ids
+                                | frozenset(held_out_ids))
+    return EpochSampler(real, options, synthetic=synthetic, live_classes=live_classes)
+
+
+def warn_if_fit_reweights(sampler: EpochSampler, *, frames: int = 4) -> None:
+    """Warn (once) when ``model.fit(class_weight=...)`` reweights a loader that balances.
+
+    Keras has no public way to tell a dataset about ``class_weight``: it hands the weights to
+    its data adapter (``PyDatasetAdapter.class_weight``; ``TFDatasetAdapter`` maps them onto
+    the dataset in its ``__init__``). The loaders call this from the hooks Keras runs in those
+    adapters (``on_epoch_begin``, ``Dataset.map``) and look at the caller's frames for the
+    adapter's ``class_weight``. Class weights applied any other way are not seen.
+    """
+    if sampler.plan.mode == Balance.NONE or sampler._warned_fit_weights:
+        return
+    frame = sys._getframe(1)
+    for _ in range(frames):
+        frame = frame.f_back
+        if frame is None:
+            return
+        owner = frame.f_locals.get("self")
+        if not type(owner).__module__.startswith("keras."):
+            continue
+        weights = frame.f_locals.get("class_weight", getattr(owner, "class_weight", None))
+        if weights is not None:
+            sampler._warned_fit_weights = True
+            warnings.warn(
+                f"model.fit(class_weight=...) on a loader that already balances the classes "
+                f"(balance={sampler.plan.mode.value!r}) corrects the imbalance twice; give the "
+                "loader class_weight='balanced' instead (it weighs the distribution the "
+                "loader delivers) or use balance='none'", UserWarning, stacklevel=2)
+            return

@@ -12,17 +12,22 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from genaug.data import DatasetIndex, check_color_mode, load_image
+from genaug.data import check_color_mode, load_image, resize_array
 from genaug.exceptions import ConfigError
-from genaug.loaders._sampler import EpochSampler
-from genaug.sources import CacheSource, RealSource
-from genaug.synthetic._mixer import SYNTHETIC
+from genaug.loaders._data import adapt_data
+from genaug.loaders._options import SamplingOptions
+from genaug.loaders._sampler import EpochSampler, build_sampler, warn_if_fit_reweights
+from genaug.loaders._slots import SlotReader
+from genaug.synthetic import SYNTHETIC
 
 # What TensorFlow's decoders turn into the same pixels as PIL; anything else goes via PIL.
 _NATIVE_MODES = {"L", "RGB", "RGBA"}
 _NATIVE_FORMATS = {"PNG", "JPEG", "GIF"}
 _NATIVE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif"}
 LABEL_MODES = ("int", "categorical", "binary", None)
+#: Slots decoded (and, when a file breaks, repaired) together when the loader yields single
+#: images.
+_SINGLE_IMAGE_WINDOW = 32
 
 
 def _needs_pil(source) -> np.ndarray:
@@ -40,125 +45,302 @@ def _needs_pil(source) -> np.ndarray:
 
 def make_tf_dataset(sampler: EpochSampler, *, image_size, color_mode: str = "rgb",
                     interpolation: str = "bilinear", label_mode: str | None = "int",
-                    sample_weights: bool = False, batch_size: int | None = None,
                     crop_to_aspect_ratio: bool = False, pad_to_aspect_ratio: bool = False,
                     data_format: str | None = None, augment=None) -> tf.data.Dataset:
-    """A ``tf.data.Dataset`` that yields the sampler's epochs, one per iteration.
+    """A ``tf.data.Dataset`` that yields the sampler's epochs, one per complete pass.
 
-    Yields ``(images, labels)`` or ``(images, labels, sample_weights)``; images are float32 in
-    [0, 255] like Keras's loaders. ``batch_size=None`` yields single images (still in the
-    balanced order). The returned dataset carries ``class_names``, ``file_paths`` and
-    ``sampler`` attributes; ``sampler.set_epoch`` is what the ramp callback moves.
+    Yields ``(images, labels)`` or, when ``sampler.sample_weights``, ``(images, labels,
+    sample_weights)``; images are float32 in [0, 255] like Keras's loaders. A sampler built
+    with ``batch_size=None`` yields single images (still in the balanced order). The returned
+    dataset carries ``class_names``, ``file_paths``, ``sampler`` and ``decode_failures``
+    attributes; ``sampler.set_epoch`` is what the ramp callback moves.
+
+    A pass moves the sampler to the next epoch when it has delivered its last batch, so a
+    partial pass (``dataset.take(1)`` before ``fit``) changes nothing. A file that breaks
+    after indexing is replaced by another image of its class (reported once, as in the
+    ``PyDataset``): the batches keep their classes, the epoch its length.
     """
-    channels = check_color_mode(color_mode)
-    if label_mode not in LABEL_MODES:
-        raise ConfigError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
-    num_classes = len(sampler.class_names)
-    if label_mode == "binary" and num_classes != 2:
-        raise ConfigError(f"label_mode='binary' needs exactly 2 classes, found {num_classes}")
-    real = sampler.real
-    if real.paths is None:
-        raise ConfigError("the tf.data loader reads files; use BalancedBatchGenerator for arrays")
-    synthetic = sampler.synthetic
-    paths = np.asarray(list(real.paths) + list(synthetic.paths if synthetic else ()), dtype=object)
-    pil = np.concatenate([_needs_pil(real),
-                          _needs_pil(synthetic) if synthetic else np.zeros(0, bool)])
-    offset = len(real.paths)
-    height, width = (int(v) for v in image_size)
+    return _TFPipeline(sampler, image_size=image_size, color_mode=color_mode,
+                       interpolation=interpolation, label_mode=label_mode,
+                       crop_to_aspect_ratio=crop_to_aspect_ratio,
+                       pad_to_aspect_ratio=pad_to_aspect_ratio, data_format=data_format,
+                       augment=augment).build()
 
-    any_pil = bool(pil.any())
-    # Mixup partners exist only when the mixer was asked for mixup.
-    mixup = sampler.mixer is not None and sampler.mixer.mixup
 
-    def epoch_arrays():
-        # Only the columns the element function reads: every extra component is sliced,
-        # copied and passed per element.
-        epoch = sampler.epoch
-        sampler.set_epoch(epoch + 1)  # a Keras callback may set it back explicitly
-        mixed = sampler.mixed(epoch)
-        item = np.where(mixed.source == SYNTHETIC, mixed.index + offset, mixed.index)
-        columns = [paths[item].astype(bytes), mixed.labels.astype(np.int32)]
-        if sample_weights:
-            columns.append(mixed.weights)
-        if any_pil:
-            columns.append(pil[item])
-        if mixup:
-            partner = np.where(mixed.partner >= 0, mixed.partner, 0)
-            columns += [paths[partner].astype(bytes), pil[partner], mixed.partner >= 0,
-                        mixed.lam]
-        yield tuple(columns)
+class _TFPipeline:
+    """The steps of :func:`make_tf_dataset`; :meth:`build` runs them in order."""
 
-    string, boolean = tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.bool)
-    signature = [string, tf.TensorSpec([None], tf.int32)]
-    if sample_weights:
-        signature.append(tf.TensorSpec([None], tf.float32))
-    if any_pil:
-        signature.append(boolean)
-    if mixup:
-        signature += [string, boolean, boolean, tf.TensorSpec([None], tf.float32)]
-    plans = tf.data.Dataset.from_generator(epoch_arrays, output_signature=tuple(signature))
+    def __init__(self, sampler, *, image_size, color_mode, interpolation, label_mode,
+                 crop_to_aspect_ratio, pad_to_aspect_ratio, data_format, augment):
+        self.channels = check_color_mode(color_mode)
+        if label_mode not in LABEL_MODES:
+            raise ConfigError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
+        self.num_classes = len(sampler.class_names)
+        if label_mode == "binary" and self.num_classes != 2:
+            raise ConfigError(f"label_mode='binary' needs exactly 2 classes, found "
+                              f"{self.num_classes}")
+        if sampler.real.paths is None:
+            raise ConfigError("the tf.data loader reads files; use BalancedBatchGenerator for "
+                              "arrays")
+        self.sampler = sampler
+        self.color_mode = color_mode
+        self.height, self.width = (int(v) for v in image_size)
+        self.interpolation = interpolation
+        self.label_mode = label_mode
+        self.crop, self.pad = crop_to_aspect_ratio, pad_to_aspect_ratio
+        self.data_format = data_format
+        self.augment = augment
+        self.batch_size = sampler.options.batch_size
+        self.epoch_size = sampler.plan.epoch_size
+        self.window = self.batch_size or _SINGLE_IMAGE_WINDOW
+        self.windows = -(-self.epoch_size // self.window)
+        self.weighted = sampler.sample_weights
+        # Mixup partners exist only when the mixer was asked for mixup.
+        self.mixup = sampler.mixer is not None and sampler.mixer.mixup
+        self.passes, self.pass_epochs = 0, {}  # every pass over the dataset, and its epoch
+        # The pass that last delivered each window (batch) of the plan.
+        self.delivered = tf.Variable(tf.fill([self.windows], tf.constant(-1, tf.int64)),
+                                     trainable=False)
+        self.reader = SlotReader(sampler.real, sampler.synthetic, image_size=(self.height,
+                                                                              self.width),
+                                 color_mode=color_mode, interpolation=interpolation)
 
-    def pil_decode(path):
-        return load_image(path.decode(), image_size=None, color_mode=color_mode)
-
-    def native_decode(path):
-        return tf.image.decode_image(tf.io.read_file(path), channels=channels,
-                                     expand_animations=False)
-
-    def decode(path, use_pil):
-        # A tf.cond per element costs ~30-50 us on a 64x64 PNG (about 10% of the image's
-        # CPU); only pay for it when some file in the set actually needs PIL.
-        if any_pil:
-            image = tf.cond(
-                use_pil,
-                lambda: tf.numpy_function(pil_decode, [path], tf.uint8, stateful=False),
-                lambda: native_decode(path),
-            )
-        else:
-            image = native_decode(path)
-        image.set_shape([None, None, channels])
-        if crop_to_aspect_ratio or pad_to_aspect_ratio:
-            image = _fit_aspect(image, height, width, crop=crop_to_aspect_ratio)
-        image = tf.cast(tf.image.resize(image, (height, width), method=interpolation), tf.float32)
-        image.set_shape([height, width, channels])
-        return image
-
-    def element(path, label, *rest):
-        rest = list(rest)
-        weight = rest.pop(0) if sample_weights else None
-        use_pil = rest.pop(0) if any_pil else None
-        image = decode(path, use_pil)
-        if mixup:
-            partner, partner_pil, has_partner, lam = rest
-            image = tf.cond(has_partner,
-                            lambda: lam * image + (1.0 - lam) * decode(partner, partner_pil),
-                            lambda: image)
-        if data_format == "channels_first":
-            image = tf.transpose(image, (2, 0, 1))
-        if label_mode is None:
-            return image
-        if label_mode == "categorical":
-            label = tf.one_hot(label, num_classes)
-        elif label_mode == "binary":
-            label = tf.cast(tf.expand_dims(label, -1), tf.float32)
-        return (image, label, weight) if sample_weights else (image, label)
-
-    dataset = plans.unbatch().map(element, num_parallel_calls=tf.data.AUTOTUNE,
-                                  deterministic=True)
-    if batch_size is not None:
-        dataset = dataset.batch(batch_size)
-        steps = len(sampler)
-        if augment is not None:
+    def build(self) -> tf.data.Dataset:
+        # 1. Every file a plan can name, and which of them need PIL.
+        self.files()
+        # 2. One epoch's plan per pass, as a few arrays.
+        dataset = self.plans()
+        # 3. Decode every slot in parallel, in plan order, a batch at a time.
+        dataset = dataset.unbatch().map(self.element, num_parallel_calls=tf.data.AUTOTUNE,
+                                        deterministic=True).batch(self.window)
+        # 4. A batch with a file that broke after indexing is dropped, and read again after
+        #    the last batch of the pass.
+        dataset = dataset.ignore_errors().map(self.mark_delivered)
+        dataset = dataset.concatenate(self.read_again())
+        # 5. Augmentation.
+        if self.augment is not None and self.batch_size:
+            augment = self.augment
             dataset = dataset.map(lambda x, *rest: (augment(x, training=True), *rest),
                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    else:
-        steps = sampler.plan.epoch_size
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
-    dataset = dataset.prefetch(tf.data.AUTOTUNE)
-    dataset.class_names = list(sampler.class_names)
-    dataset.file_paths = list(real.paths)
-    dataset.sampler = sampler
-    return dataset
+        dataset = dataset.prefetch(tf.data.AUTOTUNE)
+        # 6. As each batch reaches the consumer: its labels; after the last slot of a pass
+        #    the sampler moves on (so a partial pass, such as take(1), moves nothing).
+        dataset = dataset.map(self.deliver)
+        if not self.batch_size:
+            dataset = dataset.unbatch().map(self.deliver_single_image)
+        steps = len(self.sampler) if self.batch_size else self.epoch_size
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
+        return self.describe(dataset)
+
+    # -- 1. files ---------------------------------------------------------------------------
+    def files(self) -> None:
+        real, synthetic = self.sampler.real, self.sampler.synthetic
+        self.paths = np.asarray(list(real.paths) + list(synthetic.paths if synthetic else ()),
+                                dtype=object)
+        self.pil = np.concatenate([_needs_pil(real),
+                                   _needs_pil(synthetic) if synthetic else np.zeros(0, bool)])
+        self.offset = len(real.paths)
+        self.any_pil = bool(self.pil.any())
+
+    # -- 2. plans ---------------------------------------------------------------------------
+    def plans(self) -> tf.data.Dataset:
+        string, boolean = tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.bool)
+        real32 = tf.TensorSpec([None], tf.float32)
+        signature = [string, tf.TensorSpec([None], tf.int64)]
+        if self.weighted:
+            signature.append(real32)
+        if self.any_pil:
+            signature.append(boolean)
+        if self.mixup:
+            signature += [string, boolean, boolean, real32]
+        return tf.data.Dataset.from_generator(self.epoch_arrays,
+                                              output_signature=tuple(signature))
+
+    def epoch_arrays(self):
+        # Only the columns the element function reads: every extra component is sliced,
+        # copied and passed per element.
+        epoch = self.sampler.epoch
+        self.passes += 1
+        self.pass_epochs[self.passes] = epoch
+        mixed = self.sampler.mixed(epoch)
+        item = np.where(mixed.source == SYNTHETIC, mixed.index + self.offset, mixed.index)
+        # A slot's place in the whole stream (its pass and its position in the epoch) rides
+        # in its label column: one more column would cost every element a few percent.
+        place = self.passes * self.epoch_size + np.arange(len(mixed), dtype=np.int64)
+        columns = [self.paths[item].astype(bytes), place * self.num_classes + mixed.labels]
+        if self.weighted:
+            columns.append(mixed.weights)
+        if self.any_pil:
+            columns.append(self.pil[item])
+        if self.mixup:
+            partner = np.where(mixed.partner >= 0, mixed.partner, 0)
+            columns += [self.paths[partner].astype(bytes), self.pil[partner],
+                        mixed.partner >= 0, mixed.lam]
+        yield tuple(columns)
+
+    # -- 3. decode --------------------------------------------------------------------------
+    def element(self, path, place_and_label, *rest):
+        rest = list(rest)
+        weight = rest.pop(0) if self.weighted else None
+        use_pil = rest.pop(0) if self.any_pil else False
+        image = self.decode(path, use_pil)
+        if self.mixup:
+            partner, partner_pil, has_partner, lam = rest
+            image = tf.cond(has_partner,
+                            lambda: lam * image + (1.0 - lam) * self.decode(partner, partner_pil),
+                            lambda: image)
+        if self.data_format == "channels_first":
+            image = tf.transpose(image, (2, 0, 1))
+        return (image, place_and_label, *([weight] if self.weighted else []))
+
+    def decode(self, path, use_pil):
+        """Decode and resize one file; ``use_pil`` is a bool tensor, or a Python bool."""
+        if use_pil is True:
+            image = self.pil_image(path)
+        elif use_pil is False:
+            image = self.native_image(path)
+        else:
+            # A tf.cond per element costs ~30-50 us on a 64x64 PNG (about 10% of the image's
+            # CPU); only pay for it when some file in the set actually needs PIL.
+            image = tf.cond(use_pil, lambda: self.pil_image(path),
+                            lambda: self.native_image(path))
+        image.set_shape([None, None, self.channels])
+        if self.crop or self.pad:
+            image = _fit_aspect(image, self.height, self.width, crop=self.crop)
+        image = tf.cast(tf.image.resize(image, (self.height, self.width),
+                                        method=self.interpolation), tf.float32)
+        image.set_shape([self.height, self.width, self.channels])
+        return image
+
+    def native_image(self, path):
+        return tf.image.decode_image(tf.io.read_file(path), channels=self.channels,
+                                     expand_animations=False)
+
+    def pil_image(self, path):
+        return tf.numpy_function(
+            lambda p: load_image(p.decode(), image_size=None, color_mode=self.color_mode),
+            [path], tf.uint8, stateful=False)
+
+    # -- 4. read again ----------------------------------------------------------------------
+    def mark_delivered(self, images, place_and_label, *weight):
+        """Record that this batch's window was decoded in this pass."""
+        place = place_and_label[0] // self.num_classes
+        marked = self.delivered.scatter_nd_update([[(place % self.epoch_size) // self.window]],
+                                                  [place // self.epoch_size])
+        with tf.control_dependencies([marked]):
+            return (tf.identity(images), place_and_label, *weight)
+
+    def read_again(self) -> tf.data.Dataset:
+        """The windows of this pass that TensorFlow could not decode, read again.
+
+        A batch with a slot TensorFlow cannot decode fails as a whole and is dropped
+        (``ignore_errors`` after the fused map-and-batch, so the normal path stays as it
+        was). After the pass's last batch, every window no batch delivered is read again in
+        Python: each slot's own file through PIL when PIL can read it, else a stand-in of its
+        class from the :class:`SlotReader` (the ``PyDataset``'s fallback chain). Every batch
+        keeps its classes and the epoch its length; only the repaired batches come later, and
+        PIL resizes them (with antialiasing, unlike TensorFlow). Built in Python, this costs
+        a pass with nothing to repair one small function call.
+        """
+        def windows(_):
+            columns = tf.numpy_function(
+                self.stand_in_windows, [self.delivered.read_value()],
+                [tf.float32, tf.int64, *([tf.float32] if self.weighted else [])])
+            shape = ([self.channels, self.height, self.width] if self.data_format ==
+                     "channels_first" else [self.height, self.width, self.channels])
+            columns[0].set_shape([None, *shape])
+            for column in columns[1:]:
+                column.set_shape([None])
+            return tf.data.Dataset.from_tensor_slices(tuple(columns))
+
+        return tf.data.Dataset.from_tensors(0).flat_map(windows).batch(self.window)
+
+    def stand_in_windows(self, delivered):
+        """Every slot of the windows of this pass that no batch delivered: its pixels (own
+        file or a stand-in of its class), its place and label, its weight."""
+        mixed = self.sampler.mixed(self.pass_epochs[self.passes])
+        missing = np.flatnonzero(delivered != self.passes)
+        slots = np.concatenate([np.arange(w * self.window, min((w + 1) * self.window,
+                                                                 self.epoch_size))
+                                for w in missing]) if len(missing) else np.zeros(0, np.int64)
+        images = np.zeros((len(slots), self.height, self.width, self.channels), np.float32)
+        for row, slot in enumerate(slots):
+            path, partner = self.reader.locate(mixed, int(slot))
+            images[row] = self.pil_image_at_size(path)
+            if partner is not None:
+                lam = float(mixed.lam[slot])
+                images[row] = lam * images[row] + (1.0 - lam) * self.pil_image_at_size(partner)
+        if self.data_format == "channels_first":
+            images = images.transpose(0, 3, 1, 2)
+        places = self.passes * self.epoch_size + slots
+        columns = [images, (places * self.num_classes + mixed.labels[slots]).astype(np.int64)]
+        if self.weighted:
+            columns.append(mixed.weights[slots].astype(np.float32))
+        return tuple(columns)
+
+    def pil_image_at_size(self, path: str) -> np.ndarray:
+        image = load_image(path, image_size=None, color_mode=self.color_mode)
+        if self.crop or self.pad:
+            image = _fit_aspect_array(image, self.height, self.width, crop=self.crop)
+        return resize_array(image, (self.height, self.width), self.interpolation)
+
+    # -- 6. deliver -------------------------------------------------------------------------
+    def deliver(self, images, place_and_label, *weight):
+        """A batch reaching the consumer: its labels; the pass's last slot moves the
+        sampler on."""
+        places = place_and_label // self.num_classes
+        labels = tf.cast(place_and_label % self.num_classes, tf.int32)
+        if self.batch_size:
+            with tf.control_dependencies([self.count_pass(places)]):
+                images = tf.identity(images)
+        out = (images, *self.format_labels(labels), *weight) if self.label_mode else (images,)
+        if not self.batch_size:
+            return (*out, places)  # counted image by image, after unbatching
+        return out if len(out) > 1 else out[0]
+
+    def deliver_single_image(self, image, *rest):
+        with tf.control_dependencies([self.count_pass(rest[-1][None])]):
+            out = tuple(tf.identity(column) for column in (image, *rest[:-1]))
+        return out if len(out) > 1 else out[0]
+
+    def format_labels(self, labels) -> tuple:
+        if self.label_mode == "categorical":
+            return (tf.one_hot(labels, self.num_classes),)
+        if self.label_mode == "binary":
+            return (tf.cast(tf.expand_dims(labels, -1), tf.float32),)
+        return (labels,)
+
+    def count_pass(self, places):
+        last = tf.reduce_any(tf.equal(places % self.epoch_size, self.epoch_size - 1))
+        return tf.cond(last, lambda: tf.numpy_function(
+            self.pass_done, [tf.reduce_max(places) // self.epoch_size], tf.int64),
+            lambda: tf.constant(0, tf.int64))
+
+    def pass_done(self, pass_id) -> np.int64:
+        """Pass ``pass_id`` delivered its last slot: move on to the next epoch, unless
+        something else moved the sampler in the meantime (a ramp callback sets the epoch
+        itself)."""
+        epoch = self.pass_epochs.get(int(pass_id))
+        if epoch is not None and self.sampler.epoch == epoch:
+            self.sampler.set_epoch(epoch + 1)
+        return np.int64(0)
+
+    def describe(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
+        sampler = self.sampler
+        dataset.class_names = list(sampler.class_names)
+        dataset.file_paths = list(sampler.real.paths)
+        dataset.sampler = sampler
+        dataset.decode_failures = self.reader.decode_failures
+        # Keras applies fit(class_weight=...) by mapping it onto the dataset: warn when that
+        # corrects a balanced loader a second time.
+        keras_map = dataset.map
+
+        def map_and_check(*args, **kwargs):
+            warn_if_fit_reweights(sampler)
+            return keras_map(*args, **kwargs)
+
+        dataset.map = map_and_check
+        return dataset
 
 
 def _fit_aspect(image, height, width, *, crop: bool):
@@ -179,14 +361,29 @@ def _fit_aspect(image, height, width, *, crop: bool):
         tf.cast(new_h, tf.int32), tf.cast(new_w, tf.int32))
 
 
+def _fit_aspect_array(image: np.ndarray, height: int, width: int, *, crop: bool):
+    """:func:`_fit_aspect` on an (H, W, C) array, for images PIL decodes."""
+    h, w = image.shape[:2]
+    target = width / height
+    if crop:
+        new_h, new_w = int(min(h, w / target)), int(min(w, h * target))
+        top, left = int((h - new_h) / 2), int((w - new_w) / 2)
+        return image[top: top + new_h, left: left + new_w]
+    new_h, new_w = int(max(h, w / target)), int(max(w, h * target))
+    out = np.zeros((new_h, new_w, image.shape[2]), image.dtype)
+    top, left = int((new_h - h) / 2), int((new_w - w) / 2)
+    out[top: top + h, left: left + w] = image
+    return out
+
+
 def image_dataset_from_directory(
     directory, labels="inferred", label_mode="int", class_names=None, color_mode="rgb",
     batch_size=32, image_size=(256, 256), shuffle=True, seed=None, validation_split=None,
     subset=None, interpolation="bilinear", follow_links=False, crop_to_aspect_ratio=False,
     pad_to_aspect_ratio=False, data_format=None, verbose=True, *, balance="oversample",
     epoch_size=None, class_weight=None, sample_weights=None, synthetic_cache=None,
-    synthetic_ratio=None, synthetic_cap=0.6, synthetic_classes=None, synthetic_weight=1.0,
-    mixup=False, schedule=None, exclude_source_ids=(), augment=None,
+    synthetic_ratio=None, synthetic_cap=0.6, synthetic_pool_cap=None, synthetic_classes=None,
+    synthetic_weight=1.0, mixup=False, schedule=None, exclude_source_ids=(), augment=None,
 ):
     """Drop-in for ``keras.utils.image_dataset_from_directory`` that balances the classes.
 
@@ -197,17 +394,25 @@ def image_dataset_from_directory(
     is every real validation image once, and synthetic images derived from a validation image
     are excluded from training automatically.
 
+    ``directory`` may also be a CSV manifest ``path,label[,split]`` (or a ``DatasetIndex``):
+    its ``test`` rows are never loaded, its ``validation`` rows are the validation subset
+    (``subset`` then needs no ``validation_split``; one given is ignored with a warning), and
+    synthetic images derived from either are excluded from training.
+
     Additional parameters
     ---------------------
     balance : {"none", "oversample", "balanced_batches"}, default "oversample"
     epoch_size, class_weight, sample_weights, synthetic_cache, synthetic_ratio, synthetic_cap,
-    synthetic_classes, synthetic_weight, mixup, schedule, exclude_source_ids, augment
-        As for :class:`~genaug.BalancedBatchGenerator`. ``directory`` may also be a CSV manifest.
+    synthetic_pool_cap, synthetic_classes, synthetic_weight, mixup, schedule,
+    exclude_source_ids, augment
+        As for :class:`~genaug.BalancedBatchGenerator` and
+        :class:`~genaug.loaders.SamplingOptions`.
 
     Returns
     -------
     tf.data.Dataset, or a (training, validation) pair for ``subset="both"``
-        With ``class_names``, ``file_paths`` and ``sampler`` attributes.
+        With ``class_names``, ``file_paths``, ``sampler``, ``skipped`` (files left out while
+        indexing, and why) and ``decode_failures`` attributes.
     """
     if labels not in ("inferred", None):
         raise ConfigError("explicit label lists are not supported; use a CSV manifest "
@@ -217,51 +422,35 @@ def image_dataset_from_directory(
         balance = "none"
     if subset not in (None, "training", "validation", "both"):
         raise ConfigError(f"subset must be 'training', 'validation' or 'both', got {subset!r}")
-    if (validation_split is None) != (subset is None):
+    if validation_split is not None and subset is None:
         raise ConfigError("validation_split and subset must be given together")
-    if validation_split and shuffle and seed is None:
+    options = SamplingOptions.from_arguments(locals())
+    data = adapt_data(directory, class_names=class_names, validation_split=validation_split,
+                      seed=seed)
+    if subset is not None and data.validation is None:
+        raise ConfigError("validation_split and subset must be given together")
+    if data.splits.validation_source.startswith("stratified") and shuffle and seed is None:
         raise ConfigError("using validation_split with shuffling needs a seed, so both subsets "
                           "see the same split")
-    index = DatasetIndex.load(directory, class_names=class_names)
-    if len(index) == 0:
-        raise ConfigError(f"no images found in {directory}")
-    train_idx, val_idx = np.arange(len(index)), np.arange(0)
-    if validation_split:
-        train_idx, val_idx = index.stratified_split(validation_split, seed=seed)
-    options = dict(image_size=image_size, color_mode=color_mode, interpolation=interpolation,
-                   label_mode=label_mode, batch_size=batch_size,
-                   crop_to_aspect_ratio=crop_to_aspect_ratio,
-                   pad_to_aspect_ratio=pad_to_aspect_ratio, data_format=data_format)
+    if verbose:
+        print(data.found_message())
+    decoding = dict(image_size=image_size, color_mode=color_mode, interpolation=interpolation,
+                    label_mode=label_mode, crop_to_aspect_ratio=crop_to_aspect_ratio,
+                    pad_to_aspect_ratio=pad_to_aspect_ratio, data_format=data_format)
 
-    def build(indices, training: bool):
-        part = index.subset(indices)
-        real = RealSource(part)
-        synthetic = None
-        if training and synthetic_cache is not None:
-            held = index.subset(val_idx)
-            synthetic = CacheSource(synthetic_cache, class_names=index.class_names,
-                                    exclude_source_ids={*exclude_source_ids, *held.ids,
-                                                        *held.paths})
-        weighted = sample_weights
-        if weighted is None:
-            weighted = training and (class_weight is not None
-                                     or (synthetic is not None and synthetic_weight != 1.0))
-        sampler = EpochSampler(
-            real, class_names=index.class_names, balance=balance if training else "none",
-            batch_size=batch_size or 1, epoch_size=epoch_size if training else None,
-            shuffle=shuffle, seed=seed, class_weight=class_weight if training else None,
-            synthetic=synthetic, synthetic_ratio=synthetic_ratio, synthetic_cap=synthetic_cap,
-            synthetic_classes=synthetic_classes, synthetic_weight=synthetic_weight,
-            mixup=mixup, schedule=schedule)
-        if verbose:
-            print(f"Found {len(part)} files belonging to {index.num_classes} classes."
-                  + (f" Using them for {'training' if training else 'validation'}."
-                     if validation_split else ""))
-        return make_tf_dataset(sampler, sample_weights=bool(weighted),
-                               augment=augment if training else None, **options)
+    def build(training: bool):
+        if training:
+            sampler = build_sampler(data.training, options, synthetic_cache=synthetic_cache,
+                                    held_out_ids=data.held_out_ids)
+        else:
+            sampler = build_sampler(data.validation, options.evaluation())
+        if verbose and subset is not None:
+            print(f"Using {len(sampler.real)} files for "
+                  f"{'training' if training else 'validation'}.")
+        dataset = make_tf_dataset(sampler, augment=augment if training else None, **decoding)
+        dataset.skipped = data.skipped
+        return dataset
 
     if subset == "both":
-        return build(train_idx, True), build(val_idx, False)
-    if subset == "validation":
-        return build(val_idx, False)
-    return build(train_idx, True)
+        return build(True), build(False)
+    return build(subset != "validation")

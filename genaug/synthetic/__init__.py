@@ -7,14 +7,17 @@ from genaug.synthetic._cache import (
     CacheProblems,
     CacheWriter,
     SyntheticCache,
-    encode_png,
 )
-from genaug.synthetic._mixer import MixedEpoch, SyntheticMixer, check_ratio
+from genaug.synthetic._import import import_folder
+from genaug.synthetic._mixer import REAL, SYNTHETIC, MixedEpoch, SyntheticMixer, check_ratio
+from genaug.synthetic._pool import capped_pool, check_pool_cap, pool_limits
 from genaug.synthetic._schedule import RampSchedule
 
 __all__ = [
     "META_CSV",
     "META_JSONL",
+    "REAL",
+    "SYNTHETIC",
     "CacheProblems",
     "CacheWriter",
     "MixedEpoch",
@@ -22,7 +25,10 @@ __all__ = [
     "SyntheticCache",
     "SyntheticMixer",
     "atomic_write_bytes",
+    "capped_pool",
+    "check_pool_cap",
     "check_ratio",
-    "encode_png",
+    "import_folder",
+    "pool_limits",
     "write_json",
 ]

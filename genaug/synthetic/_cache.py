@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from genaug._io import atomic_write_bytes, json_default
-from genaug.data._index import IMAGE_EXTENSIONS
-from genaug.exceptions import CacheError
+from genaug.data import IMAGE_EXTENSIONS, encode_png
+from genaug.exceptions import CacheError, DatasetError
 
 META_JSONL = "synthetic_meta.jsonl"
 META_CSV = "synthetic_meta.csv"
@@ -212,20 +211,6 @@ class SyntheticCache:
         }
 
 
-def encode_png(image) -> bytes:
-    """PNG bytes of a PIL image or a uint8 array (HxW, HxWx1, HxWx3 or HxWx4)."""
-    if isinstance(image, np.ndarray):
-        array = image
-        if array.dtype != np.uint8:
-            raise CacheError(f"synthetic images must be uint8 arrays, got {array.dtype}")
-        if array.ndim == 3 and array.shape[2] == 1:
-            array = array[:, :, 0]
-        image = Image.fromarray(array)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 class CacheWriter:
     """Append images with their records to a cache, safely.
 
@@ -268,7 +253,10 @@ class CacheWriter:
         reruns idempotent. Remaining keyword arguments are record fields (``generator``,
         ``prompt``, ``seed``, ...).
         """
-        data = image if isinstance(image, bytes) else encode_png(image)
+        try:
+            data = image if isinstance(image, bytes) else encode_png(image)
+        except DatasetError as error:  # a synthetic image that is not uint8
+            raise CacheError(f"synthetic {error}") from None
         record_id = record_id or hashlib.sha256(data).hexdigest()[:16]
         if record_id in self._ids:
             return None

@@ -14,6 +14,7 @@ import numpy as np
 from genaug.balance import Batched, EpochPlan, rng_for, stream_take
 from genaug.exceptions import ConfigError
 
+#: The ``source`` of a slot in a :class:`MixedEpoch`: a real image, or a synthetic one.
 REAL, SYNTHETIC = 0, 1
 
 
@@ -60,6 +61,20 @@ class MixedEpoch(Batched):
         return cls(plan.epoch, plan.labels, np.zeros(n, dtype=np.int8), plan.real_index,
                    plan.real_index, plan.duplicate, weights, np.full(n, -1, dtype=np.int64),
                    np.ones(n, np.float32), plan.batch_size)
+
+
+def repeated_draws(index: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """Which real slots repeat an image already drawn earlier in the epoch.
+
+    Recomputed after mixing: when a ratio turns an image's first draw synthetic, its next real
+    draw is its first real one, not a repeat.
+    """
+    repeated = np.zeros(len(index), dtype=bool)
+    slots = np.flatnonzero(real)
+    _, first = np.unique(index[slots], return_index=True)
+    repeated[slots] = True
+    repeated[slots[first]] = False
+    return repeated
 
 
 def check_ratio(ratio):
@@ -167,7 +182,8 @@ class SyntheticMixer:
                     lam[slot] = rng.uniform(0.3, 0.7)
         weights = np.where(synthetic, self.weight, 1.0).astype(np.float32)
         return MixedEpoch(epoch, plan.labels, synthetic.astype(np.int8), index, plan.real_index,
-                          plan.duplicate & ~synthetic, weights, partner, lam, plan.batch_size)
+                          repeated_draws(index, ~synthetic), weights, partner, lam,
+                          plan.batch_size)
 
     def _fill_deficits(self, plan, usable, factor, rng) -> np.ndarray:
         chosen = np.zeros(len(plan), dtype=bool)

@@ -14,15 +14,13 @@ from click.testing import CliRunner
 from genaug.cli import main
 from genaug.exceptions import CacheError, ConfigError
 from genaug.generation import (
-    LORA_CONFIG,
-    LORA_WEIGHTS,
     GenerationRequest,
-    adapter_sha256,
     fit_lora,
     generate_cache,
     load_backend,
     make_plan,
 )
+from genaug.generation._lora import LORA_CONFIG, LORA_WEIGHTS, adapter_sha256
 from genaug.generation._utils import weights_sha256
 from genaug.synthetic import SyntheticCache
 
@@ -138,14 +136,10 @@ def test_generate_records_the_adapter_and_will_not_resume_with_another(adapter, 
 def test_the_live_producer_loads_the_adapter(adapter, shapes_dir, tiny_sd, tmp_path):
     from genaug.data import DatasetIndex
     from genaug.live import start_live_source
-    from training.pipeline import Splits, TrainConfig
 
-    index = DatasetIndex.load(shapes_dir)
-    splits = Splits(index=index, train=index, validation=None, test=index, test_source="test")
-    config = TrainConfig(live_generator=str(tiny_sd), live_lora=str(adapter),
-                         live_device="cpu", live_producer="thread", image_size=16,
-                         synthetic_cache=str(tmp_path / "live"), output_dir=str(tmp_path))
-    source = start_live_source(config, splits, log=lambda message: None)
+    source = start_live_source(tiny_sd, DatasetIndex.load(shapes_dir), image_size=(16, 16),
+                               color_mode="rgb", cache_dir=tmp_path / "live", device="cpu",
+                               producer="thread", lora=adapter, log=lambda message: None)
     try:
         info = source.worker.backend.info()
     finally:

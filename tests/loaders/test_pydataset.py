@@ -162,3 +162,121 @@ def test_unknown_augmentation_is_a_clear_error():
         build_augmentation(["sharpen"])
     with pytest.raises(ConfigError, match="randaugment needs --augment-backend keras_cv"):
         build_augmentation(["randaugment"])
+
+
+# --- issue 15: the loaders keep every promise ---------------------------------------------
+
+
+def test_a_manifests_split_column_is_obeyed(split_manifest, make_cache, tmp_path):
+    # Bug fixed: BalancedBatchGenerator trained on a manifest's test and validation rows.
+    manifest, rows = split_manifest
+    cache = make_cache(tmp_path / "cache", {"dog": 6},
+                       source_ids={"dog": "images/dog/dog_003.png"})  # a validation row
+    loader = BalancedBatchGenerator(manifest, batch_size=6, image_size=(16, 16), seed=0,
+                                    synthetic_cache=cache, verbose=False)
+    assert set(loader.real.paths) == rows["train"]
+    assert loader.synthetic.excluded_leakage == 1
+    drawn = set()
+    for epoch in range(4):
+        mixed = loader.sampler.mixed(epoch)
+        drawn |= {loader.real.paths[i] for i in mixed.index[mixed.source == 0]}
+    assert drawn == rows["train"]
+
+
+def test_in_memory_arrays_keep_their_shape_and_dtype():
+    # Bug fixed: arrays were resized to 256x256 (uint8) or failed image by image (float).
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 25 + [1] * 5)
+    x = rng.integers(0, 255, (30, 16, 16, 3)).astype(np.uint8)
+    loader = BalancedBatchGenerator((x, y), batch_size=10, seed=0)
+    xb, _ = loader[0]
+    assert xb.shape == (10, 16, 16, 3)
+    model = tiny_model(16, 3, 2)
+    assert len(model.fit(loader, epochs=1, verbose=0).history["loss"]) == 1
+    floats = rng.random((30, 8, 8, 1)).astype(np.float32)
+    loader = BalancedBatchGenerator(floats, y, batch_size=10, seed=0, balance="none",
+                                    shuffle=False)
+    xb, yb = loader[0]
+    assert xb.dtype == np.float32 and xb.shape == (10, 8, 8, 1)
+    np.testing.assert_array_equal(xb, floats[:10])
+    resized = BalancedBatchGenerator((x, y), batch_size=10, image_size=(8, 8), seed=0)
+    assert resized[0][0].shape == (10, 8, 8, 3)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"image_size": (16, 16)}, r"cannot be resized to image_size=\(16, 16\)"),
+    ({"color_mode": "rgb"}, r"color_mode='rgb' does not match the arrays' 1 channel"),
+])
+def test_what_arrays_cannot_do_is_one_error_up_front(kwargs, message):
+    from genaug.exceptions import ConfigError
+
+    x = np.zeros((6, 8, 8, 1), np.float32)
+    with pytest.raises(ConfigError, match=message):
+        BalancedBatchGenerator(x, np.array([0, 1] * 3), batch_size=2, **kwargs)
+
+
+def test_skipped_files_are_reported_and_reachable(broken_folder, capsys):
+    loader = BalancedBatchGenerator(broken_folder, batch_size=4, image_size=(16, 16), seed=0)
+    out = capsys.readouterr().out
+    assert ("Found 16 files belonging to 2 classes. Skipped 4 files (3 unreadable, 1 not an "
+            "image): see loader.skipped.") in out
+    assert len(loader.skipped) == 4
+    BalancedBatchGenerator(broken_folder, batch_size=4, image_size=(16, 16), verbose=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_seeded_augmentation_gives_the_same_batches_whatever_the_workers(small_dataset):
+    # Bug fixed: with a seeded RandomFlip, g[0] changed on every call and workers=2 runs
+    # trained on different images.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def loader():
+        keras.utils.set_random_seed(123)
+        return BalancedBatchGenerator(small_dataset, batch_size=6, image_size=(16, 16), seed=0,
+                                      augment=keras.layers.RandomFlip("horizontal", seed=1))
+
+    sequential = loader()
+    first = [sequential[i][0] for i in range(len(sequential))]
+    np.testing.assert_array_equal(sequential[0][0], first[0])
+    threaded = loader()
+    with ThreadPoolExecutor(4) as pool:  # out of order, concurrently
+        batches = dict(pool.map(lambda i: (i, threaded[i][0]), reversed(range(len(threaded)))))
+    for i, batch in enumerate(first):
+        np.testing.assert_array_equal(batches[i], batch)
+    flips = [not np.array_equal(batch, plain) for batch, plain in
+             zip(first, all_batches(BalancedBatchGenerator(small_dataset, batch_size=6,
+                                                           image_size=(16, 16), seed=0)))]
+    assert any(flips)  # it does augment
+    other = BalancedBatchGenerator(small_dataset, batch_size=6, image_size=(16, 16), seed=0,
+                                   augment=keras.layers.RandomFlip("horizontal", seed=2))
+    assert any(not np.array_equal(other[i][0], first[i]) for i in range(len(first)))
+
+
+def test_fit_with_workers_is_reproducible(small_dataset):
+    def run():
+        keras.utils.set_random_seed(123)
+        loader = BalancedBatchGenerator(small_dataset, batch_size=6, image_size=(16, 16),
+                                        seed=0, workers=2,
+                                        augment=keras.layers.RandomFlip(seed=1))
+        return tiny_model(16, 3, 3).fit(loader, epochs=2, verbose=0).history["loss"]
+
+    assert run() == run()
+
+
+def test_fit_class_weight_on_a_balancing_generator_warns(small_dataset):
+    loader = BalancedBatchGenerator(small_dataset, batch_size=6, image_size=(16, 16), seed=0)
+    with pytest.warns(UserWarning, match="corrects the imbalance twice"):
+        tiny_model(16, 3, 3).fit(loader, epochs=1, class_weight={0: 1.0, 1: 5.0, 2: 2.0},
+                                 verbose=0)
+
+
+def test_a_broken_cached_image_falls_back_along_the_chain(small_dataset, make_cache, tmp_path):
+    cache = make_cache(tmp_path / "cache", {"dog": 3})
+    loader = BalancedBatchGenerator(small_dataset, batch_size=6, image_size=(16, 16), seed=0,
+                                    synthetic_cache=cache, synthetic_ratio=0.5)
+    for path in loader.synthetic.paths:  # every cached dog breaks: the planned real dog serves
+        open(path, "wb").write(b"garbage")
+    with pytest.warns(UserWarning, match="skipping unreadable image"):
+        x, y = (np.concatenate(parts) for parts in zip(*all_batches(loader)))
+    assert set(loader.decode_failures) == set(loader.synthetic.paths)
+    assert not (x == 255).all(axis=(1, 2, 3)).any() and (y == 1).any()

@@ -1,3 +1,6 @@
+import os
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -136,3 +139,125 @@ def test_mixup_blends_synthetic_with_a_real_image_of_its_class(small_dataset, tm
     # lam in [0.3, 0.7] of white: brighter than any real dog, never pure white
     assert (blended.mean(axis=(1, 2, 3)) > x[(y == 1) & (mixed.partner < 0)].mean()).all()
     assert not (blended == 255).all(axis=(1, 2, 3)).any()
+
+
+def tiny_model(classes=3, size=16):
+    model = keras.Sequential([keras.Input((size, size, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Flatten(), keras.layers.Dense(classes,
+                                                                         activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
+# --- issue 15: the loaders keep every promise ---------------------------------------------
+
+
+def test_a_manifests_test_rows_are_never_loaded_and_its_validation_rows_validate(
+        split_manifest):
+    # Bug fixed: the split column was ignored, so every test row was trained on.
+    manifest, rows = split_manifest
+    ds = genaug.image_dataset_from_directory(manifest, image_size=(16, 16), seed=0,
+                                             verbose=False)
+    assert set(ds.file_paths) == rows["train"]
+    _, y = epoch_of(ds)
+    assert np.bincount(y).tolist() == [11, 11]  # cat: 10 train rows + 1 without a split
+    train, val = genaug.image_dataset_from_directory(manifest, image_size=(16, 16), seed=0,
+                                                     subset="both", verbose=False)
+    assert set(train.file_paths) == rows["train"]
+    assert set(val.file_paths) == rows["validation"]
+    with pytest.warns(UserWarning, match="validation_split=0.2 is ignored"):
+        train, val = genaug.image_dataset_from_directory(
+            manifest, image_size=(16, 16), seed=0, validation_split=0.2, subset="both",
+            verbose=False)
+    assert set(train.file_paths) == rows["train"]
+    assert set(val.file_paths) == rows["validation"]
+
+
+def test_synthetic_images_derived_from_a_manifests_test_rows_are_excluded(
+        split_manifest, make_cache, tmp_path):
+    manifest, _ = split_manifest
+    cache = make_cache(tmp_path / "cache", {"dog": 6},
+                       source_ids={"dog": "images/dog/dog_000.png"})  # a test row
+    ds = genaug.image_dataset_from_directory(manifest, image_size=(16, 16), seed=0,
+                                             synthetic_cache=cache, verbose=False)
+    assert ds.sampler.synthetic.excluded_leakage == 1 and len(ds.sampler.synthetic) == 5
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "deleted"])
+def test_fit_survives_a_file_that_breaks_after_indexing(small_dataset, damage):
+    # Bug fixed: model.fit stopped with "InvalidArgumentError: Unknown image file format".
+    ds = genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16), batch_size=6,
+                                             seed=0, balance="balanced_batches", verbose=False)
+    victim = ds.file_paths[len(ds.file_paths) // 2]
+    whole = open(victim, "rb").read()
+    if damage == "deleted":
+        os.remove(victim)
+    else:
+        with open(victim, "wb") as handle:
+            handle.write(b"garbage" if damage == "garbage" else whole[: len(whole) // 2])
+    with pytest.warns(UserWarning, match="skipping unreadable image"):
+        history = tiny_model().fit(ds, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+    assert victim in ds.decode_failures
+    # The next epoch: every batch keeps its classes, the epoch its length; the batch with the
+    # broken file is read again (with a stand-in) after the others.
+    planned = [tuple(ds.sampler.mixed(2).labels[b * 6:(b + 1) * 6]) for b in range(10)]
+    delivered = [tuple(y) for _, y in ds.as_numpy_iterator()]
+    assert any(delivered == planned[:b] + planned[b + 1:] + [planned[b]] for b in range(10))
+
+
+def test_a_broken_file_in_single_image_mode_and_in_a_mixup_partner(small_dataset, make_cache,
+                                                                   tmp_path):
+    cache = make_cache(tmp_path / "cache", {"dog": 10})
+    ds = genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16), batch_size=None,
+                                             seed=0, synthetic_cache=cache, synthetic_ratio=0.5,
+                                             mixup=True, verbose=False)
+    dogs = [p for p in ds.file_paths if "/dog/" in p]
+    for path in dogs[:2]:  # real dogs are the mixup partners
+        open(path, "wb").write(b"garbage")
+    with pytest.warns(UserWarning, match="skipping unreadable image"):
+        images = [x for x, _ in ds.as_numpy_iterator()]
+    assert len(images) == ds.sampler.plan.epoch_size
+    assert set(ds.decode_failures) == set(dogs[:2])
+
+
+def test_a_partial_pass_before_fit_does_not_move_the_epoch(small_dataset):
+    # Bug fixed: train.take(1) moved the sampler to epoch 1, so every later epoch shifted.
+    def make():
+        return genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16),
+                                                   batch_size=6, seed=0, verbose=False)
+
+    fresh = make()
+    first, second = epoch_of(fresh)[1], epoch_of(fresh)[1]
+    previewed = make()
+    list(previewed.take(1))
+    for _ in previewed:
+        break
+    assert previewed.sampler.epoch == 0
+    np.testing.assert_array_equal(epoch_of(previewed)[1], first)
+    assert previewed.sampler.epoch == 1  # a complete pass moves it
+    np.testing.assert_array_equal(epoch_of(previewed)[1], second)
+
+
+def test_skipped_files_are_counted_on_the_found_line(broken_folder, capsys):
+    ds = genaug.image_dataset_from_directory(broken_folder, image_size=(16, 16), seed=0)
+    out = capsys.readouterr().out
+    assert ("Found 16 files belonging to 2 classes. Skipped 4 files (3 unreadable, 1 not an "
+            "image): see dataset.skipped.") in out
+    assert sorted(s.kind for s in ds.skipped) == ["not an image"] + ["unreadable"] * 3
+    assert {os.path.basename(s.path) for s in ds.skipped} == {
+        "corrupt.png", "truncated.png", "dangling.png", "README.txt"}
+
+
+def test_fit_class_weight_on_a_balancing_loader_warns(small_dataset):
+    weights = {0: 1.0, 1: 5.0, 2: 2.0}
+    balanced = genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16), seed=0,
+                                                   verbose=False)
+    with pytest.warns(UserWarning, match="corrects the imbalance twice"):
+        tiny_model().fit(balanced, epochs=1, class_weight=weights, verbose=0)
+    plain = genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16), seed=0,
+                                                balance="none", verbose=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiny_model().fit(plain, epochs=1, class_weight=weights, verbose=0)
+    assert not [w for w in caught if "twice" in str(w.message)]

@@ -102,3 +102,8 @@ def test_leakage_guard_excludes_images_derived_from_held_out_images(tmp_path):
     source = CacheSource(tmp_path, class_names=["dog"], exclude_source_ids={"dog/test_7.png"})
     assert len(source) == 2 and source.excluded_leakage == 1
     assert all(r["source_id"] != "dog/test_7.png" for r in source.records)
+
+
+def test_a_synthetic_image_that_is_not_uint8_is_a_cache_error(tmp_path):
+    with CacheWriter(tmp_path) as writer, pytest.raises(CacheError, match="must be uint8"):
+        writer.add(np.zeros((4, 4, 3), np.float32), class_name="dog")

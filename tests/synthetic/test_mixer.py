@@ -3,8 +3,14 @@ import pytest
 
 from genaug.balance import BalancePlan
 from genaug.exceptions import ConfigError
-from genaug.synthetic import RampSchedule, SyntheticMixer
-from genaug.synthetic._mixer import SYNTHETIC
+from genaug.synthetic import (
+    SYNTHETIC,
+    RampSchedule,
+    SyntheticMixer,
+    capped_pool,
+    check_pool_cap,
+    pool_limits,
+)
 
 REAL = np.array([0] * 60 + [1] * 6 + [2] * 12)
 POOL = np.array([1] * 50 + [2] * 50 + [0] * 50)
@@ -138,3 +144,41 @@ def test_composition_accounts_for_every_draw():
 def test_invalid_ratio(ratio, message):
     with pytest.raises(ConfigError, match=message):
         SyntheticMixer(POOL, REAL, eligible=minority(), ratio=ratio)
+
+
+def test_composition_counts_every_real_image_drawn_once():
+    # Bug fixed: when the ratio turned an image's first draw synthetic, its later real draw
+    # counted as a repeat, so a class with 8 images, all drawn, reported fewer than 8.
+    real = np.array([0] * 40 + [1] * 8)
+    pool = np.array([1] * 30)
+    for mode, ratio in (("balanced_batches", 0.25), ("oversample", 0.9)):
+        p = BalancePlan(real, num_classes=2, mode=mode, batch_size=16, seed=0)
+        mixer = SyntheticMixer(pool, real, eligible=np.array([False, True]), ratio=ratio,
+                               cap=0.6, seed=0)
+        for epoch in range(4):
+            mixed = mixer.mix(p.epoch(epoch))
+            row = mixed.composition(["a", "b"])["b"]
+            drawn = mixed.index[(mixed.labels == 1) & (mixed.source != SYNTHETIC)]
+            assert row["real"] == len(np.unique(drawn)), (mode, epoch)
+            assert row["real"] + row["duplicated"] == len(drawn)
+
+
+def test_pool_limits_keep_the_cap_over_real_plus_distinct_synthetic():
+    limits = pool_limits([75, 8, 3, 0], 0.6)
+    assert limits.tolist() == [112, 12, 4, -1]  # -1: no real image, no limit
+    for n_real, limit in zip([75, 8, 3], limits):
+        assert limit / (n_real + limit) <= 0.6 < (limit + 1) / (n_real + limit + 1)
+
+
+def test_capped_pool_is_a_seeded_choice_per_class():
+    labels = np.array([0] * 50 + [1] * 5 + [2] * 40)
+    kept = capped_pool(labels, [10, 10, 0], 0.5, seed=3)
+    assert np.bincount(labels[kept], minlength=3).tolist() == [10, 5, 40]
+    np.testing.assert_array_equal(kept, capped_pool(labels, [10, 10, 0], 0.5, seed=3))
+    assert not np.array_equal(kept, capped_pool(labels, [10, 10, 0], 0.5, seed=4))
+
+
+@pytest.mark.parametrize("cap", [0.0, 1.0, 1.5, -0.1])
+def test_invalid_pool_cap(cap):
+    with pytest.raises(ConfigError, match=r"synthetic_pool_cap must be in \(0, 1\)"):
+        check_pool_cap(cap)
