@@ -2,7 +2,7 @@
 
 One plan, one generator (random weights in a real generator directory, tiny or small UNet)
 and the same gates, run in this process as the whole ``generate_cache`` path four ways: in
-this process with 1 torch thread (what one Ray worker runs) and with ``--threads`` threads,
+this process with 1 torch thread (what one Ray worker runs; with ``--threads N``, also with N),
 then on a local Ray instance of ``--ray-cpus`` CPUs with 1 and with 2 workers of 1 CPU each.
 Each backend first samples one batch per worker (process start, lazy initialisation), which
 is not counted. Printed: images decided per second of each run, its ratio to the one-thread
@@ -66,8 +66,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--images", type=int, default=96, help="images the plan asks for")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="torch threads of the second single-process run")
+    parser.add_argument("--threads", type=int,
+                        help="also run the single process with this many torch threads")
     parser.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
     args = parser.parse_args(argv)
@@ -87,7 +87,7 @@ def main(argv=None) -> list[dict]:
         generator = make_generator(tmp / "generator", model_size=args.model_size,
                                    resolution=args.resolution, channels=1,
                                    class_names=plan.class_names)
-        for threads in (1, args.threads):
+        for threads in (1, args.threads) if args.threads else (1,):
             label = f"single process, {threads} thread(s)"
             torch.set_num_threads(threads)
             results.append({"run": label, **run(plan, generator, tmp / label, args=args)})
