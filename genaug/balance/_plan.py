@@ -244,7 +244,13 @@ class BalancePlan:
         return EpochPlan(epoch, labels, real_index, duplicate, self.batch_size)
 
     def _balanced_batch_labels(self, epoch: int) -> np.ndarray:
-        """Class of every slot so that each batch holds each active class equally (+-1)."""
+        """Class of every slot so that each batch holds each active class equally (+-1).
+
+        A batch repeats one order of the classes (seeded per batch when shuffling), the
+        classes with one more slot first: every run of consecutive slots in it, such as the
+        share of one replica when a distribution strategy cuts the batch into equal parts,
+        then holds each class equally too (+-1).
+        """
         classes = np.flatnonzero(self.active)
         rng = rng_for(self.seed, 4, epoch)
         rotation = rng.permutation(classes)
@@ -252,11 +258,14 @@ class BalancePlan:
         total = self.epoch_size
         for start in range(0, total, self.batch_size):
             size = min(self.batch_size, total - start)
-            base, extra = divmod(size, len(classes))
             # The classes that get one more slot rotate through a seeded order.
-            extras = rotation[(position + np.arange(extra)) % len(classes)]
-            position += extra
-            batch = np.repeat(classes, base)
-            batch = np.concatenate([batch, extras])
-            labels.append(rng.permutation(batch) if self.shuffle else np.sort(batch))
+            extras = rotation[(position + np.arange(size % len(classes))) % len(classes)]
+            position += len(extras)
+            rest = np.setdiff1d(classes, extras)
+            if self.shuffle:
+                extras, rest = rng.permutation(extras), rng.permutation(rest)
+            else:
+                extras = np.sort(extras)
+            order = np.concatenate([extras, rest])
+            labels.append(np.resize(order, size))
         return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)

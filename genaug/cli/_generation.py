@@ -179,6 +179,19 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
 @click.option("--workers", type=click.IntRange(min=1),
               help="Threads that gate and hash a batch while the next samples (default: up "
                    "to 4).")
+@click.option("--ray", "ray", is_flag=False, flag_value="", default=None,
+              metavar="[ADDRESS]",
+              help="Generate on a Ray cluster (pip install 'genaug[ray]'): without ADDRESS, "
+                   "join the Ray instance this machine runs or start a local one; else auto "
+                   "or the head node's host:6379. Model and cache paths must be the same on "
+                   "every node.")
+@click.option("--ray-workers", type=click.IntRange(min=1),
+              help="Ray workers, each loading the model once (default: as many as the "
+                   "cluster holds).")
+@click.option("--ray-gpus-per-worker", type=click.FloatRange(min=0),
+              help="GPUs per Ray worker (default: 1 when the cluster has GPUs, else 0).")
+@click.option("--ray-cpus-per-worker", type=click.FloatRange(min=0),
+              help="CPUs per Ray worker (default 1; a CPU worker's torch threads).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               default="auto", show_default=True)
@@ -186,8 +199,8 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
 def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, verify_threshold,
              max_retries, blur_min, structure_min, phash_max, gate_specs, image_size,
              color_mode, batch_size, steps, guidance_scale, sampler, img2img_fraction,
-             strength, pixel_check, cuda_graph, compile, max_seconds, workers, device,
-             precision, quiet):
+             strength, pixel_check, cuda_graph, compile, max_seconds, workers, ray,
+             ray_workers, ray_gpus_per_worker, ray_cpus_per_worker, device, precision, quiet):
     """Generate the plan's images into a verified, resumable synthetic cache."""
     from genaug.generation import (
         GenerationPlan,
@@ -209,11 +222,16 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
                       batch_size=batch_size, steps=steps, guidance_scale=guidance_scale,
                       sampler=sampler, img2img_fraction=img2img_fraction, strength=strength,
                       pixel_check=pixel_check, cuda_graph=cuda_graph, compile=compile,
-                      max_seconds=max_seconds, workers=workers,
+                      max_seconds=max_seconds, workers=workers, ray=ray,
+                      ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker,
+                      ray_cpus_per_worker=ray_cpus_per_worker,
                       device=device, precision=precision, argv=sys.argv[1:])
     plan_obj = GenerationPlan.load(plan_path)
     extra = [_load_gate(spec) for spec in gate_specs]
-    options = {"strength": strength, "batch_size": batch_size}
+    options = {"strength": strength, "batch_size": batch_size,
+               "ray": True if ray == "" else ray, "ray_workers": ray_workers,
+               "ray_gpus_per_worker": ray_gpus_per_worker,
+               "ray_cpus_per_worker": ray_cpus_per_worker}
     if steps is not None:
         options["steps"] = steps
     if guidance_scale is not None:
@@ -226,7 +244,12 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
     else:
         backend = load_backend(sd_model, kind="sd", device=device, precision=precision,
                                lora=lora, **options)
-    click.echo(f"backend {backend.backend_name} on {backend.device}; "
+    where = backend.device
+    if ray is not None:
+        nodes = len({w["node"] for w in backend.workers})
+        where = (f"{backend.ray_workers} Ray worker(s) on {nodes} node(s), "
+                 f"{backend.device} ({backend.address})")
+    click.echo(f"backend {backend.backend_name} on {where}; "
                f"{plan_obj.total_to_generate} images planned", err=True)
     try:
         summary = generate_cache(

@@ -45,6 +45,14 @@ does not recognise). For batches, ``gates.prepare(images, classes)`` does the
 order-independent part (stateless gates, hashes; any thread) and ``gates.finish(image, class,
 prepared)`` decides each image in order, from one thread. A backend is used from one thread.
 Seeds for retries: ``PlanItem.seed_for(attempt)``. New backends register in ``BACKENDS``.
+
+On several GPUs or machines (``pip install 'genaug[ray]'``), load the generator on the
+workers of a Ray cluster instead; ``generate_cache`` then sends its jobs there and writes the
+same cache as it would alone::
+
+    backend = load_backend(path, ray=True, ray_workers=4, ray_gpus_per_worker=1)
+    generate_cache(plan, backend=backend, cache_dir="/shared/synthetic")
+    backend.close()                                   # stops the workers
 """
 
 from genaug.exceptions import GateAcceptanceWarning, GenerationError
@@ -67,6 +75,7 @@ from genaug.generation._gates import (
 from genaug.generation._generate import generate_cache
 from genaug.generation._lora import LoraFitResult, check_lora, fit_lora
 from genaug.generation._plan import GenerationConfig, GenerationPlan, PlanItem, make_plan
+from genaug.generation._ray import RayBackend  # registers load_backend(ray=...); no Ray import
 from genaug.generation._sd_backend import StableDiffusionBackend
 from genaug.generation._summary import summary_lines
 from genaug.generation._utils import normalize_image
@@ -90,6 +99,7 @@ __all__ = [
     "PHashGate",
     "PlanItem",
     "QualityGate",
+    "RayBackend",
     "StableDiffusionBackend",
     "StructureGate",
     "VerifierGate",

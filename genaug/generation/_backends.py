@@ -20,6 +20,9 @@ BACKENDS: dict[str, type[GeneratorBackend]] = {
     "ddpm": DDPMBackend,
     "sd": StableDiffusionBackend,
 }
+#: elsewhere a generator can be loaded -> the backend class that loads it there (``"ray"``:
+#: :class:`genaug.generation._ray.RayBackend`, registered by its module)
+PLACEMENTS: dict[str, type[GeneratorBackend]] = {}
 
 
 def backend_kind(path) -> str:
@@ -40,8 +43,11 @@ def backend_kind(path) -> str:
 
 
 def load_backend(path, *, kind: str = "auto", device=None, precision: str = "auto",
-                 **options) -> GeneratorBackend:
-    """Load a generator backend from a local directory, offline.
+                 ray=None, ray_workers: int | None = None,
+                 ray_gpus_per_worker: float | None = None,
+                 ray_cpus_per_worker: float | None = None, **options) -> GeneratorBackend:
+    """Load a generator backend from a local directory, offline (on this machine, or on the
+    workers of a Ray cluster).
 
     Parameters
     ----------
@@ -58,7 +64,32 @@ def load_backend(path, *, kind: str = "auto", device=None, precision: str = "aut
         ``ddpm``, ``sampler`` (``"dpm++"`` or ``"ddim"``), ``pixel_check``, ``cuda_graph``
         and ``compile`` (see :class:`DDPMBackend`); for ``sd``, ``lora`` (an adapter folder
         written by ``genaug fit-lora``).
+    ray : True or str, optional
+        Load the generator on Ray workers instead, once per worker, and generate there
+        (needs ``pip install 'genaug[ray]'``): ``True`` joins the Ray instance this machine
+        runs or starts a local one, a string is the address of a cluster (``"auto"``,
+        ``"host:6379"``). The directory must be at the same path on every node. Returns a
+        :class:`~genaug.generation.RayBackend`; close it to stop the workers.
+    ray_workers : int, optional
+        Ray workers (default: as many as the cluster's resources hold).
+    ray_gpus_per_worker : float, optional
+        GPUs per worker (default: 1 when the cluster has GPUs, else 0).
+    ray_cpus_per_worker : float, optional
+        CPUs per worker (default 1; a CPU worker runs that many torch threads).
     """
+    if ray is None or ray is False:
+        given = [name for name, value in (("ray_workers", ray_workers),
+                                          ("ray_gpus_per_worker", ray_gpus_per_worker),
+                                          ("ray_cpus_per_worker", ray_cpus_per_worker))
+                 if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(f'`{n}`' for n in given)} apply to generation on "
+                              "Ray: give `ray` too")
+    else:
+        return PLACEMENTS["ray"](path, ray=ray, ray_workers=ray_workers,
+                          ray_gpus_per_worker=ray_gpus_per_worker,
+                          ray_cpus_per_worker=ray_cpus_per_worker, kind=kind, device=device,
+                          precision=precision, **options)
     detected = backend_kind(path)
     if kind not in ("auto", detected):
         raise ConfigError(f"{path} holds a {detected} generator, not {kind}")

@@ -72,6 +72,13 @@ class GeneratorBackend(ABC):
     supports_source_images: bool = False
     #: default batch size on the current device
     batch_size: int = 8
+    #: Sample every batch at one shape, ``batch_size`` rows (padding the rest), so an image
+    #: depends on its seed and the batch size only, not on the batch it was sampled in:
+    #: kernels picked per shape round differently (a pixel of a rare image moves by one
+    #: level). ``generate_cache`` turns it on for its run. The ``ddpm`` backend honours it;
+    #: ``sd`` does not, so its images may differ in such rare pixels between runs that
+    #: batch them differently.
+    fixed_shape: bool = False
 
     device: str = "cpu"
     #: (height, width) and colour mode of the raw output

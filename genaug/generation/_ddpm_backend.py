@@ -176,7 +176,7 @@ class DDPMBackend(GeneratorBackend):
         shape = (self.channels, self.resolution, self.resolution)
         # 1. Initial noise from per-image CPU generators: an image depends on its seed only
         #    (not on its batch), and padding rows (zeros) change no other row.
-        rows = self.predictor.padded(n)
+        rows = self.predictor.padded(n, fixed=self.fixed_shape)
         noise = torch.zeros((rows, *shape))
         for i, request in enumerate(requests):
             noise[i] = torch.randn(shape, generator=torch.Generator().manual_seed(

@@ -365,6 +365,17 @@ class GateChain:
         self._locks = {g.name: threading.Lock() for g in self.gates if not g.thread_safe}
         self.reference_images = reference_images
 
+    def __getstate__(self) -> dict:
+        """Pickled (for a remote worker's :meth:`prepare`) without its locks, which are made
+        anew on unpickling."""
+        state = dict(self.__dict__)
+        state["_locks"] = sorted(state["_locks"])
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state["_locks"] = {name: threading.Lock() for name in state["_locks"]}
+        self.__dict__.update(state)
+
     @property
     def stateless(self) -> list[QualityGate]:
         return [g for g in self.gates if not g.stateful]

@@ -38,6 +38,7 @@ from genaug.generation._pipeline import (
     Candidate,
     LocalProducer,
     OrderedConsumer,
+    Preparation,
     StageTimes,
     Work,
     WorkQueue,
@@ -60,8 +61,6 @@ REJECTIONS_FILE = "generation_rejections.jsonl"
 RUN_FILE = "generation_run.json"
 LOCK_FILE = ".generate.lock"
 STALE_TMP_SECONDS = 300
-#: jobs sampled ahead of the ordered consumer (double buffering, plus one being prepared)
-PIPELINE_DEPTH = 2
 SEED_RULE = ("attempt 0: sha256([plan_seed, class, index, 0]); retry k: "
              "sha256([plan_seed, class, index, k]); first 31 bits")
 
@@ -96,7 +95,8 @@ def generate_cache(
     ----------
     plan : GenerationPlan or path-like
     backend : GeneratorBackend
-        From :func:`load_backend`.
+        From :func:`load_backend` (with ``ray=...``, the jobs run on the workers of a Ray
+        cluster; the cache is the same as this process would make).
     cache_dir : path-like
         The cache (created if needed; an existing one is resumed).
     gates : GateChain, optional
@@ -121,8 +121,8 @@ def generate_cache(
         Stop starting new batches after this many seconds; what is made by then is decided
         and written, every class partly filled, and a later run continues.
     workers : int, optional
-        Threads that normalise, gate and hash batches while the next one samples (default:
-        up to 4, one per CPU core).
+        Threads that normalise, gate, hash and encode batches while the next one samples
+        (default: up to 4, one per CPU core; on Ray the workers do this work).
     parameters : dict, optional
         Everything the caller wants in ``env_report.json`` (e.g. the command line options).
     echo : callable, optional
@@ -132,7 +132,9 @@ def generate_cache(
     -------
     dict
         The summary also written to ``<cache>/generation_summary.json``, with the seconds
-        spent sampling, gating, writing and waiting under ``time_split``.
+        spent sampling, gating, writing and waiting under ``time_split`` (on Ray, sampling
+        and gating are summed over the workers, and ``cluster`` gives each worker's node,
+        device, images and rate).
     """
     if not isinstance(plan, GenerationPlan):
         plan = GenerationPlan.load(plan)
@@ -193,6 +195,8 @@ class _GenerationRun:
         self.messages: list[str] = []
         self.warned: set[tuple[str, str]] = set()
         self.stopped_by: str | None = None
+        self.producer = None
+        self.accepted = self.rejected = 0
 
     def __call__(self) -> dict:
         # 1. Read the real data: output size and colour mode, the sources of variations.
@@ -274,6 +278,7 @@ class _GenerationRun:
         for gate in self.gates.gates:
             if isinstance(gate, VerifierGate):
                 gate.bind_classes(self.plan.class_names)
+        self.preparation = Preparation(self.image_size, self.color_mode, self.gates)
         self.job_size = int(self.batch_size or self.backend.batch_size)
         if self.job_size < 1:
             raise ConfigError(f"`batch_size` must be at least 1, got {self.batch_size}")
@@ -348,9 +353,12 @@ class _GenerationRun:
     # -- 5. sample, prepare, commit ----------------------------------------------------------
     def _produce(self, first_attempts: list[Work]) -> None:
         self.work = WorkQueue(first_attempts, job_size=self.job_size)
-        producer = LocalProducer(self._sample, self._prepare, workers=self.workers,
-                                 times=self.times)
-        consumer = OrderedConsumer(self._commit, work=self.work, depth=PIPELINE_DEPTH,
+        # one batch shape for the run, so no image depends on the batch it was sampled in
+        shaped = getattr(self.backend, "fixed_shape", None)
+        if shaped is not None:
+            self.backend.fixed_shape = True
+        self.producer = producer = self._producer()
+        consumer = OrderedConsumer(self._commit, work=self.work, depth=producer.depth,
                                    times=self.times)
         try:
             while (job := self.work.next_job(stop=self._out_of_time,
@@ -359,14 +367,27 @@ class _GenerationRun:
                 self._emit_messages()
         except BaseException:
             self.work.close()
+            producer.abandon()  # remote jobs not back yet are dropped, not waited for
             raise
         finally:
             try:
-                consumer.close()  # decides every job already sampled
+                consumer.close()  # decides every job already made (and not abandoned)
             finally:
                 producer.close()
+                if shaped is not None:
+                    self.backend.fixed_shape = shaped
                 self._emit_messages()
                 self.bar.close()
+
+    def _producer(self):
+        """Sampling in this process, or where the backend samples: a backend with workers
+        elsewhere (``load_backend(..., ray=...)``) makes its own producer."""
+        make = getattr(self.backend, "make_producer", None)
+        if make is not None:
+            return make(requests=self._requests, preparation=self.preparation,
+                        times=self.times)
+        return LocalProducer(self._sample, self._prepare, workers=self.workers,
+                             times=self.times)
 
     def _out_of_time(self) -> bool:
         if self.max_seconds is not None and time.perf_counter() - self.clock >= self.max_seconds:
@@ -375,8 +396,10 @@ class _GenerationRun:
 
     def _sample(self, job: list[Work]):
         """The device's part: one generator call for the whole job."""
-        return self.backend.generate_batch([self._request(item, attempt)
-                                            for item, attempt in job])
+        return self.backend.generate_batch(self._requests(job))
+
+    def _requests(self, job: list[Work]) -> list[GenerationRequest]:
+        return [self._request(item, attempt) for item, attempt in job]
 
     def _request(self, item: PlanItem, attempt: int) -> GenerationRequest:
         prompts = self.backend.uses_prompts
@@ -397,11 +420,10 @@ class _GenerationRun:
         return request
 
     def _prepare(self, job: list[Work], made) -> list[Candidate]:
-        """The CPU part that needs no order: normalising, stateless gates, hashes."""
-        images = [normalize_image(m.image, self.image_size, self.color_mode) for m in made]
-        prepared = self.gates.prepare(images, [item.class_name for item, _ in job])
-        return [Candidate(item, attempt, image, m.provenance, p)
-                for (item, attempt), image, m, p in zip(job, images, made, prepared)]
+        """The CPU part that needs no order: normalising, stateless gates, hashes, PNGs."""
+        prepared = self.preparation(made, [item.class_name for item, _ in job])
+        return [Candidate(item, attempt, png, m.provenance, verdict, image)
+                for (item, attempt), m, (image, png, verdict) in zip(job, made, prepared)]
 
     def _commit(self, candidates: list[Candidate]) -> None:
         """The ordered consumer: file the candidates, decide what is now decidable."""
@@ -416,7 +438,15 @@ class _GenerationRun:
         for class_name in dict.fromkeys(touched):
             self._decide(class_name, self.classes[class_name])
         self.messages.extend(_collapse_check(self.gates, self.warned))
-        self.bar.set_postfix_str(self.times.postfix())
+        self.bar.set_postfix_str(self._postfix())
+
+    def _postfix(self) -> str:
+        """The progress bar's tail: decisions so far, time per stage, each worker's rate."""
+        parts = [f"accepted {self.accepted} rejected {self.rejected}", self.times.postfix()]
+        rates = getattr(self.producer, "rates", None)
+        if rates is not None:
+            parts.append(rates())
+        return " | ".join(parts)
 
     def _ask(self, state: _ClassState, item: PlanItem, attempt: int) -> None:
         if (item.index, attempt) not in state.requested:
@@ -435,7 +465,9 @@ class _GenerationRun:
             with self.times.timed("writing"):
                 if passed:
                     self._write(candidate, quality)
+                    self.accepted += 1
                 else:
+                    self.rejected += 1
                     self.rejections.append({
                         "id": item.record_id, "class": class_name, "plan_index": item.index,
                         "attempt": state.attempt + 1,
@@ -455,7 +487,7 @@ class _GenerationRun:
                       attempts=candidate.attempt + 1, plan_index=item.index)
         if self.backend.uses_prompts:
             fields["prompt_set_sha256"] = self.plan.prompt_set_sha256
-        self.writer.add(candidate.image, class_name=item.class_name,
+        self.writer.add(candidate.png, class_name=item.class_name,
                         record_id=item.record_id, **fields)
 
     def _emit_messages(self) -> None:
@@ -509,6 +541,9 @@ class _GenerationRun:
             time_split=self.times.as_dict(),
             accepted_per_second=round(accepted_now / max(seconds, 1e-9), 2),
         )
+        report = getattr(self.producer, "report", None)
+        if report is not None:
+            summary["cluster"] = report()
         if problems:
             self.say(f"integrity: {len(problems)} problem(s): " + "; ".join(problems[:3]))
         atomic_write_bytes(self.cache_dir / SUMMARY_FILE,
@@ -520,12 +555,20 @@ class _GenerationRun:
 
     def _environment(self, summary: dict) -> dict:
         backend, plan = self.backend, self.plan
-        return {
+        device = device_report(backend.device)
+        cluster = summary.get("cluster")
+        if cluster:  # the workers' devices and packages, as each reported its own
+            described = {w["worker"]: w for w in backend.workers}
+            cluster = {**cluster, "workers": [
+                {**w, **{k: described[w["worker"]][k] for k in ("device_report", "versions")}}
+                for w in cluster["workers"]]}
+            device = cluster["workers"][0]["device_report"]
+        environment = {
             "created": self.started.isoformat(),
             "finished": datetime.now(timezone.utc).isoformat(),
             "complete": summary["complete"],
             "versions": package_versions(),
-            "device": {**device_report(backend.device),
+            "device": {**device,
                        "dtype": str(getattr(backend, "dtype", None)).replace("torch.", ""),
                        "sampler_runtime": getattr(backend, "runtime", "eager")},
             "generator": backend.info(),
@@ -542,6 +585,9 @@ class _GenerationRun:
             "seeds": {"plan_seed": plan.seed, "rule": SEED_RULE},
             "run_fingerprint_sha256": canonical_sha256(self.fingerprint),
         }
+        if cluster:
+            environment["cluster"] = cluster
+        return environment
 
 
 class _AppendLog:

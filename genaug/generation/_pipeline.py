@@ -9,11 +9,13 @@
         ^                                                                      |
         └──────────────────────────── retry(item, attempt) ────────────────────┘
 
-The producer is the seam for other ways of sampling: anything whose ``submit(job)`` returns a
-``concurrent.futures.Future`` of the job's prepared candidates can replace
-:class:`LocalProducer` (for example one that sends each job, a list of plan entries with
-their own seeds, to remote workers). The consumer stays single and decides every class in
-plan order, so the cache is the same however the candidates were made.
+The producer is the seam for other ways of sampling: anything with ``submit(job)``, which
+returns a ``concurrent.futures.Future`` of the job's prepared candidates, ``abandon()``,
+``close()`` and ``depth`` (the jobs it keeps in flight) can replace :class:`LocalProducer`;
+:class:`genaug.generation._ray.RayProducer` sends each job, a list of plan entries with their
+own seeds, to the workers of a Ray cluster, which sample and prepare it there
+(:class:`Preparation`). The consumer stays single and decides every class in plan order, so
+the cache is the same however and wherever the candidates were made.
 """
 
 from __future__ import annotations
@@ -29,26 +31,53 @@ from typing import Any
 
 import numpy as np
 
-from genaug.generation._gates import Prepared
+from genaug.data import encode_png
+from genaug.generation._gates import GateChain, Prepared
 from genaug.generation._plan import PlanItem
+from genaug.generation._utils import normalize_image
 
 #: one plan entry's attempt: the unit of work (its seed is ``item.seed_for(attempt)``)
 Work = tuple[PlanItem, int]
+#: jobs sampled ahead of the ordered consumer (double buffering, plus one being prepared)
+PIPELINE_DEPTH = 2
 
 
 @dataclass
 class Candidate:
-    """A generated image of one attempt, normalised, with its order-independent verdict."""
+    """A generated image of one attempt, ready for its decision: the PNG file to write, the
+    provenance and the order-independent verdict (and the normalised pixels, when it was made
+    in this process: the decision itself needs only the verdict)."""
 
     item: PlanItem
     attempt: int
-    image: np.ndarray
+    png: bytes
     provenance: dict
     prepared: Prepared
+    image: np.ndarray | None = None
 
     @property
     def key(self) -> tuple[int, int]:
         return self.item.index, self.attempt
+
+
+@dataclass
+class Preparation:
+    """The order-independent work on a generated batch, the same wherever it runs (a thread
+    of this process or a remote worker): normalise each image to the output size and colour
+    mode, score it with the stateless gates and compute what the stateful gates will compare
+    (:meth:`GateChain.prepare`), and encode its PNG file.
+
+    Calling it returns ``(image, png, prepared)`` per generated image, in order.
+    """
+
+    image_size: tuple[int, int]
+    color_mode: str
+    gates: GateChain
+
+    def __call__(self, made: Sequence, class_names: Sequence[str]) -> list[tuple]:
+        images = [normalize_image(m.image, self.image_size, self.color_mode) for m in made]
+        prepared = self.gates.prepare(images, list(class_names))
+        return [(image, encode_png(image), p) for image, p in zip(images, prepared)]
 
 
 def interleave(pending: Mapping[str, Sequence[Any]]) -> list[Any]:
@@ -173,6 +202,9 @@ class LocalProducer:
     times : StageTimes
     """
 
+    #: jobs handed to the consumer before the sampling loop waits for it
+    depth = PIPELINE_DEPTH
+
     def __init__(self, sample: Callable, prepare: Callable, *, workers: int,
                  times: StageTimes):
         self.sample, self.prepare, self.times = sample, prepare, times
@@ -188,35 +220,47 @@ class LocalProducer:
         with self.times.timed("gates"):
             return self.prepare(job, made)
 
+    def abandon(self) -> None:
+        """Nothing to drop: a job handed out is sampled already, and preparing it is quick, so
+        the consumer decides it (the run stops after the batch in hand)."""
+
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class OrderedConsumer:
-    """One thread that takes each job's future, in submission order, and hands its
-    candidates to ``commit``; at most ``depth`` jobs wait for it (the sampling loop blocks
-    on :meth:`put` beyond that, and the wait is counted as ``waiting``).
+    """One thread that takes each job's candidates as its future completes and hands them to
+    ``commit``, which decides them in plan order whatever order they arrive in; at most
+    ``depth`` jobs wait for it (the sampling loop blocks on :meth:`put` beyond that, and the
+    wait is counted as ``waiting``).
 
-    An error in a future or in ``commit`` stops the consumer and closes ``work``; it is
-    re-raised by :meth:`check` and :meth:`close` in the caller's thread.
+    Taking jobs as they complete, not as they were submitted, keeps fast workers busy while a
+    slow one (or one being restarted) holds its job. A cancelled future (work the producer
+    abandoned) is skipped: nothing of it is written, and a later run makes it again. An error
+    in a future or in ``commit`` stops the consumer and closes ``work``; it is re-raised by
+    :meth:`check` and :meth:`close` in the caller's thread.
     """
 
     def __init__(self, commit: Callable[[list[Candidate]], None], *, work: WorkQueue,
                  depth: int, times: StageTimes):
         self.commit, self.work, self.times = commit, work, times
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
+        self.depth = max(1, int(depth))
+        self._pending: list[Future] = []  # handed over, not yet committed, in submission order
+        self._arrived: queue.Queue = queue.Queue()
+        self._condition = threading.Condition()
+        self._closing = False
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="genaug-commit", daemon=True)
         self._thread.start()
 
     def put(self, future: Future) -> None:
-        with self.times.timed("waiting"):
-            while self.error is None:
-                try:
-                    self._queue.put(future, timeout=0.5)
-                    return
-                except queue.Full:  # the consumer is behind
-                    continue
+        with self.times.timed("waiting"), self._condition:
+            while self.error is None and len(self._pending) >= self.depth:
+                self._condition.wait(timeout=0.5)  # the consumer is behind
+            if self.error is None:
+                self._pending.append(future)
+        if self.error is None:
+            future.add_done_callback(self._arrived.put)
         self.check()
 
     def check(self) -> None:
@@ -225,23 +269,29 @@ class OrderedConsumer:
 
     def _run(self) -> None:
         while True:
-            future = self._queue.get()
-            if future is None or self.error is not None:
-                return
+            with self._condition:
+                if self.error is not None or (self._closing and not self._pending):
+                    return
+            future = self._arrived.get()
+            if future is None:  # woken by close()
+                continue
             try:
-                self.commit(future.result())
-                self.work.job_done()
+                if not future.cancelled():
+                    self.commit(future.result())
+                    self.work.job_done()
             except BaseException as error:  # re-raised in the sampling thread
                 self.error = error
                 self.work.close()
+            with self._condition:
+                self._pending.remove(future)
+                self._condition.notify_all()
 
     def close(self) -> None:
-        """Decide every job already handed over, then stop; re-raise a consumer error."""
-        while self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=0.5)
-                break
-            except queue.Full:
-                continue
+        """Decide every job already handed over (those not cancelled), then stop; re-raise a
+        consumer error."""
+        with self._condition:
+            self._closing = True
+            self._condition.notify_all()
+        self._arrived.put(None)
         self._thread.join()
         self.check()

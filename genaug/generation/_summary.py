@@ -104,4 +104,9 @@ def summary_lines(summary: dict) -> list[str]:
                      + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in split.items())
                      + f"; stages overlap), {summary['accepted_per_second']:.1f} accepted "
                      "images/s")
+    for worker in summary.get("cluster", {}).get("workers", ()):
+        restarts = f", restarted {worker['restarts']}x" if worker["restarts"] else ""
+        lines.append(f"Ray worker {worker['worker']} on {worker['node']} ({worker['device']}): "
+                     f"{worker['images']} images in {worker['jobs']} jobs, "
+                     f"{worker['images_per_second']:.1f} images/s{restarts}")
     return lines

@@ -246,13 +246,15 @@ class CacheWriter:
             **fields) -> dict | None:
         """Write ``image`` to ``<class>/<id>.png`` and append its record; return the record.
 
-        ``record_id`` defaults to a hash of the PNG bytes, so the same image gets the same id.
+        ``image`` is a uint8 array or PIL image, or the PNG bytes of one (already encoded,
+        e.g. by a remote worker, with :func:`encode_png`). ``record_id`` defaults to a hash
+        of the PNG bytes, so the same image gets the same id.
         Adding an id the cache already holds writes nothing and returns None, which makes
         reruns idempotent. Remaining keyword arguments are record fields (``generator``,
         ``prompt``, ``seed``, ...).
         """
         try:
-            data = encode_png(image)
+            data = image if isinstance(image, bytes) else encode_png(image)
         except DatasetError as error:  # a synthetic image that is not uint8
             raise CacheError(f"synthetic {error}") from None
         record_id = record_id or hashlib.sha256(data).hexdigest()[:16]

@@ -66,6 +66,23 @@ def test_balanced_batches_have_equal_class_counts():
     assert len(plan) == math.ceil(100 / 8)
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_every_run_of_consecutive_slots_in_a_balanced_batch_is_balanced(shuffle):
+    """A distribution strategy gives each replica consecutive slots of the global batch (a
+    half of it on 2 replicas): every such share holds each class equally (+-1) too."""
+    labels = np.repeat(np.arange(5), [40, 3, 11, 7, 20])
+    plan = BalancePlan(labels, num_classes=5, mode="balanced_batches", batch_size=22,
+                       epoch_size=300, shuffle=shuffle, seed=3)
+    for epoch in (plan.epoch(0), plan.epoch(1)):
+        for b in range(epoch.num_batches):
+            batch = epoch.labels[epoch.batch_slice(b)]
+            assert np.ptp(np.bincount(batch, minlength=5)) <= 1
+            for start in range(len(batch)):
+                for stop in range(start + 1, len(batch) + 1):
+                    assert np.ptp(np.bincount(batch[start:stop], minlength=5)) <= 1, (
+                        b, start, stop, batch.tolist())
+
+
 def test_none_mode_uses_every_image_once():
     plan = BalancePlan(LABELS, num_classes=3, mode="none", seed=0)
     epoch = plan.epoch(0)

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+
+def coin(image, class_name):
+    """A deterministic user gate's score that rejects about half the images (by content)."""
+    return float(hashlib.sha256(image.tobytes()).digest()[0] % 2)
+
+
+def coin_gate():
+    """The coin as a gate (``--gate _gen_helpers:coin_gate`` on the command line)."""
+    from genaug.generation import FunctionGate
+
+    return FunctionGate("coin", coin, threshold=1.0)
 
 
 def shape_image(kind: str, rng: np.random.Generator, size: int = 16) -> np.ndarray:

@@ -1,15 +1,15 @@
-import hashlib
 import json
 
 import numpy as np
 import pytest
-from _gen_helpers import FakeBackend
+from _gen_helpers import FakeBackend, coin
 from PIL import Image
 
 from genaug.exceptions import CacheError, ConfigError
 from genaug.generation import (
     FunctionGate,
     GenerationError,
+    GenerationRequest,
     VerifierGate,
     generate_cache,
     load_backend,
@@ -17,11 +17,6 @@ from genaug.generation import (
 )
 from genaug.generation._generate import ENV_REPORT, REJECTIONS_FILE, SUMMARY_FILE
 from genaug.synthetic import SyntheticCache
-
-
-def coin(image, class_name):
-    """A deterministic user gate that rejects about half the images (by content)."""
-    return float(hashlib.sha256(image.tobytes()).digest()[0] % 2)
 
 
 @pytest.fixture(scope="module")
@@ -331,6 +326,26 @@ def test_the_cache_does_not_depend_on_batching_or_workers(backend, plan, tmp_pat
     generate_cache(plan, backend=backend, cache_dir=tmp_path / "b", batch_size=7, workers=3,
                    **options)
     assert comparable(tmp_path / "a") == comparable(tmp_path / "b")
+
+
+def test_every_batch_is_sampled_at_one_shape_so_no_image_depends_on_its_batch(
+        tiny_generator, plan, tmp_path):
+    backend = load_backend(tiny_generator, device="cpu", steps=2, pixel_check=False,
+                           batch_size=4)
+    shapes, predict = [], backend.predictor._predict
+
+    def spy(x, t, labels):
+        shapes.append(len(x))
+        return predict(x, t, labels)
+
+    backend.predictor._predict = spy
+    generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", batch_size=3,
+                   structure_min=None, blur_min=None, phash_max=None, progress=False)
+    assert set(shapes) == {4}  # jobs of 3, each padded to the batch size
+    assert backend.fixed_shape is False  # the run's setting does not outlive it
+    shapes.clear()
+    backend.generate_batch([GenerationRequest(class_name="ring", seed=1)])
+    assert set(shapes) == {1}  # outside a run, as it comes
 
 
 def test_batches_mix_classes_so_a_stopped_run_fills_every_class_partly(plan, tmp_path):
