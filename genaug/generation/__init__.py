@@ -54,6 +54,7 @@ from genaug.generation._ddpm_backend import DDPMBackend
 from genaug.generation._ddpm_fit import FitResult, fit_generator
 from genaug.generation._gates import (
     BlurGate,
+    FeatureDistanceGate,
     FunctionGate,
     GateChain,
     GateResult,
@@ -75,6 +76,7 @@ __all__ = [
     "BACKENDS",
     "BlurGate",
     "DDPMBackend",
+    "FeatureDistanceGate",
     "FitResult",
     "FunctionGate",
     "GateAcceptanceWarning",
