@@ -341,7 +341,7 @@ class TrainingRun:
         # 2. Open the synthetic cache, leaving out images derived from held-out images.
         self.open_synthetic()
         #    With --select-model, keep the cache's images near their class in feature space.
-        if self.config.select_model:
+        if self.config.select_model and not self.config.live_generator:
             from genaug.classifier import load_feature_extractor
 
             self.select_synthetic(load_feature_extractor(self.config.select_model))
@@ -453,7 +453,9 @@ class TrainingRun:
                 device=config.live_device, producer=config.live_producer,
                 capacity=config.live_buffer, max_reuse=config.live_max_reuse,
                 verify_model=config.live_verify_model,
-                verify_threshold=config.live_verify_threshold, lora=config.live_lora,
+                verify_threshold=config.live_verify_threshold,
+                select_model=config.select_model if config.synthetic_select else None,
+                lora=config.live_lora,
                 seed=config.seed, log=self.log)
 
     @property
@@ -720,9 +722,12 @@ def _check_selection(config: TrainConfig) -> None:
     if config.synthetic_select != "feature-distance":
         raise ConfigError(f"--synthetic-select must be feature-distance, got "
                           f"{config.synthetic_select}")
-    if not config.synthetic_cache or config.live_generator:
-        raise ConfigError("--synthetic-select selects a --synthetic-cache's images (a live "
-                          "generator's images are gated in its producer instead)")
+    if config.live_generator:
+        if not config.select_model:  # the run's own model is not trained when they are made
+            raise ConfigError("--synthetic-select with --live-generator gates the live images "
+                              "in the producer: give --select-model")
+    elif not config.synthetic_cache:
+        raise ConfigError("--synthetic-select needs --synthetic-cache or --live-generator")
     if config.select_model:
         if not Path(config.select_model).is_file():
             raise ConfigError(f"model not found: {config.select_model}")

@@ -116,4 +116,5 @@ def test_bad_selection_options_are_one_error_line(tmp_path, data, cache, extra, 
 def test_selection_needs_a_cache(tmp_path, data):
     result = train(tmp_path, str(data), "--synthetic-select", "feature-distance",
                    "--warmup-epochs", "1", "--epochs", "2")
-    assert result.exit_code == 2 and "selects a --synthetic-cache" in result.output
+    assert result.exit_code == 2 and "needs --synthetic-cache or --live-generator" \
+        in result.output
