@@ -71,10 +71,13 @@ class TrainConfig:
     live_producer: str = "auto"
     live_verify_model: str | None = None
     live_verify_threshold: float = 0.6
+    synthetic_select: str | None = None
+    select_model: str | None = None
     verbose: int = 1
 
     def sampling_options(self, *, train_size: int, class_weight=None,
-                         sample_weights: bool | None = None, schedule=None):
+                         sample_weights: bool | None = None, schedule=None,
+                         synthetic_ids=None):
         """The run's :class:`~genaug.loaders.SamplingOptions` for its training loader.
 
         ``--balanced`` draws ``train_size`` slots per epoch unless ``--epoch-size`` says
@@ -94,7 +97,7 @@ class TrainConfig:
             synthetic_ratio=self.synthetic_ratio_range or self.synthetic_ratio,
             synthetic_cap=self.synthetic_cap, synthetic_pool_cap=self.synthetic_pool_cap,
             synthetic_classes=self.synthetic_classes, synthetic_weight=self.synthetic_weight,
-            mixup=self.mixup, schedule=schedule)
+            mixup=self.mixup, schedule=schedule, synthetic_ids=synthetic_ids)
 
 
 def _log(config: TrainConfig, message: str) -> None:
@@ -147,12 +150,17 @@ def _use_tf_loader(config: TrainConfig) -> bool:
 
 
 def build_loaders(config: TrainConfig, splits: DatasetSplits, *, synthetic=None, schedule=None,
-                  class_weight=None, sample_weights=False, live_source=None):
-    """Training, validation and test loaders, each from :func:`genaug.loaders.build_sampler`."""
+                  class_weight=None, sample_weights=False, live_source=None,
+                  synthetic_ids=None):
+    """Training, validation and test loaders, each from :func:`genaug.loaders.build_sampler`.
+
+    ``synthetic_ids``: the synthetic images the training loader may draw (a selection).
+    """
     from genaug.loaders import BalancedBatchGenerator, build_augmentation, build_sampler
 
     options = config.sampling_options(train_size=len(splits.train), class_weight=class_weight,
-                                      sample_weights=sample_weights, schedule=schedule)
+                                      sample_weights=sample_weights, schedule=schedule,
+                                      synthetic_ids=synthetic_ids)
     train_sampler = build_sampler(
         splits.train, options, synthetic_cache=synthetic, held_out_ids=splits.held_out_ids(),
         live_classes=live_source.live_classes if live_source is not None else ())
@@ -323,6 +331,8 @@ class TrainingRun:
         self.cache = self.synthetic = self.schedule = self.live = None
         self.fit_class_weight = self.sampler_class_weight = None
         self.sample_weights = False
+        self.synthetic_ids: frozenset[str] | None = None  # the selection's kept images
+        self.selection: dict | None = None
 
     def run(self) -> dict:
         # 1. Check the options, split the real data (bad input fails before any output) and
@@ -330,6 +340,11 @@ class TrainingRun:
         self.split()
         # 2. Open the synthetic cache, leaving out images derived from held-out images.
         self.open_synthetic()
+        #    With --select-model, keep the cache's images near their class in feature space.
+        if self.config.select_model and not self.config.live_generator:
+            from genaug.classifier import load_feature_extractor
+
+            self.select_synthetic(load_feature_extractor(self.config.select_model))
         # 3. Choose where class weights go (the loss or the loader's sample weights) and how
         #    the synthetic ratio ramps up.
         self.choose_class_weights()
@@ -341,9 +356,10 @@ class TrainingRun:
             train, sampler, validation, test = build_loaders(
                 self.config, self.splits, synthetic=self.synthetic, schedule=self.schedule,
                 class_weight=self.sampler_class_weight, sample_weights=self.sample_weights,
-                live_source=self.live)
-            # 6. Train, recomputing batch-norm statistics before each validation.
-            model, history = self.fit(train, sampler, validation)
+                live_source=self.live, synthetic_ids=self.synthetic_ids)
+            # 6. Train, recomputing batch-norm statistics before each validation (a selection
+            #    by the run's own model happens after its warm-up epochs: a new sampler).
+            model, history, sampler = self.fit(train, sampler, validation)
             # 7. Evaluate on the held-out real test set, judge convergence, save the model.
             metrics = self.evaluate(model, test, history)
         finally:
@@ -437,8 +453,59 @@ class TrainingRun:
                 device=config.live_device, producer=config.live_producer,
                 capacity=config.live_buffer, max_reuse=config.live_max_reuse,
                 verify_model=config.live_verify_model,
-                verify_threshold=config.live_verify_threshold, lora=config.live_lora,
+                verify_threshold=config.live_verify_threshold,
+                select_model=config.select_model if config.synthetic_select else None,
+                lora=config.live_lora,
                 seed=config.seed, log=self.log)
+
+    @property
+    def selects_after_warmup(self) -> bool:
+        return bool(self.config.synthetic_select) and not self.config.select_model
+
+    def select_synthetic(self, extractor, *, after_epoch: int | None = None) -> None:
+        """Embed the real **training** images and the cache's usable images with
+        ``extractor`` and keep the synthetic images in the bands
+        :func:`genaug.synthetic.select_by_feature_distance` keeps (validation and test images
+        never take part; images derived from them are already out of ``self.synthetic``)."""
+        from genaug.sources import RealSource
+        from genaug.synthetic import select_by_feature_distance
+
+        started = time.perf_counter()
+        real = RealSource(self.splits.train)
+        size, mode = extractor.image_size, extractor.color_mode
+        result = select_by_feature_distance(
+            extractor(load_all(real, image_size=size, color_mode=mode)), real.labels,
+            extractor(load_all(self.synthetic, image_size=size, color_mode=mode)),
+            self.synthetic.labels, class_names=self.splits.class_names)
+        self.synthetic_ids = frozenset(np.asarray(self.synthetic.ids, dtype=object)[result.keep])
+        seconds = time.perf_counter() - started
+        self.timings["select_s"] = seconds
+        self.selection = {**result.to_dict(), "features": extractor.describe(),
+                          "after_epoch": after_epoch, "seconds": round(seconds, 2)}
+        self.log(f"synthetic selection (feature distance, {extractor.source}): kept "
+                 f"{result.kept} of {len(result.keep)} cached images in {seconds:.1f}s")
+        for name, row in result.per_class.items():
+            if row["kept"] + row["dropped"]:
+                self.log(f"  {name}: in {row['in']}, near {row['near']}, far {row['far']}; "
+                         f"kept {row['kept']}" + (f" ({row['note']})" if row["note"] else ""))
+
+    def select_after_warmup(self, model):
+        """Select with the run's own model (its ``features`` layer) after the warm-up, and
+        the training loader and sampler that draw only the kept synthetic images."""
+        from genaug.classifier import FeatureExtractor, embedding_model
+
+        config = self.config
+        embedding, layer = embedding_model(model)
+        self.select_synthetic(FeatureExtractor(
+            model=embedding, image_size=(config.image_size, config.image_size),
+            color_mode=config.color_mode, layer=layer,
+            source=f"this run's model after {config.warmup_epochs} warm-up epoch(s)"),
+            after_epoch=config.warmup_epochs)
+        train, sampler, _, _ = build_loaders(
+            config, self.splits, synthetic=self.synthetic, schedule=self.schedule,
+            class_weight=self.sampler_class_weight, sample_weights=self.sample_weights,
+            synthetic_ids=self.synthetic_ids)
+        return train, sampler
 
     def recalibration_batches(self) -> list:
         """Batches of real training images, balanced as the run balances them, without
@@ -482,18 +549,28 @@ class TrainingRun:
         callbacks = [BatchNormRecalibration(
             self.recalibration_batches(),
             validation_batches=max(1, VALIDATION_RECALIBRATION_IMAGES // config.batch_size))]
-        if self.schedule is not None:
-            callbacks.append(self.schedule.callback(sampler))
         started = time.perf_counter()
         progress = (1 if sys.stdout.isatty() else 2) if config.verbose else 0
-        # The loaders shuffle deterministically themselves.
-        history = model.fit(train, validation_data=validation, epochs=config.epochs,
-                            class_weight=self.fit_class_weight, callbacks=callbacks,
-                            shuffle=False, verbose=progress)
-        self.timings["train_s"] = time.perf_counter() - started
-        return model, history
 
-    def evaluate(self, model, test, history) -> dict:
+        def fit_epochs(train, sampler, first: int, last: int) -> dict:
+            ramp = [self.schedule.callback(sampler)] if self.schedule is not None else []
+            # The loaders shuffle deterministically themselves.
+            return model.fit(train, validation_data=validation, initial_epoch=first,
+                             epochs=last, class_weight=self.fit_class_weight,
+                             callbacks=callbacks + ramp, shuffle=False,
+                             verbose=progress).history
+
+        if self.selects_after_warmup:  # same model and optimizer state on both sides
+            history = fit_epochs(train, sampler, 0, config.warmup_epochs)
+            train, sampler = self.select_after_warmup(model)
+            later = fit_epochs(train, sampler, config.warmup_epochs, config.epochs)
+            history = {key: history.get(key, []) + values for key, values in later.items()}
+        else:
+            history = fit_epochs(train, sampler, 0, config.epochs)
+        self.timings["train_s"] = time.perf_counter() - started
+        return model, history, sampler
+
+    def evaluate(self, model, test, history: dict) -> dict:
         from genaug.classifier import save_classifier
         from genaug.evidence import convergence
         from training.evaluate import classification_metrics
@@ -504,7 +581,7 @@ class TrainingRun:
         self.timings["evaluate_s"] = time.perf_counter() - started
         metrics = classification_metrics(self.splits.test.labels, y_pred, names)
         metrics["history"] = {k: [float(v) for v in values]
-                              for k, values in history.history.items()}
+                              for k, values in history.items()}
         metrics["convergence"] = convergence(metrics["history"])
         if metrics["convergence"]["converged"] is False:
             warnings.warn(f"the run may not have converged ({metrics['convergence']['reason']})"
@@ -545,11 +622,15 @@ class TrainingRun:
                                     "problems": self.cache.problems.to_dict()}
         if self.live is not None:
             metrics["live"] = self.live.statistics()
+        if self.selection is not None:
+            metrics["synthetic_selection"] = self.selection
         self.timings["total_s"] = time.perf_counter() - self.started
         metrics["timings"] = self.timings
         out = Path(config.output_dir)
         status = status_report(config, self.splits, comp, self.cache, self.synthetic)
         status["skipped_files"] = self.skipped
+        if self.selection is not None:
+            status["synthetic_selection"] = self.selection
         write_json(out / "status.json", status)
         write_json(out / "metrics.json", metrics)
         from training.evaluate import plot_confusion_matrix
@@ -563,6 +644,15 @@ class TrainingRun:
 
     def log(self, message: str) -> None:
         _log(self.config, message)
+
+
+def load_all(source, *, image_size, color_mode: str) -> np.ndarray:
+    """Every image of ``source`` as one uint8 stack ``(N, H, W, C)`` (for embedding)."""
+    if len(source) == 0:
+        channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[color_mode]
+        return np.zeros((0, *image_size, channels), dtype=np.uint8)
+    return np.stack([source.load(i, image_size=image_size, color_mode=color_mode)
+                     for i in range(len(source))])
 
 
 def per_class_table(metrics: dict) -> str:
@@ -620,3 +710,28 @@ def _check_config(config: TrainConfig) -> None:
         raise ConfigError("--live-lora needs --live-generator (a Stable Diffusion checkpoint)")
     if config.live_verify_model and not Path(config.live_verify_model).is_file():
         raise ConfigError(f"model not found: {config.live_verify_model}")
+    _check_selection(config)
+
+
+def _check_selection(config: TrainConfig) -> None:
+    """``--synthetic-select`` and ``--select-model``: fail before any output."""
+    if config.synthetic_select is None:
+        if config.select_model:
+            raise ConfigError("--select-model needs --synthetic-select feature-distance")
+        return
+    if config.synthetic_select != "feature-distance":
+        raise ConfigError(f"--synthetic-select must be feature-distance, got "
+                          f"{config.synthetic_select}")
+    if config.live_generator:
+        if not config.select_model:  # the run's own model is not trained when they are made
+            raise ConfigError("--synthetic-select with --live-generator gates the live images "
+                              "in the producer: give --select-model")
+    elif not config.synthetic_cache:
+        raise ConfigError("--synthetic-select needs --synthetic-cache or --live-generator")
+    if config.select_model:
+        if not Path(config.select_model).is_file():
+            raise ConfigError(f"model not found: {config.select_model}")
+    elif not 1 <= config.warmup_epochs < config.epochs:
+        raise ConfigError("--synthetic-select without --select-model selects with the run's "
+                          "own model after its warm-up: give --warmup-epochs between 1 and "
+                          "--epochs - 1")

@@ -80,6 +80,11 @@ for _arm in (
     Arm(BALANCED, "balanced sampling", {"balanced": True, "class_weights": False}),
     Arm("balanced_synthetic", "synthetic data", {"balanced": True, "class_weights": False},
         needs_cache=True),
+    # DiffuLT's feature-space selection of the cache (docs/synthetic.md); without
+    # --select-model the run's own model selects after --warmup-epochs (at least 1).
+    Arm("balanced_synthetic_select", "feature-distance selection",
+        {"balanced": True, "class_weights": False, "synthetic_select": "feature-distance"},
+        needs_cache=True, reference="balanced_synthetic"),
 ):
     register_arm(_arm)
 
@@ -87,7 +92,7 @@ for _arm in (
 SYNTHETIC_FIELDS = ("synthetic_ratio", "synthetic_ratio_range", "ramp_fraction", "warmup_epochs",
                     "synthetic_cap", "synthetic_pool_cap", "synthetic_classes",
                     "synthetic_weight", "mixup", "live_generator", "live_lora",
-                    "live_verify_model")
+                    "live_verify_model", "synthetic_select", "select_model")
 
 
 def subject_against(arm: Arm, reference: str) -> str:

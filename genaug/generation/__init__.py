@@ -62,6 +62,7 @@ from genaug.generation._ddpm_backend import DDPMBackend
 from genaug.generation._ddpm_fit import FitResult, fit_generator
 from genaug.generation._gates import (
     BlurGate,
+    FeatureDistanceGate,
     FunctionGate,
     GateChain,
     GateResult,
@@ -84,6 +85,7 @@ __all__ = [
     "BACKENDS",
     "BlurGate",
     "DDPMBackend",
+    "FeatureDistanceGate",
     "FitResult",
     "FunctionGate",
     "GateAcceptanceWarning",

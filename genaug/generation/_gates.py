@@ -30,6 +30,7 @@ from genaug.generation._image_metrics import (
     phash_batch,
 )
 from genaug.generation._utils import normalize_image
+from genaug.synthetic import ClassPrototypes
 
 #: A class whose acceptance by a gate falls below this share is reported loudly.
 COLLAPSE_RATE = 0.2
@@ -302,6 +303,83 @@ class VerifierGate(QualityGate):
                 "classes": None if self.class_names is None else list(self.class_names)}
 
 
+class FeatureDistanceGate(QualityGate):
+    """Keep an image whose feature lies within ``threshold`` times its class's real radius.
+
+    The score is ``d / d_f``: the image's distance to the class centre (the mean feature of
+    the class's real images) over ``d_f``, the ``radius_quantile`` quantile of the real
+    images' own distances to it (:class:`genaug.synthetic.ClassPrototypes`). Score <= 1 is
+    the "in" band, <= 2 "near", above 2 "far"; the default threshold 2 keeps in and near,
+    as :func:`genaug.synthetic.select_by_feature_distance` does. A class's real features are
+    computed once, the first time the class is scored; a class with fewer than 2 real images
+    has no radius and its images pass ("not applicable").
+
+    Parameters
+    ----------
+    model : FeatureExtractor or path-like
+        A ``genaug.classifier.FeatureExtractor``, or a ``.keras`` classifier (saved by
+        ``genaug train --balanced``) whose ``features`` layer embeds.
+    reference_images : callable
+        ``reference_images(class_name) -> iterable of uint8 images``: the class's real images.
+    threshold : float, default 2.0
+        Largest ``d / d_f`` kept (1.0: the "in" band only).
+    radius_quantile : float in (0, 1], default 0.95
+    """
+
+    name = "feature_distance"
+    higher_is_better = False
+
+    def __init__(self, model, *, reference_images: Callable[[str], Iterable[np.ndarray]] | None,
+                 threshold: float = 2.0, radius_quantile: float = 0.95):
+        super().__init__(threshold=threshold)
+        if not self.threshold > 0:
+            raise ConfigError(f"`select_max_ratio` must be positive, got {threshold}")
+        if not 0.0 < float(radius_quantile) <= 1.0:
+            raise ConfigError(f"radius_quantile must be in (0, 1], got {radius_quantile}")
+        self.source = None
+        if not callable(getattr(model, "describe", None)):
+            from genaug.classifier import load_feature_extractor
+
+            self.source = str(model)
+            model = load_feature_extractor(model)
+        self.extractor = model
+        self.reference_images = reference_images
+        self.radius_quantile = float(radius_quantile)
+        self._prototypes: dict[str, ClassPrototypes] = {}
+
+    def _embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        size, mode = self.extractor.image_size, self.extractor.color_mode
+        return self.extractor(np.stack([normalize_image(image, size, mode) for image in images]))
+
+    def prototype(self, class_name: str) -> ClassPrototypes:
+        """The class's centre and radius (its real images embedded the first time)."""
+        if class_name not in self._prototypes:
+            real = list(self.reference_images(class_name)) if self.reference_images else []
+            features = self._embed(real) if real else np.zeros((0, self.extractor.dimension))
+            self._prototypes[class_name] = ClassPrototypes.fit(
+                features, np.zeros(len(features), dtype=np.int64), num_classes=1,
+                radius_quantile=self.radius_quantile)
+        return self._prototypes[class_name]
+
+    def score_batch(self, images, class_names):
+        scores: list[float | None] = [None] * len(images)
+        usable = [i for i, name in enumerate(class_names)
+                  if not np.isnan(self.prototype(name).radii[0])]
+        if usable:
+            features = self._embed([images[i] for i in usable])
+            for i, feature in zip(usable, features):
+                ratio = self.prototype(class_names[i]).ratios(feature[None], [0])[0]
+                scores[i] = float(ratio)
+        return scores
+
+    def score(self, image, class_name):
+        return self.score_batch([image], [class_name])[0]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "model": self.source or self.extractor.source,
+                "radius_quantile": self.radius_quantile}
+
+
 class FunctionGate(QualityGate):
     """A gate from a function ``score_fn(image, class_name) -> float``.
 
@@ -567,12 +645,14 @@ def build_gate_chain(
     phash_max: int | None = 4,
     verify_model=None,
     verify_threshold: float = 0.6,
+    select_model=None,
+    select_max_ratio: float = 2.0,
     class_names: Sequence[str] | None = None,
     reference_images: Callable[[str], Iterable[np.ndarray]] | None = None,
     extra_gates: Sequence[QualityGate] = (),
 ) -> GateChain:
-    """The standard gate chain: blur, structure, verifier (when a model is given), extra
-    gates, pHash.
+    """The standard gate chain: blur, structure, verifier and feature distance (when their
+    models are given), extra gates, pHash.
 
     Parameters
     ----------
@@ -585,6 +665,12 @@ def build_gate_chain(
     verify_model : keras model, path-like or VerifierGate, optional
         The reference classifier (trained on the real data with balanced sampling).
     verify_threshold : float, default 0.6
+    select_model : path-like, FeatureExtractor or FeatureDistanceGate, optional
+        A classifier trained with balanced sampling whose features select
+        (:class:`FeatureDistanceGate`, against ``reference_images``).
+    select_max_ratio : float, default 2.0
+        Largest distance to the class centre, in class radii, that the feature-distance
+        gate keeps (2: the "in" and "near" bands; 1: "in" only).
     class_names : sequence of str, optional
         The dataset's classes (for a verification model that names none).
     reference_images : callable, optional
@@ -604,6 +690,10 @@ def build_gate_chain(
         if class_names is not None:
             verifier.bind_classes(class_names)
         gates.append(verifier)
+    if select_model is not None:
+        gates.append(select_model if isinstance(select_model, FeatureDistanceGate)
+                     else FeatureDistanceGate(select_model, reference_images=reference_images,
+                                              threshold=select_max_ratio))
     gates.extend(extra_gates)
     if phash_max is not None:
         gates.append(PHashGate(threshold=phash_max, reference_images=reference_images))

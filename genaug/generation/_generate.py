@@ -76,6 +76,8 @@ def generate_cache(
     phash_max: int | None = 4,
     verify_model=None,
     verify_threshold: float = 0.6,
+    select_model=None,
+    select_max_ratio: float = 2.0,
     extra_gates: Sequence = (),
     max_retries: int = 3,
     image_size: tuple[int, int] | int | None = None,
@@ -101,8 +103,10 @@ def generate_cache(
         The cache (created if needed; an existing one is resumed).
     gates : GateChain, optional
         A ready chain; otherwise the standard one is built from ``blur_min``,
-        ``structure_min``, ``phash_max``, ``verify_model``, ``verify_threshold`` and
-        ``extra_gates``.
+        ``structure_min``, ``phash_max``, ``verify_model``, ``verify_threshold``,
+        ``select_model``, ``select_max_ratio`` and ``extra_gates``
+        (:func:`build_gate_chain`); the feature-distance gate of ``select_model`` measures
+        against the real images of the plan's data, embedded once per class and run.
     max_retries : int, default 3
         A rejected image is made again with a new deterministic seed at most this many times.
     image_size : int or (h, w), optional
@@ -141,6 +145,7 @@ def generate_cache(
     if gates is None:
         gates = dict(blur_min=blur_min, structure_min=structure_min, phash_max=phash_max,
                      verify_model=verify_model, verify_threshold=verify_threshold,
+                     select_model=select_model, select_max_ratio=select_max_ratio,
                      extra_gates=extra_gates)
     run = _GenerationRun(plan, backend=backend, cache_dir=Path(cache_dir), gates=gates,
                          max_retries=max_retries, image_size=image_size,

@@ -60,7 +60,7 @@ def build_worker(generator, *, device: str, class_names, image_size, color_mode:
     from genaug.synthetic import CacheWriter
 
     gate_options = dict(gate_options or {})
-    if gate_options.get("verify_model") is not None:
+    if gate_options.get("verify_model") or gate_options.get("select_model"):
         share_gpu_with_torch()  # the verifier's Keras may be TensorFlow, here in this process
     backend = load_backend(generator, device=device, **(backend_options or {}))
     reference_images = real_image_loader(reference_paths or {}, image_size=image_size,
@@ -75,7 +75,8 @@ def build_worker(generator, *, device: str, class_names, image_size, color_mode:
 def start_live_source(generator, train, *, image_size, color_mode: str, cache_dir,
                       device: str = "cuda", producer: str = "auto", capacity: int = 256,
                       max_reuse: int = 4, verify_model=None, verify_threshold: float = 0.6,
-                      lora=None, seed: int = 0, log=print):
+                      select_model=None, select_max_ratio: float = 2.0, lora=None,
+                      seed: int = 0, log=print):
     """Start the live producer of a training run, or return None (with a message) when it
     cannot run.
 
@@ -103,6 +104,10 @@ def start_live_source(generator, train, *, image_size, color_mode: str, cache_di
         Buffered images per class, and draws one fresh image may serve.
     verify_model : path-like, optional
         A reference classifier for the verification gate, at ``verify_threshold``.
+    select_model : path-like, optional
+        A classifier trained with balanced sampling whose features gate the live images
+        against the training split's real images (the feature-distance gate of
+        ``genaug generate --select``), at ``select_max_ratio`` class radii.
     lora : path-like, optional
         A LoRA adapter written by ``genaug fit-lora`` for a Stable Diffusion ``generator``.
     seed : int
@@ -132,6 +137,8 @@ def start_live_source(generator, train, *, image_size, color_mode: str, cache_di
     if verify_model:
         gate_options = {"verify_model": str(verify_model),
                         "verify_threshold": verify_threshold}
+    if select_model:
+        gate_options.update(select_model=str(select_model), select_max_ratio=select_max_ratio)
     factory = functools.partial(
         build_worker, generator, device=device, class_names=train.class_names,
         image_size=tuple(image_size), color_mode=color_mode,

@@ -134,6 +134,7 @@ class LiveSource:
         self._image_bytes: int | None = None
         self.error: str | None = None
         self.stats = Counter()
+        self.rejected_by_gate: Counter = Counter()
         self._started = self._stopped = None
 
     @property
@@ -267,6 +268,7 @@ class LiveSource:
             self.stats["generated"] += generated
             self.stats["accepted"] += accepted
             self.stats["rejected"] += generated - accepted
+            self.rejected_by_gate.update(batch.rejected_by_gate)
         if accepted:
             self._image_bytes = int(batch.images[0].nbytes)
         for label in np.unique(batch.labels).tolist():
@@ -306,12 +308,14 @@ class LiveSource:
         elapsed = max(end - (self._started or end), 1e-9)
         with self._lock:
             stats = dict(self.stats)
+            rejected_by_gate = dict(sorted(self.rejected_by_gate.items()))
         slots = sum(stats.get(k, 0) for k in ("consumed", "fallback_cache", "fallback_real"))
         return {
             "producer": self.worker.producer,
             "generated": stats.get("generated", 0),
             "accepted": stats.get("accepted", 0),
             "rejected": stats.get("rejected", 0),
+            "rejected_by_gate": rejected_by_gate,
             "consumed": stats.get("consumed", 0),
             "produced_per_s": stats.get("accepted", 0) / elapsed,
             "consumed_per_s": stats.get("consumed", 0) / elapsed,

@@ -53,6 +53,9 @@ class SamplingOptions:
         Multiplies the synthetic share per epoch.
     exclude_source_ids : iterable of str
         Held-out real image ids; synthetic images derived from them are left out.
+    synthetic_ids : iterable of str or None
+        Ids of the synthetic images that may be drawn (e.g. those a feature-space selection
+        kept, :func:`genaug.synthetic.select_by_feature_distance`); None: all of them.
     """
 
     balance: Balance = Balance.OVERSAMPLE
@@ -70,6 +73,7 @@ class SamplingOptions:
     mixup: bool = False
     schedule: object = None
     exclude_source_ids: frozenset[str] = field(default_factory=frozenset)
+    synthetic_ids: frozenset[str] | None = None
 
     def __post_init__(self):
         def set_(name, value):
@@ -107,6 +111,10 @@ class SamplingOptions:
         if self.schedule is not None and not callable(getattr(self.schedule, "factor", None)):
             raise ConfigError("schedule must have a factor(epoch) method, like RampSchedule")
         set_("exclude_source_ids", frozenset(str(s) for s in self.exclude_source_ids))
+        if self.synthetic_ids is not None:
+            if isinstance(self.synthetic_ids, str):
+                raise ConfigError("synthetic_ids must be a collection of ids, not one string")
+            set_("synthetic_ids", frozenset(str(s) for s in self.synthetic_ids))
 
     @classmethod
     def from_arguments(cls, arguments: Mapping) -> SamplingOptions:

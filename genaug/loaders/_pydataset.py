@@ -63,6 +63,8 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         ``schedule`` are described in :class:`~genaug.loaders.SamplingOptions`.
     exclude_source_ids : iterable of str
         Held-out real image ids; synthetic images derived from them are left out.
+    synthetic_ids : iterable of str, optional
+        Ids of the synthetic images that may be drawn (a selection); default all.
     live_source : LiveSource, optional
         Fresh synthetic images from a background generator; synthetic slots take them first.
     verbose : bool, default True
@@ -85,7 +87,8 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
                  sample_weights: bool | None = None, synthetic_cache=None,
                  synthetic_ratio=None, synthetic_cap: float = 0.6, synthetic_pool_cap=None,
                  synthetic_classes=None, synthetic_weight: float = 1.0, mixup: bool = False,
-                 schedule=None, exclude_source_ids=(), live_source=None, verbose: bool = True,
+                 schedule=None, exclude_source_ids=(), synthetic_ids=None, live_source=None,
+                 verbose: bool = True,
                  **pydataset_kwargs):
         options = SamplingOptions.from_arguments(locals())
         loaded = adapt_data(data, y, class_names=class_names)

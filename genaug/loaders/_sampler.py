@@ -33,7 +33,8 @@ class EpochSampler:
     options : SamplingOptions
     synthetic : Source, optional
         Pool of synthetic images (:class:`~genaug.sources.CacheSource`), already guarded
-        against leakage; ``options.synthetic_pool_cap`` limits it here.
+        against leakage; ``options.synthetic_ids`` (a selection), then
+        ``options.synthetic_pool_cap`` limit it here.
     live_classes : sequence of str
         Classes a live generator can supply (they count as having synthetic images).
 
@@ -52,6 +53,9 @@ class EpochSampler:
         self.seed = resolve_seed(options.seed)
         k = len(self.class_names)
         self.real_counts = real.counts()
+        if synthetic is not None and options.synthetic_ids is not None:
+            synthetic = synthetic.subset(np.flatnonzero(
+                [i in options.synthetic_ids for i in synthetic.ids]))
         if synthetic is not None and options.synthetic_pool_cap is not None:
             synthetic = synthetic.subset(capped_pool(synthetic.labels, self.real_counts,
                                                      options.synthetic_pool_cap, seed=self.seed))

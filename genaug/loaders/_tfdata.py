@@ -383,7 +383,8 @@ def image_dataset_from_directory(
     pad_to_aspect_ratio=False, data_format=None, verbose=True, *, balance="oversample",
     epoch_size=None, class_weight=None, sample_weights=None, synthetic_cache=None,
     synthetic_ratio=None, synthetic_cap=0.6, synthetic_pool_cap=None, synthetic_classes=None,
-    synthetic_weight=1.0, mixup=False, schedule=None, exclude_source_ids=(), augment=None,
+    synthetic_weight=1.0, mixup=False, schedule=None, exclude_source_ids=(), synthetic_ids=None,
+    augment=None,
 ):
     """Drop-in for ``keras.utils.image_dataset_from_directory`` that balances the classes.
 
@@ -404,7 +405,7 @@ def image_dataset_from_directory(
     balance : {"none", "oversample", "balanced_batches"}, default "oversample"
     epoch_size, class_weight, sample_weights, synthetic_cache, synthetic_ratio, synthetic_cap,
     synthetic_pool_cap, synthetic_classes, synthetic_weight, mixup, schedule,
-    exclude_source_ids, augment
+    exclude_source_ids, synthetic_ids, augment
         As for :class:`~genaug.BalancedBatchGenerator` and
         :class:`~genaug.loaders.SamplingOptions`.
 

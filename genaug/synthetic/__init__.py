@@ -12,23 +12,37 @@ from genaug.synthetic._import import import_folder
 from genaug.synthetic._mixer import REAL, SYNTHETIC, MixedEpoch, SyntheticMixer, check_ratio
 from genaug.synthetic._pool import capped_pool, check_pool_cap, pool_limits
 from genaug.synthetic._schedule import RampSchedule
+from genaug.synthetic._selection import (
+    BANDS,
+    ClassPrototypes,
+    FeatureSelection,
+    bands_of,
+    check_keep_bands,
+    select_by_feature_distance,
+)
 
 __all__ = [
+    "BANDS",
     "META_CSV",
     "META_JSONL",
     "REAL",
     "SYNTHETIC",
     "CacheProblems",
     "CacheWriter",
+    "ClassPrototypes",
+    "FeatureSelection",
     "MixedEpoch",
     "RampSchedule",
     "SyntheticCache",
     "SyntheticMixer",
     "atomic_write_bytes",
+    "bands_of",
     "capped_pool",
+    "check_keep_bands",
     "check_pool_cap",
     "check_ratio",
     "import_folder",
     "pool_limits",
+    "select_by_feature_distance",
     "write_json",
 ]

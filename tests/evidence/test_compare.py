@@ -71,6 +71,20 @@ def test_live_options_reach_only_the_arm_with_synthetic_data(tmp_path):
         "sd", "lora", "reference.keras")
 
 
+def test_the_selection_arm_is_balanced_synthetic_with_feature_distance_selection(tmp_path):
+    base = TrainConfig(data_dir="d", warmup_epochs=2, select_model="selector.keras")
+    arms = {a.name: a for a in parse_arms("balanced,balanced_synthetic,"
+                                          "balanced_synthetic_select")}
+    assert arms["balanced_synthetic_select"].reference == "balanced_synthetic"
+    balanced, synthetic, select = (
+        arm_config(base, arms[name], seed=0, output_dir=tmp_path, synthetic_cache="cache")
+        for name in ("balanced", "balanced_synthetic", "balanced_synthetic_select"))
+    assert select.synthetic_select == "feature-distance" and synthetic.synthetic_select is None
+    assert (select.select_model, select.warmup_epochs) == ("selector.keras", 2)
+    assert (balanced.synthetic_select, balanced.select_model) == (None, None)
+    assert select.balanced and select.synthetic_cache == "cache"
+
+
 def test_arm_errors():
     with pytest.raises(ConfigError, match="unknown arm.*bogus"):
         parse_arms("plain,bogus")

@@ -76,6 +76,43 @@ def test_fit_consumes_fresh_images_and_persists_them(live_data, tmp_path, unchec
     assert all(set(r["quality"]) == {"verifier", "phash"} for r in records)
 
 
+def test_the_feature_distance_gate_runs_in_the_live_producer(live_data, tmp_path,
+                                                            unchecked_backend, monkeypatch,
+                                                            reference_classifier):
+    import genaug.generation
+
+    build = genaug.generation.build_gate_chain
+    seen = {}
+
+    def lenient(**kw):  # the tiny generator's noise is far from every class: keep it all
+        seen.update(kw)
+        return build(**{**kw, "select_max_ratio": 1e9}, blur_min=None, structure_min=None)
+
+    monkeypatch.setattr(genaug.generation, "build_gate_chain", lenient)
+    data, generator = live_data
+    cache = tmp_path / "cache"
+    _, metrics = train(tmp_path, str(data), "--live-generator", str(generator),
+                       "--live-device", "cpu", "--synthetic-ratio", "0.5",
+                       "--synthetic-cache", str(cache), "--live-buffer", "16",
+                       "--synthetic-select", "feature-distance",
+                       "--select-model", str(reference_classifier), "--live-producer", "thread")
+    assert seen["select_model"] == str(reference_classifier)
+    live = metrics["live"]
+    assert live["generated"] > 0 and live["producer_error"] is None
+    assert "rejected_by_gate" in live
+    records = SyntheticCache(cache).records
+    assert records and all("feature_distance" in r["quality"] for r in records)
+    assert "synthetic_selection" not in metrics  # the cache is not selected again
+
+
+def test_a_live_selection_needs_its_model(live_data, tmp_path):
+    data, generator = live_data
+    result = CliRunner().invoke(main, ["train", str(data), "--live-generator", str(generator),
+                                       "--synthetic-select", "feature-distance", *TINY,
+                                       "--output-dir", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "give --select-model" in result.output
+
+
 def test_live_verify_model_is_checked_like_any_input(live_data, tmp_path):
     data, generator = live_data
     for extra, message in (([], "--live-verify-model needs --live-generator"),

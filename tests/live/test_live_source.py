@@ -51,6 +51,24 @@ def live_source(backend, class_names, *, image_size=(8, 8), color_mode="rgb",
     return LiveSource(worker, class_names=class_names, **options)
 
 
+def test_rejections_are_counted_per_gate(tmp_path):
+    from genaug.generation import FunctionGate, GateChain
+
+    gates = GateChain([FunctionGate("dark", lambda image, c: float(image.mean()),
+                                    threshold=100, higher_is_better=False),
+                       FunctionGate("any", lambda image, c: 1.0, threshold=0.0)])
+    worker = GenerationWorker(NoiseBackend(["dog"]), class_names=["cat", "dog"],
+                              image_size=(8, 8), color_mode="rgb", gates=gates)
+    live = LiveSource(worker, class_names=["cat", "dog"], capacity=8, timeout=0.5)
+    with live:
+        deadline = time.time() + 10
+        while live.statistics()["rejected"] == 0 and time.time() < deadline:
+            time.sleep(0.05)
+    stats = live.statistics()
+    assert stats["rejected"] > 0 and stats["accepted"] == 0  # white images are not dark
+    assert stats["rejected_by_gate"] == {"dark": stats["rejected"]}
+
+
 def test_buffer_reuse_is_bounded_and_least_used_first():
     buffer = FreshBuffer(2, capacity=2, max_reuse=2)
     a, b = np.zeros(1), np.ones(1)

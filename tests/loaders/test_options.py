@@ -87,6 +87,25 @@ def test_the_factory_guards_and_caps_the_synthetic_pool(small_dataset, make_cach
     assert again.synthetic.ids == sampler.synthetic.ids  # the same seed keeps the same images
 
 
+def test_only_the_selected_synthetic_images_are_drawn(small_dataset, make_cache, tmp_path):
+    cache = make_cache(tmp_path / "cache", {"dog": 10, "snake": 4})
+    index = DatasetIndex.load(small_dataset)
+    every = build_sampler(index, SamplingOptions(seed=0), synthetic_cache=cache).synthetic.ids
+    chosen = frozenset(every[::3])
+    options = SamplingOptions(seed=0, synthetic_ratio=0.5, synthetic_cap=1.0,
+                              synthetic_ids=list(chosen))
+    assert options.synthetic_ids == chosen
+    sampler = build_sampler(index, options, synthetic_cache=cache)
+    assert set(sampler.synthetic.ids) == chosen
+    drawn = set()
+    for epoch in range(5):
+        mixed = sampler.mixed(epoch)
+        drawn |= {sampler.synthetic.ids[i] for i in mixed.index[mixed.source == SYNTHETIC]}
+    assert drawn and drawn <= chosen
+    with pytest.raises(ConfigError, match="synthetic_ids must be a collection"):
+        SamplingOptions(synthetic_ids="dog/1.png")
+
+
 def test_a_class_without_real_images_is_exempt_from_the_pool_cap(image_folder_factory,
                                                                  make_cache, tmp_path):
     root = image_folder_factory({"cat": 10, "dog": 0})

@@ -1,0 +1,229 @@
+"""Feature-space selection of synthetic images: keep those near their class's real images.
+
+DiffuLT (NeurIPS 2024) embeds real and synthetic images with a feature extractor trained with
+balanced sampling and, per class, measures each synthetic image's distance to the class
+centre (the mean real feature) against the real images' own radius ``d_f``: images within
+``d_f`` are "in distribution", those within ``2 d_f`` "approximately in distribution" (the
+ones that help most) and the rest are dropped. Pure numpy: the features come from elsewhere
+(``genaug.classifier.FeatureExtractor``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from genaug.exceptions import ConfigError
+
+#: The bands, by a synthetic image's distance ``d`` to its class centre: ``in`` d <= d_f,
+#: ``near`` d_f < d <= 2 d_f, ``far`` d > 2 d_f.
+BANDS = ("in", "near", "far")
+DEFAULT_KEEP_BANDS = ("in", "near")
+#: A class needs this many real images for a centre and a radius.
+MIN_REAL_IMAGES = 2
+
+
+def check_keep_bands(keep_bands) -> tuple[str, ...]:
+    """Validate ``keep_bands``: a non-empty subset of :data:`BANDS` (or ``"in,near"``)."""
+    if isinstance(keep_bands, str):
+        keep_bands = [b.strip() for b in keep_bands.split(",") if b.strip()]
+    bands = tuple(dict.fromkeys(str(b) for b in keep_bands))
+    unknown = [b for b in bands if b not in BANDS]
+    if unknown or not bands:
+        raise ConfigError(f"keep_bands must name some of {', '.join(BANDS)}, "
+                          f"got {', '.join(bands) or 'none'}")
+    return tuple(b for b in BANDS if b in bands)
+
+
+@dataclass(frozen=True)
+class ClassPrototypes:
+    """Per class, the centre of the real features and the real images' radius ``d_f``.
+
+    Attributes
+    ----------
+    centres : ndarray (K, D)
+        Mean real feature per class (NaN for a class with fewer than 2 real images).
+    radii : ndarray (K,)
+        ``radius_quantile`` quantile of the real images' distances to the centre (NaN where
+        there is no centre).
+    real_counts : ndarray (K,)
+    radius_quantile : float
+    """
+
+    centres: np.ndarray
+    radii: np.ndarray
+    real_counts: np.ndarray
+    radius_quantile: float
+
+    @classmethod
+    def fit(cls, features, labels, *, num_classes: int,
+            radius_quantile: float = 0.95) -> ClassPrototypes:
+        """Centres and radii from real ``features`` (N, D) and their ``labels`` (N,)."""
+        features, labels = _check_features(features, labels, name="real")
+        if not 0.0 < float(radius_quantile) <= 1.0:
+            raise ConfigError(f"radius_quantile must be in (0, 1], got {radius_quantile}")
+        dim = features.shape[1]
+        centres = np.full((num_classes, dim), np.nan)
+        radii = np.full(num_classes, np.nan)
+        counts = np.bincount(labels, minlength=num_classes)[:num_classes]
+        for c in np.flatnonzero(counts >= MIN_REAL_IMAGES):
+            members = features[labels == c]
+            centres[c] = members.mean(axis=0)
+            distances = np.linalg.norm(members - centres[c], axis=1)
+            radii[c] = float(np.quantile(distances, float(radius_quantile)))
+        return cls(centres=centres, radii=radii, real_counts=counts.astype(np.int64),
+                   radius_quantile=float(radius_quantile))
+
+    def ratios(self, features, labels) -> np.ndarray:
+        """Each image's distance to its class centre over the class radius (``d / d_f``);
+        NaN for a class without a centre. A radius of 0 (identical real features) makes any
+        other distance infinite."""
+        features, labels = _check_features(features, labels, name="synthetic",
+                                           dimension=self.centres.shape[1])
+        if len(labels) and labels.max() >= len(self.radii):
+            raise ConfigError(f"a synthetic label ({labels.max()}) is not one of the "
+                              f"{len(self.radii)} classes")
+        distances = np.linalg.norm(features - self.centres[labels], axis=1)
+        radii = self.radii[labels]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(distances == 0, 0.0, distances / radii)
+
+
+def bands_of(ratios) -> np.ndarray:
+    """Band index (into :data:`BANDS`) of each ``d / d_f``; -1 for NaN (no centre)."""
+    ratios = np.asarray(ratios, dtype=np.float64)
+    bands = np.where(ratios <= 1.0, 0, np.where(ratios <= 2.0, 1, 2))
+    return np.where(np.isnan(ratios), -1, bands)
+
+
+@dataclass(frozen=True)
+class FeatureSelection:
+    """The outcome of :func:`select_by_feature_distance`.
+
+    Attributes
+    ----------
+    keep : ndarray of bool (M,)
+        Which synthetic images are kept.
+    bands : ndarray of int (M,)
+        Band index (into :data:`BANDS`) per synthetic image; -1 where the class had fewer than
+        2 real images (kept unexamined).
+    ratios : ndarray (M,)
+        Distance to the class centre over the class radius.
+    per_class : dict
+        ``{class: {"real_images", "radius", "in", "near", "far", "kept", "dropped",
+        "note"}}``.
+    radius_quantile : float
+    keep_bands : tuple of str
+    """
+
+    keep: np.ndarray
+    bands: np.ndarray
+    ratios: np.ndarray
+    per_class: dict = field(default_factory=dict)
+    radius_quantile: float = 0.95
+    keep_bands: tuple[str, ...] = DEFAULT_KEEP_BANDS
+
+    @property
+    def kept(self) -> int:
+        return int(self.keep.sum())
+
+    @property
+    def dropped(self) -> int:
+        return int(len(self.keep) - self.keep.sum())
+
+    def to_dict(self) -> dict:
+        """For ``status.json`` and ``metrics.json``."""
+        return {"method": "feature-distance", "radius_quantile": self.radius_quantile,
+                "keep_bands": list(self.keep_bands), "kept": self.kept,
+                "dropped": self.dropped, "per_class": self.per_class}
+
+
+def select_by_feature_distance(
+    real_features,
+    real_labels,
+    synthetic_features,
+    synthetic_labels,
+    *,
+    class_names: Sequence[str],
+    radius_quantile: float = 0.95,
+    keep_bands: Sequence[str] = DEFAULT_KEEP_BANDS,
+) -> FeatureSelection:
+    """Keep the synthetic images whose feature lies within a band of their class's real images.
+
+    Per class: centre = mean real feature, ``d_f`` = the ``radius_quantile`` quantile of the
+    real images' distances to it (1.0: the largest). A synthetic image at distance ``d`` is
+    ``in`` (d <= d_f), ``near`` (d_f < d <= 2 d_f) or ``far`` (d > 2 d_f); those in
+    ``keep_bands`` are kept. A class with fewer than 2 real images has no radius: its
+    synthetic images are all kept, and the result says so.
+
+    Parameters
+    ----------
+    real_features : array (N, D)
+        Features of real **training** images (never validation or test images).
+    real_labels : array of int (N,)
+    synthetic_features : array (M, D)
+    synthetic_labels : array of int (M,)
+    class_names : sequence of str
+        Class of each label index.
+    radius_quantile : float in (0, 1], default 0.95
+    keep_bands : sequence of {"in", "near", "far"}, default ("in", "near")
+
+    Returns
+    -------
+    FeatureSelection
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> real = np.array([[-1.0, 0], [1, 0], [0, -1], [0, 1]])
+    >>> synthetic = np.array([[0.5, 0], [1.5, 0], [3.0, 0]])
+    >>> result = select_by_feature_distance(real, [0, 0, 0, 0], synthetic, [0, 0, 0],
+    ...                                     class_names=["a"], radius_quantile=1.0)
+    >>> result.keep.tolist(), result.per_class["a"]["far"]
+    ([True, True, False], 1)
+    """
+    keep_bands = check_keep_bands(keep_bands)
+    names = list(class_names)
+    prototypes = ClassPrototypes.fit(real_features, real_labels, num_classes=len(names),
+                                     radius_quantile=radius_quantile)
+    synthetic_labels = np.asarray(synthetic_labels, dtype=np.int64).reshape(-1)
+    ratios = prototypes.ratios(synthetic_features, synthetic_labels)
+    bands = bands_of(ratios)
+    kept_band = np.isin(bands, [BANDS.index(b) for b in keep_bands])
+    keep = (bands == -1) | kept_band
+    per_class = {}
+    for c, name in enumerate(names):
+        mine = synthetic_labels == c
+        radius = prototypes.radii[c]
+        row = {"real_images": int(prototypes.real_counts[c]),
+               "radius": None if np.isnan(radius) else round(float(radius), 6),
+               **{band: int((bands[mine] == i).sum()) for i, band in enumerate(BANDS)},
+               "kept": int(keep[mine].sum()), "dropped": int((~keep[mine]).sum()),
+               "note": None}
+        if np.isnan(radius) and mine.any():
+            row["note"] = (f"fewer than {MIN_REAL_IMAGES} real images: no centre, all "
+                           "synthetic images kept")
+        per_class[name] = row
+    return FeatureSelection(keep=keep, bands=bands, ratios=ratios, per_class=per_class,
+                            radius_quantile=prototypes.radius_quantile, keep_bands=keep_bands)
+
+
+def _check_features(features, labels, *, name: str, dimension: int | None = None):
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if features.ndim != 2 and not (features.ndim == 1 and len(features) == 0):
+        raise ConfigError(f"{name}_features must be 2-D (images, dimensions), got shape "
+                          f"{features.shape}")
+    features = features.reshape(len(features), -1) if features.ndim == 2 else \
+        features.reshape(0, dimension or 0)
+    if len(features) != len(labels):
+        raise ConfigError(f"{name}_features has {len(features)} rows but {name}_labels "
+                          f"{len(labels)}")
+    if dimension is not None and len(features) and features.shape[1] != dimension:
+        raise ConfigError(f"{name}_features has {features.shape[1]} dimensions, the real "
+                          f"features {dimension}")
+    if len(labels) and labels.min() < 0:
+        raise ConfigError(f"{name}_labels must be non-negative class indices")
+    return features, labels
