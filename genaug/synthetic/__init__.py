@@ -8,6 +8,7 @@ from genaug.synthetic._cache import (
     CacheWriter,
     SyntheticCache,
 )
+from genaug.synthetic._fill import FILL_RULES, check_fill_to, fill_shares, resolve_fill_to
 from genaug.synthetic._import import import_folder
 from genaug.synthetic._mixer import REAL, SYNTHETIC, MixedEpoch, SyntheticMixer, check_ratio
 from genaug.synthetic._pool import capped_pool, check_pool_cap, pool_limits
@@ -18,6 +19,7 @@ __all__ = [
     "META_JSONL",
     "REAL",
     "SYNTHETIC",
+    "FILL_RULES",
     "CacheProblems",
     "CacheWriter",
     "MixedEpoch",
@@ -26,9 +28,12 @@ __all__ = [
     "SyntheticMixer",
     "atomic_write_bytes",
     "capped_pool",
+    "check_fill_to",
     "check_pool_cap",
     "check_ratio",
+    "fill_shares",
     "import_folder",
     "pool_limits",
+    "resolve_fill_to",
     "write_json",
 ]
