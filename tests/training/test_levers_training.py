@@ -96,3 +96,35 @@ def test_levers_need_a_synthetic_source(small_dataset, tmp_path, extra):
     result = CliRunner().invoke(main, ["train", str(small_dataset), *TINY, "--output-dir",
                                        str(tmp_path / "o"), *extra])
     assert result.exit_code == 2 and "need --synthetic-cache" in result.output
+
+
+@pytest.mark.parametrize("loader", ["pydataset", "tfdata"])
+def test_synthetic_weight_and_soft_targets_reach_the_training_batches(
+        image_folder_factory, white_cache, tmp_path, loader):
+    import numpy as np
+
+    from training.pipeline import TrainingRun, build_loaders
+
+    data = image_folder_factory({"cat": 40, "dog": 6, "snake": 20})
+    config = TrainConfig(data_dir=str(data), balanced=True, image_size=16, batch_size=8,
+                         loader=loader, synthetic_cache=str(white_cache), synthetic_weight=0.3,
+                         synthetic_label_smoothing=0.2, ramp_fraction=0.0,
+                         output_dir=str(tmp_path / "o"), model_dir=str(tmp_path / "m"),
+                         verbose=0)
+    run = TrainingRun(config)  # the run's own steps 1-3 decide weights and schedule
+    run.split()
+    run.open_synthetic()
+    run.choose_class_weights()
+    train, sampler, validation, _ = build_loaders(
+        run.config, run.splits, synthetic=run.synthetic, schedule=run.ramp_schedule(),
+        sample_weights=run.sample_weights)
+    batches = list(train.as_numpy_iterator()) if loader == "tfdata" else \
+        [train[i] for i in range(len(train))]
+    x, y, w = (np.concatenate(column) for column in zip(*batches))
+    white = (x == 255).all(axis=(1, 2, 3))
+    assert white.any()
+    np.testing.assert_allclose(w[white], 0.3)
+    np.testing.assert_allclose(w[~white], 1.0)
+    np.testing.assert_allclose(y[white].max(axis=1), 0.8)
+    assert (y[~white].max(axis=1) == 1.0).all()
+    assert sampler.categorical  # the run compiles categorical_crossentropy for these rows
