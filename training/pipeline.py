@@ -657,7 +657,7 @@ def _check_config(config: TrainConfig) -> None:
     uses_synthetic = any((config.synthetic_ratio is not None, config.synthetic_ratio_range,
                           config.synthetic_classes, config.mixup,
                           config.synthetic_pool_cap is not None,
-                          config.synthetic_cooldown_epochs not in (0, "0"),
+                          config.cooldown_epochs() > 0,
                           config.synthetic_fill_to is not None,
                           config.synthetic_label_smoothing > 0))
     if uses_synthetic and not (config.synthetic_cache or config.live_generator):
