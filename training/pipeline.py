@@ -20,7 +20,7 @@ from genaug.exceptions import (
     DatasetError,
     DoubleCorrectionWarning,
 )
-from genaug.synthetic import SYNTHETIC, RampSchedule, SyntheticCache, write_json
+from genaug.synthetic import SYNTHETIC, RampSchedule, SyntheticCache, check_fill_to, write_json
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,9 @@ class TrainConfig:
 
     ``color_mode="auto"`` is resolved from the data when the run starts
     (:func:`genaug.data.infer_color_mode`); :func:`build_loaders` takes a resolved mode.
+    ``synthetic_cooldown_epochs`` is a number of epochs or a share of them, ``"20%"``
+    (:meth:`cooldown_epochs`); ``synthetic_fill_to`` an image count, ``"mean"`` or
+    ``"median"`` (resolved on the real training counts by the loader's sampler).
     """
 
     data_dir: str | None = None
@@ -63,6 +66,10 @@ class TrainConfig:
     synthetic_classes: tuple[str, ...] | None = None
     synthetic_weight: float = 1.0
     mixup: bool = False
+    # Issue 16's levers: a real-only finish, a fill threshold, soft synthetic targets.
+    synthetic_cooldown_epochs: int | str = 0
+    synthetic_fill_to: int | str | None = None
+    synthetic_label_smoothing: float = 0.0
     live_generator: str | None = None
     live_lora: str | None = None
     live_device: str = "cuda"
@@ -97,7 +104,33 @@ class TrainConfig:
             synthetic_ratio=self.synthetic_ratio_range or self.synthetic_ratio,
             synthetic_cap=self.synthetic_cap, synthetic_pool_cap=self.synthetic_pool_cap,
             synthetic_classes=self.synthetic_classes, synthetic_weight=self.synthetic_weight,
+            synthetic_fill_to=self.synthetic_fill_to,
+            synthetic_label_smoothing=self.synthetic_label_smoothing,
             mixup=self.mixup, schedule=schedule, synthetic_ids=synthetic_ids)
+
+    def cooldown_epochs(self) -> int:
+        """``synthetic_cooldown_epochs`` in epochs. A share ``"P%"`` is ``round(P % of
+        epochs)``, at least 1, but never so many that no epoch after the warm-up is left to
+        train with synthetic images (then fewer, down to 0)."""
+        value = self.synthetic_cooldown_epochs
+        if not isinstance(value, str):
+            return int(value)
+        share = parse_share(value, option="--synthetic-cooldown-epochs")
+        room = max(self.epochs - self.warmup_epochs - 1, 0)
+        return min(max(1, round(share * self.epochs)), room) if share > 0 else 0
+
+
+def parse_share(value: str, *, option: str) -> float:
+    """``"P%"`` as a share in [0, 1]."""
+    text = str(value).strip()
+    try:
+        share = float(text[:-1]) / 100.0 if text.endswith("%") else None
+    except ValueError:
+        share = None
+    if share is None or not 0.0 <= share <= 1.0:
+        raise ConfigError(f"{option} must be a number of epochs or a share such as '20%', "
+                          f"got {value!r}")
+    return share
 
 
 def _log(config: TrainConfig, message: str) -> None:
@@ -439,7 +472,8 @@ class TrainingRun:
         if self.synthetic is None:
             return None
         return RampSchedule(epochs=self.config.epochs, warmup_epochs=self.config.warmup_epochs,
-                            ramp_fraction=self.config.ramp_fraction)
+                            ramp_fraction=self.config.ramp_fraction,
+                            cooldown_epochs=self.config.cooldown_epochs())
 
     def start_live(self) -> None:
         if self.config.live_generator:
@@ -544,8 +578,10 @@ class TrainingRun:
         steps = max(len(sampler) * config.epochs, 1)
         optimizer = keras.optimizers.Adam(
             keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps))
-        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        # Synthetic label smoothing makes the loaders yield one-hot rows (sampler.targets).
+        loss = ("categorical_crossentropy" if sampler.categorical
+                else "sparse_categorical_crossentropy")
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
         callbacks = [BatchNormRecalibration(
             self.recalibration_batches(),
             validation_batches=max(1, VALIDATION_RECALIBRATION_IMAGES // config.batch_size))]
@@ -609,6 +645,7 @@ class TrainingRun:
                               "synthetic_pool_cap": config.synthetic_pool_cap,
                               "per_class": synthetic_shares(comp)},
             sampling=sampler.summary(),
+            synthetic_schedule=self.schedule.to_dict() if self.schedule is not None else None,
             train_counts=dict(zip(names, train_counts.tolist())),
             test_set=self.splits.test_source,
             skipped_files=self.skipped,
@@ -631,6 +668,10 @@ class TrainingRun:
         status["skipped_files"] = self.skipped
         if self.selection is not None:
             status["synthetic_selection"] = self.selection
+        status["synthetic_schedule"] = metrics["synthetic_schedule"]
+        status["synthetic_fill"] = {"fill_to": sampler.fill_to,
+                                    "per_class": sampler.fill_summary()}
+        status["synthetic_label_smoothing"] = config.synthetic_label_smoothing
         write_json(out / "status.json", status)
         write_json(out / "metrics.json", metrics)
         from training.evaluate import plot_confusion_matrix
@@ -690,9 +731,25 @@ def _check_config(config: TrainConfig) -> None:
         raise ConfigError("give --synthetic-ratio or --synthetic-ratio-range, not both")
     if config.loader not in ("auto", "tfdata", "pydataset"):
         raise ConfigError(f"--loader must be auto, tfdata or pydataset, got {config.loader}")
+    if not isinstance(config.synthetic_cooldown_epochs, str) and \
+            config.synthetic_cooldown_epochs < 0:
+        raise ConfigError(f"--synthetic-cooldown-epochs must be >= 0, got "
+                          f"{config.synthetic_cooldown_epochs}")
+    if config.cooldown_epochs() and config.warmup_epochs + config.cooldown_epochs() >= \
+            config.epochs:
+        raise ConfigError(f"--synthetic-cooldown-epochs: --warmup-epochs + cool-down epochs "
+                          f"must be less than --epochs, got {config.warmup_epochs} + "
+                          f"{config.cooldown_epochs()} >= {config.epochs}")
+    if not 0.0 <= config.synthetic_label_smoothing < 1.0:
+        raise ConfigError(f"--synthetic-label-smoothing must be in [0, 1), got "
+                          f"{config.synthetic_label_smoothing}")
+    check_fill_to(config.synthetic_fill_to)
     uses_synthetic = any((config.synthetic_ratio is not None, config.synthetic_ratio_range,
                           config.synthetic_classes, config.mixup,
-                          config.synthetic_pool_cap is not None))
+                          config.synthetic_pool_cap is not None,
+                          config.cooldown_epochs() > 0,
+                          config.synthetic_fill_to is not None,
+                          config.synthetic_label_smoothing > 0))
     if uses_synthetic and not (config.synthetic_cache or config.live_generator):
         raise ConfigError("synthetic options need --synthetic-cache or --live-generator")
     if config.live_verify_model and not config.live_generator:

@@ -47,7 +47,10 @@ def _open_cache(directory, class_names):
 @click.option("--threshold", type=click.FloatRange(min=0), default=0.01, show_default=True,
               help="Smallest mean difference (0.01 = 1 point) a verdict counts as an effect.")
 @click.option("--verbose", is_flag=True, help="Show each run's training output.")
-def compare(data_dir, arms, seeds, output_dir, threshold, verbose, **options):
+@click.option("--resume", is_flag=True,
+              help="Keep the runs OUTPUT_DIR/compare.json records as ok with the same options; "
+                   "train only the others.")
+def compare(data_dir, arms, seeds, output_dir, threshold, verbose, resume, **options):
     """Train each arm at each seed on the same real test set and say whether it helped.
 
     DATA_DIR defaults to the embedded long-tailed digits. Every arm uses the same model,
@@ -87,7 +90,7 @@ def compare(data_dir, arms, seeds, output_dir, threshold, verbose, **options):
     result = run_compare(base, arms=[a.name for a in arm_list], seeds=seed_list,
                          output_dir=output_dir, runner=run_training,
                          synthetic_cache=synthetic_cache, progress=click.echo,
-                         threshold=threshold)
+                         threshold=threshold, resume=resume)
     click.echo("")
     for c in result["comparisons"]:
         click.echo(f"{c['arm']} vs {c['reference']}: {c['verdict']}")

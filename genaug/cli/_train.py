@@ -18,6 +18,40 @@ def parse_epoch_size(ctx, param, value):
         raise click.BadParameter("expected an integer or 'max'") from None
 
 
+def parse_cooldown(ctx, param, value):
+    """N epochs, or a share of the epochs such as ``20%``."""
+    text = str(value).strip()
+    if text.endswith("%"):
+        try:
+            share = float(text[:-1])
+        except ValueError:
+            share = -1.0
+        if not 0.0 <= share <= 100.0:
+            raise click.BadParameter("expected a number of epochs or a share such as '20%'")
+        return text
+    try:
+        epochs = int(text)
+    except ValueError:
+        raise click.BadParameter("expected a number of epochs or a share such as '20%'") \
+            from None
+    if epochs < 0:
+        raise click.BadParameter(f"{epochs} is not >= 0")
+    return epochs
+
+
+def parse_fill_to(ctx, param, value):
+    """A positive image count, ``mean`` or ``median``."""
+    if value is None or value in ("mean", "median"):
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise click.BadParameter("expected a positive number of images, 'mean' or 'median'")
+    return count
+
+
 def train_options(function):
     """The options of a training run (shared by ``train`` and ``compare``)."""
     options = [
@@ -77,6 +111,18 @@ def train_options(function):
         click.option("--synthetic-weight", type=click.FloatRange(min=0), default=1.0,
                      show_default=True),
         click.option("--mixup", is_flag=True, help="Same-class real/synthetic mixup."),
+        # Issue 16's levers (docs/synthetic.md).
+        click.option("--synthetic-cooldown-epochs", callback=parse_cooldown, default="0",
+                     show_default=True,
+                     help="Last N epochs (or a share such as 20%) trained on real images "
+                          "only."),
+        click.option("--synthetic-fill-to", callback=parse_fill_to, default=None,
+                     help="Fill threshold N (or mean/median of the real counts per class): "
+                          "only classes with fewer real images get synthetic ones, each in at "
+                          "most (N - n) / N of its draws."),
+        click.option("--synthetic-label-smoothing", type=click.FloatRange(0, 1, max_open=True),
+                     default=0.0, show_default=True,
+                     help="Soft targets for synthetic slots only: 1-EPS on the class."),
         click.option("--live-generator", type=click.Path(),
                      help="Generator directory producing fresh images during fit."),
         click.option("--live-lora", type=click.Path(),

@@ -92,7 +92,35 @@ for _arm in (
 SYNTHETIC_FIELDS = ("synthetic_ratio", "synthetic_ratio_range", "ramp_fraction", "warmup_epochs",
                     "synthetic_cap", "synthetic_pool_cap", "synthetic_classes",
                     "synthetic_weight", "mixup", "live_generator", "live_lora",
-                    "live_verify_model", "synthetic_select", "select_model")
+                    "live_verify_model", "synthetic_select", "select_model",
+                    # issue 16's levers
+                    "synthetic_cooldown_epochs", "synthetic_fill_to",
+                    "synthetic_label_smoothing")
+
+# Issue 16's levers, one arm each, all changes of ``balanced_synthetic`` (reference balanced).
+_BALANCED_SYNTHETIC = {"balanced": True, "class_weights": False}
+#: The synthetic recipe's defaults as they were when the levers arrived: the
+#: ``balanced_synthetic_legacy`` arm pins them, so it stays this recipe when defaults change.
+LEGACY_SYNTHETIC_RECIPE = {
+    "synthetic_ratio": None, "synthetic_ratio_range": None, "ramp_fraction": 0.25,
+    "warmup_epochs": 0, "synthetic_cap": 0.6, "synthetic_pool_cap": None,
+    "synthetic_classes": None, "synthetic_weight": 1.0, "mixup": False,
+    "synthetic_cooldown_epochs": 0, "synthetic_fill_to": None, "synthetic_label_smoothing": 0.0,
+    "synthetic_select": None, "select_model": None,
+}
+for _arm in (
+    Arm("balanced_synthetic_cooldown", "synthetic data with a real-only cool-down",
+        {**_BALANCED_SYNTHETIC, "synthetic_cooldown_epochs": "20%"}, needs_cache=True),
+    Arm("balanced_synthetic_fill", "synthetic data filling classes below the mean count",
+        {**_BALANCED_SYNTHETIC, "synthetic_fill_to": "mean"}, needs_cache=True),
+    Arm("balanced_synthetic_weight03", "synthetic data weighted 0.3",
+        {**_BALANCED_SYNTHETIC, "synthetic_weight": 0.3}, needs_cache=True),
+    Arm("balanced_synthetic_smooth", "synthetic data with label smoothing 0.1",
+        {**_BALANCED_SYNTHETIC, "synthetic_label_smoothing": 0.1}, needs_cache=True),
+    Arm("balanced_synthetic_legacy", "synthetic data (the first default recipe)",
+        {**_BALANCED_SYNTHETIC, **LEGACY_SYNTHETIC_RECIPE}, needs_cache=True),
+):
+    register_arm(_arm)
 
 
 def subject_against(arm: Arm, reference: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 import warnings
@@ -15,7 +16,7 @@ from genaug.evidence._arms import arm_config, parse_arms, parse_seeds
 from genaug.evidence._compare_report import write_compare_outputs
 from genaug.evidence._stats import DEFAULT_THRESHOLD
 from genaug.evidence._summary import summarize
-from genaug.exceptions import ConvergenceWarning
+from genaug.exceptions import ConfigError, ConvergenceWarning
 
 
 def run_compare(
@@ -28,6 +29,7 @@ def run_compare(
     synthetic_cache=None,
     progress: Callable[[str], None] | None = print,
     threshold: float = DEFAULT_THRESHOLD,
+    resume: bool = False,
 ) -> dict:
     """Train every arm at every seed on the same test set; write ``compare.json/.md/.png``.
 
@@ -57,6 +59,10 @@ def run_compare(
         Receives one line per run start and end.
     threshold : float
         Practical-significance threshold of the verdicts.
+    resume : bool, default False
+        Keep the runs that ``output_dir/compare.json`` already records as ``ok`` with the
+        same effective options (each run stores its own; output paths and verbosity are not
+        compared, see :data:`RESUME_IGNORED`) instead of training them again.
 
     Returns
     -------
@@ -70,13 +76,21 @@ def run_compare(
                                            synthetic_cache=synthetic_cache)
                for seed in seeds for arm in arms}
     say = progress or (lambda line: None)
-    runs = []
+    done = _recorded_runs(output_dir / "compare.json") if resume else {}
+    runs, result = [], None
     total = len(configs)
     started_all = datetime.now(timezone.utc).isoformat()
     for number, ((arm_name, seed), config) in enumerate(configs.items(), start=1):
+        options = to_jsonable(asdict(config) if is_dataclass(config) else dict(vars(config)))
+        kept = done.get((arm_name, seed))
+        if kept is not None and _same_options(kept.get("config"), options):
+            say(f"[{number}/{total}] {arm_name} seed={seed}: kept from compare.json")
+            runs.append(kept)
+            continue
         say(f"[{number}/{total}] {arm_name} seed={seed}: training ...")
         started = time.perf_counter()
-        run = {"arm": arm_name, "seed": seed, "output_dir": str(config.output_dir)}
+        run = {"arm": arm_name, "seed": seed, "output_dir": str(config.output_dir),
+               "config": options}
         try:
             with warnings.catch_warnings():  # reported once for all runs, in the summary
                 warnings.simplefilter("ignore", ConvergenceWarning)
@@ -97,11 +111,44 @@ def run_compare(
         else:
             say(f"[{number}/{total}] {arm_name} seed={seed}: FAILED after "
                 f"{run['seconds']:.0f}s: {run['error']}")
-        result = summarize(runs, arms=[a.name for a in arms], seeds=seeds, threshold=threshold)
-        result["setup"] = _setup(base_config, arms, synthetic_cache, started_all, runs)
-        write_json(output_dir / "compare.json", result)
+        result = _write_summary(runs, arms, seeds, threshold, base_config, synthetic_cache,
+                                started_all, output_dir)
+    if result is None:  # every run was kept from compare.json
+        result = _write_summary(runs, arms, seeds, threshold, base_config, synthetic_cache,
+                                started_all, output_dir)
     write_compare_outputs(result, output_dir)
     return result
+
+
+def _write_summary(runs, arms, seeds, threshold, base_config, synthetic_cache, started_all,
+                   output_dir) -> dict:
+    result = summarize(runs, arms=[a.name for a in arms], seeds=seeds, threshold=threshold)
+    result["setup"] = _setup(base_config, arms, synthetic_cache, started_all, runs)
+    write_json(output_dir / "compare.json", result)
+    return result
+
+
+#: Options a resumed comparison does not compare: where files go and how much is printed.
+RESUME_IGNORED = ("output_dir", "model_dir", "model_name", "verbose")
+
+
+def _recorded_runs(path: Path) -> dict:
+    """The ``ok`` runs of an earlier ``compare.json``, by ``(arm, seed)``; none if absent."""
+    if not path.is_file():
+        return {}
+    try:
+        runs = json.loads(path.read_text(encoding="utf-8")).get("runs", [])
+    except (OSError, ValueError, AttributeError) as error:
+        raise ConfigError(f"cannot resume from {path}: {error}") from None
+    return {(r["arm"], r["seed"]): r for r in runs
+            if isinstance(r, dict) and r.get("status") == "ok" and "arm" in r and "seed" in r}
+
+
+def _same_options(recorded, options) -> bool:
+    if not isinstance(recorded, dict):
+        return False
+    strip = lambda d: {k: v for k, v in d.items() if k not in RESUME_IGNORED}  # noqa: E731
+    return strip(recorded) == strip(options)
 
 
 def _setup(config, arms, synthetic_cache, started, runs) -> dict:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from genaug.balance import Balance
 from genaug.exceptions import ConfigError
-from genaug.synthetic import check_pool_cap, check_ratio
+from genaug.synthetic import check_fill_to, check_pool_cap, check_ratio
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,16 @@ class SamplingOptions:
         ``floor(cap / (1 - cap) * n_real)`` images. Classes without real images are exempt.
     synthetic_classes : sequence of str or None
         Classes that may receive synthetic images; default: the minority classes.
+    synthetic_fill_to : int, "mean", "median" or None
+        Fill threshold ``N_t``: only classes with fewer real training images receive synthetic
+        ones, each in at most ``(N_t - n) / N_t`` of its draws (its share were it filled to
+        ``N_t`` images); ``"mean"`` / ``"median"``: the mean / median real images per class
+        (:func:`~genaug.synthetic.resolve_fill_to`). With ``synthetic_cap`` the stricter share
+        wins.
+    synthetic_label_smoothing : float in [0, 1), default 0
+        Synthetic slots get soft targets (``1 - eps`` on their class, ``eps`` spread evenly
+        over the others); real slots stay hard. Above 0, every loader built from these options
+        (validation too) yields one-hot float targets: train with ``categorical_crossentropy``.
     synthetic_weight : float >= 0, default 1.0
         Sample weight of a synthetic slot relative to a real one.
     mixup : bool, default False
@@ -70,6 +80,8 @@ class SamplingOptions:
     synthetic_pool_cap: float | None = None
     synthetic_classes: tuple[str, ...] | None = None
     synthetic_weight: float = 1.0
+    synthetic_fill_to: int | str | None = None
+    synthetic_label_smoothing: float = 0.0
     mixup: bool = False
     schedule: object = None
     exclude_source_ids: frozenset[str] = field(default_factory=frozenset)
@@ -108,6 +120,10 @@ class SamplingOptions:
             set_("synthetic_classes", tuple(str(c) for c in classes))
         if float(self.synthetic_weight) < 0:
             raise ConfigError(f"synthetic_weight must be >= 0, got {self.synthetic_weight}")
+        set_("synthetic_fill_to", check_fill_to(self.synthetic_fill_to))
+        if not 0.0 <= float(self.synthetic_label_smoothing) < 1.0:
+            raise ConfigError(f"synthetic_label_smoothing must be in [0, 1), "
+                              f"got {self.synthetic_label_smoothing}")
         if self.schedule is not None and not callable(getattr(self.schedule, "factor", None)):
             raise ConfigError("schedule must have a factor(epoch) method, like RampSchedule")
         set_("exclude_source_ids", frozenset(str(s) for s in self.exclude_source_ids))

@@ -59,8 +59,9 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         Return ``(x, y, sample_weight)``; default: only when class or synthetic weights apply.
     synthetic_cache : path-like, SyntheticCache or CacheSource, optional
         Synthetic images to mix in; ``synthetic_ratio``, ``synthetic_cap``,
-        ``synthetic_pool_cap``, ``synthetic_classes``, ``synthetic_weight``, ``mixup`` and
-        ``schedule`` are described in :class:`~genaug.loaders.SamplingOptions`.
+        ``synthetic_pool_cap``, ``synthetic_classes``, ``synthetic_weight``,
+        ``synthetic_fill_to``, ``synthetic_label_smoothing``, ``mixup`` and ``schedule`` are
+        described in :class:`~genaug.loaders.SamplingOptions`.
     exclude_source_ids : iterable of str
         Held-out real image ids; synthetic images derived from them are left out.
     synthetic_ids : iterable of str, optional
@@ -86,9 +87,10 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
                  shuffle: bool = True, interpolation: str = "bilinear", class_weight=None,
                  sample_weights: bool | None = None, synthetic_cache=None,
                  synthetic_ratio=None, synthetic_cap: float = 0.6, synthetic_pool_cap=None,
-                 synthetic_classes=None, synthetic_weight: float = 1.0, mixup: bool = False,
-                 schedule=None, exclude_source_ids=(), synthetic_ids=None, live_source=None,
-                 verbose: bool = True,
+                 synthetic_classes=None, synthetic_weight: float = 1.0,
+                 synthetic_fill_to=None, synthetic_label_smoothing: float = 0.0,
+                 mixup: bool = False, schedule=None, exclude_source_ids=(), synthetic_ids=None,
+                 live_source=None, verbose: bool = True,
                  **pydataset_kwargs):
         options = SamplingOptions.from_arguments(locals())
         loaded = adapt_data(data, y, class_names=class_names)
@@ -174,7 +176,7 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         if images.dtype.kind != "f":
             images = images.astype(np.float32)
         x = self._augment(images, epoch=mixed.epoch, index=index)
-        y = mixed.labels[part].astype(np.int64)
+        y = self.sampler.targets(mixed, part)
         if self.sample_weights:
             return x, y, mixed.weights[part]
         return x, y

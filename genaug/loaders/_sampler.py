@@ -14,7 +14,14 @@ from genaug.data import DatasetIndex
 from genaug.exceptions import ConfigError, DoubleCorrectionWarning
 from genaug.loaders._options import SamplingOptions
 from genaug.sources import RealSource, Source, as_cache_source
-from genaug.synthetic import SYNTHETIC, MixedEpoch, SyntheticMixer, capped_pool
+from genaug.synthetic import (
+    SYNTHETIC,
+    MixedEpoch,
+    SyntheticMixer,
+    capped_pool,
+    fill_shares,
+    resolve_fill_to,
+)
 
 
 class EpochSampler:
@@ -43,6 +50,12 @@ class EpochSampler:
     sample_weights : bool
         Whether the loaders return sample weights (``options.sample_weights``, by default
         when class weights or a synthetic weight other than 1 apply).
+    fill_to : int or None
+        The fill threshold in images (``options.synthetic_fill_to`` resolved on the real
+        counts).
+    categorical : bool
+        Whether the loaders yield one-hot float targets (:meth:`targets`): with synthetic
+        label smoothing.
     """
 
     def __init__(self, real: Source, options: SamplingOptions, *,
@@ -85,12 +98,15 @@ class EpochSampler:
             eligible = (self.real_counts < self.plan.targets) | only
         else:
             eligible = allowed
-        self.eligible = eligible & (synthetic_counts > 0)
+        self.fill_to = resolve_fill_to(options.synthetic_fill_to, self.real_counts)
+        self.eligible = eligible & (synthetic_counts > 0) & (
+            fill_shares(self.real_counts, self.fill_to) > 0)
         self.mixer = None
         if self.synthetic is not None or live.any():
             pool = self.synthetic.labels if self.synthetic is not None else np.zeros(0, int)
             self.mixer = SyntheticMixer(pool, real.labels, eligible=self.eligible,
                                         ratio=options.synthetic_ratio, cap=options.synthetic_cap,
+                                        fill_to=self.fill_to,
                                         weight=options.synthetic_weight, mixup=options.mixup,
                                         schedule=options.schedule, live_classes=live,
                                         seed=self.seed)
@@ -98,6 +114,7 @@ class EpochSampler:
         self.sample_weights = bool(options.sample_weights) if options.sample_weights is not None \
             else self.class_weight is not None or (self.mixer is not None
                                                    and options.synthetic_weight != 1.0)
+        self.categorical = options.synthetic_label_smoothing > 0
         self.epoch = 0
         self._cached: MixedEpoch | None = None
         self._warned_fit_weights = False
@@ -137,6 +154,33 @@ class EpochSampler:
             self._cached = cached
         return cached
 
+    def targets(self, mixed: MixedEpoch, slots) -> np.ndarray:
+        """The training targets of ``slots`` of ``mixed``, as both loaders deliver them.
+
+        Integer class indices; with ``synthetic_label_smoothing`` (``eps``) one-hot float32
+        rows instead, where a synthetic slot's row is ``1 - eps`` on its class and
+        ``eps / (classes - 1)`` on every other class.
+        """
+        labels = mixed.labels[slots]
+        if not self.categorical:
+            return labels.astype(np.int64)
+        k = len(self.class_names)
+        eps = float(self.options.synthetic_label_smoothing) if k > 1 else 0.0
+        smooth = (mixed.source[slots] == SYNTHETIC)[:, None]
+        hard = np.eye(k, dtype=np.float32)[labels]
+        soft = hard * (1.0 - eps) + (1.0 - hard) * (eps / max(k - 1, 1))
+        return np.where(smooth, soft, hard).astype(np.float32)
+
+    def fill_summary(self) -> dict:
+        """Per class, under the fill threshold: whether it may be filled, and its target."""
+        if self.fill_to is None:
+            return {}
+        shares = fill_shares(self.real_counts, self.fill_to)
+        return {name: {"real_images": int(n), "eligible_for_fill": bool(share > 0),
+                       "fill_target": self.fill_to if share > 0 else int(n),
+                       "synthetic_share_limit": float(min(share, self.options.synthetic_cap))}
+                for name, n, share in zip(self.class_names, self.real_counts, shares)}
+
     def summary(self) -> dict:
         """What the sampler does per epoch, for metrics and status files."""
         mixed = self.mixed()
@@ -148,6 +192,9 @@ class EpochSampler:
             "synthetic_classes": [n for n, e in zip(self.class_names, self.eligible) if e],
             "synthetic_only_classes": self.synthetic_only,
             "synthetic_draws_this_epoch": int((mixed.source == SYNTHETIC).sum()),
+            "synthetic_fill_to": self.fill_to,
+            "synthetic_fill": self.fill_summary(),
+            "synthetic_label_smoothing": float(self.options.synthetic_label_smoothing),
             "synthetic_pool": (dict(zip(self.class_names, self.synthetic.counts().tolist()))
                                if self.synthetic is not None else {}),
             "seed": self.seed,

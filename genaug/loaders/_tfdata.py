@@ -79,6 +79,9 @@ class _TFPipeline:
         if label_mode == "binary" and self.num_classes != 2:
             raise ConfigError(f"label_mode='binary' needs exactly 2 classes, found "
                               f"{self.num_classes}")
+        if sampler.categorical and label_mode != "int":
+            raise ConfigError(f"synthetic_label_smoothing needs label_mode='int' (the targets "
+                              f"become one-hot rows), got {label_mode!r}")
         if sampler.real.paths is None:
             raise ConfigError("the tf.data loader reads files; use BalancedBatchGenerator for "
                               "arrays")
@@ -293,7 +296,8 @@ class _TFPipeline:
         if self.batch_size:
             with tf.control_dependencies([self.count_pass(places)]):
                 images = tf.identity(images)
-        out = (images, *self.format_labels(labels), *weight) if self.label_mode else (images,)
+        out = ((images, *self.format_labels(labels, places), *weight) if self.label_mode
+               else (images,))
         if not self.batch_size:
             return (*out, places)  # counted image by image, after unbatching
         return out if len(out) > 1 else out[0]
@@ -303,12 +307,21 @@ class _TFPipeline:
             out = tuple(tf.identity(column) for column in (image, *rest[:-1]))
         return out if len(out) > 1 else out[0]
 
-    def format_labels(self, labels) -> tuple:
+    def format_labels(self, labels, places=None) -> tuple:
+        if self.sampler.categorical:  # synthetic label smoothing: the sampler's soft rows
+            targets = tf.numpy_function(self.targets, [places], tf.float32)
+            targets.set_shape([None, self.num_classes])
+            return (targets,)
         if self.label_mode == "categorical":
             return (tf.one_hot(labels, self.num_classes),)
         if self.label_mode == "binary":
             return (tf.cast(tf.expand_dims(labels, -1), tf.float32),)
         return (labels,)
+
+    def targets(self, places) -> np.ndarray:
+        """The sampler's targets of the slots at ``places`` (one pass: one batch's places)."""
+        mixed = self.sampler.mixed(self.pass_epochs[int(places[0]) // self.epoch_size])
+        return self.sampler.targets(mixed, places % self.epoch_size)
 
     def count_pass(self, places):
         last = tf.reduce_any(tf.equal(places % self.epoch_size, self.epoch_size - 1))
@@ -383,8 +396,8 @@ def image_dataset_from_directory(
     pad_to_aspect_ratio=False, data_format=None, verbose=True, *, balance="oversample",
     epoch_size=None, class_weight=None, sample_weights=None, synthetic_cache=None,
     synthetic_ratio=None, synthetic_cap=0.6, synthetic_pool_cap=None, synthetic_classes=None,
-    synthetic_weight=1.0, mixup=False, schedule=None, exclude_source_ids=(), synthetic_ids=None,
-    augment=None,
+    synthetic_weight=1.0, synthetic_fill_to=None, synthetic_label_smoothing=0.0, mixup=False,
+    schedule=None, exclude_source_ids=(), synthetic_ids=None, augment=None,
 ):
     """Drop-in for ``keras.utils.image_dataset_from_directory`` that balances the classes.
 
@@ -404,8 +417,8 @@ def image_dataset_from_directory(
     ---------------------
     balance : {"none", "oversample", "balanced_batches"}, default "oversample"
     epoch_size, class_weight, sample_weights, synthetic_cache, synthetic_ratio, synthetic_cap,
-    synthetic_pool_cap, synthetic_classes, synthetic_weight, mixup, schedule,
-    exclude_source_ids, synthetic_ids, augment
+    synthetic_pool_cap, synthetic_classes, synthetic_weight, synthetic_fill_to,
+    synthetic_label_smoothing, mixup, schedule, exclude_source_ids, synthetic_ids, augment
         As for :class:`~genaug.BalancedBatchGenerator` and
         :class:`~genaug.loaders.SamplingOptions`.
 

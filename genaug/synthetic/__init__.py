@@ -8,6 +8,7 @@ from genaug.synthetic._cache import (
     CacheWriter,
     SyntheticCache,
 )
+from genaug.synthetic._fill import FILL_RULES, check_fill_to, fill_shares, resolve_fill_to
 from genaug.synthetic._import import import_folder
 from genaug.synthetic._mixer import REAL, SYNTHETIC, MixedEpoch, SyntheticMixer, check_ratio
 from genaug.synthetic._pool import capped_pool, check_pool_cap, pool_limits
@@ -27,6 +28,7 @@ __all__ = [
     "META_JSONL",
     "REAL",
     "SYNTHETIC",
+    "FILL_RULES",
     "CacheProblems",
     "CacheWriter",
     "ClassPrototypes",
@@ -38,11 +40,14 @@ __all__ = [
     "atomic_write_bytes",
     "bands_of",
     "capped_pool",
+    "check_fill_to",
     "check_keep_bands",
     "check_pool_cap",
     "check_ratio",
+    "fill_shares",
     "import_folder",
     "pool_limits",
+    "resolve_fill_to",
     "select_by_feature_distance",
     "write_json",
 ]

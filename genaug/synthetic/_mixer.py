@@ -13,6 +13,7 @@ import numpy as np
 
 from genaug.balance import Batched, EpochPlan, rng_for, stream_take
 from genaug.exceptions import ConfigError
+from genaug.synthetic._fill import fill_shares
 
 #: The ``source`` of a slot in a :class:`MixedEpoch`: a real image, or a synthetic one.
 REAL, SYNTHETIC = 0, 1
@@ -113,6 +114,10 @@ class SyntheticMixer:
     cap : float, default 0.6
         At most this share of a class's draws in an epoch is synthetic. Classes without any
         real image are exempt: all their draws are synthetic.
+    fill_to : int or None
+        Fill threshold ``N_t`` (see :func:`~genaug.synthetic.fill_shares`): only classes with
+        fewer real images receive synthetic ones, in at most ``(N_t - n) / N_t`` of their
+        draws. With ``cap`` as well, the stricter share applies.
     weight : float, default 1.0
         Sample weight of a synthetic slot relative to a real one.
     mixup : bool, default False
@@ -125,8 +130,8 @@ class SyntheticMixer:
     """
 
     def __init__(self, synthetic_labels, real_labels, *, eligible, ratio=None, cap: float = 0.6,
-                 weight: float = 1.0, mixup: bool = False, schedule=None, live_classes=None,
-                 seed: int = 0):
+                 fill_to: int | None = None, weight: float = 1.0, mixup: bool = False,
+                 schedule=None, live_classes=None, seed: int = 0):
         if not 0.0 <= float(cap) <= 1.0:
             raise ConfigError(f"synthetic cap must be in [0, 1], got {cap}")
         if float(weight) < 0:
@@ -141,6 +146,10 @@ class SyntheticMixer:
                              else np.asarray(live_classes, dtype=bool))
         self.ratio = check_ratio(ratio)
         self.cap = float(cap)
+        self.fill_to = fill_to
+        real_counts = np.bincount(self.real_labels, minlength=num_classes)[:num_classes]
+        # Per class: the largest synthetic share of its draws (the stricter of cap and fill).
+        self.class_caps = np.minimum(self.cap, fill_shares(real_counts, fill_to))
         self.weight = float(weight)
         self.mixup = bool(mixup)
         self.schedule = schedule
@@ -154,7 +163,8 @@ class SyntheticMixer:
         rng = rng_for(self.seed, 5, epoch)
         factor = self.factor(epoch)
         synthetic = plan.real_index < 0  # classes with no real image: synthetic by necessity
-        usable = (np.array([len(p) > 0 for p in self.pool]) | self.live_classes) & self.eligible
+        usable = ((np.array([len(p) > 0 for p in self.pool]) | self.live_classes) & self.eligible
+                  & (self.class_caps > 0))
         if factor > 0:
             if self.ratio is None:
                 synthetic |= self._fill_deficits(plan, usable, factor, rng)
@@ -189,7 +199,7 @@ class SyntheticMixer:
         chosen = np.zeros(len(plan), dtype=bool)
         for c in np.flatnonzero(usable):
             duplicates = np.flatnonzero((plan.labels == c) & plan.duplicate)
-            budget = int(np.floor(self.cap * (plan.labels == c).sum()))
+            budget = int(np.floor(self.class_caps[c] * (plan.labels == c).sum()))
             take = int(round(factor * min(len(duplicates), budget)))
             chosen[rng.choice(duplicates, size=take, replace=False)] = True
         return chosen
@@ -197,7 +207,7 @@ class SyntheticMixer:
     def _apply_ratio(self, plan, usable, factor, rng) -> np.ndarray:
         chosen = np.zeros(len(plan), dtype=bool)
         per_class = np.bincount(plan.labels, minlength=len(usable))
-        budget = np.floor(self.cap * per_class).astype(np.int64)
+        budget = np.floor(self.class_caps * per_class).astype(np.int64)
         has_real = plan.real_index >= 0
         for b in range(plan.num_batches):
             part = plan.batch_slice(b)

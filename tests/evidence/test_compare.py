@@ -293,3 +293,105 @@ def test_arm_registry_errors(tmp_path):
     odd = Arm("odd", "a typo", {"balancd": True})
     with pytest.raises(ConfigError, match="arm odd sets unknown option.*balancd"):
         arm_config(TrainConfig(), odd, seed=0, output_dir=tmp_path)
+
+
+def test_lever_arms_change_one_option_each_and_build_on_balanced(tmp_path):
+    from genaug.evidence import ARMS
+    from genaug.evidence._arms import LEGACY_SYNTHETIC_RECIPE
+
+    base = TrainConfig(data_dir="d", epochs=10, synthetic_weight=0.7)
+    levers = {"balanced_synthetic_cooldown": {"synthetic_cooldown_epochs": "20%"},
+              "balanced_synthetic_fill": {"synthetic_fill_to": "mean"},
+              "balanced_synthetic_weight03": {"synthetic_weight": 0.3},
+              "balanced_synthetic_smooth": {"synthetic_label_smoothing": 0.1}}
+    reference = arm_config(base, ARMS["balanced_synthetic"], seed=0, output_dir=tmp_path,
+                           synthetic_cache="c")
+    for name, changed in levers.items():
+        assert ARMS[name].reference == "balanced" and ARMS[name].needs_cache
+        config = arm_config(base, ARMS[name], seed=0, output_dir=tmp_path, synthetic_cache="c")
+        differing = {k for k, v in vars(config).items() if getattr(reference, k) != v}
+        assert differing == {*changed, "output_dir", "model_name"}, name
+    assert arm_config(base, ARMS["balanced_synthetic_cooldown"], seed=0, output_dir=tmp_path,
+                      synthetic_cache="c").cooldown_epochs() == 2
+    # The legacy arm pins the first default recipe, whatever the shared options say.
+    legacy = arm_config(base, ARMS["balanced_synthetic_legacy"], seed=0, output_dir=tmp_path,
+                        synthetic_cache="c")
+    assert legacy.synthetic_weight == 1.0
+    defaults = TrainConfig()
+    for key, value in LEGACY_SYNTHETIC_RECIPE.items():
+        assert getattr(legacy, key) == value == getattr(defaults, key), key
+    # Arms without a cache get the lever options' defaults.
+    smooth = TrainConfig(synthetic_label_smoothing=0.2, synthetic_fill_to=5,
+                         synthetic_cooldown_epochs=2)
+    plain = arm_config(smooth, ARMS["balanced"], seed=0, output_dir=tmp_path)
+    assert (plain.synthetic_label_smoothing, plain.synthetic_fill_to,
+            plain.synthetic_cooldown_epochs) == (0.0, None, 0)
+
+
+def test_compare_command_runs_a_lever_arm_by_name(tiny_data, tiny_cache, tmp_path):
+    out = tmp_path / "outputs"
+    result = CliRunner().invoke(main, [
+        "compare", str(tiny_data), "--arms", "balanced,balanced_synthetic_cooldown",
+        "--seeds", "0", "--epochs", "2", "--image-size", "16", "--model-width", "8",
+        "--synthetic-cache", str(tiny_cache), "--output-dir", str(out),
+        "--model-dir", str(tmp_path / "models")])
+    assert result.exit_code == 0, result.output
+    assert "balanced_synthetic_cooldown vs balanced:" in result.output
+    data = json.loads((out / "compare.json").read_text())
+    assert [r["status"] for r in data["runs"]] == ["ok", "ok"]
+    cooled = data["runs"][1]["metrics"]
+    assert cooled["synthetic_schedule"]["factors"] == [1.0, 0.0]  # 20 % of 2 epochs: 1
+    assert sum(r["synthetic"] for r in cooled["composition"]["per_epoch"][0].values()) > 0
+    assert data["runs"][1]["config"]["synthetic_cooldown_epochs"] == "20%"
+
+
+def test_resume_keeps_ok_runs_with_the_same_options_and_trains_the_rest(tmp_path):
+    scores = {("plain", s): 0.5 for s in (0, 1)} | {("balanced", s): 0.6 for s in (0, 1)}
+    trained = []
+
+    def runner(config):
+        trained.append((config.model_name, config.epochs))
+        return fake_runner(scores, fail=failing)(config)
+
+    failing = {("balanced", 1)}
+    base = TrainConfig(data_dir="d", epochs=3)
+    run_compare(base, arms="plain,balanced", seeds="0,1", output_dir=tmp_path, runner=runner,
+                progress=None)
+    assert len(trained) == 4
+    trained.clear()
+    failing = set()
+    lines = []
+    # The same options (printed differently): only the failed run trains again.
+    result = run_compare(TrainConfig(data_dir="d", epochs=3, verbose=0), arms="plain,balanced",
+                         seeds="0,1", output_dir=tmp_path, runner=runner, progress=lines.append,
+                         resume=True)
+    assert trained == [("compare_balanced_seed1", 3)]
+    assert sum("kept from compare.json" in line for line in lines) == 3
+    assert [r["status"] for r in result["runs"]] == ["ok"] * 4
+    assert json.loads((tmp_path / "compare.json").read_text())["summary"]["balanced"]["runs"] == 2
+    # Other options: everything trains again; without resume, everything trains too.
+    trained.clear()
+    run_compare(TrainConfig(data_dir="d", epochs=4), arms="plain,balanced", seeds="0,1",
+                output_dir=tmp_path, runner=runner, progress=None, resume=True)
+    assert [epochs for _, epochs in trained] == [4] * 4
+    trained.clear()
+    run_compare(TrainConfig(data_dir="d", epochs=4), arms="plain", seeds="0",
+                output_dir=tmp_path, runner=runner, progress=None)
+    assert len(trained) == 1
+
+
+def test_compare_resume_option_reaches_run_compare(tiny_data, tmp_path, monkeypatch):
+    import genaug.evidence
+
+    seen = {}
+
+    def fake_run_compare(base, **kwargs):
+        seen.update(kwargs)
+        return {"comparisons": [], "warnings": [], "runs": [{"status": "ok"}]}
+
+    monkeypatch.setattr(genaug.evidence, "run_compare", fake_run_compare)
+    result = CliRunner().invoke(main, ["compare", str(tiny_data), "--arms", "plain",
+                                       "--seeds", "0", "--resume",
+                                       "--output-dir", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert seen["resume"] is True

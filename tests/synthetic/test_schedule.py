@@ -44,3 +44,24 @@ def test_keras_callback_moves_the_loader_at_each_epoch_start():
     for epoch in (0, 1, 2):
         callback.on_epoch_begin(epoch)
     assert loader.epochs == [0, 1, 2]
+
+
+def test_cooldown_returns_to_zero_for_the_last_epochs():
+    schedule = RampSchedule(epochs=10, warmup_epochs=1, ramp_fraction=0.2, cooldown_epochs=3)
+    assert schedule.factors() == pytest.approx([0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0,
+                                                0.0])
+    assert schedule.to_dict() == {"epochs": 10, "warmup_epochs": 1, "ramp_fraction": 0.2,
+                                  "cooldown_epochs": 3, "factors": schedule.factors()}
+    assert "cooldown_epochs=3" in repr(schedule)
+    # Without a cool-down nothing changes, also when the warm-up covers the whole run.
+    assert RampSchedule(epochs=3, warmup_epochs=3).factors() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 5, "cooldown_epochs": -1}, "cooldown_epochs must be >= 0"),
+    ({"epochs": 5, "cooldown_epochs": 5}, "cooldown_epochs: warmup_epochs"),
+    ({"epochs": 5, "warmup_epochs": 2, "cooldown_epochs": 3}, r"2 \+ 3 >= 5"),
+])
+def test_invalid_cooldown(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        RampSchedule(**kwargs)
