@@ -12,6 +12,7 @@ from genaug.synthetic._import import import_folder
 from genaug.synthetic._mixer import REAL, SYNTHETIC, MixedEpoch, SyntheticMixer, check_ratio
 from genaug.synthetic._pool import capped_pool, check_pool_cap, pool_limits
 from genaug.synthetic._schedule import RampSchedule
+from genaug.synthetic._status import composition_status
 
 __all__ = [
     "META_CSV",
@@ -28,6 +29,7 @@ __all__ = [
     "capped_pool",
     "check_pool_cap",
     "check_ratio",
+    "composition_status",
     "import_folder",
     "pool_limits",
     "write_json",
