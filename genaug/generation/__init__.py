@@ -69,7 +69,7 @@ from genaug.generation._lora import LoraFitResult, check_lora, fit_lora
 from genaug.generation._plan import GenerationConfig, GenerationPlan, PlanItem, make_plan
 from genaug.generation._sd_backend import StableDiffusionBackend
 from genaug.generation._summary import summary_lines
-from genaug.generation._utils import normalize_image
+from genaug.generation._utils import normalize_image, package_versions
 
 __all__ = [
     "BACKENDS",
@@ -102,6 +102,7 @@ __all__ = [
     "load_backend",
     "make_plan",
     "normalize_image",
+    "package_versions",
     "real_image_loader",
     "summary_lines",
 ]

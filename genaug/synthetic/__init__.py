@@ -10,7 +10,7 @@ from genaug.synthetic._cache import (
 )
 from genaug.synthetic._import import import_folder
 from genaug.synthetic._mixer import REAL, SYNTHETIC, MixedEpoch, SyntheticMixer, check_ratio
-from genaug.synthetic._pool import capped_pool, check_pool_cap, pool_limits
+from genaug.synthetic._pool import capped_pool, check_pool_cap, pool_limits, quota_pool
 from genaug.synthetic._schedule import RampSchedule
 from genaug.synthetic._status import composition_status
 
@@ -32,5 +32,6 @@ __all__ = [
     "composition_status",
     "import_folder",
     "pool_limits",
+    "quota_pool",
     "write_json",
 ]
