@@ -8,7 +8,6 @@ import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,14 @@ from genaug.exceptions import (
     DatasetError,
     DoubleCorrectionWarning,
 )
-from genaug.synthetic import SYNTHETIC, RampSchedule, SyntheticCache, check_fill_to, write_json
+from genaug.synthetic import (
+    SYNTHETIC,
+    RampSchedule,
+    SyntheticCache,
+    check_fill_to,
+    composition_status,
+    write_json,
+)
 
 
 @dataclass(frozen=True)
@@ -273,47 +279,25 @@ def synthetic_shares(comp: dict) -> dict:
 def status_report(config, splits: DatasetSplits, comp: dict, cache, synthetic_source) -> dict:
     """``status.json``: what went into training, per class and split, with provenance.
 
-    ``synthetic`` counts the distinct synthetic images a class trained on over the run; see
+    The composition fields are :func:`genaug.synthetic.composition_status`'s; ``synthetic``
+    counts the distinct synthetic images a class trained on over the run. See
     :func:`synthetic_shares` for the two shares and which cap bounds each.
     """
-    shares = synthetic_shares(comp)
-    per_class = {}
-    for name in splits.class_names:
-        original = comp["classes"][name]["real_images"]
-        synthetic = comp["classes"][name]["synthetic_images_used"]
-        per_class[name] = {"original": original, "synthetic": synthetic,
-                           "total": original + synthetic, **shares[name]}
-    original = sum(v["original"] for v in per_class.values())
-    synthetic = sum(v["synthetic"] for v in per_class.values())
-    counts = lambda index: dict(zip(splits.class_names,  # noqa: E731
-                                    index.counts().tolist())) if index is not None else {}
-    provenance = cache.provenance() if cache is not None else {
-        "generators": [], "prompt_set_sha256": [], "quality_thresholds": {}}
-    return {
-        "total_images": original + synthetic,
-        "original": original,
-        "synthetic": synthetic,
-        "synthetic_share_of_images": (synthetic / (original + synthetic)
-                                      if original + synthetic else 0.0),
-        "synthetic_cap": config.synthetic_cap,
-        "synthetic_pool_cap": config.synthetic_pool_cap,
-        "per_class": per_class,
-        "per_split": {
-            "train": {"original": counts(splits.train),
-                      "synthetic": {n: v["synthetic"] for n, v in per_class.items()}},
-            "validation": {"original": counts(splits.validation), "synthetic": {}},
-            "test": {"original": counts(splits.test), "synthetic": {}},
-        },
-        "synthetic_only_classes": comp["synthetic_only_classes"],
-        "excluded_for_leakage": synthetic_source.excluded_leakage if synthetic_source else 0,
-        "image_size": [config.image_size, config.image_size],
-        "color_mode": config.color_mode,
-        "seed": config.seed,
-        "generators": provenance["generators"],
-        "prompt_set_sha256": provenance["prompt_set_sha256"],
-        "quality_thresholds": provenance["quality_thresholds"],
-        "created": datetime.now(timezone.utc).isoformat(),
-    }
+    names = splits.class_names
+    status = composition_status(
+        splits, [comp["classes"][name]["synthetic_images_used"] for name in names], cache=cache,
+        excluded_leakage=synthetic_source.excluded_leakage if synthetic_source else 0)
+    for name, shares in synthetic_shares(comp).items():
+        status["per_class"][name]["synthetic_share_of_draws"] = shares["synthetic_share_of_draws"]
+    status.update(
+        synthetic_cap=config.synthetic_cap,
+        synthetic_pool_cap=config.synthetic_pool_cap,
+        synthetic_only_classes=comp["synthetic_only_classes"],
+        image_size=[config.image_size, config.image_size],
+        color_mode=config.color_mode,
+        seed=config.seed,
+    )
+    return status
 
 
 def versions() -> dict:

@@ -21,6 +21,7 @@ COMMANDS = {
     "fit-lora": "genaug.cli._lora:fit_lora",
     "generate": "genaug.cli._generation:generate",
     "compare": "genaug.cli._evidence:compare",
+    "export": "genaug.cli._export:export",
     "quality": "genaug.cli._evidence:quality",
     "report": "genaug.cli._evidence:report",
 }

@@ -11,7 +11,7 @@ from genaug.synthetic._cache import (
 from genaug.synthetic._fill import FILL_RULES, check_fill_to, fill_shares, resolve_fill_to
 from genaug.synthetic._import import import_folder
 from genaug.synthetic._mixer import REAL, SYNTHETIC, MixedEpoch, SyntheticMixer, check_ratio
-from genaug.synthetic._pool import capped_pool, check_pool_cap, pool_limits
+from genaug.synthetic._pool import capped_pool, check_pool_cap, pool_limits, quota_pool
 from genaug.synthetic._schedule import RampSchedule
 from genaug.synthetic._selection import (
     BANDS,
@@ -21,6 +21,7 @@ from genaug.synthetic._selection import (
     check_keep_bands,
     select_by_feature_distance,
 )
+from genaug.synthetic._status import composition_status
 
 __all__ = [
     "BANDS",
@@ -44,9 +45,11 @@ __all__ = [
     "check_keep_bands",
     "check_pool_cap",
     "check_ratio",
+    "composition_status",
     "fill_shares",
     "import_folder",
     "pool_limits",
+    "quota_pool",
     "resolve_fill_to",
     "select_by_feature_distance",
     "write_json",

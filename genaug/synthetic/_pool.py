@@ -42,12 +42,25 @@ def capped_pool(synthetic_labels, real_counts, pool_cap: float, *, seed: int) ->
     A class with more synthetic images than :func:`pool_limits` allows keeps a seeded choice
     of them (the same seed keeps the same images); every other image is kept.
     """
+    return quota_pool(synthetic_labels, pool_limits(real_counts, pool_cap), seed=seed)
+
+
+def quota_pool(synthetic_labels, quotas, *, seed: int) -> np.ndarray:
+    """Indices of the synthetic images kept when class ``c`` keeps at most ``quotas[c]``.
+
+    A class with more images than its quota keeps a seeded choice of them (the same seed keeps
+    the same images); a quota of -1 keeps the whole class. Returned in pool order.
+
+    Examples
+    --------
+    >>> quota_pool([0, 0, 1, 1, 1], [-1, 0], seed=0).tolist()
+    [0, 1]
+    """
     labels = np.asarray(synthetic_labels, dtype=np.int64)
-    limits = pool_limits(real_counts, pool_cap)
     keep = np.ones(len(labels), dtype=bool)
-    for c, limit in enumerate(limits):
+    for c, quota in enumerate(np.asarray(quotas, dtype=np.int64)):
         members = np.flatnonzero(labels == c)
-        if 0 <= limit < len(members):
+        if 0 <= quota < len(members):
             keep[members] = False
-            keep[rng_for(seed, 7, c).choice(members, size=int(limit), replace=False)] = True
+            keep[rng_for(seed, 7, c).choice(members, size=int(quota), replace=False)] = True
     return np.flatnonzero(keep)
