@@ -47,10 +47,15 @@ def _open_cache(directory, class_names):
 @click.option("--threshold", type=click.FloatRange(min=0), default=0.01, show_default=True,
               help="Smallest mean difference (0.01 = 1 point) a verdict counts as an effect.")
 @click.option("--verbose", is_flag=True, help="Show each run's training output.")
+@click.option("--oracle-cache", type=click.Path(), default=None,
+              help="A cache of real images held out from training (genaug cache import): adds "
+                   "the arm 'oracle', balanced_synthetic's recipe on those images, the bound "
+                   "of what a perfect generator would add.")
 @click.option("--resume", is_flag=True,
               help="Keep the runs OUTPUT_DIR/compare.json records as ok with the same options; "
                    "train only the others.")
-def compare(data_dir, arms, seeds, output_dir, threshold, verbose, resume, **options):
+def compare(data_dir, arms, seeds, output_dir, threshold, verbose, oracle_cache, resume,
+            **options):
     """Train each arm at each seed on the same real test set and say whether it helped.
 
     DATA_DIR defaults to the embedded long-tailed digits. Every arm uses the same model,
@@ -61,11 +66,26 @@ def compare(data_dir, arms, seeds, output_dir, threshold, verbose, resume, **opt
     converged: short budgets hide the differences.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from genaug.evidence import parse_arms, parse_seeds, run_compare
+    from genaug.evidence import (
+        ORACLE,
+        oracle_arm,
+        parse_arms,
+        parse_seeds,
+        register_arm,
+        run_compare,
+    )
 
     synthetic_cache = options.pop("synthetic_cache")
     if arms is None:
         arms = ",".join(DEFAULT_ARMS + (("balanced_synthetic",) if synthetic_cache else ()))
+    if oracle_cache is not None:
+        if not Path(oracle_cache).is_dir():
+            raise CacheError(f"oracle cache not found: {oracle_cache}")
+        register_arm(oracle_arm(oracle_cache), replace_existing=True)
+        if ORACLE not in [name.strip() for name in arms.split(",")]:
+            arms = f"{arms},{ORACLE}"
+    elif ORACLE in [name.strip() for name in arms.split(",")]:
+        raise ConfigError("the oracle arm needs --oracle-cache")
     arm_list = parse_arms(arms)
     seed_list = parse_seeds(seeds)
     if options.pop("class_weights"):

@@ -5,7 +5,15 @@ The harness runs each arm through a training function it is handed (the CLI hand
 ``training.pipeline.run_training``); arms are registered by name (:func:`register_arm`).
 """
 
-from genaug.evidence._arms import ARMS, Arm, parse_arms, parse_seeds, register_arm
+from genaug.evidence._arms import (
+    ARMS,
+    ORACLE,
+    Arm,
+    oracle_arm,
+    parse_arms,
+    parse_seeds,
+    register_arm,
+)
 from genaug.evidence._compare import run_compare
 from genaug.evidence._compare_report import compare_markdown, write_compare_outputs
 from genaug.evidence._distribution import fid, kid
@@ -18,6 +26,7 @@ from genaug.evidence._summary import convergence, summarize
 
 __all__ = [
     "ARMS",
+    "ORACLE",
     "Arm",
     "PairedDifference",
     "build_report",
@@ -26,6 +35,7 @@ __all__ = [
     "fid",
     "kid",
     "measure_quality",
+    "oracle_arm",
     "paired_difference",
     "parse_arms",
     "parse_seeds",

@@ -72,6 +72,9 @@ def register_arm(arm: Arm, *, replace_existing: bool = False) -> Arm:
     return arm
 
 
+#: Warm-up of the selection arm: the run's own model selects after these real-only epochs.
+SELECT_WARMUP_EPOCHS = 2
+
 for _arm in (
     Arm(PLAIN, "plain training",
         {"balanced": False, "class_weights": False, "balanced_batches": False}),
@@ -83,10 +86,24 @@ for _arm in (
     # DiffuLT's feature-space selection of the cache (docs/synthetic.md); without
     # --select-model the run's own model selects after --warmup-epochs (at least 1).
     Arm("balanced_synthetic_select", "feature-distance selection",
-        {"balanced": True, "class_weights": False, "synthetic_select": "feature-distance"},
+        {"balanced": True, "class_weights": False, "synthetic_select": "feature-distance",
+         "warmup_epochs": SELECT_WARMUP_EPOCHS},
         needs_cache=True, reference="balanced_synthetic"),
 ):
     register_arm(_arm)
+
+#: Name of the arm :func:`oracle_arm` makes.
+ORACLE = "oracle"
+
+
+def oracle_arm(cache) -> Arm:
+    """The "perfect generator" arm: ``balanced_synthetic``'s recipe on ``cache``, a cache of
+    real images held out from training (``genaug cache import``), so that it bounds what any
+    generator could add with that recipe. ``genaug compare --oracle-cache C`` registers it."""
+    return Arm(ORACLE, "held-out real images in place of synthetic ones",
+               {"balanced": True, "class_weights": False, "synthetic_cache": str(cache)},
+               needs_cache=True)
+
 
 #: ``TrainConfig`` fields that only apply when training with a synthetic cache.
 SYNTHETIC_FIELDS = ("synthetic_ratio", "synthetic_ratio_range", "ramp_fraction", "warmup_epochs",

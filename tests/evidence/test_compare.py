@@ -72,7 +72,7 @@ def test_live_options_reach_only_the_arm_with_synthetic_data(tmp_path):
 
 
 def test_the_selection_arm_is_balanced_synthetic_with_feature_distance_selection(tmp_path):
-    base = TrainConfig(data_dir="d", warmup_epochs=2, select_model="selector.keras")
+    base = TrainConfig(data_dir="d", select_model="selector.keras")
     arms = {a.name: a for a in parse_arms("balanced,balanced_synthetic,"
                                           "balanced_synthetic_select")}
     assert arms["balanced_synthetic_select"].reference == "balanced_synthetic"
@@ -81,6 +81,7 @@ def test_the_selection_arm_is_balanced_synthetic_with_feature_distance_selection
         for name in ("balanced", "balanced_synthetic", "balanced_synthetic_select"))
     assert select.synthetic_select == "feature-distance" and synthetic.synthetic_select is None
     assert (select.select_model, select.warmup_epochs) == ("selector.keras", 2)
+    assert synthetic.warmup_epochs == 0  # the selection arm's own warm-up: the model selects
     assert (balanced.synthetic_select, balanced.select_model) == (None, None)
     assert select.balanced and select.synthetic_cache == "cache"
 
@@ -395,3 +396,29 @@ def test_compare_resume_option_reaches_run_compare(tiny_data, tmp_path, monkeypa
                                        "--output-dir", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     assert seen["resume"] is True
+
+
+def test_oracle_cache_adds_an_oracle_arm_on_its_own_cache(tiny_data, tiny_cache, tmp_path):
+    out = tmp_path / "outputs"
+    result = CliRunner().invoke(main, [
+        "compare", str(tiny_data), "--arms", "balanced", "--seeds", "0", "--epochs", "1",
+        "--image-size", "16", "--model-width", "8", "--oracle-cache", str(tiny_cache),
+        "--output-dir", str(out), "--model-dir", str(tmp_path / "models")])
+    assert result.exit_code == 0, result.output
+    assert "oracle vs balanced:" in result.output
+    data = json.loads((out / "compare.json").read_text())
+    oracle = [r for r in data["runs"] if r["arm"] == "oracle"]
+    assert len(oracle) == 1 and oracle[0]["status"] == "ok"
+    assert oracle[0]["config"]["synthetic_cache"] == str(tiny_cache)
+    per_epoch = oracle[0]["metrics"]["composition"]["per_epoch"]
+    assert sum(row["synthetic"] for row in per_epoch[0].values()) > 0  # it drew from that cache
+
+
+def test_the_oracle_arm_needs_its_cache(tiny_data, tmp_path):
+    result = CliRunner().invoke(main, ["compare", str(tiny_data), "--arms", "balanced,oracle",
+                                       "--output-dir", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "Error: the oracle arm needs --oracle-cache" in result.output
+    missing = CliRunner().invoke(main, ["compare", str(tiny_data), "--oracle-cache",
+                                        str(tmp_path / "nope"), "--output-dir", str(tmp_path)])
+    assert missing.exit_code == 2 and "oracle cache not found" in missing.output

@@ -1,0 +1,64 @@
+"""Which synthetic-data recipe helps? Every recipe arm against balanced sampling, paired by seed.
+
+One ``genaug compare`` over the recipe arms of issue 16 (each lever alone, the candidate
+combination, today's defaults, and an oracle arm trained on held-out real images), written to
+OUTPUT_DIR/compare.json/.md like any comparison. ``--resume`` keeps finished runs, so arms
+and seeds can be added later without retraining the others.
+
+    python benchmarks/synthetic_recipes.py DATA --test-dir TEST --synthetic-cache CACHE \\
+        --oracle-cache ORACLE --output-dir OUT --epochs 12 --batch-size 128 --image-size 28
+
+The candidate combination (``balanced_synthetic_select_cooldown``) is registered here, not in
+genaug: it is the recipe under test. The other arms are genaug's own (``genaug compare
+--arms`` runs them by name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+RECIPE_ARMS = ("balanced,balanced_synthetic,balanced_synthetic_select,"
+               "balanced_synthetic_cooldown,balanced_synthetic_fill,"
+               "balanced_synthetic_weight03,balanced_synthetic_select_cooldown,oracle")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dir")
+    parser.add_argument("--test-dir", required=True)
+    parser.add_argument("--synthetic-cache", required=True)
+    parser.add_argument("--oracle-cache", required=True)
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--arms", default=RECIPE_ARMS)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=28)
+    parser.add_argument("--color-mode", default="auto")
+    args = parser.parse_args()
+
+    from genaug.evidence import ARMS, Arm, oracle_arm, register_arm, run_compare
+    from training.pipeline import TrainConfig, run_training
+
+    select = ARMS["balanced_synthetic_select"].overrides
+    cooldown = ARMS["balanced_synthetic_cooldown"].overrides
+    register_arm(Arm("balanced_synthetic_select_cooldown",
+                     "feature-distance selection and a real-only cool-down",
+                     {**select, **cooldown}, needs_cache=True), replace_existing=True)
+    register_arm(oracle_arm(args.oracle_cache), replace_existing=True)
+    base = TrainConfig(data_dir=args.data_dir, test_dir=args.test_dir, epochs=args.epochs,
+                       batch_size=args.batch_size, image_size=args.image_size,
+                       color_mode=args.color_mode, output_dir=args.output_dir,
+                       model_dir=os.path.join(args.output_dir, "models"), verbose=0)
+    result = run_compare(base, arms=args.arms, seeds=args.seeds, output_dir=args.output_dir,
+                         runner=run_training, synthetic_cache=args.synthetic_cache,
+                         resume=True)
+    for comparison in result["comparisons"]:
+        print(f"{comparison['arm']} vs {comparison['reference']}: {comparison['verdict']}")
+
+
+if __name__ == "__main__":
+    main()
