@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: with torch already satisfied pip never looks for a CUDA build.
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[tensorflow,generation,keras-cv,lora,ray,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[tensorflow,jax,generation,keras-cv,lora,ray,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
