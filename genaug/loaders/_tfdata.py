@@ -102,8 +102,7 @@ class _TFPipeline:
         self.mixup = sampler.mixer is not None and sampler.mixer.mixup
         self.passes, self.pass_epochs = 0, {}  # every pass over the dataset, and its epoch
         # The pass that last delivered each window (batch) of the plan.
-        self.delivered = tf.Variable(tf.fill([self.windows], tf.constant(-1, tf.int64)),
-                                     trainable=False)
+        self.delivered = np.full(self.windows, -1, np.int64)
         self.reader = SlotReader(sampler.real, sampler.synthetic, image_size=(self.height,
                                                                               self.width),
                                  color_mode=color_mode, interpolation=interpolation)
@@ -115,19 +114,20 @@ class _TFPipeline:
         dataset = self.plans()
         # 3. Decode every slot in parallel, in plan order, a batch at a time.
         dataset = dataset.map(_graph(self.element), num_parallel_calls=tf.data.AUTOTUNE,
-                                        deterministic=True).batch(self.window)
-        # 4. A batch with a file that broke after indexing is dropped, and read again after
-        #    the last batch of the pass.
-        dataset = dataset.ignore_errors().map(_graph(self.mark_delivered))
-        dataset = dataset.concatenate(self.read_again())
+                              deterministic=True).batch(self.window)
+        # 4. A batch with a file that broke after indexing is dropped.
+        dataset = dataset.ignore_errors()
         # 5. Augmentation.
         if self.augment is not None and self.batch_size:
-            augment = self.augment
-            dataset = dataset.map(lambda x, *rest: (augment(x, training=True), *rest),
-                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            dataset = self.augmented(dataset)
         dataset = dataset.prefetch(tf.data.AUTOTUNE)
-        # 6. As each batch reaches the consumer: its labels; after the last slot of a pass
-        #    the sampler moves on (so a partial pass, such as take(1), moves nothing).
+        # 6. Once the consumer has taken the pass's other batches, the dropped ones are read
+        #    again (a pass with none dropped never instantiates this under model.fit, which
+        #    takes exactly the dataset's cardinality).
+        dataset = dataset.concatenate(self.read_again())
+        # 7. As each batch reaches the consumer: it is marked delivered, its labels unpacked;
+        #    after the last slot of a pass the sampler moves on (so a partial pass, such as
+        #    take(1), moves nothing).
         dataset = dataset.map(_graph(self.deliver))
         if not self.batch_size:
             dataset = dataset.unbatch().map(_graph(self.deliver_single_image))
@@ -242,30 +242,27 @@ class _TFPipeline:
             lambda p: load_image(p.decode(), image_size=None, color_mode=self.color_mode),
             [path], tf.uint8, stateful=False)
 
-    # -- 4. read again ----------------------------------------------------------------------
-    def mark_delivered(self, images, place_and_label, *weight):
-        """Record that this batch's window was decoded in this pass."""
-        place = place_and_label[0] // self.num_classes
-        marked = self.delivered.scatter_nd_update([[(place % self.epoch_size) // self.window]],
-                                                  [place // self.epoch_size])
-        with tf.control_dependencies([marked]):
-            return (tf.identity(images), place_and_label, *weight)
+    # -- 6. read again ----------------------------------------------------------------------
+    def augmented(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
+        augment = self.augment
+        return dataset.map(lambda x, *rest: (augment(x, training=True), *rest),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def read_again(self) -> tf.data.Dataset:
         """The windows of this pass that TensorFlow could not decode, read again.
 
         A batch with a slot TensorFlow cannot decode fails as a whole and is dropped
         (``ignore_errors`` after the fused map-and-batch, so the normal path stays as it
-        was). After the pass's last batch, every window no batch delivered is read again in
-        Python: each slot's own file through PIL when PIL can read it, else a stand-in of its
-        class from the :class:`SlotReader` (the ``PyDataset``'s fallback chain). Every batch
+        was). When the consumer has taken the pass's other batches, every window no batch
+        delivered is read again in Python: each slot's own file through PIL when PIL can read
+        it, else a stand-in of its class from the :class:`SlotReader` (the ``PyDataset``'s
+        fallback chain). Every batch
         keeps its classes and the epoch its length; only the repaired batches come later, and
-        PIL resizes them (with antialiasing, unlike TensorFlow). Built in Python, this costs
-        a pass with nothing to repair one small function call.
+        PIL resizes them (with antialiasing, unlike TensorFlow).
         """
         def windows(_):
             columns = tf.numpy_function(
-                self.stand_in_windows, [self.delivered.read_value()],
+                self.stand_in_windows, [],
                 [tf.float32, tf.int64, *([tf.float32] if self.weighted else [])])
             shape = ([self.channels, self.height, self.width] if self.data_format ==
                      "channels_first" else [self.height, self.width, self.channels])
@@ -274,13 +271,15 @@ class _TFPipeline:
                 column.set_shape([None])
             return tf.data.Dataset.from_tensor_slices(tuple(columns))
 
-        return tf.data.Dataset.from_tensors(0).flat_map(_graph(windows)).batch(self.window)
+        dataset = tf.data.Dataset.from_tensors(0).flat_map(_graph(windows)).batch(self.window)
+        return self.augmented(dataset) if self.augment is not None and self.batch_size \
+            else dataset
 
-    def stand_in_windows(self, delivered):
+    def stand_in_windows(self):
         """Every slot of the windows of this pass that no batch delivered: its pixels (own
         file or a stand-in of its class), its place and label, its weight."""
         mixed = self.sampler.mixed(self.pass_epochs[self.passes])
-        missing = np.flatnonzero(delivered != self.passes)
+        missing = np.flatnonzero(self.delivered != self.passes)
         slots = np.concatenate([np.arange(w * self.window, min((w + 1) * self.window,
                                                                  self.epoch_size))
                                 for w in missing]) if len(missing) else np.zeros(0, np.int64)
@@ -305,15 +304,18 @@ class _TFPipeline:
             image = _fit_aspect_array(image, self.height, self.width, crop=self.crop)
         return resize_array(image, (self.height, self.width), self.interpolation)
 
-    # -- 6. deliver -------------------------------------------------------------------------
+    # -- 7. deliver -------------------------------------------------------------------------
     def deliver(self, images, place_and_label, *weight):
         """A batch reaching the consumer: its labels; the pass's last slot moves the
         sampler on."""
         places = place_and_label // self.num_classes
         labels = tf.cast(place_and_label % self.num_classes, tf.int32)
-        if self.batch_size:
-            with tf.control_dependencies([self.count_pass(places)]):
-                images = tf.identity(images)
+        # One call into Python per batch: a function holding state (a variable, a
+        # numpy_function) costs every iterator (every epoch) milliseconds to instantiate,
+        # each one; the call itself costs a few microseconds.
+        delivered = tf.numpy_function(self.batch_delivered, [places], tf.int64)
+        with tf.control_dependencies([delivered]):
+            images = tf.identity(images)
         out = (images, *self.format_labels(labels), *weight) if self.label_mode else (images,)
         if not self.batch_size:
             return (*out, places)  # counted image by image, after unbatching
@@ -336,6 +338,15 @@ class _TFPipeline:
         return tf.cond(last, lambda: tf.numpy_function(
             self.pass_done, [tf.reduce_max(places) // self.epoch_size], tf.int64),
             lambda: tf.constant(0, tf.int64))
+
+    def batch_delivered(self, places) -> np.int64:
+        """Mark the batch's window delivered in its pass; after the pass's last slot (in
+        batches), move the sampler on."""
+        first = int(places[0])
+        self.delivered[(first % self.epoch_size) // self.window] = first // self.epoch_size
+        if self.batch_size and (places % self.epoch_size == self.epoch_size - 1).any():
+            self.pass_done(places.max() // self.epoch_size)
+        return np.int64(0)
 
     def pass_done(self, pass_id) -> np.int64:
         """Pass ``pass_id`` delivered its last slot: move on to the next epoch, unless
