@@ -3,11 +3,12 @@
 Everything runs in one process, and every figure is a ratio to
 ``keras.utils.image_dataset_from_directory`` measured in the same rounds, so the figures mean
 something on a shared machine. Per shape (28x28 grayscale PNG; 64x64 RGB PNG; 256x256 RGB JPEG
-resized to 224x224) every loader runs one warm-up epoch, then the loaders take turns, one full
-epoch each, for ``--rounds`` rounds in rotating order. A loader's "vs Keras" is the median over
-the rounds of its images/s divided by Keras's images/s *in the same round* (its CPU per image
-likewise), with the range over the rounds. Then, on a folder of 12,000 small PNGs, Keras and
-genaug build their datasets in turns, and the median paired ratio of the build times is shown.
+resized to 224x224) every loader runs one warm-up epoch, then each round runs Keras, loader 1,
+Keras, loader 2, ..., Keras (one full epoch each, as ``model.fit`` takes it), the order
+rotating from round to round. A loader's "vs Keras" is the median over ``--rounds`` rounds of
+its images/s divided by the mean of the two Keras epochs around it (its CPU per image
+likewise), with the range over the rounds. Then, on a folder of 12,000 small PNGs, the
+datasets are built in the same paired way and the median ratio of the build times is shown.
 
     python benchmarks/loader_throughput.py                # all three shapes and the build time
     python benchmarks/loader_throughput.py --quick        # small folders, 3 rounds
@@ -148,18 +149,22 @@ def make_synthetic_cache(directory: Path, class_names, counts, *, per_class: int
 
 
 class Case:
-    """One loader: ``epoch()`` runs one full epoch and returns the number of images seen."""
+    """One loader: ``run()`` does one epoch (or one build) and returns the images it saw."""
 
-    def __init__(self, name: str, epoch):
+    def __init__(self, name: str, run):
         self.name = name
-        self.epoch = epoch
-        self.rates: list[float] = []
+        self.run = run
+        self.rates: list[float] = []  # images (or builds) per second
         self.cpu: list[float] = []  # CPU seconds (all threads of this process) per image
         self.seen: set[int] = set()  # images per epoch, to check every loader did the same
+        # Keras's figures paired with each of this loader's: the mean of the Keras epochs
+        # (builds) run just before and just after it.
+        self.keras_rates: list[float] = []
+        self.keras_cpu: list[float] = []
 
-    def timed_epoch(self) -> None:
+    def timed(self) -> None:
         start, cpu = time.perf_counter(), time.process_time()
-        seen = self.epoch()
+        seen = self.run()
         self.seen.add(seen)
         self.cpu.append((time.process_time() - cpu) / seen)
         self.rates.append(seen / (time.perf_counter() - start))
@@ -240,30 +245,39 @@ def build_cases(data_dir: Path, cache_dir: Path, shape: Shape, *, batch: int,
     ]
 
 
-def run_rounds(cases: list, rounds: int, step) -> None:
-    """``step(case)`` for every case, ``rounds`` times, the order rotating each round."""
+def run_paired(keras: Case, others: list[Case], rounds: int) -> None:
+    """Each round: Keras, loader 1, Keras, loader 2, ..., Keras, in an order that rotates
+    from round to round. Each loader's epoch is paired with the mean of the Keras epochs just
+    before and after it, so drift in the machine's load cancels out of the ratio."""
+    keras.run()  # warm-up: graph tracing, thread pools, page cache
+    for case in others:
+        case.run()
     for r in range(rounds):
-        shift = r % len(cases)
-        for case in cases[shift:] + cases[:shift]:
-            step(case)
+        shift = r % len(others)
+        keras.timed()
+        for case in others[shift:] + others[:shift]:
+            case.timed()
+            keras.timed()
+            case.keras_rates.append(statistics.mean(keras.rates[-2:]))
+            case.keras_cpu.append(statistics.mean(keras.cpu[-2:]))
+    keras.keras_rates, keras.keras_cpu = keras.rates, keras.cpu
 
 
 def paired(values: list[float], baseline: list[float], *, higher_is_better: bool = True):
-    """Median and range of the per-round ratios ``values[r] / baseline[r]`` (inverted when
+    """Median and range of the paired ratios ``values[r] / baseline[r]`` (inverted when
     lower is better, so above 1 is always better for genaug)."""
     ratios = [(v / b if higher_is_better else b / v) for v, b in zip(values, baseline)]
     return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def throughput_table(cases: list[Case]) -> list[str]:
-    keras = cases[0]
     width = max(len(c.name) for c in cases)
     lines = [f"| {'loader':<{width}} | images/s | vs Keras (range) | CPU ms/image "
              "| CPU vs Keras |",
              f"|{'-' * (width + 2)}|---------:|-----------------:|-------------:|-------------:|"]
     for case in cases:
-        wall, low, high = paired(case.rates, keras.rates)
-        cpu = paired(case.cpu, keras.cpu, higher_is_better=False)[0]
+        wall, low, high = paired(case.rates, case.keras_rates)
+        cpu = paired(case.cpu, case.keras_cpu, higher_is_better=False)[0]
         lines.append(f"| {case.name:<{width}} | {statistics.median(case.rates):8.0f} | "
                      f"{wall:4.2f}x ({low:.2f}-{high:.2f}) | "
                      f"{1000 * statistics.median(case.cpu):12.3f} | {cpu:11.2f}x |")
@@ -284,14 +298,12 @@ def measure_shape(shape: Shape, data_dir: Path, scratch: Path, args) -> list[str
                                    gray=shape.color_mode == "grayscale")
     cases = build_cases(data_dir, cache_dir, shape, batch=args.batch, epoch_size=epoch_size,
                         workers=args.workers)
-    for case in cases:
-        case.epoch()  # warm-up: graph tracing, thread pools, page cache
-    run_rounds(cases, args.rounds, Case.timed_epoch)
+    run_paired(cases[0], cases[1:], args.rounds)
     lines = [f"### {shape.title}", "",
              f"{data_dir}: {epoch_size} files, {len(counts)} classes, sizes {counts}; "
              f"{args.synthetic_per_class} synthetic images for each of {classes} minority "
              f"classes; batch {args.batch}, {epoch_size} images per epoch, 1 warm-up epoch "
-             f"and {args.rounds} rounds", ""]
+             f"and {args.rounds} paired rounds", ""]
     for case in cases:
         if case.seen != {epoch_size}:
             lines.append(f"warning: {case.name} delivered {sorted(case.seen)} images per "
@@ -314,25 +326,23 @@ def measure_build(data_dir: Path, args) -> list[str]:
         "genaug PyDataset": lambda: genaug.BalancedBatchGenerator(str(data_dir),
                                                                   verbose=False, **common),
     }
-    times: dict[str, list[float]] = {name: [] for name in builders}
 
-    def build(name):
-        start = time.perf_counter()
-        builders[name]()
-        times[name].append(time.perf_counter() - start)
+    def timer(build):
+        def run() -> int:
+            build()
+            return 1
+        return run
 
-    for name in builders:
-        builders[name]()  # warm-up: imports, first tracing, directory cache
-    run_rounds(list(builders), args.build_rounds, build)
-    keras_times = times["Keras image_dataset_from_directory"]
+    cases = [Case(name, timer(build)) for name, build in builders.items()]
+    run_paired(cases[0], cases[1:], args.build_rounds)
     files = sum(1 for _ in data_dir.rglob("*.png"))
     lines = ["### Building the dataset", "",
-             f"{data_dir}: {files} 28x28 grayscale PNGs; {args.build_rounds} rounds",
+             f"{data_dir}: {files} 28x28 grayscale PNGs; {args.build_rounds} paired rounds",
              "", "| loader | seconds | time vs Keras (range) |", "|---|--:|--:|"]
-    for name, values in times.items():
-        ratio, low, high = paired(values, keras_times, higher_is_better=False)
-        lines.append(f"| {name} | {statistics.median(values):.3f} | "
-                     f"{1 / ratio:.2f}x ({1 / high:.2f}-{1 / low:.2f}) |")
+    for case in cases:
+        ratio, low, high = paired(case.keras_rates, case.rates)
+        lines.append(f"| {case.name} | {1 / statistics.median(case.rates):.3f} | "
+                     f"{ratio:.2f}x ({low:.2f}-{high:.2f}) |")
     return lines + [""]
 
 
