@@ -266,16 +266,8 @@ def test_fit_class_weight_on_a_balancing_loader_warns(small_dataset):
 # --- issue 14: an index that reads headers only, a resize skipped where it changes nothing --
 
 
-def corrupt_pixel_data(path):
-    """Keep a PNG's header and end marker, overwrite its pixel data: the header check at
-    indexing accepts the file, only a decode finds it broken."""
-    whole = bytearray(open(path, "rb").read())
-    whole[41:-20] = b"\x55" * (len(whole) - 61)
-    open(path, "wb").write(bytes(whole))
-
-
 def test_a_file_that_turns_out_corrupt_at_decode_time_is_substituted_and_reported(
-        small_dataset):
+        small_dataset, corrupt_pixel_data):
     dogs = sorted(str(p) for p in (small_dataset / "dog").iterdir())
     corrupt_pixel_data(dogs[1])
     with warnings.catch_warnings():
