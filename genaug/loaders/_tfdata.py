@@ -242,12 +242,13 @@ class _TFPipeline:
             lambda p: load_image(p.decode(), image_size=None, color_mode=self.color_mode),
             [path], tf.uint8, stateful=False)
 
-    # -- 6. read again ----------------------------------------------------------------------
+    # -- 5. augment -------------------------------------------------------------------------
     def augmented(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
         augment = self.augment
         return dataset.map(lambda x, *rest: (augment(x, training=True), *rest),
                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
+    # -- 6. read again ----------------------------------------------------------------------
     def read_again(self) -> tf.data.Dataset:
         """The windows of this pass that TensorFlow could not decode, read again.
 
@@ -256,9 +257,9 @@ class _TFPipeline:
         was). When the consumer has taken the pass's other batches, every window no batch
         delivered is read again in Python: each slot's own file through PIL when PIL can read
         it, else a stand-in of its class from the :class:`SlotReader` (the ``PyDataset``'s
-        fallback chain). Every batch
-        keeps its classes and the epoch its length; only the repaired batches come later, and
-        PIL resizes them (with antialiasing, unlike TensorFlow).
+        fallback chain). Every batch keeps its classes and the epoch its length; only the
+        repaired batches come later, and PIL resizes them (with antialiasing, unlike
+        TensorFlow).
         """
         def windows(_):
             columns = tf.numpy_function(
@@ -310,9 +311,9 @@ class _TFPipeline:
         sampler on."""
         places = place_and_label // self.num_classes
         labels = tf.cast(place_and_label % self.num_classes, tf.int32)
-        # One call into Python per batch: a function holding state (a variable, a
-        # numpy_function) costs every iterator (every epoch) milliseconds to instantiate,
-        # each one; the call itself costs a few microseconds.
+        # One call into Python per batch, rather than a variable and a conditional call:
+        # every function holding state costs each iterator (each epoch) milliseconds to
+        # instantiate.
         delivered = tf.numpy_function(self.batch_delivered, [places], tf.int64)
         with tf.control_dependencies([delivered]):
             images = tf.identity(images)
