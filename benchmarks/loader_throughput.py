@@ -1,17 +1,21 @@
-"""Loader throughput: genaug's loaders against ``keras.utils.image_dataset_from_directory``.
+"""Loader throughput and build time: genaug's loaders against Keras's, on three image shapes.
 
-Everything runs in one process on the same folder of PNGs, and the result is reported as
-ratios against Keras's own (unbalanced) loader, so the figures mean something on any machine.
-Every loader gets one warm-up epoch; then the loaders take turns, one full epoch each, for
-``--repeats`` rounds (interleaving spreads any drift in machine load over all of them), and the
-median images/s per loader is reported.
+Everything runs in one process, and every figure is a ratio to
+``keras.utils.image_dataset_from_directory`` measured in the same rounds, so the figures mean
+something on a shared machine. Per shape (28x28 grayscale PNG; 64x64 RGB PNG; 256x256 RGB JPEG
+resized to 224x224) every loader runs one warm-up epoch, then each round runs Keras, loader 1,
+Keras, loader 2, ..., Keras (one full epoch each, as ``model.fit`` takes it), the order
+rotating from round to round. A loader's "vs Keras" is the median over ``--rounds`` rounds of
+its images/s divided by the mean of the two Keras epochs around it (its CPU per image
+likewise), with the range over the rounds. Then, on a folder of 12,000 small PNGs, the
+datasets are built in the same paired way and the median ratio of the build times is shown.
 
-    python benchmarks/loader_throughput.py              # 10,000 64x64 PNGs, 3 repeats
-    python benchmarks/loader_throughput.py --quick      # 2,000 PNGs, 1 repeat
-    python benchmarks/loader_throughput.py --data-dir /tmp/bench-pngs   # keep/reuse the set
+    python benchmarks/loader_throughput.py                # all three shapes and the build time
+    python benchmarks/loader_throughput.py --quick        # small folders, 3 rounds
+    python benchmarks/loader_throughput.py --data gray28=/path/to/fashion/train   # a real folder
 
-``--data-dir``: an empty or missing folder is filled with the generated set (and reused on the
-next run); a folder that already holds class sub-folders is used as it is.
+``--data SHAPE=DIR``: read that folder (one sub-folder per class) for the shape instead of
+generating one; ``--work-dir`` keeps the generated folders for the next run.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,8 +40,32 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 MARKER = ".genaug-benchmark.json"
-BATCH = 32
 SYNTHETIC_RATIO = 0.25
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One benchmarked case: files of ``side`` px in ``ext``, read at ``image_size``."""
+
+    name: str
+    side: int
+    ext: str
+    color_mode: str
+    image_size: int
+    images: int
+
+    @property
+    def title(self) -> str:
+        kind = "grayscale" if self.color_mode == "grayscale" else "RGB"
+        read = "" if self.image_size == self.side else f", resized to {self.image_size}"
+        return f"{self.side}x{self.side} {kind} {self.ext.upper()}{read}"
+
+
+SHAPES = {
+    "gray28": Shape("gray28", 28, "png", "grayscale", 28, 5000),
+    "rgb64": Shape("rgb64", 64, "png", "rgb", 64, 5000),
+    "jpeg224": Shape("jpeg224", 256, "jpg", "rgb", 224, 1500),
+}
 
 
 # --------------------------------------------------------------------------- data
@@ -50,11 +79,11 @@ def class_counts(total: int, classes: int, imbalance: float) -> list[int]:
     return counts.tolist()
 
 
-def textured_image(rng: np.random.Generator, size: int) -> np.ndarray:
-    """An RGB image with smooth colour fields, stripes and sensor-like noise.
+def textured_image(rng: np.random.Generator, size: int, *, gray: bool = False) -> np.ndarray:
+    """An image with smooth colour fields, stripes and sensor-like noise.
 
     Pure noise barely compresses and flat colour decodes trivially; this sits in between, so
-    PNG decoding costs about what it costs on photographs of this size.
+    decoding costs about what it costs on photographs of this size.
     """
     low = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
     base = np.asarray(Image.fromarray(low).resize((size, size), Image.Resampling.BICUBIC),
@@ -63,91 +92,94 @@ def textured_image(rng: np.random.Generator, size: int) -> np.ndarray:
     angle, freq = rng.uniform(0, np.pi), rng.uniform(0.1, 0.6)
     stripes = 30.0 * np.sin(freq * (xx * np.cos(angle) + yy * np.sin(angle)))
     noise = rng.normal(0.0, 10.0, (size, size, 3))
-    return np.clip(base + stripes[..., None] + noise, 0, 255).astype(np.uint8)
+    image = np.clip(base + stripes[..., None] + noise, 0, 255).astype(np.uint8)
+    return image.mean(axis=2).astype(np.uint8)[..., None] if gray else image
 
 
-def make_dataset(directory: Path, *, images: int, size: int, classes: int,
-                 imbalance: float, seed: int = 0) -> None:
+def make_folder(directory: Path, *, images: int, side: int, ext: str, gray: bool,
+                classes: int, imbalance: float, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for k, count in enumerate(class_counts(images, classes, imbalance)):
         folder = directory / f"class_{k:02d}"
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            Image.fromarray(textured_image(rng, size)).save(folder / f"{i:05d}.png")
-    params = dict(images=images, size=size, classes=classes, imbalance=imbalance, seed=seed)
+            pixels = textured_image(rng, side, gray=gray)
+            image = Image.fromarray(pixels[..., 0] if gray else pixels)
+            image.save(folder / f"{i:05d}.{ext}", **({"quality": 90} if ext == "jpg" else {}))
+    params = dict(images=images, side=side, ext=ext, gray=gray, classes=classes,
+                  imbalance=imbalance, seed=seed)
     (directory / MARKER).write_text(json.dumps(params) + "\n")
 
 
-def prepare_dataset(args, scratch: Path) -> Path:
-    """The folder to read: ``--data-dir`` as found, else a freshly generated set."""
-    directory = Path(args.data_dir) if args.data_dir else scratch / "images"
-    has_classes = directory.is_dir() and any(
-        p.is_dir() and not p.name.startswith(".") for p in directory.iterdir())
-    if has_classes:
-        marker = directory / MARKER
-        if marker.exists():
-            made = json.loads(marker.read_text())
-            wanted = dict(images=args.images, size=args.size, classes=args.classes,
-                          imbalance=args.imbalance)
-            if any(made.get(k) != v for k, v in wanted.items()):
-                print(f"note: reusing {directory}, generated with {made}", flush=True)
+def folder_for(name: str, given: dict[str, str], work: Path, **params) -> Path:
+    """``given[name]`` as it is, else a generated folder under ``work`` (reused when it was
+    generated with the same parameters)."""
+    if name in given:
+        return Path(given[name])
+    directory = work / name
+    marker = directory / MARKER
+    if marker.exists() and json.loads(marker.read_text()) == {**params, "seed": 0}:
         return directory
-    print(f"generating {args.images} {args.size}x{args.size} PNGs in {directory} ...",
-          end=" ", flush=True)
+    shutil.rmtree(directory, ignore_errors=True)
+    print(f"generating {params['images']} {params['side']}px {params['ext'].upper()}s in "
+          f"{directory} ...", end=" ", flush=True)
     start = time.perf_counter()
-    make_dataset(directory, images=args.images, size=args.size, classes=args.classes,
-                 imbalance=args.imbalance)
+    make_folder(directory, **params)
     print(f"{time.perf_counter() - start:.0f} s", flush=True)
     return directory
 
 
 def make_synthetic_cache(directory: Path, class_names, counts, *, per_class: int,
-                         epoch_size: int, size: int) -> list[str]:
-    """``per_class`` synthetic images for every class below its balanced share of an epoch."""
+                         side: int, gray: bool) -> int:
+    """``per_class`` synthetic images for every class below its balanced share."""
     from genaug.synthetic import CacheWriter
 
-    share = epoch_size / len(class_names)
+    share = sum(counts) / len(class_names)
     minority = [name for name, count in zip(class_names, counts) if count < share]
     rng = np.random.default_rng(12345)
     with CacheWriter(directory) as writer:
         for name in minority:
             for i in range(per_class):
-                writer.add(textured_image(rng, size), class_name=name,
+                writer.add(textured_image(rng, side, gray=gray), class_name=name,
                            record_id=f"{name}-{i:05d}", generator={"backend": "bench"}, seed=i)
-    return minority
+    return len(minority)
 
 
 # --------------------------------------------------------------------------- loaders
 
 
 class Case:
-    """One loader: ``epoch()`` runs one full epoch and returns the number of images seen."""
+    """One loader: ``run()`` does one epoch (or one build) and returns the images it saw."""
 
-    def __init__(self, name: str, epoch, *, baseline_of: str | None = None):
+    def __init__(self, name: str, run):
         self.name = name
-        self.epoch = epoch
-        self.baseline_of = baseline_of  # the case this one is "mixing on" for
-        self.rates: list[float] = []
+        self.run = run
+        self.rates: list[float] = []  # images (or builds) per second
         self.cpu: list[float] = []  # CPU seconds (all threads of this process) per image
         self.seen: set[int] = set()  # images per epoch, to check every loader did the same
+        # Keras's figures paired with each of this loader's: the mean of the Keras epochs
+        # (builds) run just before and just after it.
+        self.keras_rates: list[float] = []
+        self.keras_cpu: list[float] = []
 
-    def timed_epoch(self) -> None:
+    def timed(self) -> None:
         start, cpu = time.perf_counter(), time.process_time()
-        seen = self.epoch()
+        seen = self.run()
         self.seen.add(seen)
         self.cpu.append((time.process_time() - cpu) / seen)
         self.rates.append(seen / (time.perf_counter() - start))
 
-    @property
-    def median(self) -> float:
-        return statistics.median(self.rates)
-
 
 def tf_epoch(dataset):
+    """One epoch as ``model.fit`` takes it: a fresh iterator, then exactly the dataset's
+    cardinality in batches (Keras does not ask for the end of the sequence)."""
+    steps = int(dataset.cardinality())
+
     def run() -> int:
         seen = 0
-        for batch in dataset:
-            seen += int(batch[0].shape[0])
+        iterator = iter(dataset)
+        for _ in range(steps):
+            seen += int(next(iterator)[0].shape[0])
         return seen
     return run
 
@@ -180,44 +212,138 @@ def keras_adapter_epoch(generator):
     return run
 
 
-def build_cases(data_dir: Path, cache_dir: Path, *, size: int, epoch_size: int,
-                workers: int) -> list[Case]:
+def build_cases(data_dir: Path, cache_dir: Path, shape: Shape, *, batch: int,
+                epoch_size: int, workers: int) -> list[Case]:
     import keras
 
     import genaug
 
-    image_size = (size, size)
-    common = dict(image_size=image_size, batch_size=BATCH, seed=0)
+    common = dict(image_size=(shape.image_size, shape.image_size), batch_size=batch, seed=0,
+                  color_mode=shape.color_mode)
     mixing = dict(synthetic_cache=str(cache_dir), synthetic_ratio=SYNTHETIC_RATIO)
-    gtf = genaug.image_dataset_from_directory
+
+    def tfdata(balance, **extra):
+        return tf_epoch(genaug.image_dataset_from_directory(
+            str(data_dir), balance=balance, epoch_size=None if balance == "none" else epoch_size,
+            verbose=False, **common, **extra))
 
     def pydataset(**extra):
         return genaug.BalancedBatchGenerator(str(data_dir), epoch_size=epoch_size,
-                                             workers=workers, **common, **extra)
+                                             workers=workers, verbose=False, **common, **extra)
 
-    keras_name = "keras image_dataset_from_directory (unbalanced)"
-    tf_over = "genaug tf.data, oversample"
-    py_main = "genaug PyDataset, g[i] in main thread"
-    py_keras = f"genaug PyDataset, Keras enqueuer ({workers} threads)"
-    mix = f" + synthetic {SYNTHETIC_RATIO:g}"
-    mixed = gtf(str(data_dir), balance="oversample", epoch_size=epoch_size, verbose=False,
-                **common, **mixing)
-    draws = mixed.sampler.summary()["synthetic_draws_this_epoch"]
-    print(f"with mixing on, {draws} of the {epoch_size} images of an epoch are synthetic")
     return [
-        Case(keras_name, tf_epoch(keras.utils.image_dataset_from_directory(
-            str(data_dir), verbose=False, **common))),
-        Case(tf_over, tf_epoch(gtf(str(data_dir), balance="oversample", epoch_size=epoch_size,
-                                   verbose=False, **common))),
-        Case("genaug tf.data, balanced_batches", tf_epoch(gtf(
-            str(data_dir), balance="balanced_batches", epoch_size=epoch_size, verbose=False,
-            **common))),
-        Case(tf_over + mix, tf_epoch(mixed), baseline_of=tf_over),
-        Case(py_main, getitem_epoch(pydataset())),
-        Case(py_keras, keras_adapter_epoch(pydataset())),
-        Case(py_main + mix, getitem_epoch(pydataset(**mixing)), baseline_of=py_main),
-        Case(py_keras + mix, keras_adapter_epoch(pydataset(**mixing)), baseline_of=py_keras),
+        Case("Keras image_dataset_from_directory", tf_epoch(
+            keras.utils.image_dataset_from_directory(str(data_dir), verbose=False, **common))),
+        Case("genaug tf.data, balance='none'", tfdata("none")),
+        Case("genaug tf.data, oversample", tfdata("oversample")),
+        Case("genaug tf.data, balanced_batches", tfdata("balanced_batches")),
+        Case(f"genaug tf.data, oversample + synthetic {SYNTHETIC_RATIO:g}",
+             tfdata("oversample", **mixing)),
+        Case("genaug PyDataset, g[i] in main thread", getitem_epoch(pydataset())),
+        Case(f"genaug PyDataset, Keras enqueuer ({workers} threads)",
+             keras_adapter_epoch(pydataset())),
     ]
+
+
+def run_paired(keras: Case, others: list[Case], rounds: int) -> None:
+    """Each round: Keras, loader 1, Keras, loader 2, ..., Keras, in an order that rotates
+    from round to round. Each loader's epoch is paired with the mean of the Keras epochs just
+    before and after it, so drift in the machine's load cancels out of the ratio."""
+    keras.run()  # warm-up: graph tracing, thread pools, page cache
+    for case in others:
+        case.run()
+    for r in range(rounds):
+        shift = r % len(others)
+        keras.timed()
+        for case in others[shift:] + others[:shift]:
+            case.timed()
+            keras.timed()
+            case.keras_rates.append(statistics.mean(keras.rates[-2:]))
+            case.keras_cpu.append(statistics.mean(keras.cpu[-2:]))
+    keras.keras_rates, keras.keras_cpu = keras.rates, keras.cpu
+
+
+def paired(values: list[float], baseline: list[float], *, higher_is_better: bool = True):
+    """Median and range of the paired ratios ``values[r] / baseline[r]`` (inverted when
+    lower is better, so above 1 is always better for genaug)."""
+    ratios = [(v / b if higher_is_better else b / v) for v, b in zip(values, baseline)]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
+def throughput_table(cases: list[Case]) -> list[str]:
+    width = max(len(c.name) for c in cases)
+    lines = [f"| {'loader':<{width}} | images/s | vs Keras (range) | CPU ms/image "
+             "| CPU vs Keras |",
+             f"|{'-' * (width + 2)}|---------:|-----------------:|-------------:|-------------:|"]
+    for case in cases:
+        wall, low, high = paired(case.rates, case.keras_rates)
+        cpu = paired(case.cpu, case.keras_cpu, higher_is_better=False)[0]
+        lines.append(f"| {case.name:<{width}} | {statistics.median(case.rates):8.0f} | "
+                     f"{wall:4.2f}x ({low:.2f}-{high:.2f}) | "
+                     f"{1000 * statistics.median(case.cpu):12.3f} | {cpu:11.2f}x |")
+    return lines
+
+
+def measure_shape(shape: Shape, data_dir: Path, scratch: Path, args) -> list[str]:
+    import genaug
+
+    index = genaug.DatasetIndex.load(data_dir, validate=False)
+    counts = index.counts().tolist()
+    epoch_size = len(index)
+    cache_dir = scratch / f"synthetic-{shape.name}"
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    side = index.sizes[0][0] if index.sizes else shape.side
+    classes = make_synthetic_cache(cache_dir, index.class_names, counts,
+                                   per_class=args.synthetic_per_class, side=side,
+                                   gray=shape.color_mode == "grayscale")
+    cases = build_cases(data_dir, cache_dir, shape, batch=args.batch, epoch_size=epoch_size,
+                        workers=args.workers)
+    run_paired(cases[0], cases[1:], args.rounds)
+    lines = [f"### {shape.title}", "",
+             f"{data_dir}: {epoch_size} files, {len(counts)} classes, sizes {counts}; "
+             f"{args.synthetic_per_class} synthetic images for each of {classes} minority "
+             f"classes; batch {args.batch}, {epoch_size} images per epoch, 1 warm-up epoch "
+             f"and {args.rounds} paired rounds", ""]
+    for case in cases:
+        if case.seen != {epoch_size}:
+            lines.append(f"warning: {case.name} delivered {sorted(case.seen)} images per "
+                         f"epoch, not {epoch_size}")
+    return lines + throughput_table(cases) + [""]
+
+
+def measure_build(data_dir: Path, args) -> list[str]:
+    """Build Keras's dataset, genaug's tf.data dataset and the PyDataset in turns."""
+    import keras
+
+    import genaug
+
+    common = dict(image_size=(28, 28), color_mode="grayscale", batch_size=args.batch, seed=0)
+    builders = {
+        "Keras image_dataset_from_directory": lambda: keras.utils.image_dataset_from_directory(
+            str(data_dir), verbose=False, **common),
+        "genaug tf.data, oversample": lambda: genaug.image_dataset_from_directory(
+            str(data_dir), verbose=False, **common),
+        "genaug PyDataset": lambda: genaug.BalancedBatchGenerator(str(data_dir),
+                                                                  verbose=False, **common),
+    }
+
+    def timer(build):
+        def run() -> int:
+            build()
+            return 1
+        return run
+
+    cases = [Case(name, timer(build)) for name, build in builders.items()]
+    run_paired(cases[0], cases[1:], args.build_rounds)
+    files = sum(1 for _ in data_dir.rglob("*.png"))
+    lines = ["### Building the dataset", "",
+             f"{data_dir}: {files} 28x28 grayscale PNGs; {args.build_rounds} paired rounds",
+             "", "| loader | seconds | time vs Keras (range) |", "|---|--:|--:|"]
+    for case in cases:
+        ratio, low, high = paired(case.keras_rates, case.rates)
+        lines.append(f"| {case.name} | {1 / statistics.median(case.rates):.3f} | "
+                     f"{ratio:.2f}x ({low:.2f}-{high:.2f}) |")
+    return lines + [""]
 
 
 # --------------------------------------------------------------------------- report
@@ -244,53 +370,41 @@ def header(command: str) -> list[str]:
             f"(os.cpu_count()={os.cpu_count()}), {platform.system()} {platform.release()}"]
 
 
-def table(cases: list[Case]) -> list[str]:
-    """Markdown rows: throughput, its ratio to Keras (and mixing on / off), and CPU cost.
-
-    CPU ms/image is the process's CPU time (all threads) per image; on a shared machine it
-    moves far less than wall-clock throughput, so "CPU vs Keras" (Keras's CPU per image over
-    the loader's, higher is better) is the steadier comparison there.
-    """
-    keras_rate = cases[0].median
-    keras_cpu = statistics.median(cases[0].cpu)
-    by_name = {c.name: c for c in cases}
-    width = max(len(c.name) for c in cases)
-    lines = [f"| {'loader':<{width}} | images/s | vs Keras | mixing on/off | CPU ms/image "
-             "| CPU vs Keras |",
-             f"|{'-' * (width + 2)}|---------:|---------:|--------------:|-------------:"
-             "|-------------:|"]
-    for case in cases:
-        cpu = statistics.median(case.cpu)
-        mix = (f"{case.median / by_name[case.baseline_of].median:.2f}x"
-               if case.baseline_of else "")
-        lines.append(f"| {case.name:<{width}} | {case.median:8.0f} | "
-                     f"{case.median / keras_rate:7.2f}x | {mix:>13} | {1000 * cpu:12.3f} | "
-                     f"{keras_cpu / cpu:11.2f}x |")
-    return lines
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=None,
-                        help="images to generate (default 10000; 2000 with --quick)")
-    parser.add_argument("--size", type=int, default=64, help="image side in pixels (64)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed epochs per loader, median reported (3; 1 with --quick)")
-    parser.add_argument("--data-dir", default=None,
-                        help="folder to generate into and reuse (default: a temporary one)")
+    parser.add_argument("--shapes", default=",".join(SHAPES),
+                        help=f"comma-separated, of {', '.join(SHAPES)} (all)")
+    parser.add_argument("--data", action="append", default=[], metavar="SHAPE=DIR",
+                        help="read DIR for SHAPE (or build12k) instead of generating a folder")
+    parser.add_argument("--work-dir", default=None,
+                        help="keep generated folders here and reuse them (default: temporary)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="timed epochs per loader and shape (7; 3 with --quick)")
+    parser.add_argument("--build-rounds", type=int, default=None,
+                        help="timed builds per loader (9; 3 with --quick)")
+    parser.add_argument("--build-files", type=int, default=None,
+                        help="PNGs of the build-time folder (12000; 2000 with --quick)")
+    parser.add_argument("--batch", type=int, default=32, help="batch size (32, Keras's)")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--imbalance", type=float, default=20.0,
-                        help="largest / smallest class size (20)")
-    parser.add_argument("--synthetic-per-class", type=int, default=200,
-                        help="synthetic images per minority class (200)")
+                        help="largest / smallest class size of generated folders (20)")
+    parser.add_argument("--synthetic-per-class", type=int, default=100,
+                        help="synthetic images per minority class (100)")
     parser.add_argument("--workers", type=int, default=2, help="PyDataset worker threads (2)")
     parser.add_argument("--quick", action="store_true",
-                        help="a fast check: 2000 images, 1 repeat")
+                        help="a fast check: a fifth of the images, 3 rounds")
     args = parser.parse_args(argv)
-    if args.images is None:
-        args.images = 2000 if args.quick else 10000
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 3
+    args.shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    unknown = sorted(set(args.shapes) - set(SHAPES))
+    if unknown:
+        parser.error(f"unknown shapes: {', '.join(unknown)}")
+    try:
+        args.data = dict(item.split("=", 1) for item in args.data)
+    except ValueError:
+        parser.error("--data takes SHAPE=DIR")
+    args.rounds = args.rounds or (3 if args.quick else 7)
+    args.build_rounds = args.build_rounds or (3 if args.quick else 9)
+    args.build_files = args.build_files or (2000 if args.quick else 12000)
     return args
 
 
@@ -302,51 +416,29 @@ def main(argv=None) -> int:
     for line in header(command):
         print(line, flush=True)
     scratch = Path(tempfile.mkdtemp(prefix="genaug-bench-"))
+    work = Path(args.work_dir) if args.work_dir else scratch
+    print(f"load average {os.getloadavg()[0]:.2f} at the start", flush=True)
     try:
-        import genaug
-
-        data_dir = prepare_dataset(args, scratch)
-        index = genaug.DatasetIndex.load(data_dir, validate=False)
-        counts = index.counts().tolist()
-        epoch_size = len(index)
-        cache_dir = scratch / "synthetic"
-        minority = make_synthetic_cache(cache_dir, index.class_names, counts,
-                                        per_class=args.synthetic_per_class,
-                                        epoch_size=epoch_size, size=args.size)
-        print(f"dataset: {epoch_size} files, {len(counts)} classes, sizes {counts} "
-              f"(ratio {max(counts) / max(min(counts), 1):.1f})")
-        print(f"synthetic cache: {args.synthetic_per_class} per minority class x "
-              f"{len(minority)} classes; synthetic_ratio={SYNTHETIC_RATIO}")
-        print(f"every epoch: {epoch_size} images, batch {BATCH}, image_size "
-              f"({args.size}, {args.size}); 1 warm-up epoch, {args.repeats} timed epochs each, "
-              f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
-
-        cases = build_cases(data_dir, cache_dir, size=args.size, epoch_size=epoch_size,
-                            workers=args.workers)
-        for case in cases:
-            case.epoch()  # warm-up: graph tracing, thread pools, page cache
-        for repeat in range(args.repeats):
-            shift = repeat % len(cases)  # rotate the order so no loader always goes first
-            for case in cases[shift:] + cases[:shift]:
-                case.timed_epoch()
-            print(f"  round {repeat + 1}/{args.repeats} done", flush=True)
-
-        for case in cases:
-            if case.seen != {epoch_size}:
-                print(f"warning: {case.name} delivered {sorted(case.seen)} images per epoch, "
-                      f"not {epoch_size}")
-        print()
-        for line in table(cases):
-            print(line)
-        spread = max((max(c.rates) - min(c.rates)) / c.median for c in cases)
-        load = os.getloadavg()[0]
-        print(f"\nlargest spread between repeats: {spread:.0%} of the median; "
-              f"load average {load:.2f} at the end; total {time.perf_counter() - started:.0f} s")
-        if load > cores():
-            print("note: the machine was busy with other work (load average above the core "
-                  "count); wall-clock ratios are noisy, CPU vs Keras is the steadier figure")
+        for name in args.shapes:
+            shape = SHAPES[name]
+            images = shape.images // 5 if args.quick else shape.images
+            data_dir = folder_for(name, args.data, work, images=images, side=shape.side,
+                                  ext=shape.ext, gray=shape.color_mode == "grayscale",
+                                  classes=args.classes, imbalance=args.imbalance)
+            lines = measure_shape(shape, data_dir, scratch, args)
+            print("\n".join(lines), flush=True)
+        build_dir = folder_for("build12k", args.data, work, images=args.build_files, side=28,
+                               ext="png", gray=True, classes=args.classes,
+                               imbalance=args.imbalance)
+        lines = measure_build(build_dir, args)
+        print("\n".join(lines), flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    print(f"load average {os.getloadavg()[0]:.2f} at the end; "
+          f"total {time.perf_counter() - started:.0f} s")
+    if os.getloadavg()[0] > cores():
+        print("note: the machine was busy with other work (load average above the core "
+              "count): read the per-round ranges, not single epochs")
     return 0
 
 

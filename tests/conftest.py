@@ -114,3 +114,17 @@ def genaug_data_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "genaug_home"
     monkeypatch.setenv("GENAUG_DATA_HOME", str(home))
     return home
+
+
+def damage_pixel_data(path):
+    """Keep a PNG's header and end marker, overwrite its pixel data: the loaders' header check
+    at indexing accepts the file, only a decode finds it broken."""
+    whole = bytearray(open(path, "rb").read())
+    whole[41:-20] = b"\x55" * (len(whole) - 61)
+    open(path, "wb").write(bytes(whole))
+
+
+@pytest.fixture
+def corrupt_pixel_data():
+    """:func:`damage_pixel_data`, as a fixture."""
+    return damage_pixel_data

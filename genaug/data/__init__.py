@@ -17,6 +17,7 @@ from genaug.data._decode import (
     resize_array,
 )
 from genaug.data._embedded import digits_longtail
+from genaug.data._headers import read_header
 from genaug.data._index import (
     IMAGE_EXTENSIONS,
     SKIP_KINDS,
@@ -45,6 +46,7 @@ __all__ = [
     "infer_color_mode",
     "load_image",
     "probe_image",
+    "read_header",
     "resize_array",
     "skipped_summary",
     "split_dataset",

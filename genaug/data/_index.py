@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from genaug.exceptions import DatasetError
+from genaug.data._headers import read_header
+from genaug.exceptions import ConfigError, DatasetError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "validation",
@@ -137,8 +138,15 @@ class DatasetIndex:
         return np.sort(np.asarray(kept, dtype=int)), np.sort(np.asarray(held, dtype=int))
 
     @classmethod
-    def load(cls, source, *, class_names: Sequence[str] | None = None, validate: bool = True):
-        """Index an image folder or a CSV manifest (``path,label[,split]``)."""
+    def load(cls, source, *, class_names: Sequence[str] | None = None,
+             validate: bool | str = True):
+        """Index an image folder or a CSV manifest (``path,label[,split]``).
+
+        ``validate``: True decodes every file once and skips the ones that fail (what
+        ``genaug analyze`` and the generators use); ``"headers"`` reads only the header and
+        end marker of 8-bit PNG and JPEG files and decodes the rest (what the loaders use:
+        a file that breaks at decode time is replaced there); False reads no file.
+        """
         source = Path(source)
         if source.is_file() and source.suffix.lower() == ".csv":
             return cls.from_csv(source, class_names=class_names, validate=validate)
@@ -146,7 +154,8 @@ class DatasetIndex:
 
     @classmethod
     def from_directory(
-        cls, directory, *, class_names: Sequence[str] | None = None, validate: bool = True
+        cls, directory, *, class_names: Sequence[str] | None = None,
+        validate: bool | str = True
     ) -> DatasetIndex:
         """Index ``directory/<class>/**/<image>`` (Keras's ``image_dataset_from_directory`` layout).
 
@@ -172,33 +181,36 @@ class DatasetIndex:
             warnings.warn(f"folders not in class_names are ignored: {', '.join(extra)}",
                           stacklevel=2)
         files, labels, ids, skipped = [], [], [], []
+        # Plain strings, not Path objects, per file: listing then costs what Keras's does.
+        top = os.path.abspath(directory)
         for label, name in enumerate(class_names):
-            class_dir = directory / name
-            if not class_dir.is_dir():
+            class_dir = os.path.join(top, name)
+            if not os.path.isdir(class_dir):
                 continue
             for root, dirs, names in os.walk(class_dir):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                # Absolute, but symlinks are not resolved: a linked file or class folder
+                # may point outside the dataset, and its id and any report should name
+                # the link the user put there.
+                relative = Path(os.path.relpath(root, top)).as_posix() + "/"
                 for fname in sorted(names):
                     if fname.startswith("."):
                         continue
-                    path = Path(root) / fname
-                    # Absolute, but symlinks are not resolved: a linked file or class folder
-                    # may point outside the dataset, and its id and any report should name
-                    # the link the user put there.
-                    absolute = os.path.abspath(path)
-                    if path.suffix.lower() in IMAGE_EXTENSIONS:
+                    absolute = os.path.join(root, fname)
+                    if os.path.splitext(fname)[1].lower() in IMAGE_EXTENSIONS:
                         files.append(absolute)
                         labels.append(label)
-                        ids.append(path.relative_to(directory).as_posix())
+                        ids.append(relative + fname)
                     else:
                         skipped.append(SkippedFile(absolute, "not an image file (extension)",
                                                    "not an image"))
-        return _finish(Path(os.path.abspath(directory)), class_names, files, labels, ids, None,
+        return _finish(Path(top), class_names, files, labels, ids, None,
                        skipped, validate)
 
     @classmethod
     def from_csv(
-        cls, manifest, *, class_names: Sequence[str] | None = None, validate: bool = True
+        cls, manifest, *, class_names: Sequence[str] | None = None,
+        validate: bool | str = True
     ) -> DatasetIndex:
         """Index a CSV manifest with columns ``path,label[,split]`` (header optional).
 
@@ -311,15 +323,11 @@ def _probe(path: str):
 
 
 def _finish(root, class_names, files, labels, ids, splits, skipped, validate) -> DatasetIndex:
+    if validate not in (True, False, "headers"):
+        raise ConfigError(f"validate must be True, False or 'headers', got {validate!r}")
     modes = sizes = formats = None
     if validate and files:
-        # PIL releases the GIL while decoding, so threads give a real speed-up here. Warning
-        # filters are process-wide and not thread-safe, so they are set here, once, in the
-        # calling thread: _probe rejects over-limit images itself, PIL's warning is noise.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-                probes = list(pool.map(_probe, files, chunksize=64))
+        probes = _probe_all(files, headers_only=validate == "headers")
         keep = [i for i, p in enumerate(probes) if not isinstance(p, str)]
         skipped = skipped + [SkippedFile(files[i], p, "unreadable") for i, p in enumerate(probes)
                              if isinstance(p, str)]
@@ -342,3 +350,23 @@ def _finish(root, class_names, files, labels, ids, splits, skipped, validate) ->
         formats=formats,
         skipped=tuple(skipped),
     )
+
+
+def _probe_all(files: list[str], *, headers_only: bool) -> list:
+    """Per file, ``(mode, size, format)`` or the reason it is unusable."""
+    limit = Image.MAX_IMAGE_PIXELS
+    headers = ([read_header(path, max_pixels=limit) for path in files] if headers_only
+               else [None] * len(files))
+    undecided = [i for i, found in enumerate(headers) if found is None]
+    if not undecided:
+        return headers
+    # PIL releases the GIL while decoding, so threads give a real speed-up here. Warning
+    # filters are process-wide and not thread-safe, so they are set here, once, in the
+    # calling thread: _probe rejects over-limit images itself, PIL's warning is noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+            decoded = pool.map(_probe, [files[i] for i in undecided], chunksize=64)
+            for i, probe in zip(undecided, decoded):
+                headers[i] = probe
+    return headers

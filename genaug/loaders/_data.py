@@ -87,7 +87,10 @@ def adapt_data(data, y=None, *, class_names=None, validation_split: float | None
             raise ConfigError("validation_split needs files; split in-memory arrays yourself")
         return LoaderData(training=_array_source(data, y, class_names))
     indexed = not isinstance(data, DatasetIndex)
-    index = DatasetIndex.load(Path(data), class_names=class_names) if indexed else data
+    # Headers only: a file that breaks at decode time is replaced by the loaders, and
+    # ``genaug analyze`` is where every file is decoded.
+    index = (DatasetIndex.load(Path(data), class_names=class_names, validate="headers")
+             if indexed else data)
     if len(index) == 0:
         raise DatasetError(f"no images found in {data}" if indexed else "the index is empty")
     splits = split_dataset(index, validation_split=validation_split, seed=seed)

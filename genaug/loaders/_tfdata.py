@@ -7,12 +7,13 @@ which keeps every balanced batch intact and the whole stream deterministic.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from genaug.data import check_color_mode, load_image, resize_array
+from genaug.data import check_color_mode, load_image, read_header, resize_array
 from genaug.exceptions import ConfigError
 from genaug.loaders._data import adapt_data
 from genaug.loaders._options import SamplingOptions
@@ -25,6 +26,8 @@ _NATIVE_MODES = {"L", "RGB", "RGBA"}
 _NATIVE_FORMATS = {"PNG", "JPEG", "GIF"}
 _NATIVE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif"}
 LABEL_MODES = ("int", "categorical", "binary", None)
+#: Interpolations whose resize to the image's own size returns its pixels exactly.
+_EXACT_AT_OWN_SIZE = {"bilinear", "nearest", "bicubic", "area"}
 #: Slots decoded (and, when a file breaks, repaired) together when the loader yields single
 #: images.
 _SINGLE_IMAGE_WINDOW = 32
@@ -102,8 +105,7 @@ class _TFPipeline:
         self.mixup = sampler.mixer is not None and sampler.mixer.mixup
         self.passes, self.pass_epochs = 0, {}  # every pass over the dataset, and its epoch
         # The pass that last delivered each window (batch) of the plan.
-        self.delivered = tf.Variable(tf.fill([self.windows], tf.constant(-1, tf.int64)),
-                                     trainable=False)
+        self.delivered = np.full(self.windows, -1, np.int64)
         self.reader = SlotReader(sampler.real, sampler.synthetic, image_size=(self.height,
                                                                               self.width),
                                  color_mode=color_mode, interpolation=interpolation)
@@ -114,23 +116,24 @@ class _TFPipeline:
         # 2. One epoch's plan per pass, as a few arrays.
         dataset = self.plans()
         # 3. Decode every slot in parallel, in plan order, a batch at a time.
-        dataset = dataset.unbatch().map(self.element, num_parallel_calls=tf.data.AUTOTUNE,
-                                        deterministic=True).batch(self.window)
-        # 4. A batch with a file that broke after indexing is dropped, and read again after
-        #    the last batch of the pass.
-        dataset = dataset.ignore_errors().map(self.mark_delivered)
-        dataset = dataset.concatenate(self.read_again())
+        dataset = dataset.map(_graph(self.element), num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=True).batch(self.window)
+        # 4. A batch with a file that broke after indexing is dropped.
+        dataset = dataset.ignore_errors()
         # 5. Augmentation.
         if self.augment is not None and self.batch_size:
-            augment = self.augment
-            dataset = dataset.map(lambda x, *rest: (augment(x, training=True), *rest),
-                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            dataset = self.augmented(dataset)
         dataset = dataset.prefetch(tf.data.AUTOTUNE)
-        # 6. As each batch reaches the consumer: its labels; after the last slot of a pass
-        #    the sampler moves on (so a partial pass, such as take(1), moves nothing).
-        dataset = dataset.map(self.deliver)
+        # 6. Once the consumer has taken the pass's other batches, the dropped ones are read
+        #    again (a pass with none dropped never instantiates this under model.fit, which
+        #    takes exactly the dataset's cardinality).
+        dataset = dataset.concatenate(self.read_again())
+        # 7. As each batch reaches the consumer: it is marked delivered, its labels unpacked;
+        #    after the last slot of a pass the sampler moves on (so a partial pass, such as
+        #    take(1), moves nothing).
+        dataset = dataset.map(_graph(self.deliver))
         if not self.batch_size:
-            dataset = dataset.unbatch().map(self.deliver_single_image)
+            dataset = dataset.unbatch().map(_graph(self.deliver_single_image))
         steps = len(self.sampler) if self.batch_size else self.epoch_size
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
         return self.describe(dataset)
@@ -138,26 +141,37 @@ class _TFPipeline:
     # -- 1. files ---------------------------------------------------------------------------
     def files(self) -> None:
         real, synthetic = self.sampler.real, self.sampler.synthetic
-        self.paths = np.asarray(list(real.paths) + list(synthetic.paths if synthetic else ()),
-                                dtype=object)
+        # Encoded once: a plan then indexes bytes, as TensorFlow's strings need them.
+        self.paths = np.asarray([os.fsencode(path) for path in (
+            *real.paths, *(synthetic.paths if synthetic else ()))], dtype=bytes)
         self.pil = np.concatenate([_needs_pil(real),
                                    _needs_pil(synthetic) if synthetic else np.zeros(0, bool)])
         self.offset = len(real.paths)
         self.any_pil = bool(self.pil.any())
+        target = (self.width, self.height)
+        self.at_size = (self.interpolation in _EXACT_AT_OWN_SIZE and not (self.crop or self.pad)
+                        and all(size == target for source in (real, synthetic) if source
+                                for size in _file_sizes(source)))
 
     # -- 2. plans ---------------------------------------------------------------------------
     def plans(self) -> tf.data.Dataset:
-        string, boolean = tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.bool)
-        real32 = tf.TensorSpec([None], tf.float32)
-        signature = [string, tf.TensorSpec([None], tf.int64)]
+        """Each pass: one call into Python for the epoch's plan, then its slots as tensor
+        slices (no per-element Python, and no unbatching of a generator's output)."""
+        dtypes = [tf.string, tf.int64]
         if self.weighted:
-            signature.append(real32)
+            dtypes.append(tf.float32)
         if self.any_pil:
-            signature.append(boolean)
+            dtypes.append(tf.bool)
         if self.mixup:
-            signature += [string, boolean, boolean, real32]
-        return tf.data.Dataset.from_generator(self.epoch_arrays,
-                                              output_signature=tuple(signature))
+            dtypes += [tf.string, tf.bool, tf.bool, tf.float32]
+
+        def epoch_slots(_):
+            columns = tf.numpy_function(self.epoch_arrays, [], dtypes, stateful=True)
+            for column in columns:
+                column.set_shape([None])
+            return tf.data.Dataset.from_tensor_slices(tuple(columns))
+
+        return tf.data.Dataset.from_tensors(0).flat_map(_graph(epoch_slots))
 
     def epoch_arrays(self):
         # Only the columns the element function reads: every extra component is sliced,
@@ -170,16 +184,17 @@ class _TFPipeline:
         # A slot's place in the whole stream (its pass and its position in the epoch) rides
         # in its label column: one more column would cost every element a few percent.
         place = self.passes * self.epoch_size + np.arange(len(mixed), dtype=np.int64)
-        columns = [self.paths[item].astype(bytes), place * self.num_classes + mixed.labels]
+        # numpy_function wants exactly the declared dtypes.
+        columns = [self.paths[item], (place * self.num_classes + mixed.labels).astype(np.int64)]
         if self.weighted:
-            columns.append(mixed.weights)
+            columns.append(mixed.weights.astype(np.float32))
         if self.any_pil:
             columns.append(self.pil[item])
         if self.mixup:
             partner = np.where(mixed.partner >= 0, mixed.partner, 0)
-            columns += [self.paths[partner].astype(bytes), self.pil[partner],
-                        mixed.partner >= 0, mixed.lam]
-        yield tuple(columns)
+            columns += [self.paths[partner], self.pil[partner],
+                        mixed.partner >= 0, mixed.lam.astype(np.float32)]
+        return tuple(columns)
 
     # -- 3. decode --------------------------------------------------------------------------
     def element(self, path, place_and_label, *rest):
@@ -208,6 +223,12 @@ class _TFPipeline:
             image = tf.cond(use_pil, lambda: self.pil_image(path),
                             lambda: self.native_image(path))
         image.set_shape([None, None, self.channels])
+        if self.at_size:
+            # Every file was indexed at the target size, where the resize returns the pixels
+            # unchanged, at a tenth of a small image's cost. A file whose size changed since
+            # fails the batch's shape check and is read again like a broken one.
+            image.set_shape([self.height, self.width, self.channels])
+            return tf.cast(image, tf.float32)
         if self.crop or self.pad:
             image = _fit_aspect(image, self.height, self.width, crop=self.crop)
         image = tf.cast(tf.image.resize(image, (self.height, self.width),
@@ -224,30 +245,28 @@ class _TFPipeline:
             lambda p: load_image(p.decode(), image_size=None, color_mode=self.color_mode),
             [path], tf.uint8, stateful=False)
 
-    # -- 4. read again ----------------------------------------------------------------------
-    def mark_delivered(self, images, place_and_label, *weight):
-        """Record that this batch's window was decoded in this pass."""
-        place = place_and_label[0] // self.num_classes
-        marked = self.delivered.scatter_nd_update([[(place % self.epoch_size) // self.window]],
-                                                  [place // self.epoch_size])
-        with tf.control_dependencies([marked]):
-            return (tf.identity(images), place_and_label, *weight)
+    # -- 5. augment -------------------------------------------------------------------------
+    def augmented(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
+        augment = self.augment
+        return dataset.map(lambda x, *rest: (augment(x, training=True), *rest),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
+    # -- 6. read again ----------------------------------------------------------------------
     def read_again(self) -> tf.data.Dataset:
         """The windows of this pass that TensorFlow could not decode, read again.
 
         A batch with a slot TensorFlow cannot decode fails as a whole and is dropped
         (``ignore_errors`` after the fused map-and-batch, so the normal path stays as it
-        was). After the pass's last batch, every window no batch delivered is read again in
-        Python: each slot's own file through PIL when PIL can read it, else a stand-in of its
-        class from the :class:`SlotReader` (the ``PyDataset``'s fallback chain). Every batch
-        keeps its classes and the epoch its length; only the repaired batches come later, and
-        PIL resizes them (with antialiasing, unlike TensorFlow). Built in Python, this costs
-        a pass with nothing to repair one small function call.
+        was). When the consumer has taken the pass's other batches, every window no batch
+        delivered is read again in Python: each slot's own file through PIL when PIL can read
+        it, else a stand-in of its class from the :class:`SlotReader` (the ``PyDataset``'s
+        fallback chain). Every batch keeps its classes and the epoch its length; only the
+        repaired batches come later, and PIL resizes them (with antialiasing, unlike
+        TensorFlow).
         """
         def windows(_):
             columns = tf.numpy_function(
-                self.stand_in_windows, [self.delivered.read_value()],
+                self.stand_in_windows, [],
                 [tf.float32, tf.int64, *([tf.float32] if self.weighted else [])])
             shape = ([self.channels, self.height, self.width] if self.data_format ==
                      "channels_first" else [self.height, self.width, self.channels])
@@ -256,13 +275,15 @@ class _TFPipeline:
                 column.set_shape([None])
             return tf.data.Dataset.from_tensor_slices(tuple(columns))
 
-        return tf.data.Dataset.from_tensors(0).flat_map(windows).batch(self.window)
+        dataset = tf.data.Dataset.from_tensors(0).flat_map(_graph(windows)).batch(self.window)
+        return self.augmented(dataset) if self.augment is not None and self.batch_size \
+            else dataset
 
-    def stand_in_windows(self, delivered):
+    def stand_in_windows(self):
         """Every slot of the windows of this pass that no batch delivered: its pixels (own
         file or a stand-in of its class), its place and label, its weight."""
         mixed = self.sampler.mixed(self.pass_epochs[self.passes])
-        missing = np.flatnonzero(delivered != self.passes)
+        missing = np.flatnonzero(self.delivered != self.passes)
         slots = np.concatenate([np.arange(w * self.window, min((w + 1) * self.window,
                                                                  self.epoch_size))
                                 for w in missing]) if len(missing) else np.zeros(0, np.int64)
@@ -287,15 +308,18 @@ class _TFPipeline:
             image = _fit_aspect_array(image, self.height, self.width, crop=self.crop)
         return resize_array(image, (self.height, self.width), self.interpolation)
 
-    # -- 6. deliver -------------------------------------------------------------------------
+    # -- 7. deliver -------------------------------------------------------------------------
     def deliver(self, images, place_and_label, *weight):
         """A batch reaching the consumer: its labels; the pass's last slot moves the
         sampler on."""
         places = place_and_label // self.num_classes
         labels = tf.cast(place_and_label % self.num_classes, tf.int32)
-        if self.batch_size:
-            with tf.control_dependencies([self.count_pass(places)]):
-                images = tf.identity(images)
+        # One call into Python per batch, rather than a variable and a conditional call:
+        # every function holding state costs each iterator (each epoch) milliseconds to
+        # instantiate.
+        delivered = tf.numpy_function(self.batch_delivered, [places], tf.int64)
+        with tf.control_dependencies([delivered]):
+            images = tf.identity(images)
         out = ((images, *self.format_labels(labels, places), *weight) if self.label_mode
                else (images,))
         if not self.batch_size:
@@ -329,6 +353,15 @@ class _TFPipeline:
             self.pass_done, [tf.reduce_max(places) // self.epoch_size], tf.int64),
             lambda: tf.constant(0, tf.int64))
 
+    def batch_delivered(self, places) -> np.int64:
+        """Mark the batch's window delivered in its pass; after the pass's last slot (in
+        batches), move the sampler on."""
+        first = int(places[0])
+        self.delivered[(first % self.epoch_size) // self.window] = first // self.epoch_size
+        if self.batch_size and (places % self.epoch_size == self.epoch_size - 1).any():
+            self.pass_done(places.max() // self.epoch_size)
+        return np.int64(0)
+
     def pass_done(self, pass_id) -> np.int64:
         """Pass ``pass_id`` delivered its last slot: move on to the next epoch, unless
         something else moved the sampler in the meantime (a ramp callback sets the epoch
@@ -354,6 +387,20 @@ class _TFPipeline:
 
         dataset.map = map_and_check
         return dataset
+
+
+def _graph(function):
+    """``function`` traced as it is written: it has no Python control flow on tensors, and
+    AutoGraph's conversion would cost every construction of the dataset about 0.1 s."""
+    return tf.autograph.experimental.do_not_convert(function)
+
+
+def _file_sizes(source):
+    """(width, height) of every file of ``source``: from its index, else from the files'
+    headers (None where a header does not tell)."""
+    if source.sizes is not None:
+        return source.sizes
+    return [found[1] if found else None for found in map(read_header, source.paths)]
 
 
 def _fit_aspect(image, height, width, *, crop: bool):

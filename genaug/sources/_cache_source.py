@@ -48,7 +48,7 @@ class CacheSource:
         self.labels = np.asarray([position[r["class"]] for r in kept], dtype=np.int64)
         self.paths = tuple(cache.path(r) for r in kept)
         self.ids = tuple(str(r["id"]) for r in kept)
-        self.modes = None
+        self.modes = self.sizes = None
         self.formats = None  # written by genaug as PNG (L, RGB or RGBA)
 
     def __len__(self) -> int:

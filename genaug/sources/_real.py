@@ -37,6 +37,7 @@ class RealSource:
             self.paths = index.paths
             self.ids = index.ids
             self.modes = index.modes
+            self.sizes = index.sizes
             self.formats = index.formats
             self.images = None
             return
@@ -60,6 +61,7 @@ class RealSource:
         self.paths = None
         self.ids = tuple(str(i) for i in range(len(images)))
         self.modes = None
+        self.sizes = None
         self.formats = None
 
     def __len__(self) -> int:

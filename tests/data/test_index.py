@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from genaug.data import IMAGE_EXTENSIONS, DatasetIndex
-from genaug.exceptions import DatasetError
+from genaug.exceptions import ConfigError, DatasetError
 
 
 def reasons(index) -> dict[str, str]:
@@ -203,6 +203,62 @@ def test_validate_false_skips_decoding(image_folder_factory):
     (root / "a" / "broken.png").write_bytes(b"broken")
     index = DatasetIndex.load(root, validate=False)
     assert len(index) == 3 and index.modes is None and index.sizes is None
+
+
+def odd_files(root):
+    """Files the header check accepts after walking further (progressive, a long EXIF
+    segment) and files it leaves to a full decode (other modes, trailing bytes, broken)."""
+    rgb = Image.new("RGB", (24, 20), (10, 200, 30))
+    rgb.save(root / "a" / "progressive.jpg", progressive=True)
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 5000  # ImageDescription
+    rgb.save(root / "a" / "exif.jpg", exif=exif)
+    Image.new("CMYK", (8, 8)).save(root / "a" / "cmyk.jpg")
+    Image.new("LA", (8, 8)).save(root / "a" / "gray_alpha.png")
+    Image.new("1", (8, 8)).save(root / "a" / "bilevel.png")
+    with open(root / "a" / "trailing.png", "wb") as handle:  # bytes after IEND
+        handle.write((root / "a" / "a_000.png").read_bytes() + b"\0" * 5)
+    good = (root / "a" / "a_001.png").read_bytes()
+    (root / "a" / "truncated.png").write_bytes(good[: len(good) // 2])
+    (root / "a" / "garbage.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    (root / "a" / "empty.png").write_bytes(b"")
+    os.symlink(root / "a" / "gone.png", root / "a" / "dangling.png")
+
+
+@pytest.mark.parametrize("mode, ext", [("RGB", "png"), ("L", "png"), ("RGBA", "png"),
+                                       ("P", "png"), ("I;16", "png"), ("RGB", "jpg"),
+                                       ("L", "jpg"), ("RGB", "webp"), ("RGB", "bmp"),
+                                       ("P", "gif")])
+def test_header_validation_finds_what_decoding_finds(image_folder_factory, mode, ext):
+    root = image_folder_factory({"a": 3, "b": 2}, size=(20, 12), mode=mode, ext=ext)
+    if mode == "RGB" and ext == "png":
+        odd_files(root)
+    decoded = DatasetIndex.load(root)
+    headers = DatasetIndex.load(root, validate="headers")
+    assert headers.paths == decoded.paths and headers.ids == decoded.ids
+    assert headers.modes == decoded.modes and headers.sizes == decoded.sizes
+    assert headers.formats == decoded.formats
+    assert reasons(headers) == reasons(decoded)
+
+
+def test_header_validation_reads_no_pixels_of_plain_png_and_jpeg(image_folder_factory,
+                                                                 corrupt_pixel_data,
+                                                                 monkeypatch):
+    root = image_folder_factory({"a": 2}, size=(20, 12))
+    image_folder_factory({"a": 2}, size=(20, 12), mode="L", ext="jpg", root=root)
+    corrupt_pixel_data(root / "a" / "a_000.png")
+    decoded = []
+    monkeypatch.setattr("genaug.data._index.probe_image",
+                        lambda path, **kw: decoded.append(path))
+    index = DatasetIndex.load(root, validate="headers")
+    assert decoded == [] and len(index) == 4  # the corrupt one is caught at decode time
+    assert str(root / "a" / "a_000.png") in index.paths
+    assert set(index.formats) == {"PNG", "JPEG"} and index.sizes == ((20, 12),) * 4
+
+
+def test_validate_takes_only_its_three_values(image_folder_factory):
+    with pytest.raises(ConfigError, match="validate must be True, False or 'headers'"):
+        DatasetIndex.load(image_folder_factory({"a": 1}), validate="pixels")
 
 
 # --- CSV manifests -------------------------------------------------------------------------

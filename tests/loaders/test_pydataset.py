@@ -105,6 +105,21 @@ def test_corrupt_file_is_skipped_mid_epoch_not_fatal(small_dataset):
                for _, y in batches)
 
 
+def test_a_file_that_turns_out_corrupt_at_decode_time_is_substituted_and_reported(
+        small_dataset, corrupt_pixel_data):
+    # Indexing reads headers only: the file is listed, and caught when it is decoded.
+    victim = str(sorted((small_dataset / "dog").iterdir())[1])
+    corrupt_pixel_data(victim)
+    loader = BalancedBatchGenerator(small_dataset, batch_size=6, image_size=(16, 16), seed=0,
+                                    verbose=False)
+    assert victim in loader.real.paths and not loader.skipped
+    with pytest.warns(UserWarning, match="skipping unreadable image"):
+        batches = all_batches(loader)
+    assert set(loader.decode_failures) == {victim}
+    y = np.concatenate([labels for _, labels in batches])
+    assert np.bincount(y).tolist() == [20, 20, 20]
+
+
 def synthetic_cache(root, per_class, size=16):
     with CacheWriter(root) as writer:
         for name, n in per_class.items():

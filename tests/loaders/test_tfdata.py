@@ -261,3 +261,52 @@ def test_fit_class_weight_on_a_balancing_loader_warns(small_dataset):
         warnings.simplefilter("always")
         tiny_model().fit(plain, epochs=1, class_weight=weights, verbose=0)
     assert not [w for w in caught if "twice" in str(w.message)]
+
+
+# --- issue 14: an index that reads headers only, a resize skipped where it changes nothing --
+
+
+def test_a_file_that_turns_out_corrupt_at_decode_time_is_substituted_and_reported(
+        small_dataset, corrupt_pixel_data):
+    dogs = sorted(str(p) for p in (small_dataset / "dog").iterdir())
+    corrupt_pixel_data(dogs[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is reported while indexing
+        ds = genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16),
+                                                 batch_size=6, seed=0, verbose=False)
+    assert dogs[1] in ds.file_paths and not ds.skipped
+    with pytest.warns(UserWarning, match="skipping unreadable image"):
+        x, y = epoch_of(ds)
+    assert set(ds.decode_failures) == {dogs[1]}
+    assert np.bincount(y).tolist() == [20, 20, 20]  # the epoch keeps its classes and length
+    dog_pixels = x[y == 1]
+    assert dog_pixels.shape[0] == 20 and dog_pixels.max() > 0
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest", "bicubic", "area",
+                                           "lanczos3", "gaussian"])
+def test_pixels_match_keras_at_the_files_own_size_for_every_interpolation(
+        image_folder_factory, interpolation):
+    # At its own size the resize is skipped where it would return the pixels unchanged.
+    root = image_folder_factory({"a": 3, "b": 2}, size=(12, 10))
+    for image_size in ((10, 12), (7, 9)):
+        ours = genaug.image_dataset_from_directory(
+            root, image_size=image_size, interpolation=interpolation, balance="none",
+            shuffle=False, verbose=False)
+        theirs = keras.utils.image_dataset_from_directory(
+            root, image_size=image_size, interpolation=interpolation, shuffle=False,
+            verbose=False)
+        np.testing.assert_allclose(epoch_of(ours)[0], epoch_of(theirs)[0], atol=1e-4)
+
+
+def test_a_file_whose_size_changed_after_indexing_is_delivered_at_image_size(
+        image_folder_factory):
+    root = image_folder_factory({"a": 4, "b": 4}, size=(16, 16))
+    ds = genaug.image_dataset_from_directory(root, image_size=(16, 16), batch_size=4,
+                                             balance="none", shuffle=False, verbose=False)
+    grown = image_folder_factory({"a": 1}, size=(32, 32), root=root / "grown")
+    os.replace(grown / "a" / "a_000.png", root / "a" / "a_001.png")
+    x, y = epoch_of(ds)
+    # The batch holding it is read again (by PIL, resized) after the other one.
+    assert x.shape == (8, 16, 16, 3) and y.tolist() == [1] * 4 + [0] * 4
+    assert not ds.decode_failures
