@@ -35,10 +35,12 @@ def _open_cache(directory, class_names):
 @click.command()
 @click.argument("data_dir", required=False, type=click.Path())
 @click.option("--arms", default=None,
-              help="Comma-separated arm names (plain, class_weights, balanced, "
-                   "balanced_synthetic and any registered with genaug.evidence.register_arm). "
-                   "Default: plain,class_weights,balanced (+ balanced_synthetic with "
-                   "--synthetic-cache).")
+              help="Comma-separated arm names: plain, class_weights, balanced, "
+                   "balanced_synthetic, the recipe levers balanced_synthetic_select, _cooldown, "
+                   "_fill, _weight03, _smooth, balanced_synthetic_legacy (docs/evidence.md), "
+                   "oracle (with --oracle-cache) and any registered with "
+                   "genaug.evidence.register_arm. Default: plain,class_weights,balanced "
+                   "(+ balanced_synthetic with --synthetic-cache).")
 @click.option("--seeds", default="0,1,2", show_default=True,
               help="Comma-separated seeds; every arm runs at each (at least 3 recommended).")
 @train_options

@@ -144,6 +144,23 @@ def test_both_synthetic_shares_are_reported_with_the_cap_that_bounds_each(
         "synthetic_share_of_images": dog["synthetic_share_of_images"]}
 
 
+def test_the_pool_cap_bounds_the_distinct_synthetic_images_of_a_run(image_folder_factory,
+                                                                    tmp_path, cache_for):
+    """Issue 15, point 8: ``--synthetic-pool-cap`` bounds what the default run above exceeds,
+    the share of a class's training images that are distinct synthetic images."""
+    data = image_folder_factory({"cat": 40, "dog": 5})
+    test = image_folder_factory({"cat": 3, "dog": 3})
+    cache = cache_for({"dog": 60})
+    metrics, status = run(["train", str(data), "--test-dir", str(test), "--balanced",
+                           "--synthetic-cache", str(cache), "--epochs", "4",
+                           "--ramp-fraction", "0", "--synthetic-pool-cap", "0.6"], tmp_path)
+    dog = status["per_class"]["dog"]
+    assert status["synthetic_pool_cap"] == 0.6
+    assert 0 < dog["synthetic"] <= 7  # floor(0.6 / 0.4 * 5 real images)
+    assert dog["synthetic_share_of_images"] <= 0.6
+    assert metrics["synthetic_shares"]["synthetic_pool_cap"] == 0.6
+
+
 def test_synthetic_pool_cap_is_an_option_of_a_synthetic_run(small_dataset, tmp_path):
     def train(*extra):
         return CliRunner().invoke(main, ["train", str(small_dataset), *extra, *TINY,
