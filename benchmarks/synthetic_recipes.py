@@ -56,8 +56,47 @@ def main() -> None:
     result = run_compare(base, arms=args.arms, seeds=args.seeds, output_dir=args.output_dir,
                          runner=run_training, synthetic_cache=args.synthetic_cache,
                          resume=True)
-    for comparison in result["comparisons"]:
-        print(f"{comparison['arm']} vs {comparison['reference']}: {comparison['verdict']}")
+    print(recipe_table(result))
+
+
+def recipe_table(result: dict) -> str:
+    """Markdown: per arm the means over seeds, and the paired difference of balanced accuracy
+    (with its 95 % t-interval) against ``balanced`` and against ``balanced_synthetic``."""
+    from genaug.evidence import paired_difference
+
+    seeds, runs = result["seeds"], [r for r in result["runs"] if r.get("status") == "ok"]
+
+    def per_seed(arm, value):
+        by_seed = {r["seed"]: r["metrics"] for r in runs if r["arm"] == arm}
+        return [value(by_seed[s]) if s in by_seed else None for s in seeds]
+
+    def rarest_recall(metrics):
+        counts = metrics["train_counts"]
+        return metrics["per_class"][min(counts, key=counts.get)]["recall"]
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return f"{sum(values) / len(values):.3f}" if values else "-"
+
+    def versus(arm, reference):
+        if reference == arm or reference not in result["arms"]:
+            return ""
+        d = paired_difference(per_seed(arm, lambda m: m["balanced_accuracy"]),
+                              per_seed(reference, lambda m: m["balanced_accuracy"]),
+                              seeds=seeds)
+        if d.n < 2:
+            return f"{d.mean:+.3f} (n={d.n})" if d.n else ""
+        return f"{d.mean:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+
+    lines = ["| arm | seeds | balanced accuracy | macro-F1 | rarest-class recall "
+             "| vs balanced | vs balanced_synthetic |", "|---|--:|--:|--:|--:|--:|--:|"]
+    for arm in result["arms"]:
+        accuracy = per_seed(arm, lambda m: m["balanced_accuracy"])
+        lines.append(f"| {arm} | {sum(v is not None for v in accuracy)} | {mean(accuracy)} "
+                     f"| {mean(per_seed(arm, lambda m: m['macro_f1']))} "
+                     f"| {mean(per_seed(arm, rarest_recall))} | {versus(arm, 'balanced')} "
+                     f"| {versus(arm, 'balanced_synthetic')} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
