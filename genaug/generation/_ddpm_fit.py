@@ -18,7 +18,7 @@ from genaug.generation._ddpm_model import (
     save_generator,
 )
 from genaug.generation._sanity import class_pixel_statistics
-from genaug.generation._train_loop import check_budget, train_steps
+from genaug.generation._train_loop import TrainingResult, check_budget, train_steps
 from genaug.generation._utils import (
     device_report,
     offline_hub,
@@ -31,23 +31,14 @@ from genaug.generation._utils import (
 
 
 @dataclass
-class FitResult:
+class FitResult(TrainingResult):
     """What :func:`fit_generator` did."""
 
-    path: Path
-    steps: int
-    seconds: float
-    final_loss: float
-    device: str
-    precision: str
     parameters: int
-    interrupted: bool
 
     def describe(self) -> str:
-        stop = " (interrupted)" if self.interrupted else ""
-        return (f"trained {self.parameters / 1e6:.2f}M-parameter UNet for {self.steps} steps in "
-                f"{self.seconds:.0f} s on {self.device} ({self.precision}){stop}; "
-                f"final loss {self.final_loss:.4f}; saved to {self.path}")
+        return (f"trained {self.parameters / 1e6:.2f}M-parameter UNet {self._run_text()}; "
+                f"saved to {self.path}")
 
 
 def load_training_images(index, *, resolution: int, color_mode: str) -> np.ndarray:

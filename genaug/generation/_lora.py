@@ -26,7 +26,7 @@ from genaug.exceptions import ConfigError, DatasetError, OutputError
 from genaug.generation._ddpm_fit import load_training_images
 from genaug.generation._ddpm_model import LOSS_LOG
 from genaug.generation._plan import DEFAULT_TEMPLATE
-from genaug.generation._train_loop import check_budget, train_steps
+from genaug.generation._train_loop import TrainingResult, check_budget, train_steps
 from genaug.generation._utils import (
     device_report,
     offline_hub,
@@ -172,25 +172,15 @@ def load_lora_adapter(pipe, path, *, base_model_hash: str) -> dict:
 
 
 @dataclass
-class LoraFitResult:
+class LoraFitResult(TrainingResult):
     """What :func:`fit_lora` did."""
 
-    path: Path
-    steps: int
-    seconds: float
-    final_loss: float
-    device: str
-    precision: str
     trainable_parameters: int
-    interrupted: bool
     adapter_sha256: str
 
     def describe(self) -> str:
-        stop = " (interrupted)" if self.interrupted else ""
-        return (f"trained {self.trainable_parameters / 1e6:.2f}M LoRA parameters for "
-                f"{self.steps} steps in {self.seconds:.0f} s on {self.device} "
-                f"({self.precision}){stop}; final loss {self.final_loss:.4f}; adapter "
-                f"{self.adapter_sha256[:12]} saved to {self.path}")
+        return (f"trained {self.trainable_parameters / 1e6:.2f}M LoRA parameters "
+                f"{self._run_text()}; adapter {self.adapter_sha256[:12]} saved to {self.path}")
 
 
 def _check_out_dir(path) -> Path:

@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from genaug.exceptions import ConfigError
 from genaug.generation._utils import progress_bar
@@ -22,6 +23,26 @@ def check_budget(max_steps, max_seconds) -> None:
         raise ConfigError(f"`max_steps` must be at least 1, got {max_steps}")
     if max_seconds is not None and not max_seconds > 0:
         raise ConfigError(f"`max_seconds` must be positive, got {max_seconds}")
+
+
+@dataclass
+class TrainingResult:
+    """What one of genaug's trainers did and where it saved the result (the fields both
+    :class:`~genaug.generation.FitResult` and :class:`~genaug.generation.LoraFitResult`
+    share)."""
+
+    path: Path
+    steps: int
+    seconds: float
+    final_loss: float
+    device: str
+    precision: str
+    interrupted: bool
+
+    def _run_text(self) -> str:
+        stop = " (interrupted)" if self.interrupted else ""
+        return (f"for {self.steps} steps in {self.seconds:.0f} s on {self.device} "
+                f"({self.precision}){stop}; final loss {self.final_loss:.4f}")
 
 
 @dataclass(frozen=True)
