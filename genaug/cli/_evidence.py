@@ -80,15 +80,16 @@ def compare(data_dir, arms, seeds, output_dir, threshold, verbose, oracle_cache,
     synthetic_cache = options.pop("synthetic_cache")
     if arms is None:
         arms = ",".join(DEFAULT_ARMS + (("balanced_synthetic",) if synthetic_cache else ()))
+    arm_names = [name.strip() for name in arms.split(",") if name.strip()]
     if oracle_cache is not None:
         if not Path(oracle_cache).is_dir():
             raise CacheError(f"oracle cache not found: {oracle_cache}")
         register_arm(oracle_arm(oracle_cache), replace_existing=True)
-        if ORACLE not in [name.strip() for name in arms.split(",")]:
-            arms = f"{arms},{ORACLE}"
-    elif ORACLE in [name.strip() for name in arms.split(",")]:
+        if ORACLE not in arm_names:
+            arm_names.append(ORACLE)
+    elif ORACLE in arm_names:
         raise ConfigError("the oracle arm needs --oracle-cache")
-    arm_list = parse_arms(arms)
+    arm_list = parse_arms(arm_names)
     seed_list = parse_seeds(seeds)
     if options.pop("class_weights"):
         click.echo("warning: --class-weights is ignored by compare; use the class_weights arm",
