@@ -86,15 +86,17 @@ class TrainConfig:
     live_verify_threshold: float = 0.6
     synthetic_select: str | None = None
     select_model: str | None = None
+    synthetic_allocation: str | None = None
     verbose: int = 1
 
     def sampling_options(self, *, train_size: int, class_weight=None,
                          sample_weights: bool | None = None, schedule=None,
-                         synthetic_ids=None):
+                         synthetic_ids=None, synthetic_cap=None):
         """The run's :class:`~genaug.loaders.SamplingOptions` for its training loader.
 
         ``--balanced`` draws ``train_size`` slots per epoch unless ``--epoch-size`` says
-        otherwise, so a balanced epoch costs what a plain one does.
+        otherwise, so a balanced epoch costs what a plain one does. ``synthetic_cap``: per-class
+        caps replacing ``--synthetic-cap`` (a confusion-directed allocation's).
         """
         from genaug.loaders import SamplingOptions
 
@@ -108,7 +110,8 @@ class TrainConfig:
             balance=balance, batch_size=self.batch_size, epoch_size=epoch_size, seed=self.seed,
             class_weight=class_weight, sample_weights=sample_weights,
             synthetic_ratio=self.synthetic_ratio_range or self.synthetic_ratio,
-            synthetic_cap=self.synthetic_cap, synthetic_pool_cap=self.synthetic_pool_cap,
+            synthetic_cap=self.synthetic_cap if synthetic_cap is None else synthetic_cap,
+            synthetic_pool_cap=self.synthetic_pool_cap,
             synthetic_classes=self.synthetic_classes, synthetic_weight=self.synthetic_weight,
             synthetic_fill_to=self.synthetic_fill_to,
             synthetic_label_smoothing=self.synthetic_label_smoothing,
@@ -190,16 +193,17 @@ def _use_tf_loader(config: TrainConfig) -> bool:
 
 def build_loaders(config: TrainConfig, splits: DatasetSplits, *, synthetic=None, schedule=None,
                   class_weight=None, sample_weights=False, live_source=None,
-                  synthetic_ids=None):
+                  synthetic_ids=None, synthetic_cap=None):
     """Training, validation and test loaders, each from :func:`genaug.loaders.build_sampler`.
 
-    ``synthetic_ids``: the synthetic images the training loader may draw (a selection).
+    ``synthetic_ids``: the synthetic images the training loader may draw (a selection);
+    ``synthetic_cap``: per-class caps replacing ``--synthetic-cap`` (an allocation).
     """
     from genaug.loaders import BalancedBatchGenerator, build_augmentation, build_sampler
 
     options = config.sampling_options(train_size=len(splits.train), class_weight=class_weight,
                                       sample_weights=sample_weights, schedule=schedule,
-                                      synthetic_ids=synthetic_ids)
+                                      synthetic_ids=synthetic_ids, synthetic_cap=synthetic_cap)
     train_sampler = build_sampler(
         splits.train, options, synthetic_cache=synthetic, held_out_ids=splits.held_out_ids(),
         live_classes=live_source.live_classes if live_source is not None else ())
@@ -350,6 +354,7 @@ class TrainingRun:
         self.sample_weights = False
         self.synthetic_ids: frozenset[str] | None = None  # the selection's kept images
         self.selection: dict | None = None
+        self.allocation: dict | None = None  # --synthetic-allocation's per-class caps
 
     def run(self) -> dict:
         # 1. Check the options, split the real data (bad input fails before any output) and
@@ -375,7 +380,8 @@ class TrainingRun:
                 class_weight=self.sampler_class_weight, sample_weights=self.sample_weights,
                 live_source=self.live, synthetic_ids=self.synthetic_ids)
             # 6. Train, recomputing batch-norm statistics before each validation (a selection
-            #    by the run's own model happens after its warm-up epochs: a new sampler).
+            #    or allocation by the run's own model happens after its warm-up epochs: a new
+            #    sampler).
             model, history, sampler = self.fit(train, sampler, validation)
             # 7. Evaluate on the held-out real test set, judge convergence, save the model.
             metrics = self.evaluate(model, test, history)
@@ -388,6 +394,10 @@ class TrainingRun:
     def split(self) -> None:
         _check_config(self.config)
         self.splits = resolve_splits(self.config)
+        if self.config.synthetic_allocation and self.splits.validation is None:
+            raise ConfigError("--synthetic-allocation confusion measures the model on the "
+                              "validation split: give --val-split above 0 (or validation rows "
+                              "in the manifest)")
         if self.config.color_mode == "auto":
             from genaug.data import infer_color_mode
 
@@ -480,6 +490,11 @@ class TrainingRun:
     def selects_after_warmup(self) -> bool:
         return bool(self.config.synthetic_select) and not self.config.select_model
 
+    @property
+    def adapts_after_warmup(self) -> bool:
+        """Whether the synthetic recipe changes after the warm-up, by the run's own model."""
+        return self.selects_after_warmup or bool(self.config.synthetic_allocation)
+
     def select_synthetic(self, extractor, *, after_epoch: int | None = None) -> None:
         """Embed the real **training** images and the cache's usable images with
         ``extractor`` and keep the synthetic images in the bands
@@ -507,23 +522,50 @@ class TrainingRun:
                 self.log(f"  {name}: in {row['in']}, near {row['near']}, far {row['far']}; "
                          f"kept {row['kept']}" + (f" ({row['note']})" if row["note"] else ""))
 
-    def select_after_warmup(self, model):
-        """Select with the run's own model (its ``features`` layer) after the warm-up, and
-        the training loader and sampler that draw only the kept synthetic images."""
+    def adapt_after_warmup(self, model, sampler, validation):
+        """After the warm-up, with the run's own model: select the cache (its ``features``
+        layer), allocate per-class caps by its validation confusion, or both; then the
+        training loader and sampler that draw accordingly."""
         from genaug.classifier import FeatureExtractor, embedding_model
 
         config = self.config
-        embedding, layer = embedding_model(model)
-        self.select_synthetic(FeatureExtractor(
-            model=embedding, image_size=(config.image_size, config.image_size),
-            color_mode=config.color_mode, layer=layer,
-            source=f"this run's model after {config.warmup_epochs} warm-up epoch(s)"),
-            after_epoch=config.warmup_epochs)
+        if self.selects_after_warmup:
+            embedding, layer = embedding_model(model)
+            self.select_synthetic(FeatureExtractor(
+                model=embedding, image_size=(config.image_size, config.image_size),
+                color_mode=config.color_mode, layer=layer,
+                source=f"this run's model after {config.warmup_epochs} warm-up epoch(s)"),
+                after_epoch=config.warmup_epochs)
+        caps = self.allocate_by_confusion(model, sampler, validation) \
+            if config.synthetic_allocation else None
         train, sampler, _, _ = build_loaders(
             config, self.splits, synthetic=self.synthetic, schedule=self.schedule,
             class_weight=self.sampler_class_weight, sample_weights=self.sample_weights,
-            synthetic_ids=self.synthetic_ids)
+            synthetic_ids=self.synthetic_ids, synthetic_cap=caps)
         return train, sampler
+
+    def allocate_by_confusion(self, model, sampler, validation) -> dict:
+        """Per-class synthetic caps from the model's confusion on the validation split
+        (:func:`genaug.synthetic.allocate_by_confusion`), among the classes ``sampler``
+        gives synthetic images."""
+        from sklearn.metrics import confusion_matrix
+
+        from genaug.synthetic import allocate_by_confusion
+
+        config, names = self.config, self.splits.class_names
+        predicted = np.argmax(model.predict(validation, verbose=0), axis=1)
+        confusion = confusion_matrix(self.splits.validation.labels, predicted,
+                                     labels=np.arange(len(names)))
+        allocation = allocate_by_confusion(confusion, class_names=names,
+                                           cap=config.synthetic_cap, eligible=sampler.eligible)
+        self.allocation = {**allocation.to_dict(), "after_epoch": config.warmup_epochs}
+        self.log(f"synthetic allocation (validation confusion after {config.warmup_epochs} "
+                 f"warm-up epoch(s)):")
+        for name, row in self.allocation["per_class"].items():
+            if row["receives_synthetic"]:
+                self.log(f"  {name}: recall {row['recall']:.2f} on {row['validation_images']}"
+                         f" images, cap {row['synthetic_cap']:.2f}")
+        return allocation.as_cap()
 
     def recalibration_batches(self) -> list:
         """Batches of real training images, balanced as the run balances them, without
@@ -580,9 +622,9 @@ class TrainingRun:
                              callbacks=callbacks + ramp, shuffle=False,
                              verbose=progress).history
 
-        if self.selects_after_warmup:  # same model and optimizer state on both sides
+        if self.adapts_after_warmup:  # same model and optimizer state on both sides
             history = fit_epochs(train, sampler, 0, config.warmup_epochs)
-            train, sampler = self.select_after_warmup(model)
+            train, sampler = self.adapt_after_warmup(model, sampler, validation)
             later = fit_epochs(train, sampler, config.warmup_epochs, config.epochs)
             history = {key: history.get(key, []) + values for key, values in later.items()}
         else:
@@ -645,6 +687,8 @@ class TrainingRun:
             metrics["live"] = self.live.statistics()
         if self.selection is not None:
             metrics["synthetic_selection"] = self.selection
+        if self.allocation is not None:
+            metrics["synthetic_allocation"] = self.allocation
         self.timings["total_s"] = time.perf_counter() - self.started
         metrics["timings"] = self.timings
         out = Path(config.output_dir)
@@ -652,6 +696,8 @@ class TrainingRun:
         status["skipped_files"] = self.skipped
         if self.selection is not None:
             status["synthetic_selection"] = self.selection
+        if self.allocation is not None:
+            status["synthetic_allocation"] = self.allocation
         status["synthetic_schedule"] = metrics["synthetic_schedule"]
         status["synthetic_fill"] = {"fill_to": sampler.fill_to,
                                     "per_class": sampler.fill_summary()}
@@ -752,6 +798,22 @@ def _check_config(config: TrainConfig) -> None:
     if config.live_verify_model and not Path(config.live_verify_model).is_file():
         raise ConfigError(f"model not found: {config.live_verify_model}")
     _check_selection(config)
+    _check_allocation(config)
+
+
+def _check_allocation(config: TrainConfig) -> None:
+    """``--synthetic-allocation``: fail before any output."""
+    if config.synthetic_allocation is None:
+        return
+    if config.synthetic_allocation != "confusion":
+        raise ConfigError(f"--synthetic-allocation must be confusion, got "
+                          f"{config.synthetic_allocation}")
+    if not config.synthetic_cache or config.live_generator:
+        raise ConfigError("--synthetic-allocation needs --synthetic-cache (a live generator's "
+                          "caps are fixed when it starts)")
+    if not 1 <= config.warmup_epochs < config.epochs:
+        raise ConfigError("--synthetic-allocation confusion allocates by the run's own model "
+                          "after its warm-up: give --warmup-epochs between 1 and --epochs - 1")
 
 
 def _check_selection(config: TrainConfig) -> None:

@@ -150,6 +150,10 @@ def train_options(function):
         click.option("--select-model", type=click.Path(),
                      help="Classifier (.keras, trained with --balanced) whose features "
                           "select; default: the run's own model after --warmup-epochs."),
+        click.option("--synthetic-allocation", type=click.Choice(["confusion"]), default=None,
+                     help="After --warmup-epochs, scale each class's --synthetic-cap by its "
+                          "validation error relative to the mean (more synthetic images where "
+                          "the model errs); docs/synthetic.md."),
         click.option("--quiet", is_flag=True, help="No progress output."),
     ]
     for option in reversed(options):

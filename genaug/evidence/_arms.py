@@ -72,8 +72,9 @@ def register_arm(arm: Arm, *, replace_existing: bool = False) -> Arm:
     return arm
 
 
-#: Warm-up of the selection arm: the run's own model selects after these real-only epochs.
-SELECT_WARMUP_EPOCHS = 2
+#: Warm-up of the arms that adapt the recipe with the run's own model (selection, allocation):
+#: it selects or allocates after these real-only epochs.
+ADAPT_WARMUP_EPOCHS = 2
 
 for _arm in (
     Arm(PLAIN, "plain training",
@@ -87,7 +88,7 @@ for _arm in (
     # --select-model the run's own model selects after --warmup-epochs (at least 1).
     Arm("balanced_synthetic_select", "feature-distance selection",
         {"balanced": True, "class_weights": False, "synthetic_select": "feature-distance",
-         "warmup_epochs": SELECT_WARMUP_EPOCHS},
+         "warmup_epochs": ADAPT_WARMUP_EPOCHS},
         needs_cache=True, reference="balanced_synthetic"),
 ):
     register_arm(_arm)
@@ -110,6 +111,7 @@ SYNTHETIC_FIELDS = ("synthetic_ratio", "synthetic_ratio_range", "ramp_fraction",
                     "synthetic_cap", "synthetic_pool_cap", "synthetic_classes",
                     "synthetic_weight", "mixup", "live_generator", "live_lora",
                     "live_verify_model", "synthetic_select", "select_model",
+                    "synthetic_allocation",
                     # issue 16's levers
                     "synthetic_cooldown_epochs", "synthetic_fill_to",
                     "synthetic_label_smoothing")
@@ -123,7 +125,7 @@ LEGACY_SYNTHETIC_RECIPE = {
     "warmup_epochs": 0, "synthetic_cap": 0.6, "synthetic_pool_cap": None,
     "synthetic_classes": None, "synthetic_weight": 1.0, "mixup": False,
     "synthetic_cooldown_epochs": 0, "synthetic_fill_to": None, "synthetic_label_smoothing": 0.0,
-    "synthetic_select": None, "select_model": None,
+    "synthetic_select": None, "select_model": None, "synthetic_allocation": None,
 }
 for _arm in (
     Arm("balanced_synthetic_cooldown", "synthetic data with a real-only cool-down",
@@ -132,6 +134,9 @@ for _arm in (
         {**_BALANCED_SYNTHETIC, "synthetic_fill_to": "mean"}, needs_cache=True),
     Arm("balanced_synthetic_weight03", "synthetic data weighted 0.3",
         {**_BALANCED_SYNTHETIC, "synthetic_weight": 0.3}, needs_cache=True),
+    Arm("balanced_synthetic_confusion", "synthetic images allocated by validation confusion",
+        {**_BALANCED_SYNTHETIC, "synthetic_allocation": "confusion",
+         "warmup_epochs": ADAPT_WARMUP_EPOCHS}, needs_cache=True),
     Arm("balanced_synthetic_smooth", "synthetic data with label smoothing 0.1",
         {**_BALANCED_SYNTHETIC, "synthetic_label_smoothing": 0.1}, needs_cache=True),
     Arm("balanced_synthetic_legacy", "synthetic data (the first default recipe)",

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from genaug.balance import Balance
 from genaug.exceptions import ConfigError
-from genaug.synthetic import check_fill_to, check_pool_cap, check_ratio
+from genaug.synthetic import DEFAULT_CAP, check_cap, check_fill_to, check_pool_cap, check_ratio
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,11 @@ class SamplingOptions:
     synthetic_ratio : None, float in [0, 1] or (low, high)
         Share of each batch's eligible slots that becomes synthetic; None fills each class's
         repeated draws instead, up to ``synthetic_cap``.
-    synthetic_cap : float in [0, 1], default 0.6
-        At most this share of a class's draws in an epoch is synthetic.
+    synthetic_cap : float in [0, 1] or dict, default 0.6
+        At most this share of a class's draws in an epoch is synthetic. A dict gives classes
+        their own share (``{"shirt": 0.9}``; classes it does not name keep 0.6), as
+        ``genaug train --synthetic-allocation confusion`` does after its warm-up
+        (:func:`~genaug.synthetic.allocate_by_confusion`).
     synthetic_pool_cap : float in (0, 1) or None
         At most this share of a class's training images, real + distinct synthetic, is
         synthetic over the whole run: the class's pool is limited, by a seeded choice, to
@@ -76,7 +79,7 @@ class SamplingOptions:
     class_weight: Mapping | str | None = None
     sample_weights: bool | None = None
     synthetic_ratio: float | tuple[float, float] | None = None
-    synthetic_cap: float = 0.6
+    synthetic_cap: float | Mapping[str, float] = DEFAULT_CAP
     synthetic_pool_cap: float | None = None
     synthetic_classes: tuple[str, ...] | None = None
     synthetic_weight: float = 1.0
@@ -110,8 +113,7 @@ class SamplingOptions:
             raise ConfigError(f"class_weight must be a dict or 'balanced', "
                               f"got {type(self.class_weight).__name__}")
         set_("synthetic_ratio", check_ratio(self.synthetic_ratio))
-        if not 0.0 <= float(self.synthetic_cap) <= 1.0:
-            raise ConfigError(f"synthetic_cap must be in [0, 1], got {self.synthetic_cap}")
+        set_("synthetic_cap", check_cap(self.synthetic_cap))
         set_("synthetic_pool_cap", check_pool_cap(self.synthetic_pool_cap))
         if self.synthetic_classes is not None:
             classes = self.synthetic_classes

@@ -15,10 +15,12 @@ from genaug.exceptions import ConfigError, DoubleCorrectionWarning
 from genaug.loaders._options import SamplingOptions
 from genaug.sources import RealSource, Source, as_cache_source
 from genaug.synthetic import (
+    DEFAULT_CAP,
     SYNTHETIC,
     MixedEpoch,
     SyntheticMixer,
     capped_pool,
+    class_caps,
     fill_shares,
     resolve_fill_to,
 )
@@ -101,11 +103,12 @@ class EpochSampler:
         self.fill_to = resolve_fill_to(options.synthetic_fill_to, self.real_counts)
         self.eligible = eligible & (synthetic_counts > 0) & (
             fill_shares(self.real_counts, self.fill_to) > 0)
+        self.caps = class_caps(options.synthetic_cap, self.class_names, default=DEFAULT_CAP)
         self.mixer = None
         if self.synthetic is not None or live.any():
             pool = self.synthetic.labels if self.synthetic is not None else np.zeros(0, int)
             self.mixer = SyntheticMixer(pool, real.labels, eligible=self.eligible,
-                                        ratio=options.synthetic_ratio, cap=options.synthetic_cap,
+                                        ratio=options.synthetic_ratio, cap=self.caps,
                                         fill_to=self.fill_to,
                                         weight=options.synthetic_weight, mixup=options.mixup,
                                         schedule=options.schedule, live_classes=live,
@@ -178,8 +181,9 @@ class EpochSampler:
         shares = fill_shares(self.real_counts, self.fill_to)
         return {name: {"real_images": int(n), "eligible_for_fill": bool(share > 0),
                        "fill_target": self.fill_to if share > 0 else int(n),
-                       "synthetic_share_limit": float(min(share, self.options.synthetic_cap))}
-                for name, n, share in zip(self.class_names, self.real_counts, shares)}
+                       "synthetic_share_limit": float(min(share, cap))}
+                for name, n, share, cap in zip(self.class_names, self.real_counts, shares,
+                                               self.caps)}
 
     def summary(self) -> dict:
         """What the sampler does per epoch, for metrics and status files."""
@@ -192,6 +196,7 @@ class EpochSampler:
             "synthetic_classes": [n for n, e in zip(self.class_names, self.eligible) if e],
             "synthetic_only_classes": self.synthetic_only,
             "synthetic_draws_this_epoch": int((mixed.source == SYNTHETIC).sum()),
+            "synthetic_caps": dict(zip(self.class_names, self.caps.tolist())),
             "synthetic_fill_to": self.fill_to,
             "synthetic_fill": self.fill_summary(),
             "synthetic_label_smoothing": float(self.options.synthetic_label_smoothing),

@@ -1,6 +1,12 @@
 """Synthetic samples: the provenance cache, the ramp schedule and class-aware mixing."""
 
 from genaug._io import atomic_write_bytes, write_json
+from genaug.synthetic._allocation import (
+    ConfusionAllocation,
+    allocate_by_confusion,
+    check_cap,
+    class_caps,
+)
 from genaug.synthetic._cache import (
     META_CSV,
     META_JSONL,
@@ -10,7 +16,14 @@ from genaug.synthetic._cache import (
 )
 from genaug.synthetic._fill import FILL_RULES, check_fill_to, fill_shares, resolve_fill_to
 from genaug.synthetic._import import import_folder
-from genaug.synthetic._mixer import REAL, SYNTHETIC, MixedEpoch, SyntheticMixer, check_ratio
+from genaug.synthetic._mixer import (
+    DEFAULT_CAP,
+    REAL,
+    SYNTHETIC,
+    MixedEpoch,
+    SyntheticMixer,
+    check_ratio,
+)
 from genaug.synthetic._pool import capped_pool, check_pool_cap, pool_limits, quota_pool
 from genaug.synthetic._schedule import RampSchedule
 from genaug.synthetic._selection import (
@@ -25,6 +38,7 @@ from genaug.synthetic._status import composition_status
 
 __all__ = [
     "BANDS",
+    "DEFAULT_CAP",
     "META_CSV",
     "META_JSONL",
     "REAL",
@@ -32,15 +46,19 @@ __all__ = [
     "FILL_RULES",
     "CacheProblems",
     "CacheWriter",
+    "ConfusionAllocation",
     "ClassPrototypes",
     "FeatureSelection",
     "MixedEpoch",
     "RampSchedule",
     "SyntheticCache",
     "SyntheticMixer",
+    "allocate_by_confusion",
     "atomic_write_bytes",
     "bands_of",
     "capped_pool",
+    "class_caps",
+    "check_cap",
     "check_fill_to",
     "check_keep_bands",
     "check_pool_cap",

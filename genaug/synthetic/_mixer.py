@@ -15,6 +15,9 @@ from genaug.balance import Batched, EpochPlan, rng_for, stream_take
 from genaug.exceptions import ConfigError
 from genaug.synthetic._fill import fill_shares
 
+#: The default largest synthetic share of a class's draws in an epoch.
+DEFAULT_CAP = 0.6
+
 #: The ``source`` of a slot in a :class:`MixedEpoch`: a real image, or a synthetic one.
 REAL, SYNTHETIC = 0, 1
 
@@ -111,9 +114,10 @@ class SyntheticMixer:
         Share of the eligible slots of each batch that become synthetic; with a range every
         batch draws its own ratio uniformly. ``None`` fills each class's deficit (its repeated
         real draws) instead, up to ``cap``.
-    cap : float, default 0.6
-        At most this share of a class's draws in an epoch is synthetic. Classes without any
-        real image are exempt: all their draws are synthetic.
+    cap : float or array-like of float, default 0.6
+        At most this share of a class's draws in an epoch is synthetic (one share per class
+        for an array). Classes without any real image are exempt: all their draws are
+        synthetic.
     fill_to : int or None
         Fill threshold ``N_t`` (see :func:`~genaug.synthetic.fill_shares`): only classes with
         fewer real images receive synthetic ones, in at most ``(N_t - n) / N_t`` of their
@@ -129,11 +133,9 @@ class SyntheticMixer:
     seed : int
     """
 
-    def __init__(self, synthetic_labels, real_labels, *, eligible, ratio=None, cap: float = 0.6,
+    def __init__(self, synthetic_labels, real_labels, *, eligible, ratio=None, cap=DEFAULT_CAP,
                  fill_to: int | None = None, weight: float = 1.0, mixup: bool = False,
                  schedule=None, live_classes=None, seed: int = 0):
-        if not 0.0 <= float(cap) <= 1.0:
-            raise ConfigError(f"synthetic cap must be in [0, 1], got {cap}")
         if float(weight) < 0:
             raise ConfigError(f"synthetic_weight must be >= 0, got {weight}")
         self.synthetic_labels = np.asarray(synthetic_labels, dtype=np.int64)
@@ -145,11 +147,14 @@ class SyntheticMixer:
         self.live_classes = (np.zeros(num_classes, bool) if live_classes is None
                              else np.asarray(live_classes, dtype=bool))
         self.ratio = check_ratio(ratio)
-        self.cap = float(cap)
+        caps = np.asarray(cap, dtype=np.float64)
+        if caps.ndim and caps.shape != (num_classes,) or ((caps < 0) | (caps > 1)).any():
+            raise ConfigError(f"synthetic cap must be in [0, 1], one value or one per class, "
+                              f"got {cap}")
         self.fill_to = fill_to
         real_counts = np.bincount(self.real_labels, minlength=num_classes)[:num_classes]
         # Per class: the largest synthetic share of its draws (the stricter of cap and fill).
-        self.class_caps = np.minimum(self.cap, fill_shares(real_counts, fill_to))
+        self.class_caps = np.minimum(caps, fill_shares(real_counts, fill_to))
         self.weight = float(weight)
         self.mixup = bool(mixup)
         self.schedule = schedule

@@ -128,3 +128,59 @@ def test_synthetic_weight_and_soft_targets_reach_the_training_batches(
     np.testing.assert_allclose(y[white].max(axis=1), 0.8)
     assert (y[~white].max(axis=1) == 1.0).all()
     assert sampler.categorical  # the run compiles categorical_crossentropy for these rows
+
+
+def test_confusion_allocation_after_the_warmup_sets_the_caps_the_sampler_draws_with(
+        image_folder_factory, white_cache, tmp_path):
+    data = image_folder_factory({"cat": 40, "dog": 12, "snake": 20})
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [
+        "train", str(data), "--balanced", "--synthetic-cache", str(white_cache), "--epochs", "3",
+        "--warmup-epochs", "1", "--ramp-fraction", "0", "--synthetic-allocation", "confusion",
+        "--val-split", "0.3", *TINY, "--output-dir", str(out),
+        "--model-dir", str(tmp_path / "models")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    metrics = json.loads((out / "metrics.json").read_text())
+    status = json.loads((out / "status.json").read_text())
+    allocation = status["synthetic_allocation"]
+    assert metrics["synthetic_allocation"] == allocation
+    assert allocation["rule"] == "confusion" and allocation["after_epoch"] == 1
+    validation = status["per_split"]["validation"]["original"]
+    rows = allocation["per_class"]
+    for name in ("cat", "dog", "snake"):
+        assert rows[name]["validation_images"] == validation[name]  # validation, not test
+    assert [n for n, row in rows.items() if row["receives_synthetic"]] == ["dog", "snake"]
+    # the caps of the classes that receive synthetic images average to --synthetic-cap
+    caps = [rows[n]["synthetic_cap"] for n in ("dog", "snake")]
+    assert sum(caps) / 2 == pytest.approx(0.6, abs=1e-3) or max(caps) == 1.0
+    # ... and are the caps the final sampler drew with
+    assert metrics["sampling"]["synthetic_caps"]["dog"] == pytest.approx(caps[0], abs=1e-4)
+    assert metrics["sampling"]["synthetic_caps"]["snake"] == pytest.approx(caps[1], abs=1e-4)
+    per_epoch = metrics["composition"]["per_epoch"]
+    assert all(row["synthetic"] == 0 for row in per_epoch[0].values())  # the warm-up
+    for name, cap in zip(("dog", "snake"), caps):
+        row = per_epoch[-1][name]
+        assert row["synthetic"] <= cap * (row["real"] + row["duplicated"] + row["synthetic"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--synthetic-allocation", "confusion"], "--warmup-epochs between 1"),
+    (["--synthetic-allocation", "confusion", "--warmup-epochs", "1", "--val-split", "0"],
+     "validation split"),
+])
+def test_confusion_allocation_without_its_warmup_or_validation_exits_2_before_any_output(
+        small_dataset, white_cache, tmp_path, extra, message):
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["train", str(small_dataset), "--synthetic-cache",
+                                       str(white_cache), "--epochs", "3", *TINY,
+                                       "--output-dir", str(out), *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and result.output.startswith("Error:")
+    assert not out.exists()
+
+
+def test_confusion_allocation_needs_a_cache(small_dataset, tmp_path):
+    result = CliRunner().invoke(main, ["train", str(small_dataset), *TINY, "--epochs", "3",
+                                       "--warmup-epochs", "1", "--synthetic-allocation",
+                                       "confusion", "--output-dir", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "needs --synthetic-cache" in result.output
