@@ -37,7 +37,7 @@ def _open_cache(directory, class_names):
 @click.option("--arms", default=None,
               help="Comma-separated arm names: plain, class_weights, balanced, "
                    "balanced_synthetic, the recipe levers balanced_synthetic_select, _cooldown, "
-                   "_fill, _weight03, _smooth, _confusion, balanced_synthetic_legacy "
+                   "_fill, _weight03, _smooth, _mixup, _confusion, balanced_synthetic_legacy "
                    "(docs/evidence.md), "
                    "oracle (with --oracle-cache) and any registered with "
                    "genaug.evidence.register_arm. Default: plain,class_weights,balanced "

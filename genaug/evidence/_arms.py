@@ -139,6 +139,8 @@ for _arm in (
          "warmup_epochs": ADAPT_WARMUP_EPOCHS}, needs_cache=True),
     Arm("balanced_synthetic_smooth", "synthetic data with label smoothing 0.1",
         {**_BALANCED_SYNTHETIC, "synthetic_label_smoothing": 0.1}, needs_cache=True),
+    Arm("balanced_synthetic_mixup", "synthetic images blended with real ones of their class",
+        {**_BALANCED_SYNTHETIC, "mixup": True}, needs_cache=True),
     Arm("balanced_synthetic_legacy", "synthetic data (the first default recipe)",
         {**_BALANCED_SYNTHETIC, **LEGACY_SYNTHETIC_RECIPE}, needs_cache=True),
 ):

@@ -304,7 +304,10 @@ def test_lever_arms_change_one_option_each_and_build_on_balanced(tmp_path):
     levers = {"balanced_synthetic_cooldown": {"synthetic_cooldown_epochs": "20%"},
               "balanced_synthetic_fill": {"synthetic_fill_to": "mean"},
               "balanced_synthetic_weight03": {"synthetic_weight": 0.3},
-              "balanced_synthetic_smooth": {"synthetic_label_smoothing": 0.1}}
+              "balanced_synthetic_smooth": {"synthetic_label_smoothing": 0.1},
+              "balanced_synthetic_mixup": {"mixup": True},
+              "balanced_synthetic_confusion": {"synthetic_allocation": "confusion",
+                                               "warmup_epochs": 2}}
     reference = arm_config(base, ARMS["balanced_synthetic"], seed=0, output_dir=tmp_path,
                            synthetic_cache="c")
     for name, changed in levers.items():
