@@ -22,7 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 RECIPE_ARMS = ("balanced,balanced_synthetic,balanced_synthetic_select,"
                "balanced_synthetic_cooldown,balanced_synthetic_fill,"
-               "balanced_synthetic_weight03,balanced_synthetic_confusion,"
+               "balanced_synthetic_weight03,balanced_synthetic_confusion,balanced_synthetic_smooth,"
+               "balanced_synthetic_mixup,"
                "balanced_synthetic_select_cooldown,oracle")
 
 
