@@ -67,6 +67,8 @@ class ConfusionAllocation:
         Held-out images per class the recall was measured on.
     eligible : ndarray of bool
         Classes that receive synthetic images (their mean error is the reference).
+    base_cap : float
+        The recipe's cap the per-class caps were scaled from.
     """
 
     class_names: tuple
