@@ -91,11 +91,15 @@ def test_verifier_gate_loads_a_saved_keras_classifier(tmp_path):
                            image_size=(8, 8), color_mode="grayscale")
     chain = build_gate_chain(blur_min=None, phash_max=None, verify_model=path,
                              verify_threshold=0.6)
-    passed, quality = chain.check(np.full((24, 24, 3), 240, np.uint8), "bright")
-    assert passed and quality["verifier"]["score"] > 0.9
-    passed, quality = chain.check(np.full((24, 24, 3), 240, np.uint8), "dark")
+    # Grey level g gives the logits (+gap/2, -gap/2): softmax is a sigmoid of the gap. At 150
+    # neither score is near 0 or 1, where the 6 recorded decimals would hide a wrong one.
+    gap = 2 * (20 * 150 / 255 - 10)
+    bright, dark = 1 / (1 + np.exp(-gap)), 1 / (1 + np.exp(gap))
+    passed, quality = chain.check(np.full((24, 24, 3), 150, np.uint8), "bright")
+    assert passed and quality["verifier"]["score"] == pytest.approx(bright, abs=1e-5)
+    passed, quality = chain.check(np.full((24, 24, 3), 150, np.uint8), "dark")
     assert not passed and quality["verifier"] == {
-        "score": pytest.approx(quality["verifier"]["score"]), "threshold": 0.6, "passed": False}
+        "score": pytest.approx(dark, abs=1e-5), "threshold": 0.6, "passed": False}
 
 
 def test_chain_records_every_gate_registers_accepted_images_and_takes_user_gates():

@@ -1,6 +1,7 @@
 """`genaug train --live-generator` with a real (tiny) DDPM generator on the CPU."""
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -135,8 +136,11 @@ def test_a_generator_failing_its_sanity_check_stops_and_the_run_falls_back(live_
     live = metrics["live"]
     assert live["producer"] == "process"
     assert "does not look like the real data" in live["producer_error"]
-    assert live["consumed"] == 0 and live["fallbacks"]["real"] > 0
-    assert metrics["accuracy"] >= 0  # training finished on real oversampling
+    assert live["consumed"] == 0 and live["fallbacks"]["cache"] == 0
+    # training finished, every epoch, with each synthetic slot served by a real image
+    assert len(metrics["history"]["loss"]) == 2 and Path(metrics["model_path"]).is_file()
+    planned = sum(row["synthetic_draws"] for row in metrics["composition"]["classes"].values())
+    assert live["fallbacks"]["real"] == live["misses"] >= planned > 0
 
 
 def test_without_cuda_the_run_falls_back_with_a_clear_message(live_data, tmp_path):
