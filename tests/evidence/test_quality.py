@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from genaug.classifier import load_feature_extractor
 from genaug.cli import main
 from genaug.data import DatasetIndex
-from genaug.evidence import measure_quality, quality_table
+from genaug.evidence import fid, kid, measure_quality, quality_table
 from genaug.evidence._quality import near_duplicate_flags, verification_summary
 from genaug.synthetic import CacheWriter, SyntheticCache
 
@@ -78,19 +78,36 @@ def test_near_duplicate_flags():
                                                                                      True]
 
 
+def embed(extractor, paths):
+    from genaug.data import load_image
+
+    return extractor(np.stack([load_image(p, image_size=extractor.image_size,
+                                          color_mode=extractor.color_mode) for p in paths]))
+
+
 def test_measure_quality_per_class_and_overall(tiny_data, tiny_cache, feature_model):
     index = DatasetIndex.load(tiny_data)
     cache = SyntheticCache(tiny_cache, class_names=index.class_names)
     lines = []
-    result = measure_quality(index, cache, load_feature_extractor(feature_model), kid_subsets=5,
-                             progress=lines.append)
+    extractor = load_feature_extractor(feature_model)
+    result = measure_quality(index, cache, extractor, kid_subsets=5, progress=lines.append)
+    features = {"real": {}, "synthetic": {}}
+    for name, paths in index.paths_by_class().items():
+        features["real"][name] = embed(extractor, paths)
+        synthetic = [cache.path(r) for r in cache.by_class().get(name, [])]
+        if synthetic:
+            features["synthetic"][name] = embed(extractor, synthetic)
     assert len(lines) == 3
     assert set(result["classes"]) == {"cat", "dog", "fox"}
     cat, fox = result["classes"]["cat"], result["classes"]["fox"]
     assert cat["n_synthetic"] == 0 and cat["fid"] is None and "no synthetic images" in cat[
         "warnings"]
     assert (fox["n_real"], fox["n_synthetic"]) == (6, 12)
-    assert fox["fid"] >= 0 and fox["kid"] is not None and fox["kid_std"] >= 0
+    # the class's own real and synthetic images, embedded by the extractor
+    real_fox, syn_fox = features["real"]["fox"], features["synthetic"]["fox"]
+    assert fox["fid"] == pytest.approx(fid(real_fox, syn_fox))
+    assert (fox["kid"], fox["kid_std"]) == pytest.approx(
+        kid(real_fox, syn_fox, subsets=5, subset_size=6, seed=0)[:2])
     assert fox["kid_subset_size"] == 6
     assert 0 < fox["ssim_nearest_real"]["mean"] < 1
     assert fox["diversity"]["ratio"] > 0
@@ -100,7 +117,12 @@ def test_measure_quality_per_class_and_overall(tiny_data, tiny_cache, feature_mo
     assert (overall["n_real"], overall["n_synthetic"]) == (40, 20)
     # Class-matched: as many real as synthetic images per class with synthetic images.
     assert overall["matched_classes"] == ["dog", "fox"] and overall["matched_per_side"] == 8 + 6
-    assert overall["fid"] >= 0 and overall["pooled"]["fid"] >= 0
+    pooled = [np.concatenate(list(features[kind].values())) for kind in ("real", "synthetic")]
+    assert overall["pooled"]["fid"] == pytest.approx(fid(*pooled))
+    # All real images of those classes (dog 10 for 8 synthetic, fox 6 for 12) mix the classes
+    # otherwise than the synthetic side, which alone raises FID: matching removes that.
+    unmatched = fid(np.concatenate([features["real"]["dog"], real_fox]), pooled[1])
+    assert overall["fid"] < unmatched / 10
     assert overall["verification"]["pass_rate"] == pytest.approx(20 / 25)
     assert result["class_mean"]["classes_with_synthetic"] == 2
     assert "not Inception" in result["feature_space"]["note"]
