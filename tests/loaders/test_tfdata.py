@@ -66,19 +66,47 @@ def test_validation_split_is_stratified_unbalanced_and_disjoint(small_dataset):
     assert np.bincount(y_val).tolist() == [5, 1, 3]
 
 
-def test_fit_with_class_weight_and_with_sample_weights(small_dataset):
+def frozen_model():
+    """A classifier fit cannot change (learning rate 0): the loss fit reports for an epoch is
+    then the mean over its samples of weight x cross-entropy, whatever their order."""
+    keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255),
                               keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
-    model.compile("adam", "sparse_categorical_crossentropy")
+    model.compile(keras.optimizers.SGD(learning_rate=0.0), "sparse_categorical_crossentropy")
+    return model
+
+
+def cross_entropy(model, x, y):
+    return -np.log(model.predict(x, verbose=0)[np.arange(len(y)), y])
+
+
+def test_fit_with_class_weight_and_with_sample_weights(small_dataset):
+    model = frozen_model()
     plain = genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16), seed=0,
                                                 balance="none", verbose=False)
-    weights = genaug.compute_class_weights(np.repeat([0, 1, 2], [20, 4, 10]), plain.class_names)
-    model.fit(plain, epochs=1, class_weight=weights, verbose=0)
+    x, y = epoch_of(plain)
+    losses = cross_entropy(model, x, y)
+    weights = genaug.compute_class_weights(y, plain.class_names)
+    per_sample = np.array([weights[label] for label in y])
+    assert not np.allclose(per_sample, 1.0)
+    reported = model.fit(plain, epochs=1, class_weight=weights, verbose=0).history["loss"][0]
+    assert reported == pytest.approx(np.mean(per_sample * losses), rel=1e-4)
+    assert reported != pytest.approx(np.mean(losses), rel=1e-2)  # the weights changed it
+    # the loader's own class weights, as sample weights, reach the loss the same way
+    weighted_plain = genaug.image_dataset_from_directory(
+        small_dataset, image_size=(16, 16), seed=0, balance="none", class_weight="balanced",
+        verbose=False)
+    _, y, w = epoch_of(weighted_plain)
+    np.testing.assert_allclose(w, [weights[label] for label in y], rtol=1e-6)
+    reported = model.fit(weighted_plain, epochs=1, verbose=0).history["loss"][0]
+    assert reported == pytest.approx(np.mean(per_sample * losses), rel=1e-4)
     weighted = genaug.image_dataset_from_directory(small_dataset, image_size=(16, 16), seed=0,
                                                    class_weight="balanced", verbose=False)
-    _, y, w = epoch_of(weighted)
+    # fit sees the next epoch: 20 / 4 / 10 images oversampled to 20 each are the same draws
+    x, y, w = epoch_of(weighted)
     np.testing.assert_allclose(w, 1.0)  # oversampled: the delivered distribution is flat
-    model.fit(weighted, epochs=1, verbose=0)
+    reported = model.fit(weighted, epochs=1, verbose=0).history["loss"][0]
+    assert reported == pytest.approx(np.mean(cross_entropy(model, x, y)), rel=1e-4)
 
 
 def test_synthetic_mixing_and_leakage_guard(small_dataset, tmp_path):
