@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from genaug.cli import main
 from genaug.synthetic import CacheWriter
+from training.pipeline import TrainConfig, resolve_splits
 
 TINY = ["--epochs", "2", "--image-size", "16", "--model-width", "8", "--batch-size", "8",
         "--quiet"]
@@ -88,12 +89,19 @@ def test_synthetic_derived_from_a_test_image_is_excluded(image_folder_factory, t
                                                          cache_for):
     data = image_folder_factory({"cat": 20, "dog": 6})
     test = image_folder_factory({"cat": 3, "dog": 3})
-    test_id = "dog/dog_000.png"
-    cache = cache_for({"dog": 10}, source_ids={("dog", 0): test_id, ("dog", 1): test_id})
+    test_id = "dog/held_out.png"  # a name only the test folder has
+    (test / "dog" / "dog_002.png").rename(test / test_id)
+    splits = resolve_splits(TrainConfig(data_dir=str(data), test_dir=str(test), verbose=0))
+    assert test_id in splits.test.ids and test_id not in splits.index.ids
+    # and a training image whose name the test folder does not have
+    train_id = next(i for i in splits.train.ids if i.startswith("dog/") and
+                    i not in splits.test.ids)
+    cache = cache_for({"dog": 10}, source_ids={("dog", 0): test_id, ("dog", 1): test_id,
+                                               ("dog", 2): train_id})
     metrics, status = run(["train", str(data), "--test-dir", str(test), "--balanced",
                            "--synthetic-cache", str(cache), "--synthetic-ratio-range", "0.15",
                            "0.25", "--synthetic-weight", "0.5"], tmp_path)
-    assert status["excluded_for_leakage"] == 2
+    assert status["excluded_for_leakage"] == 2  # the test image's two, not the train one's
     assert metrics["synthetic"]["excluded_for_leakage"] == 2
     assert status["per_class"]["dog"]["synthetic"] <= 8
 
