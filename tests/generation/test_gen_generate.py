@@ -1,4 +1,6 @@
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from genaug.generation import (
     GenerationError,
     GenerationRequest,
     VerifierGate,
+    _generate,
     generate_cache,
     load_backend,
     make_plan,
@@ -292,29 +295,37 @@ def test_verifier_collapse_is_reported_per_class_and_loudly(backend, plan, tmp_p
     assert not [w for w in summary["warnings"] if "'bar'" in w]  # 12: too few to judge
 
 
-def _slow_gate(seconds_per_image):
-    import time
+class AnnouncingBackend(FakeBackend):
+    """A FakeBackend that sets ``sampling[k]`` as its k-th call (a job's sampling) begins."""
 
-    def score(image, class_name):
-        time.sleep(seconds_per_image)
+    def __init__(self, jobs: int, **options):
+        super().__init__(**options)
+        self.sampling = [threading.Event() for _ in range(jobs)]
+
+    def generate_batch(self, requests):
+        self.sampling[self.calls].set()
+        return super().generate_batch(requests)
+
+
+def test_the_next_job_samples_while_this_one_is_gated(shapes_dir, tmp_path):
+    plan = make_plan(shapes_dir, target_per_class=20)  # 8 + 14 + 17 = 39 images
+    backend = AnnouncingBackend(10, seconds=0.1, batch_size=4)  # 10 jobs of 0.1 s sampling
+    overlapped = []
+
+    def slow(image, class_name):  # 0.1 s of gating per job
+        if not overlapped:  # one after the other, the next job would not be sampling yet
+            overlapped.append(backend.sampling[1].wait(30))
+        time.sleep(0.025)
         return 1.0
 
-    return FunctionGate("slow", score, threshold=0.0)
-
-
-def test_sampling_overlaps_gating_so_wall_time_is_the_larger_not_the_sum(shapes_dir,
-                                                                       tmp_path):
-    plan = make_plan(shapes_dir, target_per_class=20)  # 8 + 14 + 17 = 39 images
-    backend = FakeBackend(seconds=0.1, batch_size=4)  # 10 jobs of 0.1 s sampling each
     summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
                              structure_min=None, blur_min=None, phash_max=None,
-                             extra_gates=[_slow_gate(0.025)],  # 0.1 s of gating per job
+                             extra_gates=[FunctionGate("slow", slow, threshold=0.0)],
                              progress=False, workers=2)
+    assert overlapped == [True]
     split = summary["time_split"]
     assert summary["totals"]["accepted"] == 39 and backend.calls == 10
-    assert split["sampling"] >= 0.9 and split["gates"] >= 0.9
-    # one after the other would take sampling + gates; overlapped, about the larger of them
-    assert summary["seconds"] < 0.75 * (split["sampling"] + split["gates"]), split
+    assert split["sampling"] >= 0.9 and split["gates"] >= 0.9  # each stage's own time
     assert set(split) == {"sampling", "gates", "writing", "waiting"}
 
 
@@ -357,13 +368,41 @@ def test_batches_mix_classes_so_a_stopped_run_fills_every_class_partly(plan, tmp
     assert counts == {"ring": 3, "bar": 1}  # 6 and 3 needed: in proportion
 
 
-def test_max_seconds_stops_with_every_class_partly_filled_and_a_rerun_completes(plan,
-                                                                                tmp_path):
+class StepClock:
+    """``generate_cache``'s clock, moved by hand: ``perf_counter`` reads it, ``time`` (the
+    wall time stamped on files) is the real one."""
+
+    time = staticmethod(time.time)
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+class ClockedBackend(FakeBackend):
+    """A FakeBackend whose every batch moves ``clock`` on by ``seconds``."""
+
+    def __init__(self, clock, seconds, **options):
+        super().__init__(**options)
+        self.clock, self.step = clock, seconds
+
+    def generate_batch(self, requests):
+        self.clock.now += self.step
+        return super().generate_batch(requests)
+
+
+def test_max_seconds_stops_with_every_class_partly_filled_and_a_rerun_completes(
+        plan, tmp_path, monkeypatch):
     lenient = dict(structure_min=None, blur_min=None, phash_max=None, progress=False)
     generate_cache(plan, backend=FakeBackend(batch_size=2), cache_dir=tmp_path / "whole",
                    **lenient)
-    stopped = generate_cache(plan, backend=FakeBackend(seconds=0.3, batch_size=2),
-                             cache_dir=tmp_path / "c", max_seconds=0.5, **lenient)
+    clock = StepClock()
+    with monkeypatch.context() as patch:  # the run's clock moves 0.3 s per batch sampled
+        patch.setattr(_generate, "time", clock)
+        stopped = generate_cache(plan, backend=ClockedBackend(clock, 0.3, batch_size=2),
+                                 cache_dir=tmp_path / "c", max_seconds=0.5, **lenient)
     assert stopped["stopped_by"] == "max_seconds" and not stopped["complete"]
     assert 0 < stopped["totals"]["accepted"] < 9 and stopped["totals"]["pending"] > 0
     assert all(c["accepted"] > 0 for c in stopped["classes"].values())
