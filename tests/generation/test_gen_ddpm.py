@@ -216,6 +216,25 @@ def test_compiled_sampling_pads_batches_and_makes_the_eager_images(tiny_generato
         assert np.array_equal(_images(compiled, n), _images(eager, n))
 
 
+@pytest.mark.slow  # inductor compiles the UNet: about a minute on 2 cores
+def test_the_compiled_unet_makes_the_eager_images(tiny_generator, monkeypatch, tmp_path):
+    """torch.compile for real (inductor, on the CPU with gcc): the same images as eager, up
+    to the rounding of a few pixels that reordered float arithmetic may move."""
+    import warnings
+
+    eager = load_backend(tiny_generator, device="cpu", steps=3, pixel_check=False,
+                         batch_size=8)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
+    compiled = load_backend(tiny_generator, device="cpu", steps=3, pixel_check=False,
+                            batch_size=8, compile=True, compile_cache_dir=tmp_path / "cc")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="torch.compile of the UNet failed")
+        images = _images(compiled, 3).astype(np.int16)
+    assert compiled.runtime == "compile"  # no fallback to eager
+    assert any(path.is_file() for path in (tmp_path / "cc").rglob("*"))  # inductor's kernels
+    assert np.abs(images - _images(eager, 3)).max() <= 2
+
+
 def test_a_compile_that_fails_falls_back_to_eager_sampling(tiny_generator, monkeypatch):
     import torch
 
