@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import _gen_helpers
@@ -138,42 +137,58 @@ def test_a_worker_killed_mid_batch_is_retried_without_duplicate_or_lost_records(
         SyntheticCache(reference))
 
 
-def _interrupt_once_written(cache, *, records: int = 2, seconds: float = 120.0) -> None:
-    """Send this process a real SIGINT (Ctrl-C) once ``records`` images are in the cache."""
+#: ``genaug`` in a driver process of its own that joins the module's cluster, with the
+#: test gate sent to the workers by value and Ctrl-C raising KeyboardInterrupt (as in a
+#: terminal, even when the suite runs as a background job, which ignores SIGINT)
+CTRL_C_DRIVER = """
+import signal, sys
+import ray
+import _gen_helpers
+from genaug.cli import main
+signal.signal(signal.SIGINT, signal.default_int_handler)
+ray.init(address=sys.argv[1])
+ray.cloudpickle.register_pickle_by_value(_gen_helpers)
+main(sys.argv[2:])
+"""
+
+
+def _wait_for_records(cache, process, *, records: int = 2, seconds: float = 300.0) -> None:
+    """Until ``records`` images are in the cache (or the process ended, or ``seconds``)."""
     meta, deadline = cache / "synthetic_meta.jsonl", time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         if meta.is_file() and meta.read_bytes().count(b"\n") >= records:
-            break
-        time.sleep(0.005)
-    os.kill(os.getpid(), signal.SIGINT)
+            return
+        time.sleep(0.01)
 
 
 @needs_ray
 def test_ctrl_c_leaves_a_consistent_cache_that_the_same_command_resumes(
-        ray_backend, tiny_generator, plan, reference, tmp_path):
+        cluster, ray_backend, tiny_generator, plan, reference, tmp_path):
     plan_path = plan.save(tmp_path / "plan.json")
     cache = tmp_path / "c"
     command = ["generate", "--plan", str(plan_path), "--generator", str(tiny_generator),
                "--cache", str(cache), "--batch-size", "4", *COMMAND]
     # one more worker; the module's two hold both CPUs of the cluster
     on_ray = [*command, "--ray", "--ray-workers", "1", "--ray-cpus-per-worker", "0"]
-    running = threading.Event()
-
-    def ctrl_c(signum, frame):  # Python's own handler, but only while the command runs
-        if running.is_set():
-            raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, ctrl_c)
+    helpers = os.path.dirname(_gen_helpers.__file__)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [helpers, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    address = cluster.get_runtime_context().gcs_address
+    # Only the driver is interrupted: a real SIGINT to its process, not to the test's.
+    driver = subprocess.Popen([sys.executable, "-c", CTRL_C_DRIVER, address, *on_ray],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
     try:
-        running.set()
-        threading.Thread(target=_interrupt_once_written, args=(cache,), daemon=True).start()
-        result = CliRunner().invoke(main, on_ray)
-        running.clear()
+        _wait_for_records(cache, driver)
+        driver.send_signal(signal.SIGINT)
+        _, stderr = driver.communicate(timeout=300)
     finally:
-        signal.signal(signal.SIGINT, previous)
-    assert result.exit_code == 130, (result.output, result.exception)
-    assert "1 Ray worker(s) on 1 node(s), cpu (127.0.0.1:" in result.stderr
-    assert "is consistent; run the same command again" in result.stderr
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    assert driver.returncode == 130, stderr
+    assert "1 Ray worker(s) on 1 node(s), cpu (127.0.0.1:" in stderr
+    assert "is consistent; run the same command again" in stderr
     partial = SyntheticCache(cache)
     assert not partial.problems and 2 <= len(partial) < len(SyntheticCache(reference))
     stopped = json.loads((cache / SUMMARY_FILE).read_text())
