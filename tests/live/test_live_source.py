@@ -15,14 +15,14 @@ from genaug.synthetic import CacheWriter, SyntheticCache
 
 
 class NoiseBackend(GeneratorBackend):
-    """A stand-in generator: white images, optionally slow or failing."""
+    """A stand-in generator: white images, optionally failing."""
 
     backend_name = "noise"
     batch_size = 4
 
-    def __init__(self, classes, *, delay=0.0, fail_after=None):
+    def __init__(self, classes, *, fail_after=None):
         self._classes = tuple(classes)
-        self.delay, self.fail_after, self.calls = delay, fail_after, 0
+        self.fail_after, self.calls = fail_after, 0
         self.closed = False
 
     @property
@@ -36,7 +36,6 @@ class NoiseBackend(GeneratorBackend):
         self.calls += 1
         if self.fail_after is not None and self.calls > self.fail_after:
             raise RuntimeError("device lost")
-        time.sleep(self.delay)
         return [GeneratedImage(np.full((8, 8, 3), 255, np.uint8),
                                {"generator": self.info(), "seed": r.seed, "prompt": None},
                                r.class_name) for r in requests]
