@@ -3,11 +3,12 @@
 Records live in ``synthetic_meta.jsonl`` (the source of truth, appended one line per accepted
 image, only after its file is in place) with a ``synthetic_meta.csv`` mirror rewritten on close.
 
-One writer at a time holds the cache's lock (``.generate.lock``, released by the system when
-its process ends, even killed). A writer killed mid-image can leave a temporary file, or an
-image whose record it had not yet appended, but never a record without its file; the next
-writer removes the temporary files, and the rerun command writes the unrecorded image again
-with its record. :func:`repair_cache` removes such leftovers without a rerun.
+One writer at a time holds the cache's lock (``.generate.lock``, removed when the writer
+closes, and released by the system when its process ends, even killed). A writer killed
+mid-image can leave a temporary file, or an image whose record it had not yet appended, but
+never a record without its file; the next writer removes the temporary files, and the rerun
+command writes the unrecorded image again with its record. :func:`repair_cache` removes such
+leftovers without a rerun.
 """
 
 from __future__ import annotations
@@ -374,27 +375,44 @@ def repair_cache(directory) -> CacheProblems:
     return removed
 
 
-def lock_cache(directory: Path):
-    """An exclusive lock on the cache for this process (released when it exits, even killed).
+class CacheLock:
+    """An exclusive lock on a cache for this process, released by :meth:`close` (which
+    removes the lock file) or by the system when the process ends, even killed."""
 
-    Two writers of one cache at the same time would make duplicates."""
+    def __init__(self, path: Path, handle):
+        self.path, self._handle = path, handle
+
+    def close(self) -> None:
+        if self._handle.closed:
+            return
+        self.path.unlink(missing_ok=True)  # while still held: no one can lock it meanwhile
+        self._handle.close()
+
+
+def lock_cache(directory: Path) -> CacheLock:
+    """Lock the cache for this process: two writers of one cache at the same time would
+    make duplicates; a second one raises :class:`CacheError`."""
+    path = Path(directory) / LOCK_FILE
     try:
-        handle = open(Path(directory) / LOCK_FILE, "a+")
+        handle = open(path, "a+")
     except OSError as error:
         raise CacheError(f"cannot write synthetic cache {directory}: "
                          f"{error.strerror or error}") from None
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no advisory lock
-        return handle
+        return CacheLock(path, handle)
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # the file may have been removed by its last holder between our open and our lock
+        if os.fstat(handle.fileno()).st_ino != os.stat(path).st_ino:
+            raise OSError("lock file replaced")
     except OSError:
         handle.close()
         raise CacheError(f"another process is writing into {directory} (genaug generate, a "
                          "live run or an import); wait for it or use another "
                          "`cache_dir`") from None
-    return handle
+    return CacheLock(path, handle)
 
 
 def cache_in_use(directory) -> bool:
