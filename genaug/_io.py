@@ -102,20 +102,22 @@ def _hold(folder: Path) -> int:
     return fd
 
 
-def _abandoned(folder: Path) -> bool:
+def lock_held(path) -> bool | None:
+    """Whether a process holds an exclusive ``flock`` on ``path`` now (this one counts only
+    through another open of it); None when ``path`` is absent or the system has no such lock."""
     try:
         import fcntl
-    except ImportError:  # pragma: no cover - Windows: nothing tells; leave it
-        return False
+    except ImportError:  # pragma: no cover - Windows: nothing tells
+        return None
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return False  # gone meanwhile
+        return None  # absent, or gone meanwhile
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
         return False
+    except OSError:
+        return True
     finally:
         os.close(fd)
 
@@ -124,7 +126,7 @@ def _remove_abandoned_siblings(path: Path) -> None:
     """Undo what a killed :func:`atomic_directory` left beside ``path``: its temporary folder
     goes, and the previous folder it had renamed away comes back when ``path`` is absent."""
     for tmp in sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")):
-        if not tmp.is_dir() or not _abandoned(tmp):
+        if not tmp.is_dir() or lock_held(tmp) is not False:  # a live writer's, or unknown
             continue
         old = tmp.with_suffix(".old")
         if old.is_dir() and not (path.exists() or path.is_symlink()):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from genaug._io import atomic_write_bytes, json_default
+from genaug._io import atomic_write_bytes, json_default, lock_held
 from genaug.data import IMAGE_EXTENSIONS, encode_png
 from genaug.exceptions import CacheError, DatasetError, OutputError
 
@@ -417,21 +417,7 @@ def lock_cache(directory: Path) -> CacheLock:
 
 def cache_in_use(directory) -> bool:
     """Whether a writer holds the cache's lock now."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory lock
-        return False
-    try:
-        fd = os.open(Path(directory) / LOCK_FILE, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
+    return bool(lock_held(Path(directory) / LOCK_FILE))
 
 
 def remove_temporaries(directory: Path) -> list[str]:
