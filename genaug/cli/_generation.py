@@ -243,6 +243,10 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
                       ray_cpus_per_worker=ray_cpus_per_worker,
                       device=device, precision=precision, argv=sys.argv[1:])
     plan_obj = GenerationPlan.load(plan_path)
+    if Path(cache_dir).is_dir():  # refuse before loading the generator, not after
+        from genaug.synthetic import lock_cache
+
+        lock_cache(Path(cache_dir)).close()
     extra = [_load_gate(spec) for spec in gate_specs]
     options = {"strength": strength, "batch_size": batch_size,
                "ray": True if ray == "" else ray, "ray_workers": ray_workers,

@@ -59,8 +59,6 @@ SUMMARY_FILE = "generation_summary.json"
 ENV_REPORT = "env_report.json"
 REJECTIONS_FILE = "generation_rejections.jsonl"
 RUN_FILE = "generation_run.json"
-LOCK_FILE = ".generate.lock"
-STALE_TMP_SECONDS = 300
 SEED_RULE = ("attempt 0: sha256([plan_seed, class, index, 0]); retry k: "
              "sha256([plan_seed, class, index, k]); first 31 bits")
 
@@ -307,18 +305,20 @@ class _GenerationRun:
         from genaug.synthetic import CacheWriter, SyntheticCache
 
         self.created = not self.cache_dir.exists()
-        self.lock = _lock_cache(self.cache_dir)
+        writer = None
         try:
-            _remove_stale_temporaries(self.cache_dir)
+            # the writer locks the cache first: nothing is read while another run writes
+            writer = CacheWriter(self.cache_dir)
             self.existing = {r["id"]: r for r in SyntheticCache(self.cache_dir).records}
             _check_run(self.cache_dir, self.fingerprint, empty=not self.existing)
-            self.writer = CacheWriter(self.cache_dir)
             self.rejections = _AppendLog(self.cache_dir / REJECTIONS_FILE)
         except BaseException:
-            self.lock.close()
+            if writer is not None:
+                writer.close()
             if self.created:
                 shutil.rmtree(self.cache_dir, ignore_errors=True)
             raise
+        self.writer = writer
         self.logged_before = len(self.rejections.entries)
 
     # -- 4. the order of the work ----------------------------------------------------------
@@ -505,19 +505,22 @@ class _GenerationRun:
 
     # -- 6. close and report -----------------------------------------------------------------
     def _close(self, *, failed: bool, interrupted: bool) -> dict | None:
+        wrote_nothing = False
         try:
             self.rejections.close()
-            self.writer.close()
             wrote_nothing = (not self.existing and not self.writer.existing_ids()
                              and len(self.rejections.entries) == self.logged_before)
             if failed and wrote_nothing:
                 return None
             return self._write_reports(interrupted=interrupted)
         finally:
-            self.lock.close()
-            if failed and wrote_nothing and self.created:
-                # nothing to resume: leave no folder that would block a run with new settings
-                shutil.rmtree(self.cache_dir, ignore_errors=True)
+            try:
+                self.writer.close()  # the lock is held until the reports are written
+            finally:
+                if failed and wrote_nothing and self.created:
+                    # nothing to resume: leave no folder that would block a run with new
+                    # settings
+                    shutil.rmtree(self.cache_dir, ignore_errors=True)
 
     def _write_reports(self, *, interrupted: bool) -> dict:
         from genaug.synthetic import SyntheticCache, atomic_write_bytes
@@ -620,10 +623,14 @@ class _AppendLog:
                 if torn:
                     with open(self.path, "ab") as handle:
                         handle.write(b"\n")
-            self._handle = open(self.path, "a", encoding="utf-8")
-        self._handle.write(json.dumps(entry, sort_keys=True) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+            self._handle = open(self.path, "ab", buffering=0)
+        size = os.fstat(self._handle.fileno()).st_size
+        try:
+            self._handle.write((json.dumps(entry, sort_keys=True) + "\n").encode())
+            os.fsync(self._handle.fileno())
+        except OSError as error:  # a full disk: no part of the line stays
+            os.ftruncate(self._handle.fileno(), size)
+            raise CacheError(f"cannot write {self.path}: {error.strerror or error}") from None
         self.entries.append(entry)
 
     def close(self) -> None:
@@ -647,36 +654,6 @@ def _backend_settings(backend: GeneratorBackend) -> dict:
 
 def _is_variation(index: int, fraction: float) -> bool:
     return int(np.floor((index + 1) * fraction)) > int(np.floor(index * fraction))
-
-
-def _lock_cache(cache_dir: Path):
-    """An exclusive lock on the cache for this process (released when it exits, even killed).
-
-    Two ``generate`` runs writing one cache at the same time would make duplicates."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(cache_dir / LOCK_FILE, "a+")
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory lock
-        return handle
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise CacheError(f"another process is generating into {cache_dir}; wait for it or use "
-                         "another `cache_dir`") from None
-    return handle
-
-
-def _remove_stale_temporaries(cache_dir: Path) -> None:
-    """Temporary files left by a killed run (older than five minutes: not a live writer's)."""
-    now = time.time()
-    for stale in cache_dir.rglob(".*.tmp"):
-        try:
-            if now - stale.stat().st_mtime > STALE_TMP_SECONDS:
-                stale.unlink()
-        except OSError:
-            pass
 
 
 def _collapse_check(gates: GateChain, warned: set) -> list[str]:

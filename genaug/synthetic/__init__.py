@@ -8,11 +8,15 @@ from genaug.synthetic._allocation import (
     class_caps,
 )
 from genaug.synthetic._cache import (
+    LOCK_FILE,
     META_CSV,
     META_JSONL,
     CacheProblems,
     CacheWriter,
     SyntheticCache,
+    cache_in_use,
+    lock_cache,
+    repair_cache,
 )
 from genaug.synthetic._fill import FILL_RULES, check_fill_to, fill_shares, resolve_fill_to
 from genaug.synthetic._import import import_folder
@@ -44,6 +48,7 @@ __all__ = [
     "REAL",
     "SYNTHETIC",
     "FILL_RULES",
+    "LOCK_FILE",
     "CacheProblems",
     "CacheWriter",
     "ConfusionAllocation",
@@ -56,6 +61,7 @@ __all__ = [
     "allocate_by_confusion",
     "atomic_write_bytes",
     "bands_of",
+    "cache_in_use",
     "capped_pool",
     "class_caps",
     "check_cap",
@@ -70,5 +76,7 @@ __all__ = [
     "quota_pool",
     "resolve_fill_to",
     "select_by_feature_distance",
+    "lock_cache",
+    "repair_cache",
     "write_json",
 ]

@@ -2,6 +2,13 @@
 
 Records live in ``synthetic_meta.jsonl`` (the source of truth, appended one line per accepted
 image, only after its file is in place) with a ``synthetic_meta.csv`` mirror rewritten on close.
+
+One writer at a time holds the cache's lock (``.generate.lock``, removed when the writer
+closes, and released by the system when its process ends, even killed). A writer killed
+mid-image can leave a temporary file, or an image whose record it had not yet appended, but
+never a record without its file; the next writer removes the temporary files, and the rerun
+command writes the unrecorded image again with its record. :func:`repair_cache` removes such
+leftovers without a rerun.
 """
 
 from __future__ import annotations
@@ -19,12 +26,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from genaug._io import atomic_write_bytes, json_default
+from genaug._io import atomic_write_bytes, json_default, lock_held
 from genaug.data import IMAGE_EXTENSIONS, encode_png
-from genaug.exceptions import CacheError, DatasetError
+from genaug.exceptions import CacheError, DatasetError, OutputError
 
 META_JSONL = "synthetic_meta.jsonl"
 META_CSV = "synthetic_meta.csv"
+LOCK_FILE = ".generate.lock"
 REQUIRED_FIELDS = ("id", "class", "path")
 RECORD_FIELDS = (
     "id", "class", "path", "generator", "prompt", "negative_prompt", "attributes", "seed",
@@ -44,11 +52,13 @@ class CacheProblems:
     #: found by :meth:`SyntheticCache.verify_files` only (it decodes every image)
     unreadable_files: list[str] = field(default_factory=list)
     mismatched_files: list[str] = field(default_factory=list)
+    #: temporary files of an interrupted write (not counted while a writer holds the lock)
+    temporary_files: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any((self.missing_files, self.orphan_files, self.bad_lines,
                     self.unknown_classes, self.duplicate_ids, self.unreadable_files,
-                    self.mismatched_files))
+                    self.mismatched_files, self.temporary_files))
 
     def to_dict(self) -> dict:
         return {
@@ -59,6 +69,7 @@ class CacheProblems:
             "duplicate_ids": self.duplicate_ids,
             "unreadable_files": self.unreadable_files,
             "mismatched_files": self.mismatched_files,
+            "temporary_files": self.temporary_files,
         }
 
     def lines(self) -> list[str]:
@@ -82,6 +93,9 @@ class CacheProblems:
         if self.mismatched_files:
             out.append(f"{len(self.mismatched_files)} image(s) of another size or colour "
                        "mode: " + "; ".join(self.mismatched_files[:5]))
+        if self.temporary_files:
+            out.append(f"{len(self.temporary_files)} temporary file(s) of an interrupted "
+                       "write: " + ", ".join(self.temporary_files[:5]))
         return out
 
 
@@ -141,10 +155,16 @@ class SyntheticCache:
                 continue
             self.records.append(record)
         self.problems.unknown_classes = dict(unknown)
+        in_use = cache_in_use(self.directory)
         for path in sorted(self.directory.rglob("*")):
             rel = path.relative_to(self.directory).as_posix()
-            if (path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
-                    and not path.name.startswith(".") and rel not in recorded_paths):
+            if not path.is_file():
+                continue
+            if _is_temporary(path):
+                if not in_use:  # else it may be the live writer's image in the making
+                    self.problems.temporary_files.append(rel)
+            elif (path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+                    and rel not in recorded_paths):
                 self.problems.orphan_files.append(rel)
 
     def verify_files(self, *, image_size=None, color_mode: str | None = None) -> CacheProblems:
@@ -216,7 +236,13 @@ class CacheWriter:
 
     Each image is written to a temporary name and renamed into place before its record is
     appended (one ``write`` and an ``fsync`` per line), so an interrupted run leaves only whole
-    files and whole records; rerunning continues from :meth:`existing_ids`.
+    files and whole records; rerunning continues from :meth:`existing_ids`. A write that
+    fails (a full disk) takes back its image and any part of its record and raises
+    :class:`CacheError`, so the cache stays as it was before that image.
+
+    The writer holds the cache's lock until :meth:`close`: a second writer of the same cache
+    (in this or another process) raises :class:`CacheError`. Opening removes the temporary
+    files a killed writer left.
 
     Use as a context manager; :meth:`close` rewrites the CSV mirror.
     """
@@ -225,18 +251,30 @@ class CacheWriter:
         self.directory = Path(directory)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CacheError(f"cannot write synthetic cache {self.directory}: "
+                             f"{error.strerror or error}") from None
+        self._lock = lock_cache(self.directory)
+        try:
+            remove_temporaries(self.directory)
             self._meta = self.directory / META_JSONL
-            if self._meta.exists() and self._meta.stat().st_size:
+            self._fd = os.open(self._meta, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            size = os.fstat(self._fd).st_size
+            if size:
                 with open(self._meta, "rb") as handle:
                     handle.seek(-1, os.SEEK_END)
                     torn = handle.read(1) != b"\n"
                 if torn:  # a record cut off by a crash stays a separate (bad) line
-                    with open(self._meta, "ab") as handle:
-                        handle.write(b"\n")
-            self._handle = open(self._meta, "a", encoding="utf-8")
+                    _append(self._fd, b"\n")
+            self._ids = {r["id"] for r in SyntheticCache(self.directory).records}
         except OSError as error:
-            raise CacheError(f"cannot write synthetic cache {self.directory}: {error}") from None
-        self._ids = {r["id"] for r in SyntheticCache(self.directory).records}
+            self._release()
+            raise CacheError(f"cannot write synthetic cache {self.directory}: "
+                             f"{error.strerror or error}") from None
+        except BaseException:
+            self._release()
+            raise
+        self._changed = False
 
     def existing_ids(self) -> set[str]:
         """Ids already recorded with their file in place, for resuming."""
@@ -261,28 +299,136 @@ class CacheWriter:
         if record_id in self._ids:
             return None
         rel = Path(_safe_name(class_name)) / f"{_safe_name(record_id)}.png"
-        atomic_write_bytes(self.directory / rel, data)
         record = {key: None for key in RECORD_FIELDS}
         record.update(fields)
         record.update(id=record_id, path=rel.as_posix(), **{"class": class_name})
         record["created"] = record.get("created") or datetime.now(timezone.utc).isoformat()
-        self._handle.write(json.dumps(record, sort_keys=True, default=json_default) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        line = (json.dumps(record, sort_keys=True, default=json_default) + "\n").encode()
+        try:
+            atomic_write_bytes(self.directory / rel, data)
+        except OutputError as error:
+            raise CacheError(f"cannot write synthetic cache {self.directory}: "
+                             f"{error}") from None
+        size = os.fstat(self._fd).st_size
+        try:
+            _append(self._fd, line)
+            os.fsync(self._fd)
+        except OSError as error:
+            # the image without its record would be an orphan; a part of the line, a bad line
+            os.ftruncate(self._fd, size)
+            (self.directory / rel).unlink(missing_ok=True)
+            raise CacheError(f"cannot write synthetic cache {self.directory}: "
+                             f"{error.strerror or error}") from None
         self._ids.add(record_id)
+        self._changed = True
         return record
 
     def close(self) -> None:
-        if self._handle.closed:
+        if self._fd is None:
             return
-        self._handle.close()
-        write_csv_mirror(self.directory, SyntheticCache(self.directory).records)
+        try:
+            if self._changed or not (self.directory / META_CSV).exists():
+                write_csv_mirror(self.directory, SyntheticCache(self.directory).records)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+        self._fd = None
+        self._lock.close()
 
     def __enter__(self) -> CacheWriter:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def repair_cache(directory) -> CacheProblems:
+    """Remove what an interrupted writer left: image files without a record, temporary
+    files, records whose file is missing, malformed lines and repeated ids (the first
+    record of an id is kept); return what was removed. Holds the cache's lock meanwhile, so
+    it refuses (:class:`CacheError`) while a writer is at work."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CacheError(f"synthetic cache not found: {directory}")
+    lock = lock_cache(directory)
+    try:
+        temporaries = remove_temporaries(directory)
+        cache = SyntheticCache(directory)
+        removed = cache.problems
+        removed.temporary_files = temporaries
+        for rel in removed.orphan_files:
+            (directory / rel).unlink(missing_ok=True)
+        if removed.missing_files or removed.bad_lines or removed.duplicate_ids:
+            lines = "".join(json.dumps(r, sort_keys=True, default=json_default) + "\n"
+                            for r in cache.records)
+            atomic_write_bytes(directory / META_JSONL, lines.encode("utf-8"))
+        if removed:
+            write_csv_mirror(directory, cache.records)
+    except OSError as error:
+        raise CacheError(f"cannot repair synthetic cache {directory}: "
+                         f"{error.strerror or error}") from None
+    finally:
+        lock.close()
+    return removed
+
+
+class CacheLock:
+    """An exclusive lock on a cache for this process, released by :meth:`close` (which
+    removes the lock file) or by the system when the process ends, even killed."""
+
+    def __init__(self, path: Path, handle):
+        self.path, self._handle = path, handle
+
+    def close(self) -> None:
+        if self._handle.closed:
+            return
+        self.path.unlink(missing_ok=True)  # while still held: no one can lock it meanwhile
+        self._handle.close()
+
+
+def lock_cache(directory: Path) -> CacheLock:
+    """Lock the cache for this process: two writers of one cache at the same time would
+    make duplicates; a second one raises :class:`CacheError`."""
+    path = Path(directory) / LOCK_FILE
+    try:
+        handle = open(path, "a+")
+    except OSError as error:
+        raise CacheError(f"cannot write synthetic cache {directory}: "
+                         f"{error.strerror or error}") from None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory lock
+        return CacheLock(path, handle)
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # the file may have been removed by its last holder between our open and our lock
+        if os.fstat(handle.fileno()).st_ino != os.stat(path).st_ino:
+            raise OSError("lock file replaced")
+    except OSError:
+        handle.close()
+        raise CacheError(f"another process is writing into {directory} (genaug generate, a "
+                         "live run or an import); wait for it or use another "
+                         "`cache_dir`") from None
+    return CacheLock(path, handle)
+
+
+def cache_in_use(directory) -> bool:
+    """Whether a writer holds the cache's lock now."""
+    return bool(lock_held(Path(directory) / LOCK_FILE))
+
+
+def remove_temporaries(directory: Path) -> list[str]:
+    """Delete the temporary files under a cache whose lock this process holds (none of them
+    can be a live writer's); return their paths relative to the cache."""
+    removed = []
+    for path in sorted(Path(directory).rglob(".*.tmp")):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path.relative_to(directory).as_posix())
+    return removed
 
 
 def write_csv_mirror(directory: Path, records: Iterable[dict]) -> None:
@@ -295,6 +441,15 @@ def write_csv_mirror(directory: Path, records: Iterable[dict]) -> None:
         writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v
                          for k, v in record.items()})
     atomic_write_bytes(Path(directory) / META_CSV, buffer.getvalue().encode("utf-8"))
+
+
+def _append(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _is_temporary(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".tmp")
 
 
 def _safe_name(name: str) -> str:

@@ -140,7 +140,8 @@ def test_check_lists_counts_and_problems(source, tmp_path):
     with open(cache / META_JSONL, "a") as handle:
         handle.write("{torn record\n")
     result = invoke("cache", "check", cache, "--classes", "dog")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a torn line: the cache needs --repair
+    assert "--repair" in result.stderr
     lines = result.stdout.splitlines()
     usable_dogs = 3 - (victim["class"] == "dog")
     assert lines[0] == f"{usable_dogs} usable record(s) in {cache}"
@@ -160,6 +161,50 @@ def test_check_without_classes_counts_everything(source, tmp_path):
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [f"5 usable record(s) in {cache}", "  dog: 3",
                                           "  snake: 2"]
+
+
+def test_check_reports_leftovers_of_a_kill_and_repair_removes_them(source, tmp_path):
+    cache = tmp_path / "cache"
+    invoke("cache", "import", source, "--cache", cache)
+    kept, gone = records(cache)[:2]
+    orphan = cache / "dog" / "orphan.png"
+    orphan.write_bytes((cache / kept["path"]).read_bytes())
+    temporary = cache / "dog" / ".x.png.abc.tmp"
+    temporary.write_bytes(b"half")
+    (cache / gone["path"]).unlink()
+    with open(cache / META_JSONL, "a") as handle:
+        handle.write('{"id": "cut')
+    result = invoke("cache", "check", cache)
+    assert result.exit_code == 1
+    problems = [line for line in result.stdout.splitlines() if line.startswith("problem: ")]
+    assert problems == ["problem: 1 malformed record line(s) skipped (line 6)",
+                        "problem: 1 record(s) whose image file is missing skipped",
+                        "problem: 1 image file(s) without a record ignored",
+                        "problem: 1 temporary file(s) of an interrupted write: "
+                        "dog/.x.png.abc.tmp"]
+    repaired = invoke("cache", "check", cache, "--repair")
+    assert repaired.exit_code == 0, repaired.output
+    assert repaired.stdout.splitlines()[:4] == [
+        "removed 1 image file(s) without a record: dog/orphan.png",
+        "removed 1 temporary file(s): dog/.x.png.abc.tmp",
+        f"removed 1 record(s) whose file is missing: {gone['path']}",
+        "removed 1 malformed record line(s): line 6"]
+    assert not orphan.exists() and not temporary.exists()
+    assert [r["id"] for r in records(cache)] == [r["id"] for r in records(cache)
+                                                 if (cache / r["path"]).is_file()]
+    assert len(records(cache)) == 4 and kept["id"] in {r["id"] for r in records(cache)}
+    again = invoke("cache", "check", cache, "--repair")
+    assert again.exit_code == 0 and again.stdout.splitlines()[0] == "nothing to repair"
+
+
+def test_repair_refuses_while_a_writer_holds_the_cache(source, tmp_path):
+    from genaug.synthetic import CacheWriter
+
+    cache = tmp_path / "cache"
+    invoke("cache", "import", source, "--cache", cache)
+    with CacheWriter(cache):
+        assert_user_error(invoke("cache", "check", cache, "--repair"),
+                          "another process is writing into")
 
 
 # --- bad input -----------------------------------------------------------------------------

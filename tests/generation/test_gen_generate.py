@@ -189,11 +189,12 @@ def test_resume_refuses_other_settings_and_unknown_classes(backend, plan, shapes
 
 
 def test_two_runs_cannot_write_one_cache_at_once(backend, plan, tmp_path):
-    from genaug.generation._generate import _lock_cache
+    from genaug.synthetic import lock_cache
 
-    held = _lock_cache(tmp_path / "c")
+    (tmp_path / "c").mkdir()
+    held = lock_cache(tmp_path / "c")
     try:
-        with pytest.raises(CacheError, match="another process is generating"):
+        with pytest.raises(CacheError, match="another process is writing into"):
             generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", progress=False)
     finally:
         held.close()
