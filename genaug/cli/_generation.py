@@ -31,14 +31,31 @@ def _echo_err(message: str) -> None:
               help="JSON or YAML: prompt templates, variations, negative prompt, attributes.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Base of every per-image seed.")
+@click.option("--variation-strength", type=click.FloatRange(0, 1, min_open=True),
+              help="Make the images as variations of the class's real training images, noised "
+                   "this far (0.3-0.7 stays near the data); default: sample from noise.")
+@click.option("--variation-fraction", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+              show_default=True,
+              help="Share of each class's images made as variations (the rest from noise).")
+@click.option("--val-split", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+              show_default=True,
+              help="With --variation-strength: `genaug train`'s validation split ...")
+@click.option("--test-split", type=click.FloatRange(0, 1, max_open=True), default=0.2,
+              show_default=True,
+              help="... its test split (0: the test images live elsewhere) ...")
+@click.option("--split-seed", type=int, default=0, show_default=True,
+              help="... and its seed: variations are made of training images only.")
 @click.option("--out", type=click.Path(), default="plan.json", show_default=True)
-def plan(data_dir, target_per_class, min_threshold, class_names, config_path, seed, out):
+def plan(data_dir, target_per_class, min_threshold, class_names, config_path, seed,
+         variation_strength, variation_fraction, val_split, test_split, split_seed, out):
     """Plan how many images each class needs, with attribute quotas and a balance check."""
     from genaug.generation import make_plan
 
     result = make_plan(data_dir, target_per_class=target_per_class,
                        min_threshold=min_threshold, class_names=class_names,
-                       config=config_path, seed=seed)
+                       config=config_path, seed=seed, variation_strength=variation_strength,
+                       variation_fraction=variation_fraction, val_split=val_split,
+                       test_split=test_split, split_seed=split_seed)
     path = result.save(out)
     for line in result.summary_lines():
         click.echo(cli_message(line))
@@ -72,22 +89,32 @@ def plan(data_dir, target_per_class, min_threshold, class_names, config_path, se
               help="Random horizontal flips (turn off when mirroring changes the class).")
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=0.9995,
               show_default=True)
+@click.option("--prediction-type", type=click.Choice(["epsilon", "v_prediction"]),
+              default="epsilon", show_default=True,
+              help="What the UNet predicts: the noise or the velocity (sampling follows).")
+@click.option("--snr-gamma", type=click.FloatRange(min=0, min_open=True),
+              help="Min-SNR-gamma loss weighting (5.0 in the paper); default: plain MSE.")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant",
+              show_default=True,
+              help="After the warm-up: hold the learning rate, or decay it to zero at "
+                   "--max-steps along a cosine.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               default="auto", show_default=True, help="auto: bf16/fp16 on CUDA, fp32 on CPU.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit_generator(data_dir, out_dir, resolution, max_steps, max_seconds, batch_size, model_size,
-                  color_mode, class_names, learning_rate, label_dropout, hflip, ema_decay, seed,
-                  device, precision, quiet):
+                  color_mode, class_names, learning_rate, label_dropout, hflip, ema_decay,
+                  prediction_type, snr_gamma, lr_schedule, seed, device, precision, quiet):
     """Train a class-conditional diffusion generator (DDPM) on DATA_DIR."""
     from genaug.generation import fit_generator as fit
 
     result = fit(data_dir, out_dir=out_dir, class_names=class_names, resolution=int(resolution),
                  color_mode=color_mode, model_size=model_size, max_steps=max_steps,
                  max_seconds=max_seconds, batch_size=batch_size, learning_rate=learning_rate,
-                 label_dropout=label_dropout, hflip=hflip, ema_decay=ema_decay, seed=seed,
-                 device=device, precision=precision, progress=not quiet)
+                 label_dropout=label_dropout, hflip=hflip, ema_decay=ema_decay,
+                 prediction_type=prediction_type, snr_gamma=snr_gamma, lr_schedule=lr_schedule,
+                 seed=seed, device=device, precision=precision, progress=not quiet)
     click.echo(result.describe())
     click.echo(f"loss log: {Path(result.path) / 'loss_log.csv'}")
 
@@ -172,8 +199,9 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
 @click.option("--img2img-fraction", type=click.FloatRange(0, 1), default=0.0,
               show_default=True,
               help="Share of each class's images made as variations of its real images.")
-@click.option("--strength", type=click.FloatRange(0, 1, min_open=True), default=0.6,
-              show_default=True, help="How far a variation may move from its real image.")
+@click.option("--strength", type=click.FloatRange(0, 1, min_open=True),
+              help="How far a variation may move from its real image (default: the plan's "
+                   "--variation-strength, else 0.6).")
 @click.option("--pixel-check/--no-pixel-check", default=True, show_default=True,
               help="ddpm: refuse to write when the first batch looks like noise.")
 @click.option("--cuda-graph/--no-cuda-graph", default=None,
@@ -247,6 +275,9 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
         from genaug.synthetic import lock_cache
 
         lock_cache(Path(cache_dir)).close()
+    if strength is None:
+        strength = plan_obj.variation["strength"] if plan_obj.variation else 0.6
+    parameters["strength"] = strength
     extra = [_load_gate(spec) for spec in gate_specs]
     options = {"strength": strength, "batch_size": batch_size,
                "ray": True if ray == "" else ray, "ray_workers": ray_workers,

@@ -206,11 +206,12 @@ class DDPMBackend(GeneratorBackend):
             x = scheduler.add_noise(x0.to(device), noise, timesteps[:1].repeat(rows))
         else:
             x = noise * scheduler.init_noise_sigma
-        # 3. Denoise: predict the noise (guided), then step back in time.
+        # 3. Denoise: predict the noise or the velocity (guided; the sampler's config says
+        #    which, as trained), then step back in time.
         with torch.inference_mode():
             for t, t_device in zip(timesteps, timesteps.to(device)):
-                eps = self.predictor(scheduler.scale_model_input(x, t), t_device, labels)
-                x = scheduler.step(eps, t, x).prev_sample
+                prediction = self.predictor(scheduler.scale_model_input(x, t), t_device, labels)
+                x = scheduler.step(prediction, t, x).prev_sample
             pixels = ((x[:n].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return pixels.permute(0, 2, 3, 1).cpu().numpy()
 

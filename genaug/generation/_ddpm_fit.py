@@ -13,6 +13,7 @@ from genaug.data import infer_color_mode
 from genaug.exceptions import ConfigError, DatasetError
 from genaug.generation._ddpm_model import (
     MODEL_SIZES,
+    PREDICTION_TYPES,
     build_train_scheduler,
     build_unet,
     save_generator,
@@ -28,6 +29,10 @@ from genaug.generation._utils import (
     resolve_device,
     resolve_dtype,
 )
+
+#: Learning-rate schedules after the linear warm-up: hold the rate, or decay it along a
+#: half cosine to zero at ``max_steps`` (diffusers.optimization names in brackets).
+LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine"}
 
 
 @dataclass
@@ -69,6 +74,9 @@ def fit_generator(
     label_dropout: float = 0.1,
     hflip: bool = True,
     ema_decay: float = 0.9995,
+    prediction_type: str = "epsilon",
+    snr_gamma: float | None = None,
+    lr_schedule: str = "constant",
     seed: int = 0,
     device=None,
     precision: str = "auto",
@@ -99,6 +107,17 @@ def fit_generator(
         Random horizontal flips (turn off when mirroring changes the class, e.g. digits).
     ema_decay : float, default 0.9995
         Upper bound of the EMA decay (with warm-up, so short runs still average sensibly).
+    prediction_type : {"epsilon", "v_prediction"}, default "epsilon"
+        What the UNet learns to predict: the noise, or the velocity (Salimans & Ho 2022).
+        Saved with the generator's scheduler, so sampling follows it.
+    snr_gamma : float, optional
+        Min-SNR-gamma loss weighting (Hang et al. 2023; 5.0 is the paper's choice): each
+        timestep's loss is weighted by ``min(SNR, gamma) / SNR`` (``/ (SNR + 1)`` for
+        v-prediction), so the many nearly noise-free timesteps stop dominating the
+        gradient. None: the plain mean squared error.
+    lr_schedule : {"constant", "cosine"}, default "constant"
+        After the warm-up, hold the rate or decay it along a cosine to zero at
+        ``max_steps`` (a time budget that stops earlier leaves the rate higher).
     seed : int, default 0
     device : str, optional
         ``cuda`` when available (bf16, or fp16 with loss scaling), else ``cpu`` (fp32).
@@ -114,7 +133,8 @@ def fit_generator(
                   color_mode=color_mode, model_size=model_size, max_steps=max_steps,
                   max_seconds=max_seconds, batch_size=batch_size, learning_rate=learning_rate,
                   warmup_steps=warmup_steps, label_dropout=label_dropout, hflip=hflip,
-                  ema_decay=ema_decay, seed=seed, device=device, precision=precision,
+                  ema_decay=ema_decay, prediction_type=prediction_type, snr_gamma=snr_gamma,
+                  lr_schedule=lr_schedule, seed=seed, device=device, precision=precision,
                   progress=progress, log_every=log_every)
     return run()
 
@@ -126,8 +146,8 @@ class _FitRun:
     def __init__(self, data, *, out_dir, class_names, resolution: int, color_mode: str,
                  model_size: str, max_steps, max_seconds, batch_size: int,
                  learning_rate: float, warmup_steps, label_dropout: float, hflip: bool,
-                 ema_decay: float, seed: int, device, precision: str, progress: bool,
-                 log_every: int):
+                 ema_decay: float, prediction_type: str, snr_gamma, lr_schedule: str,
+                 seed: int, device, precision: str, progress: bool, log_every: int):
         check_budget(max_steps, max_seconds)
         if batch_size < 1:
             raise ConfigError(f"`batch_size` must be at least 1, got {batch_size}")
@@ -135,6 +155,14 @@ class _FitRun:
             raise ConfigError(f"`label_dropout` must be in [0, 1), got {label_dropout}")
         if model_size not in MODEL_SIZES:
             raise ConfigError(f"`model_size` must be one of {', '.join(MODEL_SIZES)}")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ConfigError(f"`prediction_type` must be one of {', '.join(PREDICTION_TYPES)}, "
+                              f"got {prediction_type!r}")
+        if snr_gamma is not None and not snr_gamma > 0:
+            raise ConfigError(f"`snr_gamma` must be positive (or None), got {snr_gamma}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"`lr_schedule` must be one of {', '.join(LR_SCHEDULES)}, "
+                              f"got {lr_schedule!r}")
         if color_mode not in ("auto", "grayscale", "rgb"):
             raise ConfigError(f"`color_mode` must be auto, grayscale or rgb, "
                               f"got {color_mode!r}")
@@ -143,6 +171,8 @@ class _FitRun:
         self.max_steps, self.max_seconds, self.batch_size = max_steps, max_seconds, batch_size
         self.learning_rate, self.warmup_steps = learning_rate, warmup_steps
         self.label_dropout, self.hflip, self.ema_decay = label_dropout, hflip, ema_decay
+        self.prediction_type, self.snr_gamma = prediction_type, snr_gamma
+        self.lr_schedule_name = lr_schedule
         self.seed, self.device, self.precision = seed, device, precision
         self.progress, self.log_every = progress, log_every
 
@@ -188,13 +218,14 @@ class _FitRun:
     # -- 2. model ----------------------------------------------------------------------------
     def _build_model(self) -> None:
         import torch
+        from diffusers.optimization import get_scheduler
         from diffusers.training_utils import EMAModel
 
         device, cuda = self.device, self.device.startswith("cuda")
         self.unet = build_unet(num_classes=len(self.class_names), resolution=self.resolution,
                                channels=self.channels, model_size=self.model_size)
         self.n_params = sum(p.numel() for p in self.unet.parameters())
-        self.scheduler = build_train_scheduler()
+        self.scheduler = build_train_scheduler(prediction_type=self.prediction_type)
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -209,15 +240,19 @@ class _FitRun:
         planned = self.max_steps if self.max_steps is not None else 10**9
         self.warmup = (self.warmup_steps if self.warmup_steps is not None
                        else min(500, max(1, planned // 10)))
-        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(1.0, (step + 1) / max(1, self.warmup)))
+        self.lr_schedule = get_scheduler(LR_SCHEDULES[self.lr_schedule_name], self.optimizer,
+                                         num_warmup_steps=self.warmup,
+                                         num_training_steps=planned)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         # Data, batch order, flips and label dropout all live on the device: a step copies
         # nothing from the host, so the GPU never waits for Python between steps.
         self.data_t = torch.from_numpy(self.images).permute(0, 3, 1, 2).contiguous().to(device)
         self.labels_t = torch.from_numpy(self.labels).to(device)
         self.noise_gen = torch.Generator(device=device).manual_seed(self.seed)
-        self.alphas = self.scheduler.alphas_cumprod.to(device)
+        # The schedule's table on the device once: the noising, the velocity target and the
+        # SNR weights index it with device timesteps at every step.
+        self.scheduler.alphas_cumprod = self.scheduler.alphas_cumprod.to(device)
+        self.alphas = self.scheduler.alphas_cumprod
         self.timesteps_total = self.scheduler.config.num_train_timesteps
 
     # -- 3. training -------------------------------------------------------------------------
@@ -258,7 +293,7 @@ class _FitRun:
             drop = (torch.rand(batch, generator=self.noise_gen, device=device)
                     < self.label_dropout)
             y = torch.where(drop, torch.full_like(y, self.null_label), y)
-        # 3. Noise the images at random timesteps and predict the noise.
+        # 3. Noise the images at random timesteps and predict the noise (or the velocity).
         x0 = x0.contiguous(memory_format=self.memory_format)
         noise = torch.randn(x0.shape, generator=self.noise_gen, device=device)
         t = torch.randint(0, self.timesteps_total, (batch,), generator=self.noise_gen,
@@ -268,7 +303,9 @@ class _FitRun:
         with torch.autocast(device_type=device.split(":")[0], dtype=self.dtype,
                             enabled=self.dtype != torch.float32):
             prediction = self.unet(noisy, t, class_labels=y).sample
-        loss = F.mse_loss(prediction.float(), noise)
+        target = (noise if self.prediction_type == "epsilon"
+                  else self.scheduler.get_velocity(x0, noise, t))
+        loss = self._weighted_loss(F.mse_loss(prediction.float(), target, reduction="none"), t)
         # 4. Update the weights (clipped gradients), the learning rate and the EMA.
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -279,6 +316,20 @@ class _FitRun:
         self.lr_schedule.step()
         self.ema.step(self.unet.parameters())
         return loss.detach()
+
+    def _weighted_loss(self, squared_error, t):
+        """The mean squared error, each image's weighted by min-SNR-gamma when asked (the
+        weights of diffusers' ``train_text_to_image.py --snr_gamma``)."""
+        import torch
+        from diffusers.training_utils import compute_snr
+
+        per_image = squared_error.mean(dim=(1, 2, 3))
+        if self.snr_gamma is None:
+            return per_image.mean()
+        snr = compute_snr(self.scheduler, t)
+        weights = torch.clamp(snr, max=self.snr_gamma)
+        weights = weights / (snr + 1 if self.prediction_type == "v_prediction" else snr)
+        return (per_image * weights).mean()
 
     # -- 4. save -----------------------------------------------------------------------------
     def _save(self) -> FitResult:
@@ -300,7 +351,8 @@ class _FitRun:
             "label_dropout": self.label_dropout, "hflip": self.hflip,
             "ema_decay": self.ema_decay, "seed": self.seed, "device": self.device,
             "precision": self.precision_name, "noise_schedule": "squaredcos_cap_v2 (cosine)",
-            "prediction_type": "epsilon", "num_train_timesteps": self.timesteps_total,
+            "prediction_type": self.prediction_type, "snr_gamma": self.snr_gamma,
+            "lr_schedule": self.lr_schedule_name, "num_train_timesteps": self.timesteps_total,
             "optimizer": "AdamW", "grad_clip": 1.0,
         }
         meta = {
@@ -310,6 +362,9 @@ class _FitRun:
             "color_mode": self.color_mode,
             "channels": self.channels,
             "label_dropout": self.label_dropout,
+            "prediction_type": self.prediction_type,
+            "snr_gamma": self.snr_gamma,
+            "lr_schedule": self.lr_schedule_name,
             "steps": self.loop.steps,
             "seconds": round(self.loop.seconds, 2),
             "final_loss": self.loop.final_loss,

@@ -38,6 +38,9 @@ MODEL_SIZES = {
 #: DPM-Solver++ on a cosine schedule needs the smallest log-SNR clipped, or it returns noise.
 LAMBDA_MIN_CLIPPED = -5.1
 SAMPLERS = ("dpm++", "ddim")
+#: What the UNet predicts: the noise, or the velocity ``sqrt(a) * noise - sqrt(1 - a) * x0``
+#: (diffusers' names; the sampler reads it back from the saved scheduler config).
+PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 def build_unet(*, num_classes: int, resolution: int, channels: int, model_size: str = "base",
@@ -82,12 +85,21 @@ def build_unet(*, num_classes: int, resolution: int, channels: int, model_size: 
     )
 
 
-def build_train_scheduler(num_train_timesteps: int = 1000):
-    """The DDPM training schedule: cosine (``squaredcos_cap_v2``), epsilon prediction."""
+def build_train_scheduler(num_train_timesteps: int = 1000, *,
+                          prediction_type: str = "epsilon"):
+    """The DDPM training schedule: cosine (``squaredcos_cap_v2``), predicting
+    ``prediction_type`` (one of :data:`PREDICTION_TYPES`).
+
+    The scheduler is saved with the generator, and :func:`build_sampler` builds the
+    sampler from its config, so sampling interprets the UNet's output the way it was trained.
+    """
     from diffusers import DDPMScheduler
 
+    if prediction_type not in PREDICTION_TYPES:
+        raise ConfigError(f"prediction type must be one of {', '.join(PREDICTION_TYPES)}, "
+                          f"got {prediction_type!r}")
     return DDPMScheduler(num_train_timesteps=num_train_timesteps,
-                         beta_schedule="squaredcos_cap_v2", prediction_type="epsilon",
+                         beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type,
                          clip_sample=True)
 
 

@@ -44,7 +44,7 @@ from genaug.generation._pipeline import (
     WorkQueue,
     interleave,
 )
-from genaug.generation._plan import GenerationPlan, PlanItem
+from genaug.generation._plan import GenerationPlan, PlanItem, is_variation
 from genaug.generation._summary import summarize
 from genaug.generation._utils import (
     canonical_sha256,
@@ -267,9 +267,35 @@ class _GenerationRun:
             for path, label, rid in zip(index.paths, index.labels, index.ids):
                 self.real_paths[index.class_names[label]].append(path)
                 self.real_ids[index.class_names[label]].append(rid)
+        self.real_path_by_id = {rid: path for paths, ids in zip(self.real_paths.values(),
+                                                                 self.real_ids.values())
+                                for path, rid in zip(paths, ids)}
+        self._check_variation_plan()
         self.source_order = {
             c: np.random.default_rng(derive_seed(plan.seed, c, "sources")).permutation(
                 len(paths)) for c, paths in self.real_paths.items() if paths}
+
+    def _check_variation_plan(self) -> None:
+        """A plan of variations needs its source images and a backend noising them as much
+        as the plan says."""
+        variation = self.plan.variation
+        if variation is None:
+            return
+        if self.img2img_fraction:
+            raise ConfigError("the plan already makes variations of real images; leave "
+                              "`img2img_fraction` at 0")
+        if not self.backend.supports_source_images:
+            raise ConfigError(f"the plan makes variations of real images, which the "
+                              f"{self.backend.backend_name} backend cannot")
+        if getattr(self.backend, "strength", None) != float(variation["strength"]):
+            raise ConfigError(f"the plan makes variations at strength {variation['strength']} "
+                              f"but the backend noises them to {self.backend.strength}; load "
+                              f"it with strength={variation['strength']}")
+        missing = sorted({rid for name in self.todo_classes for rid in
+                          self.plan.classes[name]["source_ids"]} - set(self.real_path_by_id))
+        if missing:
+            raise ConfigError(f"{len(missing)} source image(s) of the plan are not in the data "
+                              f"(first: {missing[0]}); make the plan again")
 
     # -- 2. gates and fingerprint --------------------------------------------------------
     def _build_gates(self) -> None:
@@ -414,14 +440,18 @@ class _GenerationRun:
             negative_prompt=item.negative_prompt if prompts else None,
             attributes=dict(item.attributes))
         sources = self.real_paths.get(item.class_name)
-        if sources and self.img2img_fraction and _is_variation(item.index,
-                                                               self.img2img_fraction):
+        source_id = item.source_id  # the plan chose a training image
+        if source_id is None and sources and self.img2img_fraction and is_variation(
+                item.index, self.img2img_fraction):
+            pick = int(self.source_order[item.class_name][item.index % len(sources)])
+            source_id = self.real_ids[item.class_name][pick]
+        if source_id is not None:
             from genaug.data import load_image
 
-            pick = int(self.source_order[item.class_name][item.index % len(sources)])
             native = "rgb" if self.backend.native_color_mode == "rgb" else "grayscale"
-            request.source_image = load_image(sources[pick], color_mode=native)
-            request.source_id = self.real_ids[item.class_name][pick]
+            request.source_image = load_image(self.real_path_by_id[source_id],
+                                              color_mode=native)
+            request.source_id = source_id
         return request
 
     def _prepare(self, job: list[Work], made) -> list[Candidate]:
@@ -652,8 +682,6 @@ def _backend_settings(backend: GeneratorBackend) -> dict:
     return {n: getattr(backend, n) for n in names if getattr(backend, n, None) is not None}
 
 
-def _is_variation(index: int, fraction: float) -> bool:
-    return int(np.floor((index + 1) * fraction)) > int(np.floor(index * fraction))
 
 
 def _collapse_check(gates: GateChain, warned: set) -> list[str]:

@@ -223,6 +223,10 @@ class PlanItem:
     negative_prompt: str | None
     attributes: dict
     plan_seed: int
+    #: the training image this one is a variation of (None: sampled from noise)
+    source_id: str | None = None
+    #: how much noise the variation adds to its source (1.0 would ignore it)
+    strength: float | None = None
 
     def seed_for(self, attempt: int) -> int:
         """Seed of attempt ``attempt`` (0 is the first): new and deterministic for each retry."""
@@ -249,12 +253,17 @@ class GenerationPlan:
     balance: dict
     config: dict
     prompt_set_sha256: str
+    #: Variations of real images (``strength``, ``fraction``, and the ``split`` their sources
+    #: were drawn from), or None; each class entry then lists its ``source_ids``.
+    variation: dict | None = None
 
     @property
     def total_to_generate(self) -> int:
         return sum(entry["generate"] for entry in self.classes.values())
 
     def to_dict(self) -> dict:
+        # A plan without variations keeps the layout (and hash) it always had.
+        variation = {} if self.variation is None else {"variation": self.variation}
         return {
             "format": PLAN_FORMAT,
             "data": self.data,
@@ -267,6 +276,7 @@ class GenerationPlan:
             "balance": self.balance,
             "prompt_set_sha256": self.prompt_set_sha256,
             "config": self.config,
+            **variation,
         }
 
     def to_json(self) -> str:
@@ -309,12 +319,17 @@ class GenerationPlan:
                 balance=dict(data["balance"]),
                 config=dict(data.get("config") or {}),
                 prompt_set_sha256=str(data["prompt_set_sha256"]),
+                variation=data.get("variation"),
             )
             for name, entry in plan.classes.items():
                 if name not in plan.class_names:
                     raise ValueError(f"class {name!r} not in class_names")
                 for key in ("current", "generate", "prompts", "variations", "attributes"):
                     entry[key]  # noqa: B018 - presence check
+                if plan.variation is not None:
+                    entry["source_ids"]  # noqa: B018 - presence check
+            if plan.variation is not None:
+                float(plan.variation["strength"]), float(plan.variation["fraction"])
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"{source} is not a valid plan: missing or bad {error}") from None
         return plan
@@ -334,8 +349,16 @@ class GenerationPlan:
             columns[name] = [values[i] for i in rng.permutation(len(values))]
         prompts, variations = entry["prompts"], entry["variations"]
         text = class_name.replace("_", " ").replace("-", " ")
-        items = []
+        sources = entry.get("source_ids") or []
+        fraction = float(self.variation["fraction"]) if self.variation and sources else 0.0
+        items, made_from_sources = [], 0
         for index in range(n):
+            source_id = strength = None
+            if fraction and is_variation(index, fraction):
+                # each training image in turn, in the plan's seeded order
+                source_id = sources[made_from_sources % len(sources)]
+                strength = float(self.variation["strength"])
+                made_from_sources += 1
             attributes = {name: column[index] for name, column in columns.items()}
             template = prompts[index % len(prompts)]
             suffix = variations[(index // len(prompts)) % len(variations)]
@@ -350,6 +373,8 @@ class GenerationPlan:
                 negative_prompt=entry.get("negative_prompt"),
                 attributes=attributes,
                 plan_seed=self.seed,
+                source_id=source_id,
+                strength=strength,
             ))
         return items
 
@@ -362,6 +387,12 @@ class GenerationPlan:
             lines.append(f"{name:<{width}}  {entry['current']:>8}  {entry['target']:>7}  "
                          f"{entry['generate']:>8}  {entry['final']:>7}")
         lines.append(f"total images to generate: {self.total_to_generate}")
+        if self.variation is not None:
+            made = sum(item.source_id is not None for name in self.class_names
+                       for item in self.items(name))
+            lines.append(f"variations of training images: {made} (strength "
+                         f"{self.variation['strength']}; sources from "
+                         f"{self.variation['split']['source']})")
         balance = self.balance
         if balance["ok"]:
             lines.append(f"balance check: OK (every class >= {balance['min_required']} and >= "
@@ -380,6 +411,11 @@ def make_plan(
     class_names: Sequence[str] | None = None,
     config: GenerationConfig | Mapping | str | Path | None = None,
     seed: int = 0,
+    variation_strength: float | None = None,
+    variation_fraction: float = 1.0,
+    val_split: float = 0.1,
+    test_split: float = 0.2,
+    split_seed: int = 0,
 ) -> GenerationPlan:
     """Plan how many synthetic images each class needs to reach ``target_per_class``.
 
@@ -398,6 +434,19 @@ def make_plan(
         Prompt templates, variation suffixes, a negative prompt and attribute distributions.
     seed : int, default 0
         Base of every per-image seed and of the attribute assignment.
+    variation_strength : float in (0, 1], optional
+        Make images as variations of the class's real training images: each is noised to
+        ``strength * T`` and denoised toward its class (SDEdit, as img2img does; 0.3-0.7
+        keeps them near the data). Each planned image records its ``source_id``. None:
+        every image is sampled from noise.
+    variation_fraction : float in (0, 1], default 1.0
+        Share of each class's planned images made as variations (the rest from noise).
+    val_split, test_split, split_seed : default 0.1, 0.2, 0
+        The split of ``genaug train`` (its ``--val-split``, ``--test-split`` and ``--seed``):
+        sources are drawn from its training images only (a manifest's ``split`` column is
+        obeyed; ``test_split=0`` when the test images live elsewhere). Training with another
+        split still never sees a variation of one of its held-out images: those are left
+        out by their ``source_id``.
 
     Returns
     -------
@@ -420,6 +469,11 @@ def make_plan(
     settings = {name: cfg.for_class(name) for name in index.class_names}
     classes = {name: _class_entry(settings[name], current=int(current), target=target_per_class)
                for name, current in zip(index.class_names, index.counts())}
+    variation = None
+    if variation_strength is not None:
+        variation = _variation_sources(index, classes, strength=variation_strength,
+                                       fraction=variation_fraction, val_split=val_split,
+                                       test_split=test_split, split_seed=split_seed, seed=seed)
     # 3. The plan, with its balance check and the hash of the prompt settings it uses.
     prompt_set = {name: {k: own[k] for k in PROMPT_KEYS} for name, own in settings.items()}
     return GenerationPlan(
@@ -432,7 +486,41 @@ def make_plan(
         balance=balance_check({n: e["final"] for n, e in classes.items()}, min_threshold),
         config=cfg.to_dict(),
         prompt_set_sha256=canonical_sha256(prompt_set),
+        variation=variation,
     )
+
+
+def is_variation(index: int, fraction: float) -> bool:
+    """Whether image ``index`` of a class is a variation when ``fraction`` of them are
+    (spread evenly: with 0.5, every second image)."""
+    return int(np.floor((index + 1) * fraction)) > int(np.floor(index * fraction))
+
+
+def _variation_sources(index, classes: dict, *, strength: float, fraction: float,
+                       val_split: float, test_split: float, split_seed: int,
+                       seed: int) -> dict:
+    """Give each class entry its ``source_ids`` (the class's training images, in a seeded
+    order) and return the plan's ``variation`` settings."""
+    from genaug.data import split_dataset
+
+    if not 0.0 < strength <= 1.0:
+        raise ConfigError(f"`variation_strength` must be in (0, 1], got {strength}")
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"`variation_fraction` must be in (0, 1], got {fraction}")
+    if not 0.0 <= val_split < 1.0 or not 0.0 <= test_split < 1.0:
+        raise ConfigError(f"`val_split` and `test_split` must be in [0, 1), got {val_split} "
+                          f"and {test_split}")
+    splits = split_dataset(index, validation_split=val_split or None,
+                           test_split=test_split or None, seed=split_seed)
+    train = splits.train
+    for label, name in enumerate(train.class_names):
+        ids = [rid for rid, y in zip(train.ids, train.labels) if y == label]
+        order = np.random.default_rng(derive_seed(seed, name, "sources")).permutation(len(ids))
+        classes[name]["source_ids"] = [ids[i] for i in order] if classes[name]["generate"] else []
+    return {"strength": float(strength), "fraction": float(fraction),
+            "split": {"val_split": val_split, "test_split": test_split, "seed": split_seed,
+                      "source": f"the training split (validation: {splits.validation_source}; "
+                                f"test: {splits.test_source})"}}
 
 
 #: The settings of a class that make up its prompt set (hashed into ``prompt_set_sha256``).

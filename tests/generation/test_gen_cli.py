@@ -131,11 +131,20 @@ def test_fit_generator_and_generate_commands(runner, shapes_dir, tmp_path, monke
             "2",
             "--batch-size",
             "4",
+            "--prediction-type",
+            "v_prediction",
+            "--snr-gamma",
+            "5",
+            "--lr-schedule",
+            "cosine",
             "--quiet",
         ],
     )
     assert result.exit_code == 0, result.output
     assert "for 2 steps" in result.output and (generator / "loss_log.csv").is_file()
+    config = json.loads((generator / "train_config.json").read_text())
+    assert (config["prediction_type"], config["snr_gamma"], config["lr_schedule"]) == (
+        "v_prediction", 5.0, "cosine")
     plan = tmp_path / "plan.json"
     assert (
         runner.invoke(
@@ -246,3 +255,27 @@ def test_generate_max_seconds_stops_and_says_how_to_continue(runner, tiny_genera
     finished = runner.invoke(main, args)
     assert finished.exit_code == 0, finished.output
     assert " of 7 accepted" in finished.output and "0 pending" in finished.output
+
+
+def test_a_variation_plan_is_generated_at_its_own_strength(runner, tiny_generator, shapes_dir,
+                                                           tmp_path):
+    plan = tmp_path / "plan.json"
+    made = runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "8",
+                                "--variation-strength", "0.4", "--out", str(plan)])
+    assert made.exit_code == 0, made.output
+    assert "variations of training images: 7 (strength 0.4" in made.output
+    result = runner.invoke(main, ["generate", "--plan", str(plan), "--generator",
+                                  str(tiny_generator), "--cache", str(tmp_path / "c"),
+                                  "--no-pixel-check", "--steps", "2", "--blur-min", "0",
+                                  "--structure-min", "0", "--phash-max", "-1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    records = SyntheticCache(tmp_path / "c").records
+    assert len(records) == 7 and all(r["strength"] == 0.4 and r["source_id"] for r in records)
+    other = runner.invoke(main, ["generate", "--plan", str(plan), "--generator",
+                                 str(tiny_generator), "--cache", str(tmp_path / "d"),
+                                 "--strength", "0.6", "--quiet"])
+    assert other.exit_code == 2 and other.output.count("Error:") == 1
+    assert "plan makes variations at strength 0.4" in other.output
+    bad = runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "8",
+                               "--variation-strength", "0", "--out", str(tmp_path / "p.json")])
+    assert bad.exit_code == 2 and not (tmp_path / "p.json").exists()

@@ -250,3 +250,79 @@ def test_a_compile_that_fails_falls_back_to_eager_sampling(tiny_generator, monke
     with pytest.warns(UserWarning, match="torch.compile of the UNet failed .*no working C"):
         images = _images(backend, 3)
     assert backend.runtime == "eager" and np.array_equal(images, _images(eager, 3))
+
+
+def test_fit_options_are_saved_and_v_prediction_is_honoured_when_sampling(shapes_dir,
+                                                                           tmp_path):
+    from genaug.generation import fit_generator
+    from genaug.generation._ddpm_model import load_generator
+
+    out = tmp_path / "v"
+    fit_generator(shapes_dir, out_dir=out, resolution=16, model_size="tiny", max_steps=4,
+                  batch_size=8, progress=False, log_every=1, prediction_type="v_prediction",
+                  snr_gamma=5.0, lr_schedule="cosine", warmup_steps=1)
+    meta = json.loads((out / "genaug_generator.json").read_text())
+    config = json.loads((out / "train_config.json").read_text())
+    for saved in (meta, config):
+        assert (saved["prediction_type"], saved["snr_gamma"], saved["lr_schedule"]) == (
+            "v_prediction", 5.0, "cosine")
+    generator = load_generator(out)
+    for sampler in ("dpm++", "ddim"):
+        assert build_sampler(generator.train_scheduler_config,
+                             sampler).config.prediction_type == "v_prediction"
+    # the cosine schedule decays the rate after the warm-up step
+    rates = [float(row.split(",")[2]) for row in
+             (out / "loss_log.csv").read_text().splitlines()[1:]]
+    assert rates[0] == pytest.approx(2e-4) and rates[1] > rates[2] > rates[3] == 0.0
+    # the same weights read as a noise predictor make other images: the sampler follows
+    # the prediction type saved with the generator
+    v_image = load_backend(out, steps=3, pixel_check=False).generate("ring", 1, seeds=[3])
+    scheduler_path = out / "scheduler" / "scheduler_config.json"
+    scheduler_config = json.loads(scheduler_path.read_text())
+    scheduler_path.write_text(json.dumps({**scheduler_config, "prediction_type": "epsilon"}))
+    eps_image = load_backend(out, steps=3, pixel_check=False).generate("ring", 1, seeds=[3])
+    assert not np.array_equal(v_image[0].image, eps_image[0].image)
+
+
+def test_default_fit_keeps_epsilon_a_plain_loss_and_a_constant_rate(tiny_generator):
+    meta = json.loads((tiny_generator / "genaug_generator.json").read_text())
+    assert (meta["prediction_type"], meta["snr_gamma"], meta["lr_schedule"]) == (
+        "epsilon", None, "constant")
+    rates = [float(row.split(",")[2]) for row in
+             (tiny_generator / "loss_log.csv").read_text().splitlines()[1:]]
+    assert rates[-1] == pytest.approx(2e-4)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_min_snr_weights_cap_the_nearly_clean_timesteps(prediction_type):
+    import torch
+
+    from genaug.generation._ddpm_fit import _FitRun
+
+    run = _FitRun.__new__(_FitRun)
+    run.snr_gamma, run.prediction_type = 5.0, prediction_type
+    run.scheduler = build_train_scheduler(prediction_type=prediction_type)
+    alphas = run.scheduler.alphas_cumprod
+    snr = alphas / (1 - alphas)
+    t = torch.tensor([0, 999])
+    weights = [float(run._weighted_loss(torch.ones(1, 1, 2, 2), t[i:i + 1]))
+               for i in range(2)]
+    offset = 1 if prediction_type == "v_prediction" else 0
+    assert weights[0] == pytest.approx(5.0 / (float(snr[0]) + offset), rel=1e-4)
+    assert weights[0] < 1e-2
+    assert weights[1] == pytest.approx(float(snr[999]) / (float(snr[999]) + offset), rel=1e-3)
+
+
+def test_fit_options_are_checked(shapes_dir, tmp_path):
+    from genaug.generation import fit_generator
+
+    common = dict(out_dir=tmp_path / "g", max_steps=1, progress=False)
+    with pytest.raises(ConfigError, match="`prediction_type` must be one of epsilon, "
+                                          "v_prediction"):
+        fit_generator(shapes_dir, prediction_type="sample", **common)
+    with pytest.raises(ConfigError, match="`snr_gamma` must be positive"):
+        fit_generator(shapes_dir, snr_gamma=0.0, **common)
+    with pytest.raises(ConfigError, match="`lr_schedule` must be one of constant, cosine"):
+        fit_generator(shapes_dir, lr_schedule="linear", **common)
+    with pytest.raises(ConfigError, match="prediction type must be one of"):
+        build_train_scheduler(prediction_type="sample")
