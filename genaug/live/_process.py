@@ -102,7 +102,12 @@ class SubprocessWorker:
         while message is not None:
             batches.append(message)
             message = self._get(0.0)
-        if not batches:
+        if not batches and not self._process.is_alive():
+            # What the child sent just before it exited (its own error above all) may still be
+            # in the pipe: read it before reporting the exit.
+            message = self._get(_POLL_S)
+            if message is not None:
+                return [message]
             self._check_alive()
         return batches
 
@@ -148,21 +153,30 @@ class SubprocessWorker:
             if should_stop():
                 self._stop.set()
             if not self._process.is_alive():
+                payload = self._get(_POLL_S)  # its last message, an error above all
+                if payload is not None:
+                    return payload
                 self._check_alive()
             if deadline is not None and time.monotonic() > deadline:
                 raise GenerationError("the live generator process did not start in "
                                       "time") from None
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop the child after the image in hand and wait for it; terminate it if it does
-        not stop within ``timeout`` seconds."""
+        """Stop the child after the image in hand and wait for it, all within ``timeout``
+        seconds: it is asked to stop, then (past three quarters of the time) sent SIGTERM,
+        which it also turns into "stop after this image", and killed only when the whole
+        deadline has passed."""
+        deadline = time.monotonic() + timeout
         self._stop.set()
         if self._process.is_alive():
             self._jobs.put(None)
-            self._process.join(timeout)
+            self._process.join(max(0.0, deadline - time.monotonic() - timeout / 4))
         if self._process.is_alive():
             self._process.terminate()
-            self._process.join(5)
+            self._process.join(max(0.0, deadline - time.monotonic()))
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
         self._jobs.cancel_join_thread()
         self._jobs.close()
         self._results.close()
@@ -182,13 +196,21 @@ def _serve(factory, jobs, results, stop) -> None:
     worker gating the previous one meanwhile) and send back finished batches, until told to
     stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training process's to handle
+    # SIGTERM (close's second step, multiprocessing's exit handler) stops the loop after the
+    # image in hand, so it never lands between an image's rename and its record.
+    terminated = []
+    signal.signal(signal.SIGTERM, lambda *_: terminated.append(True))
+
+    def stopping() -> bool:
+        return bool(terminated) or stop.is_set()
+
     parent = multiprocessing.parent_process()
     worker = None
     try:
         worker = factory()
         results.put(("ready", (worker.producible(), worker.batch_size)))
         in_flight = 0
-        while not stop.is_set():
+        while not stopping():
             try:
                 job = jobs.get(timeout=_POLL_S if not in_flight else 0.005)
             except queue.Empty:
@@ -198,7 +220,7 @@ def _serve(factory, jobs, results, stop) -> None:
             if job is None:
                 break
             if job is not False:
-                worker.submit(job, stop.is_set)
+                worker.submit(job, stopping)
                 in_flight += 1
             for batch in worker.collect(timeout=_POLL_S if job is False and in_flight
                                         else 0.0):
@@ -209,5 +231,5 @@ def _serve(factory, jobs, results, stop) -> None:
     finally:
         if worker is not None:
             worker.close()
-        if stop.is_set():  # nobody may read what is left: exit without flushing it
+        if stopping():  # nobody may read what is left: exit without flushing it
             results.cancel_join_thread()

@@ -21,7 +21,8 @@ JOB_SECONDS = 0.5
 #: the largest job, in bytes of images (host memory, and one message for a child process)
 MAX_JOB_BYTES = 64 * 2**20
 #: longest wait, when stopping, for the jobs still out
-DRAIN_SECONDS = 25.0
+#: The share of a close's time left to the worker (and a child) to stop in.
+CLOSE_WORKER_SHARE = 0.5
 
 
 def producer_batch_size(*, slots_per_second: float | None, max_reuse: int, default: int,
@@ -248,8 +249,7 @@ class LiveSource:
             # Stopping: wait for the jobs out (a thread worker's job in hand stops between
             # images), so their errors are reported, what they wrote to the cache is counted,
             # and the worker closes with nothing in progress.
-            deadline = time.perf_counter() + DRAIN_SECONDS
-            while jobs and time.perf_counter() < deadline:
+            while jobs and time.monotonic() < self._drain_deadline():
                 for batch in self.worker.collect(timeout=0.1):
                     jobs -= 1
                     self._deliver(batch)
@@ -276,21 +276,30 @@ class LiveSource:
             with self._lock:
                 self._starved.discard(label)
 
+    def _drain_deadline(self) -> float:
+        """Until when the jobs out are waited for: half of what is left before close's
+        deadline, the other half being the worker's to stop in."""
+        return self._close_deadline - CLOSE_WORKER_SHARE * (self._close_deadline
+                                                            - self._close_started)
+
     def _close_worker(self) -> None:
         with self._lock:
             closed, self._closed = self._closed, True
         if not closed:
-            self.worker.close()
+            self.worker.close(timeout=max(1.0, self._close_deadline - time.monotonic()))
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the producer and wait for it (it finishes the image in hand, then closes the
         worker: the cache writer and, for a subprocess, the child), so nothing is left
-        half-written."""
+        half-written. Every wait of the shutdown (the jobs out, the worker, the child) is
+        derived from this one ``timeout``."""
+        self._close_started = time.monotonic()
+        self._close_deadline = self._close_started + timeout
         self._stop.set()
         if self._thread is None:
             self._close_worker()
             return
-        self._thread.join(timeout)
+        self._thread.join(max(0.0, self._close_deadline - time.monotonic()))
         if self._thread.is_alive():
             warnings.warn("live generator still finishing a batch; it stops by itself",
                           stacklevel=2)

@@ -213,9 +213,10 @@ class GenerationWorker:
         return LiveBatch(images=stack[keep], labels=job.labels[keep], generated=generated,
                          rejected_by_gate=dict(rejected_by_gate))
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """Stop the gating thread after the job in hand, then close the cache writer (whole
-        files and records only) and the backend."""
+        files and records only) and the backend. ``timeout`` is accepted for the worker
+        protocol: a thread cannot be stopped from outside, so it is always waited for."""
         try:
             if self._thread is not None and self._thread.is_alive():
                 try:

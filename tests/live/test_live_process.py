@@ -115,9 +115,12 @@ def test_ctrl_c_stops_training_and_child_and_leaves_a_consistent_cache(live_data
     data, generator = live_data
     cache = tmp_path / "cache"
     script = (
-        "import functools, sys, time\n"
+        "import functools, signal, sys, time\n"
         "from genaug.live import LiveSource, SubprocessWorker, build_worker\n"
         "if __name__ == '__main__':\n"
+        # A background job (the suite run with `&`, CI) starts with SIGINT ignored and Python
+        # then installs no KeyboardInterrupt handler: restore what a terminal's process has.
+        "    signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         f"    worker = SubprocessWorker(functools.partial(build_worker, {str(generator)!r}, "
         "device='cpu', class_names=['cat', 'dog', 'snake'], image_size=(8, 8), "
         f"color_mode='rgb', cache_dir={str(cache)!r}, "
@@ -141,7 +144,12 @@ def test_ctrl_c_stops_training_and_child_and_leaves_a_consistent_cache(live_data
     while not list(cache.glob("*/*.png")) and time.monotonic() < deadline:
         time.sleep(0.2)  # the child is writing into the cache
     os.killpg(process.pid, signal.SIGINT)
-    assert process.wait(60) == 130 and process.stdout.read().strip() == "interrupted"
+    try:
+        out, _ = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    assert process.returncode == 130 and out.strip() == "interrupted"
     assert wait_gone(child)
     written = SyntheticCache(cache)
     assert len(written) > 0 and not written.problems
