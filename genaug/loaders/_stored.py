@@ -1,0 +1,76 @@
+"""A loader's ``cache`` argument: the sources' images decoded once into an image store.
+
+``cache="auto"`` (the default) keeps the decoded images in memory when they fit
+:func:`~genaug.data.memory_budget`, else streams them from their files as ``cache=None`` does;
+``"memory"`` always stores them in memory; a path keeps a memory-mapped store there.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from genaug.data import ImageStore, build_store, decoded_bytes, memory_budget
+from genaug.exceptions import ConfigError
+
+CACHE_CHOICES = ("auto", "memory", "none")
+
+
+def check_cache(cache):
+    """``cache`` as the loaders take it: ``"auto"``, ``"memory"``, None or a path."""
+    if cache is None or (isinstance(cache, str) and cache.lower() == "none"):
+        return None
+    if isinstance(cache, str) and cache in CACHE_CHOICES:
+        return cache
+    if isinstance(cache, (str, os.PathLike)):
+        return os.fspath(cache)
+    raise ConfigError(f"cache must be 'auto', 'memory', None or a store directory, "
+                      f"got {cache!r}")
+
+
+class StoredSource:
+    """A :class:`~genaug.sources.Source` of files whose pixels come from an image store.
+
+    It has the wrapped source's labels, paths, ids and classes; ``load`` returns the stored
+    row, and raises for a file the store could not decode, so the slot reader replaces it
+    exactly as it replaces a file that breaks while streaming.
+    """
+
+    def __init__(self, source, store: ImageStore, *, image_size, color_mode, interpolation):
+        self.source = source
+        self.store = store
+        self.readable = store.readable
+        self.format = (tuple(image_size), color_mode, interpolation)
+        for name in ("labels", "paths", "ids", "class_names"):
+            setattr(self, name, getattr(source, name))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def counts(self) -> np.ndarray:
+        return self.source.counts()
+
+    def load(self, i: int, *, image_size, color_mode, interpolation: str = "bilinear"):
+        if (tuple(image_size), color_mode, interpolation) != self.format:
+            return self.source.load(i, image_size=image_size, color_mode=color_mode,
+                                    interpolation=interpolation)
+        if not self.readable[i]:
+            raise OSError(self.store.errors[i])
+        return self.store.images[i]
+
+
+def stored(source, cache, *, image_size, color_mode, interpolation):
+    """``source`` backed by an image store as ``cache`` asks, or ``source`` itself (no cache,
+    in-memory arrays, a set over the memory budget with ``"auto"``)."""
+    cache = check_cache(cache)
+    if cache is None or source is None or getattr(source, "paths", None) is None \
+            or image_size is None or len(source) == 0:
+        return source
+    if cache == "auto" and decoded_bytes(len(source), image_size, color_mode) > memory_budget():
+        return source
+    store = build_store(source.paths, image_size=image_size, color_mode=color_mode,
+                        interpolation=interpolation,
+                        directory=None if cache in ("auto", "memory") else cache)
+    return StoredSource(source, store, image_size=image_size, color_mode=color_mode,
+                        interpolation=interpolation)
