@@ -210,9 +210,10 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         images = np.empty((len(index), *real.store.images.shape[1:]), dtype=np.float32)
         for source, rows in ((real, ~is_synthetic), (synthetic, is_synthetic)):
             if rows.any():
+                store = source.store
                 if not source.readable[index[rows]].all():
                     return None
-                images[rows] = source.store.images[index[rows]]
+                images[rows] = store.images[index[rows]]
         return images
 
     def _start_epoch(self, mixed) -> None:

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from functools import partial
 
 import numpy as np
 
@@ -34,16 +36,29 @@ class StoredSource:
 
     It has the wrapped source's labels, paths, ids and classes; ``load`` returns the stored
     row, and raises for a file the store could not decode, so the slot reader replaces it
-    exactly as it replaces a file that breaks while streaming.
+    exactly as it replaces a file that breaks while streaming. The store is built when the
+    first image is asked for (a loader that is never iterated decodes nothing), once, however
+    many threads ask.
     """
 
-    def __init__(self, source, store: ImageStore, *, image_size, color_mode, interpolation):
+    def __init__(self, source, build, *, image_size, color_mode, interpolation):
         self.source = source
-        self.store = store
-        self.readable = store.readable
+        self._build = build
+        self._store: ImageStore | None = None
+        self._lock = threading.Lock()
         self.format = (tuple(image_size), color_mode, interpolation)
         for name in ("labels", "paths", "ids", "class_names"):
             setattr(self, name, getattr(source, name))
+
+    @property
+    def store(self) -> ImageStore:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    store = self._build()
+                    self.readable = store.readable
+                    self._store = store
+        return self._store
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -55,9 +70,10 @@ class StoredSource:
         if (tuple(image_size), color_mode, interpolation) != self.format:
             return self.source.load(i, image_size=image_size, color_mode=color_mode,
                                     interpolation=interpolation)
+        store = self.store
         if not self.readable[i]:
-            raise OSError(self.store.errors[i])
-        return self.store.images[i]
+            raise OSError(store.errors[i])
+        return store.images[i]
 
 
 def stored(source, cache, *, image_size, color_mode, interpolation):
@@ -69,8 +85,8 @@ def stored(source, cache, *, image_size, color_mode, interpolation):
         return source
     if cache == "auto" and decoded_bytes(len(source), image_size, color_mode) > memory_budget():
         return source
-    store = build_store(source.paths, image_size=image_size, color_mode=color_mode,
-                        interpolation=interpolation,
-                        directory=None if cache in ("auto", "memory") else cache)
-    return StoredSource(source, store, image_size=image_size, color_mode=color_mode,
+    build = partial(build_store, source.paths, image_size=image_size, color_mode=color_mode,
+                    interpolation=interpolation,
+                    directory=None if cache in ("auto", "memory") else cache)
+    return StoredSource(source, build, image_size=image_size, color_mode=color_mode,
                         interpolation=interpolation)
