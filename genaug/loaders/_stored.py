@@ -13,7 +13,7 @@ from functools import partial
 
 import numpy as np
 
-from genaug.data import ImageStore, build_store, decoded_bytes, memory_budget
+from genaug.data import COLOR_MODES, ImageStore, build_store, decoded_bytes, memory_budget
 from genaug.exceptions import ConfigError
 
 CACHE_CHOICES = ("auto", "memory", "none")
@@ -81,7 +81,8 @@ def stored(source, cache, *, image_size, color_mode, interpolation):
     in-memory arrays, a set over the memory budget with ``"auto"``)."""
     cache = check_cache(cache)
     if cache is None or source is None or getattr(source, "paths", None) is None \
-            or image_size is None or len(source) == 0:
+            or image_size is None or len(source) == 0 or color_mode not in COLOR_MODES:
+        # An unknown colour mode streams: the decoder reports it, as it always has.
         return source
     if cache == "auto" and decoded_bytes(len(source), image_size, color_mode) > memory_budget():
         return source
