@@ -234,12 +234,18 @@ def build_cases(data_dir: Path, cache_dir: Path, shape: Shape, *, batch: int,
     return [
         Case("Keras image_dataset_from_directory", tf_epoch(
             keras.utils.image_dataset_from_directory(str(data_dir), verbose=False, **common))),
+        Case("Keras image_dataset_from_directory + .cache() (warm)", tf_epoch(
+            keras.utils.image_dataset_from_directory(str(data_dir), verbose=False,
+                                                     **common).cache())),
         Case("genaug tf.data, balance='none'", tfdata("none")),
         Case("genaug tf.data, oversample", tfdata("oversample")),
         Case("genaug tf.data, balanced_batches", tfdata("balanced_batches")),
         Case(f"genaug tf.data, oversample + synthetic {SYNTHETIC_RATIO:g}",
              tfdata("oversample", **mixing)),
-        Case("genaug PyDataset, g[i] in main thread", getitem_epoch(pydataset())),
+        Case("genaug PyDataset, g[i], cache=None (decoded every epoch)",
+             getitem_epoch(pydataset(cache=None))),
+        Case("genaug PyDataset, g[i], default cache='auto' (warm image store)",
+             getitem_epoch(pydataset())),
         Case(f"genaug PyDataset, Keras enqueuer ({workers} threads)",
              keras_adapter_epoch(pydataset())),
     ]

@@ -58,6 +58,7 @@ class TrainConfig:
     model_dir: str = "models"
     model_name: str = "genaug_cnn"
     loader: str = "auto"
+    cache: str | None = "auto"
     learning_rate: float = 1e-3
     model_width: int = 32
     augment: tuple[str, ...] | None = None
@@ -224,7 +225,7 @@ def build_loaders(config: TrainConfig, splits: DatasetSplits, *, synthetic=None,
     else:
         def loader(sampler, augment=None):
             return BalancedBatchGenerator.from_sampler(
-                sampler, augment=augment,
+                sampler, augment=augment, cache=config.cache,
                 live_source=live_source if sampler is train_sampler else None, **decoding)
     train, validation, test = (loader(sampler, augment if sampler is train_sampler else None)
                                if sampler is not None else None for sampler in samplers)

@@ -79,6 +79,11 @@ def train_options(function):
                           "default: the real training set size."),
         click.option("--loader", type=click.Choice(["auto", "tfdata", "pydataset"]),
                      default="auto", show_default=True),
+        click.option("--cache", default="auto", show_default=True, metavar="auto|memory|none|DIR",
+                     help="Decode the training images once into an image store: auto (in "
+                          "memory when they fit a quarter of the available memory), memory, "
+                          "none (decode every epoch) or a store directory kept for later runs "
+                          "(compare's arms and seeds share it). PyDataset loader."),
         click.option("--learning-rate", type=float, default=1e-3, show_default=True),
         click.option("--model-width", type=click.IntRange(min=4), default=32, show_default=True,
                      help="Filters of the CNN's first block (doubling per block)."),

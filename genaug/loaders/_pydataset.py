@@ -17,6 +17,7 @@ from genaug.loaders._data import adapt_data
 from genaug.loaders._options import SamplingOptions
 from genaug.loaders._sampler import EpochSampler, build_sampler, warn_if_fit_reweights
 from genaug.loaders._slots import SlotReader
+from genaug.loaders._stored import StoredSource, stored
 from genaug.synthetic import SYNTHETIC
 
 
@@ -68,6 +69,12 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         Ids of the synthetic images that may be drawn (a selection); default all.
     live_source : LiveSource, optional
         Fresh synthetic images from a background generator; synthetic slots take them first.
+    cache : "auto", "memory", path-like or None, default "auto"
+        Decode the training (and cached synthetic) files once into an image store and
+        assemble each batch by one gather: ``"auto"`` in memory when the decoded images fit
+        :func:`~genaug.data.memory_budget`, else decoded per batch as with None; ``"memory"``
+        always in memory; a directory keeps a memory-mapped store there for later runs.
+        Batches are the same with and without it.
     verbose : bool, default True
         Print what was found when ``data`` is a folder or manifest (as Keras's loader does).
     **pydataset_kwargs
@@ -90,7 +97,7 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
                  synthetic_classes=None, synthetic_weight: float = 1.0,
                  synthetic_fill_to=None, synthetic_label_smoothing: float = 0.0,
                  mixup: bool = False, schedule=None, exclude_source_ids=(), synthetic_ids=None,
-                 live_source=None, verbose: bool = True,
+                 live_source=None, cache="auto", verbose: bool = True,
                  **pydataset_kwargs):
         options = SamplingOptions.from_arguments(locals())
         loaded = adapt_data(data, y, class_names=class_names)
@@ -101,21 +108,22 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
                                 live_classes=live_source.live_classes if live_source else ())
         self._attach(sampler, image_size=image_size, color_mode=color_mode,
                      interpolation=interpolation, augment=augment, live_source=live_source,
-                     skipped=loaded.skipped, **pydataset_kwargs)
+                     skipped=loaded.skipped, cache=cache, **pydataset_kwargs)
 
     @classmethod
     def from_sampler(cls, sampler: EpochSampler, *, image_size=None,
                      color_mode: str | None = None, interpolation: str = "bilinear",
-                     augment=None, live_source=None, **pydataset_kwargs):
+                     augment=None, live_source=None, cache="auto", **pydataset_kwargs):
         """A generator of ``sampler``'s batches (see :func:`~genaug.loaders.build_sampler`)."""
         generator = cls.__new__(cls)
         generator._attach(sampler, image_size=image_size, color_mode=color_mode,
                           interpolation=interpolation, augment=augment,
-                          live_source=live_source, skipped=(), **pydataset_kwargs)
+                          live_source=live_source, skipped=(), cache=cache,
+                          **pydataset_kwargs)
         return generator
 
     def _attach(self, sampler, *, image_size, color_mode, interpolation, augment, live_source,
-                skipped, **pydataset_kwargs):
+                skipped, cache, **pydataset_kwargs):
         super().__init__(**pydataset_kwargs)
         if sampler.options.batch_size is None:
             raise ConfigError("BalancedBatchGenerator needs a batch_size")
@@ -129,7 +137,10 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         self.interpolation = interpolation
         self.augment = augment
         self._augment = BatchAugment(augment, seed=sampler.seed)
-        self.reader = SlotReader(sampler.real, sampler.synthetic, live_source,
+        image_format = dict(image_size=self.image_size, color_mode=self.color_mode,
+                            interpolation=interpolation)
+        self.reader = SlotReader(stored(sampler.real, cache, **image_format),
+                                 stored(sampler.synthetic, cache, **image_format), live_source,
                                  image_size=self.image_size, color_mode=self.color_mode,
                                  interpolation=interpolation)
         self.sample_weights = sampler.sample_weights
@@ -171,8 +182,10 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         # One wait budget for the whole batch: a step never waits longer than the timeout.
         deadline = (time.perf_counter() + self.live_source.timeout
                     if self.live_source is not None else None)
-        images = np.stack([self.reader.read(mixed, slot, deadline=deadline)
-                           for slot in range(part.start, part.stop)])
+        images = self._gathered(mixed, part)
+        if images is None:
+            images = np.stack([self.reader.read(mixed, slot, deadline=deadline)
+                               for slot in range(part.start, part.stop)])
         if images.dtype.kind != "f":
             images = images.astype(np.float32)
         x = self._augment(images, epoch=mixed.epoch, index=index)
@@ -180,6 +193,28 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         if self.sample_weights:
             return x, y, mixed.weights[part]
         return x, y
+
+    def _gathered(self, mixed, part):
+        """The batch's images gathered from the image stores in one indexing per source, or
+        None when a slot needs the fallback chain (a live generator, a mixup partner, a
+        broken file, a synthetic slot without a cached image, a source not stored)."""
+        real, synthetic = self.reader.real, self.reader.synthetic
+        if self.live_source is not None or not isinstance(real, StoredSource) \
+                or (mixed.partner[part] >= 0).any():
+            return None
+        index = mixed.index[part]
+        is_synthetic = mixed.source[part] == SYNTHETIC
+        if is_synthetic.any() and (not isinstance(synthetic, StoredSource)
+                                   or (index[is_synthetic] < 0).any()):
+            return None
+        images = np.empty((len(index), *real.store.images.shape[1:]), dtype=np.float32)
+        for source, rows in ((real, ~is_synthetic), (synthetic, is_synthetic)):
+            if rows.any():
+                store = source.store
+                if not source.readable[index[rows]].all():
+                    return None
+                images[rows] = store.images[index[rows]]
+        return images
 
     def _start_epoch(self, mixed) -> None:
         """Once per epoch: log its composition and tell the live producer what it needs."""
