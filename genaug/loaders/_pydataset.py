@@ -15,7 +15,7 @@ from genaug.exceptions import ConfigError
 from genaug.loaders._augment import BatchAugment
 from genaug.loaders._data import adapt_data
 from genaug.loaders._options import SamplingOptions
-from genaug.loaders._sampler import EpochSampler, build_sampler, warn_if_fit_reweights
+from genaug.loaders._sampler import EpochSampler, build_sampler, check_fit_class_weight
 from genaug.loaders._slots import SlotReader
 from genaug.loaders._stored import StoredSource, stored
 from genaug.synthetic import SYNTHETIC
@@ -167,7 +167,7 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         self.sampler.set_epoch(epoch)
 
     def on_epoch_begin(self) -> None:
-        warn_if_fit_reweights(self.sampler)
+        check_fit_class_weight(self.sampler)
 
     def on_epoch_end(self) -> None:
         self.sampler.set_epoch(self.sampler.epoch + 1)

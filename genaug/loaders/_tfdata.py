@@ -17,7 +17,7 @@ from genaug.data import check_color_mode, load_image, read_header, resize_array
 from genaug.exceptions import ConfigError
 from genaug.loaders._data import adapt_data
 from genaug.loaders._options import SamplingOptions
-from genaug.loaders._sampler import EpochSampler, build_sampler, warn_if_fit_reweights
+from genaug.loaders._sampler import EpochSampler, build_sampler, check_fit_class_weight
 from genaug.loaders._slots import SlotReader
 from genaug.synthetic import SYNTHETIC
 
@@ -382,7 +382,7 @@ class _TFPipeline:
         keras_map = dataset.map
 
         def map_and_check(*args, **kwargs):
-            warn_if_fit_reweights(sampler)
+            check_fit_class_weight(sampler)
             return keras_map(*args, **kwargs)
 
         dataset.map = map_and_check

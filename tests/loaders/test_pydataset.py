@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from genaug import BalancedBatchGenerator, RampSchedule
-from genaug.exceptions import DoubleCorrectionWarning
+from genaug.exceptions import ConfigError, DoubleCorrectionWarning
 from genaug.synthetic import CacheWriter
 
 
@@ -296,3 +296,13 @@ def test_a_broken_cached_image_falls_back_along_the_chain(small_dataset, make_ca
         x, y = (np.concatenate(parts) for parts in zip(*all_batches(loader)))
     assert set(loader.decode_failures) == set(loader.synthetic.paths)
     assert not (x == 255).all(axis=(1, 2, 3)).any() and (y == 1).any()
+
+
+def test_fit_class_weight_that_misses_classes_is_one_clear_error(image_folder_factory):
+    folder = image_folder_factory({f"c{i}": 2 + i for i in range(5)})
+    loader = BalancedBatchGenerator(folder, batch_size=4, image_size=(16, 16), seed=0,
+                                    balance="none")
+    model = tiny_model(16, 3, 5)
+    with pytest.raises(ConfigError, match=r"missing 2 \(c2\), 3 \(c3\), 4 \(c4\)"):
+        model.fit(loader, epochs=1, class_weight={0: 1.0, 1: 2.0}, verbose=0)
+    assert int(model.optimizer.iterations) == 0  # refused before the first step

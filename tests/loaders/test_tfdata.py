@@ -338,3 +338,18 @@ def test_a_file_whose_size_changed_after_indexing_is_delivered_at_image_size(
     # The batch holding it is read again (by PIL, resized) after the other one.
     assert x.shape == (8, 16, 16, 3) and y.tolist() == [1] * 4 + [0] * 4
     assert not ds.decode_failures
+
+
+@pytest.mark.parametrize("weights, message", [
+    ({0: 1.0, 1: 2.0}, r"missing 2 \(c2\), 3 \(c3\), 4 \(c4\)"),
+    ({0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0, 7: 3.0}, r"unknown 7"),
+])
+def test_fit_class_weight_that_misses_or_invents_classes_is_one_clear_error(
+        image_folder_factory, weights, message):
+    folder = image_folder_factory({f"c{i}": 2 + i for i in range(5)})
+    plain = genaug.image_dataset_from_directory(folder, image_size=(16, 16), seed=0,
+                                                balance="none", verbose=False)
+    model = tiny_model(classes=5)
+    with pytest.raises(ConfigError, match=message):
+        model.fit(plain, epochs=1, class_weight=weights, verbose=0)
+    assert model.optimizer.iterations.numpy() == 0  # refused before the first step
