@@ -193,7 +193,9 @@ def train(**options):
     from training.pipeline import run_training
 
     config = config_from_options(**options)
-    run_training(config)
+    metrics = run_training(config)
+    if (metrics.get("live") or {}).get("warning"):
+        click.echo(f"warning: {metrics['live']['warning']}", err=True)
     click.echo(f"wrote {config.output_dir}/metrics.json, {config.output_dir}/status.json, "
                f"{config.output_dir}/confusion_matrix.png and "
                f"{config.model_dir}/{config.model_name}.keras")

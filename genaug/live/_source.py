@@ -338,5 +338,16 @@ class LiveSource:
             "misses": stats.get("misses", 0),
             "producer_error": self.error,
             "elapsed_s": elapsed,
+            "warning": _starved_warning(stats, slots, self.error),
         }
 
+
+def _starved_warning(stats: dict, slots: int, error: str | None) -> str | None:
+    """One line when the producer served none of the synthetic slots it was planned for (a
+    run that trained on real images only, while its user asked for live ones)."""
+    if not slots or stats.get("consumed", 0):
+        return None
+    why = f" (producer stopped: {error})" if error else " (it produced too slowly)"
+    return (f"the live generator served no fresh image: all {slots} synthetic slots fell "
+            f"back ({stats.get('fallback_cache', 0)} to the cache, "
+            f"{stats.get('fallback_real', 0)} to real images){why}")

@@ -130,9 +130,9 @@ def test_a_generator_failing_its_sanity_check_stops_and_the_run_falls_back(live_
                                                                           tmp_path):
     data, generator = live_data
     with pytest.warns(UserWarning, match="live generator stopped: GenerationError"):
-        _, metrics = train(tmp_path, str(data), "--live-generator", str(generator),
-                           "--live-device", "cpu", "--synthetic-ratio", "0.5",
-                           "--live-producer", "process")  # the error crosses processes
+        result, metrics = train(tmp_path, str(data), "--live-generator", str(generator),
+                                "--live-device", "cpu", "--synthetic-ratio", "0.5",
+                                "--live-producer", "process")  # the error crosses processes
     live = metrics["live"]
     assert live["producer"] == "process"
     assert "does not look like the real data" in live["producer_error"]
@@ -141,6 +141,10 @@ def test_a_generator_failing_its_sanity_check_stops_and_the_run_falls_back(live_
     assert len(metrics["history"]["loss"]) == 2 and Path(metrics["model_path"]).is_file()
     planned = sum(row["synthetic_draws"] for row in metrics["composition"]["classes"].values())
     assert live["fallbacks"]["real"] == live["misses"] >= planned > 0
+    assert live["warning"].startswith(
+        f"the live generator served no fresh image: all {live['fallbacks']['real']} synthetic "
+        "slots fell back (0 to the cache")
+    assert f"warning: {live['warning']}" in result.output  # and says so in one line
 
 
 def test_without_cuda_the_run_falls_back_with_a_clear_message(live_data, tmp_path):
