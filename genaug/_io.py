@@ -33,16 +33,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned_files(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
+            _lock(handle.fileno())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a plain open() would not
-        os.replace(tmp, path)
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a plain open() would not
+            os.replace(tmp, path)  # still open, still locked: no cleaner takes it meanwhile
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
@@ -94,12 +96,16 @@ def _hold(folder: Path) -> int:
     """An exclusive lock on ``folder`` (released when its owner exits, even killed): tells
     the temporary folder of a live writer from one a killed writer left."""
     fd = os.open(folder, os.O_RDONLY)
+    _lock(fd)
+    return fd
+
+
+def _lock(fd: int) -> None:
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no advisory lock
-        return fd
+        return
     fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
 
 
 def lock_held(path) -> bool | None:
@@ -135,6 +141,14 @@ def _remove_abandoned_siblings(path: Path) -> None:
     for old in sorted(path.parent.glob(f".{glob.escape(path.name)}.*.old")):
         if old.is_dir() and not old.with_suffix(".tmp").exists():
             shutil.rmtree(old, ignore_errors=True)  # the new folder was already in place
+
+
+def _remove_abandoned_files(path: Path) -> None:
+    """Remove the temporary files that killed :func:`atomic_write_bytes` calls left beside
+    ``path`` (a live writer holds a lock on its own)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if tmp.is_file() and lock_held(tmp) is False:
+            tmp.unlink(missing_ok=True)
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 from genaug._io import atomic_write_bytes
-from genaug.exceptions import ConfigError
+from genaug.exceptions import ConfigError, OutputError
 
 
 def sidecar_path(model_path) -> Path:
@@ -18,16 +20,35 @@ def save_classifier(model, path, *, class_names, image_size, color_mode) -> Path
 
     The model takes float32 batches ``(N, H, W, C)`` of raw pixel values in [0, 255] (rescaling
     is a layer inside it) and returns class probabilities in ``class_names`` order.
+
+    The model is written to ``.<stem>.tmp.keras`` first (a later save overwrites what a killed
+    one left there), the sidecar records its SHA-256, and only a rename follows the sidecar, so
+    a full disk keeps the previous pair and a kill between the two renames leaves a pair that
+    :func:`load_classifier` refuses instead of a new model read with an old contract.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    tmp.replace(path)
-    info = {"class_names": list(class_names), "image_size": list(image_size),
-            "color_mode": color_mode}
-    atomic_write_bytes(sidecar_path(path), json.dumps(info, indent=2).encode())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(tmp)
+        info = {"class_names": list(class_names), "image_size": list(image_size),
+                "color_mode": color_mode, "model_sha256": _sha256(tmp)}
+        atomic_write_bytes(sidecar_path(path), json.dumps(info, indent=2).encode())
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if isinstance(error, OutputError):
+            raise
+        raise OutputError(f"cannot save the model {path}: {error.strerror or error}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def load_classifier(path):
@@ -35,7 +56,8 @@ def load_classifier(path):
 
     ``info`` has ``class_names``, ``image_size`` and ``color_mode``. A model without a sidecar
     (any user Keras model) is accepted; its input shape is read from the model and
-    ``class_names`` is None.
+    ``class_names`` is None. A sidecar that records another model's SHA-256 (a save killed
+    between its two renames) is refused.
     """
     import keras
 
@@ -49,6 +71,10 @@ def load_classifier(path):
     sidecar = sidecar_path(path)
     if sidecar.is_file():
         info = json.loads(sidecar.read_text())
+        recorded = info.pop("model_sha256", None)
+        if recorded is not None and recorded != _sha256(path):
+            raise ConfigError(f"{sidecar} belongs to another model than {path} (a save was "
+                              "interrupted): save the model again")
     else:
         shape = model.input_shape
         info = {"class_names": None, "image_size": list(shape[1:3]),

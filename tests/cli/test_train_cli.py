@@ -6,6 +6,7 @@ the balanced one is shared by several tests.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 
@@ -91,7 +92,8 @@ def test_plot_model_and_status_are_written_whole(balanced_run):
     model = models / "genaug_cnn.keras"
     assert zipfile.is_zipfile(model)
     sidecar = json.loads((models / "genaug_cnn.json").read_text())
-    assert sidecar == {"class_names": list(COUNTS), "image_size": [16, 16], "color_mode": "rgb"}
+    assert sidecar == {"class_names": list(COUNTS), "image_size": [16, 16], "color_mode": "rgb",
+                       "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
     assert strict_json(out / "status.json")["per_class"].keys() == COUNTS.keys()
     # no temporary or write-test files left behind
     assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "metrics.json",
