@@ -1,4 +1,5 @@
-"""Fixtures of the fault tests: a small shape dataset, a tiny generator, and a plan."""
+"""Fixtures of the fault tests: a small shape dataset, a tiny generator, a tiny random Stable
+Diffusion, and a plan."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "generation"))
-from _gen_helpers import write_shapes  # noqa: E402
+from _gen_helpers import build_tiny_sd, write_shapes  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +41,8 @@ def plan(shapes, tmp_path_factory) -> Path:
 
     return make_plan(shapes, target_per_class=80).save(tmp_path_factory.mktemp("plan")
                                                        / "plan.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory) -> Path:
+    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")

@@ -154,3 +154,72 @@ def test_fit_generator_killed_while_saving_keeps_the_previous_model(shapes, gene
     assert final.returncode == 0, final.stderr
     assert sorted(files_with_bytes(out)) == sorted(before) and siblings(out) == []
     load_generator(out)
+
+
+
+def test_fit_lora_killed_while_saving_keeps_the_previous_adapter(shapes, tiny_sd, tmp_path):
+    out = tmp_path / "adapter"
+    args = ["fit-lora", shapes, "--sd-model", tiny_sd, "--out", out, "--resolution", "16",
+            "--rank", "4", "--max-steps", "2", "--batch-size", "4", "--device", "cpu",
+            "--quiet"]
+    first = run_genaug(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = files_with_bytes(out)
+    # the new adapter's folder has its first file, or the previous one is renamed away
+    outcome = run_genaug(args, cwd=tmp_path, kill_when=lambda: any(
+        count_files(p) for p in out.parent.glob(".adapter.*.tmp")) or any(
+        out.parent.glob(".adapter.*.old")))
+    assert outcome.killed, outcome.stderr
+    if out.exists():  # the previous adapter, or (killed as the old one was removed) the new
+        assert sorted(files_with_bytes(out)) == sorted(before)
+        json.loads((out / "genaug_lora.json").read_text())
+    else:
+        assert any(name.endswith(".old") for name in siblings(out))
+    final = run_genaug(args, cwd=tmp_path)
+    assert final.returncode == 0, final.stderr
+    assert sorted(files_with_bytes(out)) == sorted(before) and siblings(out) == []
+    json.loads((out / "genaug_lora.json").read_text())
+
+
+def test_train_killed_while_saving_and_writing_leaves_whole_outputs_or_none(shapes, tmp_path):
+    from PIL import Image
+
+    from genaug.classifier import load_classifier
+
+    out, models = tmp_path / "out", tmp_path / "models"
+    args = ["train", shapes, "--epochs", "1", "--image-size", "16", "--model-width", "8",
+            "--batch-size", "8", "--quiet", "--output-dir", out, "--model-dir", models]
+    model = models / "genaug_cnn.keras"
+    readers = {"metrics.json": json.loads, "status.json": json.loads,
+               "genaug_cnn.json": json.loads}
+
+    def assert_whole() -> None:
+        """Each output is absent or parses; the model is absent, or loads with its sidecar."""
+        for folder in (out, models):
+            for path in folder.glob("[!.]*") if folder.exists() else ():
+                if path.suffix == ".json":
+                    readers[path.name](path.read_text())
+                elif path.suffix == ".png":
+                    with Image.open(path) as image:
+                        image.verify()
+        if model.exists():
+            load_classifier(model)
+
+    def rewritten(path):
+        """True once ``path`` is replaced by this run (absent or older before it)."""
+        before = path.stat().st_mtime_ns if path.exists() else None
+        return lambda: path.exists() and path.stat().st_mtime_ns != before
+
+    # mid-save of the model, between its sidecar and its rename, between metrics and the plot
+    for kill_when in (lambda: (models / ".genaug_cnn.tmp.keras").exists(),
+                      rewritten(models / "genaug_cnn.json"), rewritten(out / "metrics.json")):
+        outcome = run_genaug(args, cwd=tmp_path, kill_when=kill_when)
+        assert outcome.killed, outcome.stderr
+        assert_whole()
+    final = run_genaug(args, cwd=tmp_path)
+    assert final.returncode == 0, final.stderr
+    assert_whole()
+    # the rerun left nothing temporary, its own or the killed runs'
+    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.png", "metrics.json",
+                                                     "status.json"]
+    assert sorted(p.name for p in models.iterdir()) == ["genaug_cnn.json", "genaug_cnn.keras"]
