@@ -30,8 +30,10 @@ from genaug.synthetic._selection import (
     BANDS,
     ClassPrototypes,
     FeatureSelection,
+    MarginSelection,
     bands_of,
     check_keep_bands,
+    select_by_class_margin,
     select_by_feature_distance,
 )
 from genaug.synthetic._status import composition_status
@@ -49,6 +51,7 @@ __all__ = [
     "ConfusionAllocation",
     "ClassPrototypes",
     "FeatureSelection",
+    "MarginSelection",
     "MixedEpoch",
     "RampSchedule",
     "SyntheticCache",
@@ -69,6 +72,7 @@ __all__ = [
     "pool_limits",
     "quota_pool",
     "resolve_fill_to",
+    "select_by_class_margin",
     "select_by_feature_distance",
     "write_json",
 ]
