@@ -255,10 +255,18 @@ class MarginSelection:
     per_class: dict = field(default_factory=dict)
     radius_floor: float = DEFAULT_RADIUS_FLOOR
 
+    @property
+    def kept(self) -> int:
+        return int(self.keep.sum())
+
+    @property
+    def dropped(self) -> int:
+        return int(len(self.keep) - self.keep.sum())
+
     def to_dict(self) -> dict:
         """For ``status.json`` and ``metrics.json``."""
         return {"method": "class-margin", "radius_floor": self.radius_floor,
-                "kept": int(self.keep.sum()), "dropped": int((~self.keep).sum()),
+                "kept": self.kept, "dropped": self.dropped,
                 "per_class": self.per_class}
 
 
