@@ -425,3 +425,16 @@ def test_the_oracle_arm_needs_its_cache(tiny_data, tmp_path):
     missing = CliRunner().invoke(main, ["compare", str(tiny_data), "--oracle-cache",
                                         str(tmp_path / "nope"), "--output-dir", str(tmp_path)])
     assert missing.exit_code == 2 and "oracle cache not found" in missing.output
+
+
+def test_synthetic_on_augmentation_is_compared_with_the_augmented_reference():
+    from genaug.evidence import ARMS
+    from genaug.evidence._arms import comparisons
+
+    pairs = {(a, r): s for a, r, s in comparisons(
+        ["balanced", "balanced_augment", "balanced_synthetic_augment"])}
+    assert pairs[("balanced_synthetic_augment", "balanced_augment")] == \
+        "synthetic data on top of standard augmentation"
+    assert ("balanced_augment", "balanced") in pairs
+    assert ("balanced_synthetic_augment", "balanced") in pairs
+    assert ARMS["balanced_synthetic_augment"].overrides["augment"] == ("flip", "translation")
