@@ -708,6 +708,15 @@ class TrainingRun:
         status["synthetic_fill"] = {"fill_to": sampler.fill_to,
                                     "per_class": sampler.fill_summary()}
         status["synthetic_label_smoothing"] = config.synthetic_label_smoothing
+        if self.synthetic is not None:
+            # Which classes the synthetic images reached: a gain on one class can cost others.
+            received = {name: row.get("synthetic", 0) > 0
+                        for name, row in status["per_class"].items()}
+            coverage = {"received": sorted(n for n, r in received.items() if r),
+                        "not_received": sorted(n for n, r in received.items() if not r)}
+            status["synthetic_coverage"] = metrics["synthetic_coverage"] = coverage
+            self.log(f"synthetic images reached {', '.join(coverage['received']) or 'no class'}"
+                     f"; none for {', '.join(coverage['not_received']) or 'no class'}")
         write_json(out / "status.json", status)
         write_json(out / "metrics.json", metrics)
         from training.evaluate import plot_confusion_matrix

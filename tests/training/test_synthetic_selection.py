@@ -112,6 +112,9 @@ def test_class_margin_selection_reports_per_class_counts(tmp_path, data, cache):
         assert sum(row["nearer_to"].values()) == row["dropped"]
         assert name not in row["nearer_to"]
         assert status["per_class"][name]["synthetic"] <= row["kept"]
+    coverage = status["synthetic_coverage"]
+    assert metrics["synthetic_coverage"] == coverage and "cat" in coverage["not_received"]
+    assert sorted(coverage["received"] + coverage["not_received"]) == ["cat", "dog", "snake"]
 
 
 @pytest.mark.parametrize("extra, message", [
