@@ -502,12 +502,14 @@ class TrainingRun:
         :func:`genaug.synthetic.select_by_feature_distance` keeps (validation and test images
         never take part; images derived from them are already out of ``self.synthetic``)."""
         from genaug.sources import RealSource
-        from genaug.synthetic import select_by_feature_distance
+        from genaug.synthetic import select_by_class_margin, select_by_feature_distance
 
         started = time.perf_counter()
         real = RealSource(self.splits.train)
         size, mode = extractor.image_size, extractor.color_mode
-        result = select_by_feature_distance(
+        margin = self.config.synthetic_select == "class-margin"
+        select = select_by_class_margin if margin else select_by_feature_distance
+        result = select(
             extractor(load_all(real, image_size=size, color_mode=mode)), real.labels,
             extractor(load_all(self.synthetic, image_size=size, color_mode=mode)),
             self.synthetic.labels, class_names=self.splits.class_names)
@@ -516,10 +518,14 @@ class TrainingRun:
         self.timings["select_s"] = seconds
         self.selection = {**result.to_dict(), "features": extractor.describe(),
                           "after_epoch": after_epoch, "seconds": round(seconds, 2)}
-        self.log(f"synthetic selection (feature distance, {extractor.source}): kept "
-                 f"{result.kept} of {len(result.keep)} cached images in {seconds:.1f}s")
+        self.log(f"synthetic selection ({self.config.synthetic_select}, {extractor.source}): "
+                 f"kept {result.kept} of {len(result.keep)} cached images in {seconds:.1f}s")
         for name, row in result.per_class.items():
-            if row["kept"] + row["dropped"]:
+            if margin and row["kept"] + row["dropped"]:
+                nearer = ", ".join(f"{other} {n}" for other, n in row["nearer_to"].items())
+                self.log(f"  {name}: kept {row['kept']}, dropped {row['dropped']}"
+                         + (f" (nearer to {nearer})" if nearer else ""))
+            elif row["kept"] + row["dropped"]:
                 self.log(f"  {name}: in {row['in']}, near {row['near']}, far {row['far']}; "
                          f"kept {row['kept']}" + (f" ({row['note']})" if row["note"] else ""))
 
@@ -703,6 +709,15 @@ class TrainingRun:
         status["synthetic_fill"] = {"fill_to": sampler.fill_to,
                                     "per_class": sampler.fill_summary()}
         status["synthetic_label_smoothing"] = config.synthetic_label_smoothing
+        if self.synthetic is not None:
+            # Which classes the synthetic images reached: a gain on one class can cost others.
+            received = {name: row.get("synthetic", 0) > 0
+                        for name, row in status["per_class"].items()}
+            coverage = {"received": sorted(n for n, r in received.items() if r),
+                        "not_received": sorted(n for n, r in received.items() if not r)}
+            status["synthetic_coverage"] = metrics["synthetic_coverage"] = coverage
+            self.log(f"synthetic images reached {', '.join(coverage['received']) or 'no class'}"
+                     f"; none for {', '.join(coverage['not_received']) or 'no class'}")
         write_json(out / "status.json", status)
         write_json(out / "metrics.json", metrics)
         from training.evaluate import plot_confusion_matrix
@@ -823,9 +838,12 @@ def _check_selection(config: TrainConfig) -> None:
         if config.select_model:
             raise ConfigError("--select-model needs --synthetic-select feature-distance")
         return
-    if config.synthetic_select != "feature-distance":
-        raise ConfigError(f"--synthetic-select must be feature-distance, got "
+    if config.synthetic_select not in ("feature-distance", "class-margin"):
+        raise ConfigError(f"--synthetic-select must be feature-distance or class-margin, got "
                           f"{config.synthetic_select}")
+    if config.live_generator and config.synthetic_select == "class-margin":
+        raise ConfigError("--synthetic-select class-margin selects a cache; with "
+                          "--live-generator use feature-distance")
     if config.live_generator:
         if not config.select_model:  # the run's own model is not trained when they are made
             raise ConfigError("--synthetic-select with --live-generator gates the live images "

@@ -71,6 +71,7 @@ def compare(data_dir, arms, seeds, output_dir, threshold, verbose, oracle_cache,
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from genaug.evidence import (
         ORACLE,
+        harm_line,
         oracle_arm,
         parse_arms,
         parse_seeds,
@@ -118,6 +119,8 @@ def compare(data_dir, arms, seeds, output_dir, threshold, verbose, oracle_cache,
     click.echo("")
     for c in result["comparisons"]:
         click.echo(f"{c['arm']} vs {c['reference']}: {c['verdict']}")
+        if c["harmed_classes"]:
+            click.echo(f"  {harm_line(c)}")
     for warning in result["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     out = Path(output_dir)

@@ -148,10 +148,11 @@ def train_options(function):
                           "images, as genaug generate --verify-model does."),
         click.option("--live-verify-threshold", type=click.FloatRange(0, 1), default=0.6,
                      show_default=True),
-        click.option("--synthetic-select", type=click.Choice(["feature-distance"]),
-                     default=None,
-                     help="Keep only the cache's images within twice their class's real "
-                          "radius in feature space (DiffuLT); docs/synthetic.md."),
+        click.option("--synthetic-select",
+                     type=click.Choice(["feature-distance", "class-margin"]), default=None,
+                     help="feature-distance: keep only the cache's images within twice their "
+                          "class's real radius in feature space (DiffuLT); class-margin: only "
+                          "those whose own class ranks first; docs/synthetic.md."),
         click.option("--select-model", type=click.Path(),
                      help="Classifier (.keras, trained with --balanced) whose features "
                           "select; default: the run's own model after --warmup-epochs."),

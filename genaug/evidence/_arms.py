@@ -146,6 +146,18 @@ for _arm in (
 ):
     register_arm(_arm)
 
+#: The standard augmentation of the stronger baseline: synthetic images must beat it, not
+#: only balanced sampling.
+STANDARD_AUGMENT = ("flip", "translation")
+for _arm in (
+    Arm("balanced_augment", "standard augmentation (flip, translation)",
+        {**_BALANCED_SYNTHETIC, "augment": STANDARD_AUGMENT}),
+    Arm("balanced_synthetic_augment", "synthetic data on top of standard augmentation",
+        {**_BALANCED_SYNTHETIC, "augment": STANDARD_AUGMENT}, needs_cache=True,
+        reference="balanced_augment"),
+):
+    register_arm(_arm)
+
 
 def subject_against(arm: Arm, reference: str) -> str:
     """What ``arm`` adds to ``reference``, following the chain of references:
@@ -180,6 +192,10 @@ def comparisons(arm_names) -> list[tuple[str, str, str]]:
     out = []
     for name in arm_names:
         arm = ARMS[name]
+        # An arm whose reference is neither plain nor balanced (synthetic on top of
+        # augmentation) is also compared with that reference when it is run.
+        if arm.reference not in (None, PLAIN, BALANCED) and arm.reference in arm_names:
+            out.append((name, arm.reference, arm.subject))
         for reference in (PLAIN, BALANCED):
             if reference not in arm_names or name in (PLAIN, reference):
                 continue

@@ -131,9 +131,14 @@ def summarize(runs: list[dict], *, arms: Sequence[str], seeds: Sequence[int],
             [table.get((arm, s), {}).get(PRIMARY_METRIC) for s in seeds],
             [table.get((reference, s), {}).get(PRIMARY_METRIC) for s in seeds],
             seeds=seeds, threshold=threshold)
+        per_class = _per_class_changes(ok, arm, reference, seeds, threshold=threshold)
         compared.append({
             "arm": arm, "reference": reference, "subject": subject,
-            "metrics": per_metric, "outcome": primary.outcome,
+            "metrics": per_metric, "per_class": per_class,
+            "harmed_classes": sorted(name for name, row in per_class.items()
+                                     if row["recall"] is not None
+                                     and row["recall"] < -HARM_RECALL_LOSS),
+            "outcome": primary.outcome,
             "verdict": verdict_sentence(subject, primary, metric=METRICS[PRIMARY_METRIC]),
             "other_outcomes": {METRICS[m]: d["outcome"] for m, d in per_metric.items()
                                if m != PRIMARY_METRIC and d["outcome"] != primary.outcome},
@@ -150,6 +155,28 @@ def summarize(runs: list[dict], *, arms: Sequence[str], seeds: Sequence[int],
         "verdict": _headline(compared),
         "warnings": _warnings(runs, seeds),
     }
+
+
+#: A class whose recall fell by more than this (mean paired difference) is flagged as harmed.
+HARM_RECALL_LOSS = 0.05
+
+
+def _per_class_changes(ok_runs, arm, reference, seeds, *, threshold) -> dict:
+    """Per class, the mean paired difference (arm - reference) of recall and precision."""
+    scores = {(r["arm"], r["seed"]): r["metrics"].get("per_class") or {} for r in ok_runs}
+    names = sorted({name for (a, _), rows in scores.items() if a in (arm, reference)
+                    for name in rows})
+    out = {}
+    for name in names:
+        row = {}
+        for measure in ("recall", "precision"):
+            pairs = [(scores.get((arm, s), {}).get(name, {}).get(measure),
+                      scores.get((reference, s), {}).get(name, {}).get(measure))
+                     for s in seeds]
+            row[measure] = paired_difference([a for a, _ in pairs], [r for _, r in pairs],
+                                             seeds=seeds, threshold=threshold).mean
+        out[name] = row
+    return out
 
 
 def _headline(compared) -> str | None:

@@ -34,8 +34,10 @@ from genaug.synthetic._selection import (
     BANDS,
     ClassPrototypes,
     FeatureSelection,
+    MarginSelection,
     bands_of,
     check_keep_bands,
+    select_by_class_margin,
     select_by_feature_distance,
 )
 from genaug.synthetic._status import composition_status
@@ -54,6 +56,7 @@ __all__ = [
     "ConfusionAllocation",
     "ClassPrototypes",
     "FeatureSelection",
+    "MarginSelection",
     "MixedEpoch",
     "RampSchedule",
     "SyntheticCache",
@@ -75,6 +78,7 @@ __all__ = [
     "pool_limits",
     "quota_pool",
     "resolve_fill_to",
+    "select_by_class_margin",
     "select_by_feature_distance",
     "lock_cache",
     "repair_cache",

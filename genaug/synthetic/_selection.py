@@ -227,3 +227,121 @@ def _check_features(features, labels, *, name: str, dimension: int | None = None
     if len(labels) and labels.min() < 0:
         raise ConfigError(f"{name}_labels must be non-negative class indices")
     return features, labels
+
+
+#: A class's radius is raised to at least this fraction of the median class radius, so a
+#: rare class whose few real images sit tightly together keeps images only slightly off them.
+DEFAULT_RADIUS_FLOOR = 0.5
+
+
+@dataclass(frozen=True)
+class MarginSelection:
+    """The outcome of :func:`select_by_class_margin`.
+
+    Attributes
+    ----------
+    keep : ndarray of bool (M,)
+        Which synthetic images are admitted.
+    nearest : ndarray of int (M,)
+        The class whose radius-scaled distance is smallest (-1 where no class has a centre).
+    per_class : dict
+        ``{class: {"real_images", "radius", "kept", "dropped", "nearer_to"}}``;
+        ``nearer_to`` counts the dropped images by the class they lay nearer to.
+    radius_floor : float
+    """
+
+    keep: np.ndarray
+    nearest: np.ndarray
+    per_class: dict = field(default_factory=dict)
+    radius_floor: float = DEFAULT_RADIUS_FLOOR
+
+    @property
+    def kept(self) -> int:
+        return int(self.keep.sum())
+
+    @property
+    def dropped(self) -> int:
+        return int(len(self.keep) - self.keep.sum())
+
+    def to_dict(self) -> dict:
+        """For ``status.json`` and ``metrics.json``."""
+        return {"method": "class-margin", "radius_floor": self.radius_floor,
+                "kept": self.kept, "dropped": self.dropped,
+                "per_class": self.per_class}
+
+
+def select_by_class_margin(
+    real_features,
+    real_labels,
+    synthetic_features,
+    synthetic_labels,
+    *,
+    class_names: Sequence[str],
+    radius_quantile: float = 0.95,
+    radius_floor: float = DEFAULT_RADIUS_FLOOR,
+) -> MarginSelection:
+    """Admit a synthetic image only when its own class ranks first in feature space.
+
+    Each class has a centre and a radius (:class:`ClassPrototypes`); a class's radius is
+    raised to at least ``radius_floor`` times the median radius. An image is admitted when
+    its distance to its own centre over its own radius is the smallest of all classes'.
+    A class with fewer than 2 real images has no centre: its images are admitted.
+
+    Parameters
+    ----------
+    real_features : array (N, D)
+        Features of real **training** images.
+    real_labels : array of int (N,)
+    synthetic_features : array (M, D)
+    synthetic_labels : array of int (M,)
+    class_names : sequence of str
+    radius_quantile : float in (0, 1], default 0.95
+    radius_floor : float >= 0, default 0.5
+
+    Returns
+    -------
+    MarginSelection
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> real = np.array([[0.0, 0], [0.2, 0], [4.0, 0], [4.2, 0]])
+    >>> result = select_by_class_margin(real, [0, 0, 1, 1], [[0.5, 0], [3.5, 0]], [0, 0],
+    ...                                 class_names=["a", "b"])
+    >>> result.keep.tolist()
+    [True, False]
+    """
+    if not float(radius_floor) >= 0.0:
+        raise ConfigError(f"radius_floor must be >= 0, got {radius_floor}")
+    names = list(class_names)
+    prototypes = ClassPrototypes.fit(real_features, real_labels, num_classes=len(names),
+                                     radius_quantile=radius_quantile)
+    synthetic_labels = np.asarray(synthetic_labels, dtype=np.int64).reshape(-1)
+    features, synthetic_labels = _check_features(
+        synthetic_features, synthetic_labels, name="synthetic",
+        dimension=prototypes.centres.shape[1])
+    has_centre = ~np.isnan(prototypes.radii)
+    radii = prototypes.radii.copy()
+    if has_centre.any():
+        floor = float(radius_floor) * float(np.median(radii[has_centre]))
+        radii[has_centre] = np.maximum(radii[has_centre], floor)
+    distances = np.linalg.norm(features[:, None, :] - prototypes.centres[None], axis=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled = np.where(distances == 0, 0.0, distances / radii[None])
+    scaled = np.where(has_centre[None], scaled, np.inf)
+    nearest = np.where(has_centre.any(), np.argmin(scaled, axis=1), -1) if len(features) \
+        else np.zeros(0, dtype=np.int64)
+    own_has_centre = has_centre[synthetic_labels] if len(features) else np.zeros(0, bool)
+    keep = ~own_has_centre | (nearest == synthetic_labels)
+    per_class = {}
+    for c, name in enumerate(names):
+        mine = synthetic_labels == c
+        dropped_to = nearest[mine & ~keep]
+        per_class[name] = {
+            "real_images": int(prototypes.real_counts[c]),
+            "radius": None if np.isnan(radii[c]) else round(float(radii[c]), 6),
+            "kept": int(keep[mine].sum()), "dropped": int((~keep[mine]).sum()),
+            "nearer_to": {names[o]: int((dropped_to == o).sum())
+                          for o in np.unique(dropped_to)}}
+    return MarginSelection(keep=keep, nearest=nearest, per_class=per_class,
+                           radius_floor=float(radius_floor))

@@ -425,3 +425,37 @@ def test_the_oracle_arm_needs_its_cache(tiny_data, tmp_path):
     missing = CliRunner().invoke(main, ["compare", str(tiny_data), "--oracle-cache",
                                         str(tmp_path / "nope"), "--output-dir", str(tmp_path)])
     assert missing.exit_code == 2 and "oracle cache not found" in missing.output
+
+
+def test_synthetic_on_augmentation_is_compared_with_the_augmented_reference():
+    from genaug.evidence import ARMS
+    from genaug.evidence._arms import comparisons
+
+    pairs = {(a, r): s for a, r, s in comparisons(
+        ["balanced", "balanced_augment", "balanced_synthetic_augment"])}
+    assert pairs[("balanced_synthetic_augment", "balanced_augment")] == \
+        "synthetic data on top of standard augmentation"
+    assert ("balanced_augment", "balanced") in pairs
+    assert ("balanced_synthetic_augment", "balanced") in pairs
+    assert ARMS["balanced_synthetic_augment"].overrides["augment"] == ("flip", "translation")
+
+
+def test_a_class_that_lost_more_than_5_points_of_recall_is_flagged():
+    runs = []
+    for seed in (0, 1, 2):
+        reference, arm = fake_metrics(0.5), fake_metrics(0.6)
+        arm["per_class"]["a"]["recall"] = 0.9 - 0.08  # lost 8 points at every seed
+        arm["per_class"]["b"]["recall"] = 0.9 - 0.02  # lost 2: not flagged
+        arm["per_class"]["b"]["precision"] = 0.6
+        runs += [{"arm": "balanced", "seed": seed, "status": "ok", "output_dir": "x",
+                  "metrics": reference},
+                 {"arm": "class_weights", "seed": seed, "status": "ok", "output_dir": "y",
+                  "metrics": arm}]
+    result = summarize(runs, arms=["balanced", "class_weights"], seeds=[0, 1, 2])
+    (comparison,) = result["comparisons"]
+    assert comparison["harmed_classes"] == ["a"]
+    assert comparison["per_class"]["a"]["recall"] == pytest.approx(-0.08)
+    assert comparison["per_class"]["b"]["precision"] == pytest.approx(0.1)
+    assert comparison["per_class"]["d"]["recall"] == pytest.approx(0.1)
+    assert "HARM: class_weights lost more than 5 points of recall against balanced on a -8.0" \
+        in compare_markdown(result)

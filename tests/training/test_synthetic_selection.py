@@ -97,6 +97,26 @@ def test_selection_with_a_saved_balanced_model(tmp_path, data, cache):
     assert selection["kept"] + selection["dropped"] == 20
 
 
+def test_class_margin_selection_reports_per_class_counts(tmp_path, data, cache):
+    result = train(tmp_path, str(data), "--balanced", "--synthetic-cache", str(cache),
+                   "--epochs", "2", "--warmup-epochs", "1", "--ramp-fraction", "0",
+                   "--synthetic-select", "class-margin")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    metrics, status = reports(tmp_path)
+    selection = status["synthetic_selection"]
+    assert metrics["synthetic_selection"] == selection
+    assert selection["method"] == "class-margin" and selection["radius_floor"] == 0.5
+    for name in ("dog", "snake"):
+        row = selection["per_class"][name]
+        assert row["kept"] + row["dropped"] == 10
+        assert sum(row["nearer_to"].values()) == row["dropped"]
+        assert name not in row["nearer_to"]
+        assert status["per_class"][name]["synthetic"] <= row["kept"]
+    coverage = status["synthetic_coverage"]
+    assert metrics["synthetic_coverage"] == coverage and "cat" in coverage["not_received"]
+    assert sorted(coverage["received"] + coverage["not_received"]) == ["cat", "dog", "snake"]
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--synthetic-select", "feature-distance"], "give --warmup-epochs between 1"),
     (["--synthetic-select", "feature-distance", "--warmup-epochs", "2"],
