@@ -71,7 +71,6 @@ def compare(data_dir, arms, seeds, output_dir, threshold, verbose, oracle_cache,
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from genaug.evidence import (
         ORACLE,
-        harm_line,
         oracle_arm,
         parse_arms,
         parse_seeds,
@@ -119,8 +118,8 @@ def compare(data_dir, arms, seeds, output_dir, threshold, verbose, oracle_cache,
     click.echo("")
     for c in result["comparisons"]:
         click.echo(f"{c['arm']} vs {c['reference']}: {c['verdict']}")
-        if c["harmed_classes"]:
-            click.echo(f"  {harm_line(c)}")
+        if c["harm"]:
+            click.echo(f"  {c['harm']}")
     for warning in result["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     out = Path(output_dir)

@@ -15,7 +15,7 @@ from genaug.evidence._arms import (
     register_arm,
 )
 from genaug.evidence._compare import run_compare
-from genaug.evidence._compare_report import compare_markdown, harm_line
+from genaug.evidence._compare_report import compare_markdown
 from genaug.evidence._distribution import fid, kid
 from genaug.evidence._features import train_feature_extractor
 from genaug.evidence._quality import measure_quality, quality_table
@@ -31,7 +31,6 @@ __all__ = [
     "PairedDifference",
     "build_report",
     "compare_markdown",
-    "harm_line",
     "convergence",
     "fid",
     "kid",

@@ -22,14 +22,6 @@ def _signed(value) -> str:
     return "-" if value is None else f"{value:+.3f}"
 
 
-def harm_line(comparison: dict) -> str:
-    """One sentence naming the classes whose recall the arm cost more than 5 points."""
-    losses = ", ".join(f"{name} {comparison['per_class'][name]['recall'] * 100:+.1f}"
-                       for name in comparison["harmed_classes"])
-    return (f"HARM: {comparison['arm']} lost more than 5 points of recall against "
-            f"{comparison['reference']} on {losses} (mean paired difference, points)")
-
-
 def compare_markdown(result: dict) -> str:
     """Render a ``compare.json`` result as Markdown."""
     setup = result.get("setup") or {}
@@ -54,8 +46,8 @@ def compare_markdown(result: dict) -> str:
             text += "; other metrics: " + ", ".join(
                 f"{metric} {outcome}" for metric, outcome in c["other_outcomes"].items())
         lines.append(f"- {text}")
-        if c.get("harmed_classes"):
-            lines.append(f"  - {harm_line(c)}")
+        if c.get("harm"):
+            lines.append(f"  - {c['harm']}")
     lines += ["", f"Verdicts use {METRICS[result['primary_metric']]}: an arm helped or hurt only "
               "when the 95 % paired t-interval of its per-seed differences excludes 0 and the "
               f"mean difference exceeds {result['threshold']:.3f}; otherwise there is no clear "

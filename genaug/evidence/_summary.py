@@ -132,12 +132,12 @@ def summarize(runs: list[dict], *, arms: Sequence[str], seeds: Sequence[int],
             [table.get((reference, s), {}).get(PRIMARY_METRIC) for s in seeds],
             seeds=seeds, threshold=threshold)
         per_class = _per_class_changes(ok, arm, reference, seeds, threshold=threshold)
+        harmed = sorted(name for name, row in per_class.items()
+                        if row["recall"] is not None and row["recall"] < -HARM_RECALL_LOSS)
         compared.append({
             "arm": arm, "reference": reference, "subject": subject,
-            "metrics": per_metric, "per_class": per_class,
-            "harmed_classes": sorted(name for name, row in per_class.items()
-                                     if row["recall"] is not None
-                                     and row["recall"] < -HARM_RECALL_LOSS),
+            "metrics": per_metric, "per_class": per_class, "harmed_classes": harmed,
+            "harm": _harm_sentence(arm, reference, harmed, per_class),
             "outcome": primary.outcome,
             "verdict": verdict_sentence(subject, primary, metric=METRICS[PRIMARY_METRIC]),
             "other_outcomes": {METRICS[m]: d["outcome"] for m, d in per_metric.items()
@@ -177,6 +177,15 @@ def _per_class_changes(ok_runs, arm, reference, seeds, *, threshold) -> dict:
                                              seeds=seeds, threshold=threshold).mean
         out[name] = row
     return out
+
+
+def _harm_sentence(arm, reference, harmed, per_class) -> str | None:
+    """One sentence naming the classes whose recall the arm cost more than 5 points."""
+    if not harmed:
+        return None
+    losses = ", ".join(f"{name} {per_class[name]['recall'] * 100:+.1f}" for name in harmed)
+    return (f"HARM: {arm} lost more than {HARM_RECALL_LOSS * 100:.0f} points of recall "
+            f"against {reference} on {losses} (mean paired difference, points)")
 
 
 def _headline(compared) -> str | None:
