@@ -99,7 +99,22 @@ def bands_of(ratios) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class FeatureSelection:
+class _Admission:
+    """What both selections share: which synthetic images are kept, and the counts."""
+
+    keep: np.ndarray
+
+    @property
+    def kept(self) -> int:
+        return int(self.keep.sum())
+
+    @property
+    def dropped(self) -> int:
+        return int(len(self.keep) - self.keep.sum())
+
+
+@dataclass(frozen=True)
+class FeatureSelection(_Admission):
     """The outcome of :func:`select_by_feature_distance`.
 
     Attributes
@@ -118,20 +133,11 @@ class FeatureSelection:
     keep_bands : tuple of str
     """
 
-    keep: np.ndarray
     bands: np.ndarray
     ratios: np.ndarray
     per_class: dict = field(default_factory=dict)
     radius_quantile: float = 0.95
     keep_bands: tuple[str, ...] = DEFAULT_KEEP_BANDS
-
-    @property
-    def kept(self) -> int:
-        return int(self.keep.sum())
-
-    @property
-    def dropped(self) -> int:
-        return int(len(self.keep) - self.keep.sum())
 
     def to_dict(self) -> dict:
         """For ``status.json`` and ``metrics.json``."""
@@ -235,7 +241,7 @@ DEFAULT_RADIUS_FLOOR = 0.5
 
 
 @dataclass(frozen=True)
-class MarginSelection:
+class MarginSelection(_Admission):
     """The outcome of :func:`select_by_class_margin`.
 
     Attributes
@@ -250,18 +256,9 @@ class MarginSelection:
     radius_floor : float
     """
 
-    keep: np.ndarray
     nearest: np.ndarray
     per_class: dict = field(default_factory=dict)
     radius_floor: float = DEFAULT_RADIUS_FLOOR
-
-    @property
-    def kept(self) -> int:
-        return int(self.keep.sum())
-
-    @property
-    def dropped(self) -> int:
-        return int(len(self.keep) - self.keep.sum())
 
     def to_dict(self) -> dict:
         """For ``status.json`` and ``metrics.json``."""
