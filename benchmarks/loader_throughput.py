@@ -7,12 +7,18 @@ resized to 224x224) every loader runs one warm-up epoch, then each round runs Ke
 Keras, loader 2, ..., Keras (one full epoch each, as ``model.fit`` takes it), the order
 rotating from round to round. A loader's "vs Keras" is the median over ``--rounds`` rounds of
 its images/s divided by the mean of the two Keras epochs around it (its CPU per image
-likewise), with the range over the rounds. Then, on a folder of 12,000 small PNGs, the
-datasets are built in the same paired way and the median ratio of the build times is shown.
+likewise), with the range over the rounds. These are warm epochs: the warm-up epoch built the
+loaders' image stores (and filled Keras's ``.cache()``). Cold epochs (a new dataset, built and
+read for one epoch, image store and ``.cache()`` included) are paired the same way against a
+new Keras dataset's first epoch. Then, on a folder of 12,000 small PNGs, the datasets are
+built in the same paired way and the median ratio of the build times is shown; with
+``--disk-store N``, N 64x64 RGB PNGs are read through a store directory (memory-mapped), with
+the process's resident memory and the store's size.
 
     python benchmarks/loader_throughput.py                # all three shapes and the build time
     python benchmarks/loader_throughput.py --quick        # small folders, 3 rounds
     python benchmarks/loader_throughput.py --data gray28=/path/to/fashion/train   # a real folder
+    python benchmarks/loader_throughput.py --disk-store 50000 --shapes gray28   # + 50k on disk
 
 ``--data SHAPE=DIR``: read that folder (one sub-folder per class) for the shape instead of
 generating one; ``--work-dir`` keeps the generated folders for the next run.
@@ -214,40 +220,80 @@ def keras_adapter_epoch(generator):
 
 def build_cases(data_dir: Path, cache_dir: Path, shape: Shape, *, batch: int,
                 epoch_size: int, workers: int) -> list[Case]:
-    import keras
 
-    import genaug
 
     common = dict(image_size=(shape.image_size, shape.image_size), batch_size=batch, seed=0,
                   color_mode=shape.color_mode)
     mixing = dict(synthetic_cache=str(cache_dir), synthetic_ratio=SYNTHETIC_RATIO)
 
-    def tfdata(balance, **extra):
-        return tf_epoch(genaug.image_dataset_from_directory(
+    loaders = loader_makers(data_dir, common, epoch_size=epoch_size, workers=workers)
+    tfdata, pydataset, keras_dataset = loaders["tfdata"], loaders["pydataset"], loaders["keras"]
+    return [
+        Case("Keras image_dataset_from_directory", tf_epoch(keras_dataset())),
+        Case("Keras image_dataset_from_directory + .cache() (warm)",
+             tf_epoch(keras_dataset().cache())),
+        Case("genaug tf.data, oversample, cache=None (decoded every epoch)",
+             tf_epoch(tfdata("oversample", cache=None))),
+        Case("genaug tf.data, balance='none' (default cache='auto': image store)",
+             tf_epoch(tfdata("none"))),
+        Case("genaug tf.data, oversample", tf_epoch(tfdata("oversample"))),
+        Case("genaug tf.data, balanced_batches", tf_epoch(tfdata("balanced_batches"))),
+        Case(f"genaug tf.data, oversample + synthetic {SYNTHETIC_RATIO:g}",
+             tf_epoch(tfdata("oversample", **mixing))),
+        Case("genaug PyDataset, g[i], cache=None (decoded every epoch)",
+             getitem_epoch(pydataset(cache=None))),
+        Case("genaug PyDataset, g[i], default cache='auto' (image store)",
+             getitem_epoch(pydataset())),
+        Case(f"genaug PyDataset, Keras enqueuer ({workers} threads)",
+             keras_adapter_epoch(pydataset())),
+    ]
+
+
+def loader_makers(data_dir: Path, common: dict, *, epoch_size: int, workers: int) -> dict:
+    """Functions that make a new dataset of each kind over ``data_dir``."""
+    import keras
+
+    import genaug
+
+    def tfdata(balance="oversample", **extra):
+        return genaug.image_dataset_from_directory(
             str(data_dir), balance=balance, epoch_size=None if balance == "none" else epoch_size,
-            verbose=False, **common, **extra))
+            verbose=False, **common, **extra)
 
     def pydataset(**extra):
         return genaug.BalancedBatchGenerator(str(data_dir), epoch_size=epoch_size,
                                              workers=workers, verbose=False, **common, **extra)
 
+    def keras_dataset():
+        return keras.utils.image_dataset_from_directory(str(data_dir), verbose=False, **common)
+
+    return {"tfdata": tfdata, "pydataset": pydataset, "keras": keras_dataset}
+
+
+def cold(make, epoch):
+    """One cold epoch: a new dataset from ``make()`` (its image store or cache empty), built
+    and read once by ``epoch`` (:func:`tf_epoch` or :func:`getitem_epoch`)."""
+    def run() -> int:
+        return epoch(make())()
+    return run
+
+
+def build_cold_cases(data_dir: Path, shape: Shape, *, batch: int, epoch_size: int,
+                     workers: int) -> list[Case]:
+    common = dict(image_size=(shape.image_size, shape.image_size), batch_size=batch, seed=0,
+                  color_mode=shape.color_mode)
+    loaders = loader_makers(data_dir, common, epoch_size=epoch_size, workers=workers)
+    tfdata, pydataset, keras_dataset = loaders["tfdata"], loaders["pydataset"], loaders["keras"]
     return [
-        Case("Keras image_dataset_from_directory", tf_epoch(
-            keras.utils.image_dataset_from_directory(str(data_dir), verbose=False, **common))),
-        Case("Keras image_dataset_from_directory + .cache() (warm)", tf_epoch(
-            keras.utils.image_dataset_from_directory(str(data_dir), verbose=False,
-                                                     **common).cache())),
-        Case("genaug tf.data, balance='none'", tfdata("none")),
-        Case("genaug tf.data, oversample", tfdata("oversample")),
-        Case("genaug tf.data, balanced_batches", tfdata("balanced_batches")),
-        Case(f"genaug tf.data, oversample + synthetic {SYNTHETIC_RATIO:g}",
-             tfdata("oversample", **mixing)),
-        Case("genaug PyDataset, g[i], cache=None (decoded every epoch)",
-             getitem_epoch(pydataset(cache=None))),
-        Case("genaug PyDataset, g[i], default cache='auto' (warm image store)",
-             getitem_epoch(pydataset())),
-        Case(f"genaug PyDataset, Keras enqueuer ({workers} threads)",
-             keras_adapter_epoch(pydataset())),
+        Case("Keras image_dataset_from_directory, cold", cold(keras_dataset, tf_epoch)),
+        Case("Keras + .cache(), cold (fills the cache)",
+             cold(lambda: keras_dataset().cache(), tf_epoch)),
+        Case("genaug tf.data, oversample, default cache, cold (builds the store)",
+             cold(tfdata, tf_epoch)),
+        Case("genaug PyDataset, g[i], default cache, cold (builds the store)",
+             cold(pydataset, getitem_epoch)),
+        Case(f"genaug PyDataset, Keras enqueuer ({workers} threads), default cache, cold",
+             cold(pydataset, keras_adapter_epoch)),
     ]
 
 
@@ -305,16 +351,79 @@ def measure_shape(shape: Shape, data_dir: Path, scratch: Path, args) -> list[str
     cases = build_cases(data_dir, cache_dir, shape, batch=args.batch, epoch_size=epoch_size,
                         workers=args.workers)
     run_paired(cases[0], cases[1:], args.rounds)
+    cold_cases = build_cold_cases(data_dir, shape, batch=args.batch, epoch_size=epoch_size,
+                                  workers=args.workers)
+    run_paired(cold_cases[0], cold_cases[1:], args.rounds)
     lines = [f"### {shape.title}", "",
              f"{data_dir}: {epoch_size} files, {len(counts)} classes, sizes {counts}; "
              f"{args.synthetic_per_class} synthetic images for each of {classes} minority "
              f"classes; batch {args.batch}, {epoch_size} images per epoch, 1 warm-up epoch "
              f"and {args.rounds} paired rounds", ""]
-    for case in cases:
+    for case in cases + cold_cases:
         if case.seen != {epoch_size}:
             lines.append(f"warning: {case.name} delivered {sorted(case.seen)} images per "
                          f"epoch, not {epoch_size}")
-    return lines + throughput_table(cases) + [""]
+    return (lines + ["Warm epochs:", ""] + throughput_table(cases)
+            + ["", "Cold epochs (a new dataset: build, image store or cache, first epoch):", ""]
+            + throughput_table(cold_cases) + [""])
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (VmRSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure_disk_store(data_dir: Path, store_dir: Path, args) -> list[str]:
+    """A large folder read through a store directory: the cold epoch builds the memory-mapped
+    store, warm epochs (new datasets, as a later run or another ``compare`` arm makes them)
+    open it; each paired with Keras's uncached epoch."""
+    common = dict(image_size=(64, 64), batch_size=args.batch, seed=0, color_mode="rgb")
+    files = sum(1 for _ in data_dir.rglob("*.png"))
+    loaders = loader_makers(data_dir, common, epoch_size=files, workers=args.workers)
+    keras_case = Case("Keras image_dataset_from_directory", tf_epoch(loaders["keras"]()))
+    memory = {}
+
+    def through_store(name, make, epoch):
+        def run() -> int:
+            before = resident_bytes()
+            seen = epoch(make(cache=store_dir / name))()
+            memory[name] = max(memory.get(name, 0), resident_bytes() - before)
+            return seen
+        return run
+
+    tfdata = lambda cache: loaders["tfdata"](cache=cache)  # noqa: E731
+    pydataset = lambda cache: loaders["pydataset"](cache=cache)  # noqa: E731
+    cases = [
+        Case("genaug tf.data, cache=DIR, cold (builds the store)",
+             through_store("tfdata", tfdata, tf_epoch)),
+        Case("genaug tf.data, cache=DIR, warm (opens it)", through_store("tfdata", tfdata,
+                                                                         tf_epoch)),
+        Case("genaug PyDataset, g[i], cache=DIR, cold (builds the store)",
+             through_store("pydataset", pydataset, getitem_epoch)),
+        Case("genaug PyDataset, g[i], cache=DIR, warm (opens it)",
+             through_store("pydataset", pydataset, getitem_epoch)),
+    ]
+    keras_case.run()  # warm-up: page cache and graph tracing
+    for case in cases:  # once, in order: the cold case builds what the warm one opens
+        keras_case.timed()
+        case.timed()
+        keras_case.timed()
+        case.keras_rates.append(statistics.mean(keras_case.rates[-2:]))
+        case.keras_cpu.append(statistics.mean(keras_case.cpu[-2:]))
+    keras_case.keras_rates, keras_case.keras_cpu = keras_case.rates, keras_case.cpu
+    sizes = {name: sum(p.stat().st_size for p in (store_dir / name).glob("*.npy"))
+             for name in ("tfdata", "pydataset")}
+    lines = [f"### {files:,} 64x64 RGB PNGs through a store directory", "",
+             f"{data_dir}; store directory {store_dir}; batch {args.batch}; one epoch each",
+             ""] + throughput_table([keras_case] + cases) + [""]
+    for name in ("tfdata", "pydataset"):
+        lines.append(f"- {name}: store {sizes[name] / 2**20:,.0f} MiB on disk; resident memory "
+                     f"grew by at most {memory.get(name, 0) / 2**20:,.0f} MiB over an epoch "
+                     "(memory-mapped pages the kernel may drop)")
+    return lines + [""]
 
 
 def measure_build(data_dir: Path, args) -> list[str]:
@@ -397,6 +506,8 @@ def parse_args(argv=None):
     parser.add_argument("--synthetic-per-class", type=int, default=100,
                         help="synthetic images per minority class (100)")
     parser.add_argument("--workers", type=int, default=2, help="PyDataset worker threads (2)")
+    parser.add_argument("--disk-store", type=int, default=0, metavar="N",
+                        help="also read N 64x64 RGB PNGs through a store directory (0: skip)")
     parser.add_argument("--quick", action="store_true",
                         help="a fast check: a fifth of the images, 3 rounds")
     args = parser.parse_args(argv)
@@ -438,6 +549,12 @@ def main(argv=None) -> int:
                                imbalance=args.imbalance)
         lines = measure_build(build_dir, args)
         print("\n".join(lines), flush=True)
+        if args.disk_store:
+            disk_dir = folder_for(f"rgb64-{args.disk_store}", args.data, work,
+                                  images=args.disk_store, side=64, ext="png", gray=False,
+                                  classes=args.classes, imbalance=args.imbalance)
+            lines = measure_disk_store(disk_dir, scratch / "stores", args)
+            print("\n".join(lines), flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"load average {os.getloadavg()[0]:.2f} at the end; "

@@ -221,7 +221,7 @@ def build_loaders(config: TrainConfig, splits: DatasetSplits, *, synthetic=None,
         from genaug.loaders import make_tf_dataset
 
         def loader(sampler, augment=None):
-            return make_tf_dataset(sampler, augment=augment, **decoding)
+            return make_tf_dataset(sampler, augment=augment, cache=config.cache, **decoding)
     else:
         def loader(sampler, augment=None):
             return BalancedBatchGenerator.from_sampler(

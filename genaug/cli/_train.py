@@ -83,7 +83,7 @@ def train_options(function):
                      help="Decode the training images once into an image store: auto (in "
                           "memory when they fit a quarter of the available memory), memory, "
                           "none (decode every epoch) or a store directory kept for later runs "
-                          "(compare's arms and seeds share it). PyDataset loader."),
+                          "(compare's arms and seeds share it). Both loaders."),
         click.option("--learning-rate", type=float, default=1e-3, show_default=True),
         click.option("--model-width", type=click.IntRange(min=4), default=32, show_default=True,
                      help="Filters of the CNN's first block (doubling per block)."),

@@ -29,11 +29,14 @@ from genaug.data._index import (
 from genaug.data._splits import DatasetSplits, split_dataset
 from genaug.data._store import (
     MEMORY_BUDGET_FRACTION,
+    PROGRESS_FROM,
     STORE_FORMAT,
     ImageStore,
+    StoreDecoder,
     build_store,
     decoded_bytes,
     memory_budget,
+    pillow_decoder,
     store_key,
 )
 
@@ -43,6 +46,7 @@ __all__ = [
     "HUGE_PIXELS",
     "IMAGE_EXTENSIONS",
     "MEMORY_BUDGET_FRACTION",
+    "PROGRESS_FROM",
     "SKIP_KINDS",
     "STORE_FORMAT",
     "TINY_SIDE",
@@ -50,6 +54,7 @@ __all__ = [
     "DatasetSplits",
     "ImageStore",
     "SkippedFile",
+    "StoreDecoder",
     "analyze_dataset",
     "build_store",
     "check_color_mode",
@@ -60,6 +65,7 @@ __all__ = [
     "infer_color_mode",
     "load_image",
     "memory_budget",
+    "pillow_decoder",
     "probe_image",
     "read_header",
     "resize_array",

@@ -76,18 +76,32 @@ class StoredSource:
         return store.images[i]
 
 
+def store_builder(paths, cache, *, image_size, color_mode, interpolation, decoder=None):
+    """A function that builds the image store of ``paths`` as ``cache`` asks, or None where
+    the images stream from their files (no cache, no files, a set over the memory budget with
+    ``"auto"``). ``decoder``: a :class:`~genaug.data.StoreDecoder`, default Pillow's."""
+    cache = check_cache(cache)
+    if cache is None or paths is None or image_size is None or len(paths) == 0 \
+            or color_mode not in COLOR_MODES:
+        # An unknown colour mode streams: the decoder reports it, as it always has.
+        return None
+    dtype = np.uint8 if decoder is None else decoder.dtype
+    if cache == "auto" and decoded_bytes(len(paths), image_size, color_mode,
+                                         dtype) > memory_budget():
+        return None
+    return partial(build_store, paths, image_size=image_size, color_mode=color_mode,
+                   interpolation=interpolation, decoder=decoder,
+                   directory=None if cache in ("auto", "memory") else cache)
+
+
 def stored(source, cache, *, image_size, color_mode, interpolation):
     """``source`` backed by an image store as ``cache`` asks, or ``source`` itself (no cache,
     in-memory arrays, a set over the memory budget with ``"auto"``)."""
-    cache = check_cache(cache)
-    if cache is None or source is None or getattr(source, "paths", None) is None \
-            or image_size is None or len(source) == 0 or color_mode not in COLOR_MODES:
-        # An unknown colour mode streams: the decoder reports it, as it always has.
+    if source is None:
+        return None
+    build = store_builder(getattr(source, "paths", None), cache, image_size=image_size,
+                          color_mode=color_mode, interpolation=interpolation)
+    if build is None:
         return source
-    if cache == "auto" and decoded_bytes(len(source), image_size, color_mode) > memory_budget():
-        return source
-    build = partial(build_store, source.paths, image_size=image_size, color_mode=color_mode,
-                    interpolation=interpolation,
-                    directory=None if cache in ("auto", "memory") else cache)
     return StoredSource(source, build, image_size=image_size, color_mode=color_mode,
                         interpolation=interpolation)

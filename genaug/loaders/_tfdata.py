@@ -8,17 +8,28 @@ which keeps every balanced batch intact and the whole stream deterministic.
 from __future__ import annotations
 
 import os
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tqdm.auto import tqdm
 
-from genaug.data import check_color_mode, load_image, read_header, resize_array
+from genaug.data import (
+    PROGRESS_FROM,
+    StoreDecoder,
+    check_color_mode,
+    load_image,
+    read_header,
+    resize_array,
+)
 from genaug.exceptions import ConfigError
 from genaug.loaders._data import adapt_data
 from genaug.loaders._options import SamplingOptions
 from genaug.loaders._sampler import EpochSampler, build_sampler, check_fit_class_weight
 from genaug.loaders._slots import SlotReader
+from genaug.loaders._stored import store_builder
 from genaug.synthetic import SYNTHETIC
 
 # What TensorFlow's decoders turn into the same pixels as PIL; anything else goes via PIL.
@@ -31,6 +42,8 @@ _EXACT_AT_OWN_SIZE = {"bilinear", "nearest", "bicubic", "area"}
 #: Slots decoded (and, when a file breaks, repaired) together when the loader yields single
 #: images.
 _SINGLE_IMAGE_WINDOW = 32
+#: Images decoded per step while an image store is built.
+_STORE_BATCH = 256
 
 
 def _needs_pil(source) -> np.ndarray:
@@ -49,7 +62,8 @@ def _needs_pil(source) -> np.ndarray:
 def make_tf_dataset(sampler: EpochSampler, *, image_size, color_mode: str = "rgb",
                     interpolation: str = "bilinear", label_mode: str | None = "int",
                     crop_to_aspect_ratio: bool = False, pad_to_aspect_ratio: bool = False,
-                    data_format: str | None = None, augment=None) -> tf.data.Dataset:
+                    data_format: str | None = None, augment=None,
+                    cache="auto") -> tf.data.Dataset:
     """A ``tf.data.Dataset`` that yields the sampler's epochs, one per complete pass.
 
     Yields ``(images, labels)`` or, when ``sampler.sample_weights``, ``(images, labels,
@@ -62,19 +76,24 @@ def make_tf_dataset(sampler: EpochSampler, *, image_size, color_mode: str = "rgb
     partial pass (``dataset.take(1)`` before ``fit``) changes nothing. A file that breaks
     after indexing is replaced by another image of its class (reported once, as in the
     ``PyDataset``): the batches keep their classes, the epoch its length.
+
+    ``cache`` (``"auto"``, ``"memory"``, a store directory or None) decodes every file once,
+    with the same TensorFlow ops, into an image store when the first pass begins; a batch is
+    then one gather of its rows (see :func:`~genaug.data.build_store`). The batches are the
+    same as when streaming.
     """
     return _TFPipeline(sampler, image_size=image_size, color_mode=color_mode,
                        interpolation=interpolation, label_mode=label_mode,
                        crop_to_aspect_ratio=crop_to_aspect_ratio,
                        pad_to_aspect_ratio=pad_to_aspect_ratio, data_format=data_format,
-                       augment=augment).build()
+                       augment=augment, cache=cache).build()
 
 
 class _TFPipeline:
     """The steps of :func:`make_tf_dataset`; :meth:`build` runs them in order."""
 
     def __init__(self, sampler, *, image_size, color_mode, interpolation, label_mode,
-                 crop_to_aspect_ratio, pad_to_aspect_ratio, data_format, augment):
+                 crop_to_aspect_ratio, pad_to_aspect_ratio, data_format, augment, cache):
         self.channels = check_color_mode(color_mode)
         if label_mode not in LABEL_MODES:
             raise ConfigError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
@@ -105,19 +124,27 @@ class _TFPipeline:
         self.mixup = sampler.mixer is not None and sampler.mixer.mixup
         self.passes, self.pass_epochs = 0, {}  # every pass over the dataset, and its epoch
         # The pass that last delivered each window (batch) of the plan.
-        self.delivered = np.full(self.windows, -1, np.int64)
+        self.delivered = tf.Variable(np.full(self.windows, -1, np.int64), trainable=False)
         self.reader = SlotReader(sampler.real, sampler.synthetic, image_size=(self.height,
                                                                               self.width),
                                  color_mode=color_mode, interpolation=interpolation)
+        self.cache = cache
+        self._store, self._store_lock = None, threading.Lock()
 
     def build(self) -> tf.data.Dataset:
-        # 1. Every file a plan can name, and which of them need PIL.
+        # 1. Every file a plan can name, which of them need PIL, and whether an image store
+        #    holds them decoded.
         self.files()
         # 2. One epoch's plan per pass, as a few arrays.
         dataset = self.plans()
-        # 3. Decode every slot in parallel, in plan order, a batch at a time.
-        dataset = dataset.map(_graph(self.element), num_parallel_calls=tf.data.AUTOTUNE,
-                              deterministic=True).batch(self.window)
+        # 3. Decode every slot in parallel, in plan order, a batch at a time; or, from the
+        #    store, gather each batch's rows at once.
+        if self.build_store is None:
+            dataset = dataset.map(_graph(self.element), num_parallel_calls=tf.data.AUTOTUNE,
+                                  deterministic=True).batch(self.window)
+        else:
+            dataset = dataset.map(_graph(self.gathered), num_parallel_calls=tf.data.AUTOTUNE,
+                                  deterministic=True)
         # 4. A batch with a file that broke after indexing is dropped.
         dataset = dataset.ignore_errors()
         # 5. Augmentation.
@@ -152,24 +179,54 @@ class _TFPipeline:
         self.at_size = (self.interpolation in _EXACT_AT_OWN_SIZE and not (self.crop or self.pad)
                         and all(size == target for source in (real, synthetic) if source
                                 for size in _file_sizes(source)))
+        # At its own size a decoded image is whole pixel values; resized it is not, and the
+        # store keeps the float32 values the resize made, so batches stay the same.
+        decoder = StoreDecoder(
+            f"tensorflow {tf.__version__}" + (" crop" if self.crop else " pad" if self.pad
+                                              else ""),
+            np.dtype(np.uint8 if self.at_size else np.float32), self.decode_into_store)
+        self.build_store = store_builder(
+            [os.fsdecode(path) for path in self.paths], self.cache,
+            image_size=(self.height, self.width), color_mode=self.color_mode,
+            interpolation=self.interpolation, decoder=decoder)
+        self.pixels = None
+        if self.build_store is not None and self.build_store.keywords["directory"] is None:
+            # Filled when the first pass builds the store; a memory-mapped store is read
+            # through numpy instead, so that only the rows a batch needs are paged in.
+            shape = [None, self.height, self.width, self.channels]
+            self.pixels = tf.Variable(tf.zeros([0, *shape[1:]], decoder.dtype), shape=shape,
+                                      trainable=False)
 
     # -- 2. plans ---------------------------------------------------------------------------
     def plans(self) -> tf.data.Dataset:
         """Each pass: one call into Python for the epoch's plan, then its slots as tensor
-        slices (no per-element Python, and no unbatching of a generator's output)."""
-        dtypes = [tf.string, tf.int64]
+        slices (no per-element Python, and no unbatching of a generator's output); from a
+        store, as slices of a window (batch) each, since nothing is done per image."""
+        stored = self.build_store is not None
+        dtypes = [tf.int64 if stored else tf.string, tf.int64]
         if self.weighted:
             dtypes.append(tf.float32)
-        if self.any_pil:
+        if self.any_pil and not stored:
             dtypes.append(tf.bool)
         if self.mixup:
-            dtypes += [tf.string, tf.bool, tf.bool, tf.float32]
+            dtypes += ([tf.int64] if stored else [tf.string, tf.bool]) + [tf.bool, tf.float32]
 
         def epoch_slots(_):
             columns = tf.numpy_function(self.epoch_arrays, [], dtypes, stateful=True)
             for column in columns:
                 column.set_shape([None])
-            return tf.data.Dataset.from_tensor_slices(tuple(columns))
+            if not stored:
+                return tf.data.Dataset.from_tensor_slices(tuple(columns))
+            # A window (batch) per element rather than a slot: per element, tf.data costs
+            # tens of microseconds, a stored image's gather a fraction of that. The full
+            # windows are rows of one reshape; the last, shorter one follows.
+            full = self.epoch_size // self.window * self.window
+            windows = tf.data.Dataset.from_tensor_slices(tuple(
+                tf.reshape(column[:full], [-1, self.window]) for column in columns))
+            if full < self.epoch_size:
+                windows = windows.concatenate(tf.data.Dataset.from_tensors(tuple(
+                    column[full:] for column in columns)))
+            return windows
 
         return tf.data.Dataset.from_tensors(0).flat_map(_graph(epoch_slots))
 
@@ -184,19 +241,96 @@ class _TFPipeline:
         # A slot's place in the whole stream (its pass and its position in the epoch) rides
         # in its label column: one more column would cost every element a few percent.
         place = self.passes * self.epoch_size + np.arange(len(mixed), dtype=np.int64)
+        stored = self.build_store is not None
+        if stored:
+            # A slot is its row in the store, -1 for a file the store could not decode: the
+            # gather fails that batch, which is then read again as when streaming.
+            row_of = np.arange(len(self.paths), dtype=np.int64)
+            row_of[list(self.store().errors)] = -1
         # numpy_function wants exactly the declared dtypes.
-        columns = [self.paths[item], (place * self.num_classes + mixed.labels).astype(np.int64)]
+        columns = [row_of[item] if stored else self.paths[item],
+                   (place * self.num_classes + mixed.labels).astype(np.int64)]
         if self.weighted:
             columns.append(mixed.weights.astype(np.float32))
-        if self.any_pil:
+        if self.any_pil and not stored:
             columns.append(self.pil[item])
         if self.mixup:
             partner = np.where(mixed.partner >= 0, mixed.partner, 0)
-            columns += [self.paths[partner], self.pil[partner],
-                        mixed.partner >= 0, mixed.lam.astype(np.float32)]
+            # Row 0 stands for "no partner": its pixels are not used, whatever they are.
+            columns += ([np.where(mixed.partner >= 0, row_of[partner], 0)] if stored
+                        else [self.paths[partner], self.pil[partner]])
+            columns += [mixed.partner >= 0, mixed.lam.astype(np.float32)]
         return tuple(columns)
 
+    # -- 1b. the image store ----------------------------------------------------------------
+    def store(self):
+        """Every file decoded once (built by the first pass). An in-memory store's pixels
+        then live in a TensorFlow variable, which the batches gather from in the graph."""
+        if self._store is None:
+            with self._store_lock:
+                if self._store is None:
+                    store = self.build_store()
+                    if self.pixels is not None:
+                        self.pixels.assign(store.images)
+                        # The variable holds the pixels now: the array would be a second copy.
+                        store = replace(store, images=store.images[:0])
+                    self._store = store
+        return self._store
+
+    def decode_into_store(self, images: np.ndarray, paths) -> dict[int, str]:
+        """Decode every file with :meth:`decode` (the streaming path's ops), in parallel;
+        ``{row: error}`` of the files TensorFlow could not decode."""
+        shape = [self.height, self.width, self.channels]
+
+        def row(index, path, use_pil):
+            # ensure_shape: a file whose size changed since indexing fails alone.
+            return index, tf.ensure_shape(self.decode(path, use_pil), shape)
+
+        rows = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), self.paths, self.pil))
+        rows = rows.map(_graph(row), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+        decoded = np.zeros(len(paths), bool)
+        with tqdm(total=len(paths), desc="decoding images once", unit="img",
+                  disable=len(paths) < PROGRESS_FROM) as progress:
+            for index, batch in rows.ignore_errors().batch(_STORE_BATCH):
+                index = index.numpy()
+                images[index] = batch.numpy()
+                decoded[index] = True
+                progress.update(len(index))
+        return {int(row): "TensorFlow could not decode the file"
+                for row in np.flatnonzero(~decoded)}
+
     # -- 3. decode --------------------------------------------------------------------------
+    def gathered(self, rows, place_and_label, *rest):
+        """One batch from the store: its rows gathered at once, mixed and laid out as
+        :meth:`element` makes each image."""
+        rest = list(rest)
+        weight = rest.pop(0) if self.weighted else None
+        images = self.gather(rows)
+        if self.mixup:
+            partner, has_partner, lam = rest
+            lam = tf.reshape(lam, [-1, 1, 1, 1])
+            mixed = lam * images + (1.0 - lam) * self.gather(partner)
+            images = tf.where(tf.reshape(has_partner, [-1, 1, 1, 1]), mixed, images)
+        if self.data_format == "channels_first":
+            images = tf.transpose(images, (0, 3, 1, 2))
+        return (images, place_and_label, *([weight] if self.weighted else []))
+
+    def gather(self, rows):
+        """The store's ``rows`` as float32; a row of -1 (a file the store could not decode)
+        fails the batch (TensorFlow's gather refuses an index out of range on the CPU, where
+        tf.data runs)."""
+        if self.pixels is None:
+            images = tf.numpy_function(self.store_rows, [rows], tf.float32, stateful=False)
+            images.set_shape([None, self.height, self.width, self.channels])
+            return images
+        return tf.cast(tf.gather(self.pixels, rows), tf.float32)
+
+    def store_rows(self, rows) -> np.ndarray:
+        """:meth:`gather` from a memory-mapped store: only the batch's rows are paged in."""
+        if (rows < 0).any():
+            raise OSError("a file of this batch could not be decoded")
+        return self.store().images[rows].astype(np.float32)
+
     def element(self, path, place_and_label, *rest):
         rest = list(rest)
         weight = rest.pop(0) if self.weighted else None
@@ -248,8 +382,9 @@ class _TFPipeline:
     # -- 5. augment -------------------------------------------------------------------------
     def augmented(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
         augment = self.augment
-        return dataset.map(lambda x, *rest: (augment(x, training=True), *rest),
-                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        # One batch at a time: a seeded layer's random state then advances in batch order,
+        # so the same seed gives the same augmented batches (parallel calls would race on it).
+        return dataset.map(lambda x, *rest: (augment(x, training=True), *rest))
 
     # -- 6. read again ----------------------------------------------------------------------
     def read_again(self) -> tf.data.Dataset:
@@ -283,7 +418,7 @@ class _TFPipeline:
         """Every slot of the windows of this pass that no batch delivered: its pixels (own
         file or a stand-in of its class), its place and label, its weight."""
         mixed = self.sampler.mixed(self.pass_epochs[self.passes])
-        missing = np.flatnonzero(self.delivered != self.passes)
+        missing = np.flatnonzero(self.delivered.numpy() != self.passes)
         slots = np.concatenate([np.arange(w * self.window, min((w + 1) * self.window,
                                                                  self.epoch_size))
                                 for w in missing]) if len(missing) else np.zeros(0, np.int64)
@@ -312,13 +447,22 @@ class _TFPipeline:
     def deliver(self, images, place_and_label, *weight):
         """A batch reaching the consumer: its labels; the pass's last slot moves the
         sampler on."""
-        places = place_and_label // self.num_classes
         labels = tf.cast(place_and_label % self.num_classes, tf.int32)
-        # One call into Python per batch, rather than a variable and a conditional call:
-        # every function holding state costs each iterator (each epoch) milliseconds to
-        # instantiate.
-        delivered = tf.numpy_function(self.batch_delivered, [places], tf.int64)
-        with tf.control_dependencies([delivered]):
+        places = None
+        if not self.batch_size or self.sampler.categorical:
+            places = place_and_label // self.num_classes
+        # The window's pass goes to a variable, from the batch's first slot alone (a batch is
+        # one window); Python is called only after a pass's last window: a call per batch
+        # would cost each batch more than gathering it.
+        first = place_and_label[0] // self.num_classes
+        window, pass_id = (first % self.epoch_size) // self.window, first // self.epoch_size
+        marked = self.delivered.scatter_nd_update([[window]], [pass_id])
+        moved = tf.constant(0, tf.int64)
+        if self.batch_size:
+            moved = tf.cond(tf.equal(window, self.windows - 1),
+                            lambda: tf.numpy_function(self.pass_done, [pass_id], tf.int64),
+                            lambda: tf.constant(0, tf.int64))
+        with tf.control_dependencies([marked, moved]):
             images = tf.identity(images)
         out = ((images, *self.format_labels(labels, places), *weight) if self.label_mode
                else (images,))
@@ -353,15 +497,6 @@ class _TFPipeline:
             self.pass_done, [tf.reduce_max(places) // self.epoch_size], tf.int64),
             lambda: tf.constant(0, tf.int64))
 
-    def batch_delivered(self, places) -> np.int64:
-        """Mark the batch's window delivered in its pass; after the pass's last slot (in
-        batches), move the sampler on."""
-        first = int(places[0])
-        self.delivered[(first % self.epoch_size) // self.window] = first // self.epoch_size
-        if self.batch_size and (places % self.epoch_size == self.epoch_size - 1).any():
-            self.pass_done(places.max() // self.epoch_size)
-        return np.int64(0)
-
     def pass_done(self, pass_id) -> np.int64:
         """Pass ``pass_id`` delivered its last slot: move on to the next epoch, unless
         something else moved the sampler in the meantime (a ramp callback sets the epoch
@@ -377,6 +512,7 @@ class _TFPipeline:
         dataset.file_paths = list(sampler.real.paths)
         dataset.sampler = sampler
         dataset.decode_failures = self.reader.decode_failures
+        dataset._pipeline = self  # for tests and benchmarks: the store, the gather
         # Keras applies fit(class_weight=...) by mapping it onto the dataset: warn when that
         # corrects a balanced loader a second time.
         keras_map = dataset.map
@@ -444,7 +580,7 @@ def image_dataset_from_directory(
     epoch_size=None, class_weight=None, sample_weights=None, synthetic_cache=None,
     synthetic_ratio=None, synthetic_cap=0.6, synthetic_pool_cap=None, synthetic_classes=None,
     synthetic_weight=1.0, synthetic_fill_to=None, synthetic_label_smoothing=0.0, mixup=False,
-    schedule=None, exclude_source_ids=(), synthetic_ids=None, augment=None,
+    schedule=None, exclude_source_ids=(), synthetic_ids=None, augment=None, cache="auto",
 ):
     """Drop-in for ``keras.utils.image_dataset_from_directory`` that balances the classes.
 
@@ -468,6 +604,11 @@ def image_dataset_from_directory(
     synthetic_label_smoothing, mixup, schedule, exclude_source_ids, synthetic_ids, augment
         As for :class:`~genaug.BalancedBatchGenerator` and
         :class:`~genaug.loaders.SamplingOptions`.
+    cache : "auto", "memory", path-like or None, default "auto"
+        Decode every file once into an image store (in memory, or memory-mapped in a store
+        directory) and gather batches from it; ``"auto"`` does so in memory when the decoded
+        images fit :func:`~genaug.data.memory_budget`, else streams. None streams, decoding
+        every image in every epoch. Batches are the same either way.
 
     Returns
     -------
@@ -497,7 +638,8 @@ def image_dataset_from_directory(
         print(data.found_message())
     decoding = dict(image_size=image_size, color_mode=color_mode, interpolation=interpolation,
                     label_mode=label_mode, crop_to_aspect_ratio=crop_to_aspect_ratio,
-                    pad_to_aspect_ratio=pad_to_aspect_ratio, data_format=data_format)
+                    pad_to_aspect_ratio=pad_to_aspect_ratio, data_format=data_format,
+                    cache=cache)
 
     def build(training: bool):
         if training:

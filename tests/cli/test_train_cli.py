@@ -215,3 +215,20 @@ def test_single_class_test_set_gives_valid_json():
 
 def test_index_counts_match_the_fixture(small_dataset):
     assert DatasetIndex.load(small_dataset).counts().tolist() == list(COUNTS.values())
+
+
+@pytest.mark.parametrize("loader", ["tfdata", "pydataset"])
+def test_cache_directory_reaches_the_loader(small_dataset, tmp_path, loader):
+    store = tmp_path / "store"
+    config = TrainConfig(data_dir=str(small_dataset), balanced=True, image_size=16,
+                         batch_size=8, color_mode="rgb", loader=loader, cache=str(store),
+                         verbose=0)
+    train, *_ = build_loaders(config, resolve_splits(config))
+    batch = next(iter(train)) if loader == "tfdata" else train[0]
+    assert np.asarray(batch[0]).shape == (8, 16, 16, 3)
+    assert len(list(store.glob("*.npy"))) == 1  # the training images, decoded once, kept there
+    streamed = TrainConfig(**{**config.__dict__, "cache": "none"})
+    train, *_ = build_loaders(streamed, resolve_splits(streamed))
+    np.testing.assert_array_equal(
+        np.asarray((next(iter(train)) if loader == "tfdata" else train[0])[0]),
+        np.asarray(batch[0]))
