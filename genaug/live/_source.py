@@ -20,9 +20,10 @@ PRODUCER_DEPTH = 2
 JOB_SECONDS = 0.5
 #: the largest job, in bytes of images (host memory, and one message for a child process)
 MAX_JOB_BYTES = 64 * 2**20
-#: longest wait, when stopping, for the jobs still out
 #: The share of a close's time left to the worker (and a child) to stop in.
 CLOSE_WORKER_SHARE = 0.5
+#: Seconds close() gives the whole shutdown unless told otherwise.
+DEFAULT_CLOSE_TIMEOUT = 30.0
 
 
 def producer_batch_size(*, slots_per_second: float | None, max_reuse: int, default: int,
@@ -130,6 +131,9 @@ class LiveSource:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        # Set by close(); a producer that stops on its own (an error) closes the worker
+        # within the default close timeout.
+        self._close_started = self._close_deadline = None
         self._starved: set[int] = set()  # classes whose last wait came up empty
         self._first_take: float | None = None
         self._image_bytes: int | None = None
@@ -279,6 +283,9 @@ class LiveSource:
     def _drain_deadline(self) -> float:
         """Until when the jobs out are waited for: half of what is left before close's
         deadline, the other half being the worker's to stop in."""
+        if self._close_deadline is None:
+            self._close_started = time.monotonic()
+            self._close_deadline = self._close_started + DEFAULT_CLOSE_TIMEOUT
         return self._close_deadline - CLOSE_WORKER_SHARE * (self._close_deadline
                                                             - self._close_started)
 
@@ -286,9 +293,10 @@ class LiveSource:
         with self._lock:
             closed, self._closed = self._closed, True
         if not closed:
-            self.worker.close(timeout=max(1.0, self._close_deadline - time.monotonic()))
+            deadline = self._close_deadline or time.monotonic() + DEFAULT_CLOSE_TIMEOUT
+            self.worker.close(timeout=max(1.0, deadline - time.monotonic()))
 
-    def close(self, timeout: float = 30.0) -> None:
+    def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
         """Stop the producer and wait for it (it finishes the image in hand, then closes the
         worker: the cache writer and, for a subprocess, the child), so nothing is left
         half-written. Every wait of the shutdown (the jobs out, the worker, the child) is

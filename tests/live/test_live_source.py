@@ -134,12 +134,13 @@ def test_producer_fills_the_buffer_persists_to_cache_and_shuts_down(tmp_path):
 
 
 def test_a_failing_producer_stops_cleanly_and_is_reported(tmp_path):
-    live = live_source(NoiseBackend(["dog"], fail_after=1), ["cat", "dog"], capacity=64,
-                       timeout=0.01)
+    backend = NoiseBackend(["dog"], fail_after=1)
+    live = live_source(backend, ["cat", "dog"], capacity=64, timeout=0.01)
     with pytest.warns(UserWarning, match="live generator stopped: RuntimeError: device lost"):
         live.start()
         live._thread.join(5)
     assert not live.running and "device lost" in live.statistics()["producer_error"]
+    assert backend.closed  # the producer closed its worker itself, before any close()
     live.close()
 
 
