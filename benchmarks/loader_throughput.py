@@ -202,7 +202,7 @@ def getitem_epoch(generator):
 
 
 def keras_adapter_epoch(generator):
-    """Keras's own iteration of a PyDataset (its OrderedEnqueuer with ``workers`` threads),
+    """Keras's own iteration of a PyDataset (its OrderedEnqueuer when ``workers`` > 1),
     as ``model.fit`` drives it: ``on_epoch_begin``, the numpy iterator, ``on_epoch_end``."""
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
@@ -244,6 +244,8 @@ def build_cases(data_dir: Path, cache_dir: Path, shape: Shape, *, batch: int,
              getitem_epoch(pydataset(cache=None))),
         Case("genaug PyDataset, g[i], default cache='auto' (image store)",
              getitem_epoch(pydataset())),
+        Case("genaug PyDataset, Keras's adapter, default workers=1 (as model.fit)",
+             keras_adapter_epoch(pydataset(workers=1))),
         Case(f"genaug PyDataset, Keras enqueuer ({workers} threads)",
              keras_adapter_epoch(pydataset())),
     ]
@@ -262,7 +264,8 @@ def loader_makers(data_dir: Path, common: dict, *, epoch_size: int, workers: int
 
     def pydataset(**extra):
         return genaug.BalancedBatchGenerator(str(data_dir), epoch_size=epoch_size,
-                                             workers=workers, verbose=False, **common, **extra)
+                                             verbose=False, **{"workers": workers, **common,
+                                                               **extra})
 
     def keras_dataset():
         return keras.utils.image_dataset_from_directory(str(data_dir), verbose=False, **common)
@@ -292,8 +295,8 @@ def build_cold_cases(data_dir: Path, shape: Shape, *, batch: int, epoch_size: in
              cold(tfdata, tf_epoch)),
         Case("genaug PyDataset, g[i], default cache, cold (builds the store)",
              cold(pydataset, getitem_epoch)),
-        Case(f"genaug PyDataset, Keras enqueuer ({workers} threads), default cache, cold",
-             cold(pydataset, keras_adapter_epoch)),
+        Case("genaug PyDataset, Keras's adapter, workers=1, default cache, cold",
+             cold(lambda: pydataset(workers=1), keras_adapter_epoch)),
     ]
 
 
