@@ -283,11 +283,18 @@ class _DistillRun:
             student_steps //= 2
             self._begin_round(teacher_unet, student, student_steps, round_seconds,
                               first=number == 1)
-            loop = train_steps(self._step, max_steps=self.max_steps, max_seconds=round_seconds,
-                               batch_size=self.batch_size, learning_rate=self._current_lr,
-                               log_every=self.log_every,
-                               desc=f"distil {2 * student_steps}->{student_steps} steps",
-                               progress=self.progress)
+            try:
+                loop = train_steps(self._interruptible_step, max_steps=self.max_steps,
+                                   max_seconds=round_seconds, batch_size=self.batch_size,
+                                   learning_rate=self._current_lr, log_every=self.log_every,
+                                   desc=f"distil {2 * student_steps}->{student_steps} steps",
+                                   progress=self.progress)
+            except ConfigError:
+                if not (self.interrupted and number > 1):
+                    raise
+                # Ctrl-C before this round's first step: keep the last round's student
+                student = teacher_unet
+                break
             self.total_steps += loop.steps
             self.seconds += loop.seconds
             self.records.append({"round": number, "teacher_steps": 2 * student_steps,
@@ -297,7 +304,6 @@ class _DistillRun:
             self.logs.append((number, student_steps, loop.loss_log))
             self.last_loss, self.sampling_steps = loop.last_loss, student_steps
             if loop.interrupted:
-                self.interrupted = True
                 break
             teacher_unet = copy.deepcopy(student).requires_grad_(False).eval()
         self.student, self.teacher.unet, self.teacher_unet = student, None, None
@@ -318,6 +324,15 @@ class _DistillRun:
                                            weight_decay=0.0)
         self.round_start, self.round_seconds = time.perf_counter(), round_seconds
         self.round_step, self.lr = 0, self.learning_rate
+
+    def _interruptible_step(self):
+        """:meth:`_step`, remembering a Ctrl-C (the loop turns one before a round's first
+        step into an error)."""
+        try:
+            return self._step()
+        except KeyboardInterrupt:
+            self.interrupted = True
+            raise
 
     def _current_lr(self) -> float:
         return self.lr
