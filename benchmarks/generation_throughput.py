@@ -334,7 +334,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--color-mode", choices=["grayscale", "rgb"], default="grayscale",
                         help="--quality: the feature model's colour mode")
     parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--sampler", choices=["ddim", "dpm++", "dpm++3m", "unipc"], default="ddim")
+    parser.add_argument("--sampler", choices=["ddim", "dpm++", "dpm++3m", "unipc"],
+                        default="ddim")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance-scale", type=float, default=1.0,
                         help="1.0: no classifier-free guidance (half the UNet work)")
