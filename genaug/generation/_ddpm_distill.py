@@ -160,6 +160,16 @@ def student_target(z, z_next, alpha_bar, alpha_bar_next):
     return (z_next - ratio * z) / (alpha_bar_next.sqrt() - ratio * alpha_bar.sqrt())
 
 
+def ddim_grid(schedule_config, steps: int):
+    """The timesteps ``t`` of diffusers' DDIM sampler at ``steps`` steps (trailing), where each
+    of its steps lands (``t - T // steps``; -1 is the clean image) and the midpoint the
+    teacher's first step of two lands on (``t - T // (2 steps)``), as int64 tensors."""
+    sampler = build_sampler(schedule_config, "ddim")
+    sampler.set_timesteps(steps)
+    timesteps, total = sampler.timesteps, int(schedule_config["num_train_timesteps"])
+    return timesteps, timesteps - total // (2 * steps), timesteps - total // steps
+
+
 class _DistillRun:
     """One :func:`distill_generator` call; :meth:`__call__` lists its steps and
     :meth:`_step` is one optimisation step of a round."""
@@ -312,11 +322,8 @@ class _DistillRun:
                      *, first: bool) -> None:
         import torch
 
-        grid = build_sampler(self.sampler_config, "ddim")
-        grid.set_timesteps(student_steps)
-        self.grid = grid.timesteps.to(self.device)
-        self.gap = self.num_train_timesteps // student_steps
-        self.half_gap = self.num_train_timesteps // (2 * student_steps)
+        self.grid = [part.to(self.device)
+                     for part in ddim_grid(self.sampler_config, student_steps)]
         self.teacher_unet, self.student_unet = teacher_unet, student
         self.round_prediction = self.teacher_prediction if first else STUDENT_PREDICTION
         self.round_guidance = self.guidance if first else 1.0
@@ -379,8 +386,8 @@ class _DistillRun:
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         labels = self.labels_t[idx]
         # 2. Noise them at a timestep of the student's grid.
-        t = self.grid[torch.randint(0, len(self.grid), (batch,), generator=gen, device=device)]
-        t_mid, t_next = t - self.half_gap, t - self.gap
+        where = torch.randint(0, len(self.grid[0]), (batch,), generator=gen, device=device)
+        t, t_mid, t_next = (part[where] for part in self.grid)
         alpha, alpha_mid, alpha_next = self._alpha(t), self._alpha(t_mid), self._alpha(t_next)
         z = alpha.sqrt() * x + (1 - alpha).sqrt() * torch.randn(x.shape, generator=gen,
                                                                 device=device)

@@ -14,7 +14,12 @@ from click.testing import CliRunner
 from genaug.cli import main
 from genaug.exceptions import ConfigError
 from genaug.generation import distill_generator, load_backend
-from genaug.generation._ddpm_distill import _DistillRun, ddim_step, student_target
+from genaug.generation._ddpm_distill import (
+    _DistillRun,
+    ddim_grid,
+    ddim_step,
+    student_target,
+)
 from genaug.generation._ddpm_model import build_sampler, build_train_scheduler, load_generator
 from genaug.synthetic import SyntheticCache
 
@@ -121,8 +126,10 @@ def test_the_student_target_is_the_clean_image_of_diffusers_ddim_step(steps):
     sampler.set_timesteps(steps)
     alphas = schedule.alphas_cumprod
     generator = torch.Generator().manual_seed(steps)
-    for t in sampler.timesteps:
-        t_next = int(t) - 1000 // steps  # the distillation's grid
+    grid, mids, nexts = ddim_grid(schedule.config, steps)
+    assert grid.tolist() == sampler.timesteps.tolist()
+    assert ((nexts < mids) & (mids < grid) & (mids >= 0)).all()
+    for t, t_next in zip(grid, nexts.tolist()):
         alpha = alphas[t].view(1, 1, 1, 1)
         alpha_next = alphas[t_next] if t_next >= 0 else torch.tensor(1.0)
         z = torch.randn((2, 1, 4, 4), generator=generator)
