@@ -41,6 +41,7 @@ from genaug.generation._utils import (
     device_report,
     offline_hub,
     package_versions,
+    precision_name,
     quiet_diffusers,
     require_generation_extras,
     resolve_device,
@@ -209,7 +210,6 @@ class _DistillRun:
 
     # -- 1. teacher --------------------------------------------------------------------------
     def _load_teacher(self) -> None:
-        import torch
 
         from genaug.generation._backends import backend_kind
 
@@ -218,8 +218,7 @@ class _DistillRun:
                               "distill-generator distils `genaug fit-generator` directories")
         self.device = resolve_device(self.device)
         self.dtype = resolve_dtype(self.device, self.precision)
-        self.precision_name = {torch.float32: "fp32", torch.bfloat16: "bf16",
-                               torch.float16: "fp16"}[self.dtype]
+        self.precision_name = precision_name(self.dtype)
         self.teacher = load_generator(self.teacher_path, device=self.device)
         meta, sampling = self.teacher.meta, self.teacher.sampling
         if "distillation" in meta:
