@@ -10,10 +10,14 @@ Three measurements, each in one process and against the obvious alternative:
   PNG writes, records, summary) against the sampler alone with the same backend and batch,
   printing the ratio and the run's time split. With random weights the blur and structure
   gates get thresholds that noise passes (their scores are still computed).
-* ``--quality``: for each solver setting (``--quality-configs``, default DPM-Solver++ 10 and
-  15 steps against DDIM 25) the sampler's images per second and the class-mean KID and FID
-  of its images against the class's real images, in the feature space of a classifier
-  trained on the real images (``genaug.evidence``): speed must not be bought with quality.
+* ``--quality``: for each sampler setting (``--quality-configs``: the first is the
+  reference, today's default DPM-Solver++ 20 steps with guidance 2; then DPM-Solver++ 2M/3M
+  and UniPC at 8-15 steps) and each ``--distilled`` generator (``genaug distill-generator``,
+  at its own step count), on the same generator and seeds: the sampler's images per second,
+  the class-mean KID and FID of its images against the class's real images in the feature
+  space of a balanced classifier trained on the real images (``genaug.evidence``), that
+  classifier's class accuracy on the images, and whether the setting qualifies as a default
+  (:func:`quality_held`: KID within 10 % of the reference's, class accuracy within 1 point).
   Needs a trained ``--generator`` and its ``--data-dir``.
 
     # GPU: the 25M-parameter base UNet, 25 DDIM steps, bf16, each runtime
@@ -24,6 +28,9 @@ Three measurements, each in one process and against the obvious alternative:
     # CPU smoke runs (tiny UNet)
     python benchmarks/generation_throughput.py --device cpu --model-size tiny --threads 1
     python benchmarks/generation_throughput.py --device cpu --end-to-end --images 256
+    # quality and speed of each setting (the rule applied), a distilled generator included
+    python benchmarks/generation_throughput.py --device cpu --quality --generator gen \
+        --distilled gen-4steps --data-dir data
 
 Reference (untuned, H100, base UNet, 25 DDIM steps, bf16): about 110 images/s at 64x64 and
 420 at 32x32; H200 before this change: 680 and 198 (issue 13).
@@ -41,6 +48,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+#: A setting qualifies as a default when its class-mean KID is at most this much (relative)
+#: above the reference's and its class accuracy at most this many points below.
+KID_TOLERANCE = 0.10
+ACCURACY_POINTS = 1.0
 
 RUNTIMES = {"eager": {"cuda_graph": False, "compile": False},
             "cuda-graph": {"cuda_graph": True, "compile": False},
@@ -196,14 +208,55 @@ def measure_end_to_end(args) -> dict:
 
 
 # -- fewer solver steps against sample quality -------------------------------------------------
-def feature_extractor(args, data_dir: Path, workdir: Path):
-    from genaug.evidence import load_feature_extractor, train_feature_extractor
+def quality_held(*, kid: float, accuracy: float, reference_kid: float,
+                 reference_accuracy: float) -> bool:
+    """Whether a setting keeps the reference's quality: its KID at most
+    :data:`KID_TOLERANCE` (relative to the reference's magnitude) above the reference's, and
+    its class accuracy (in points) at most :data:`ACCURACY_POINTS` below. Lower KID and higher
+    accuracy always qualify."""
+    return (kid <= reference_kid + KID_TOLERANCE * abs(reference_kid)
+            and accuracy >= reference_accuracy - ACCURACY_POINTS)
+
+
+def quality_models(args, data_dir: Path, workdir: Path):
+    """The feature extractor and the classifier it comes from (trained on the real images,
+    balanced, unless ``--feature-model`` names one)."""
+    from genaug.classifier import load_classifier, load_feature_extractor
+    from genaug.evidence import train_feature_extractor
 
     if args.feature_model:
-        return load_feature_extractor(args.feature_model)
-    return train_feature_extractor(data_dir, output_dir=workdir / "features",
-                                   epochs=args.feature_epochs, image_size=args.resolution,
-                                   color_mode=args.color_mode, seed=0)
+        path = Path(args.feature_model)
+        extractor = load_feature_extractor(path)
+    else:
+        from training.pipeline import TrainConfig, run_training
+
+        trained = {}
+
+        def train(**options):
+            trained.update(run_training(TrainConfig(**options)))
+            return trained
+
+        extractor = train_feature_extractor(data_dir, train_classifier=train,
+                                            output_dir=workdir / "features",
+                                            epochs=args.feature_epochs,
+                                            image_size=args.resolution,
+                                            color_mode=args.color_mode, seed=0)
+        path = Path(trained["model_path"])
+    return extractor, load_classifier(path)
+
+
+def quality_settings(args) -> list[tuple[str, str, dict]]:
+    """``(label, generator, backend options)`` per setting, the reference first."""
+    settings = []
+    for config in args.quality_configs.split(","):
+        sampler, steps = config.split(":")
+        settings.append((f"{sampler} {steps} steps, guidance {args.quality_guidance:g}",
+                         args.generator, {"sampler": sampler, "steps": int(steps),
+                                          "guidance_scale": args.quality_guidance}))
+    for path in filter(None, (args.distilled or "").split(",")):
+        settings.append((f"distilled {path}", path,
+                         {"sampler": None, "steps": None, "guidance_scale": None}))
+    return settings
 
 
 def measure_quality(args) -> list[dict]:
@@ -218,20 +271,20 @@ def measure_quality(args) -> list[dict]:
     index = DatasetIndex.from_directory(args.data_dir)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        extractor = feature_extractor(args, Path(args.data_dir), Path(tmp))
+        extractor, (classifier, info) = quality_models(args, Path(args.data_dir), Path(tmp))
         size, mode = extractor.image_size, extractor.color_mode
+        labels = {name: i for i, name in enumerate(info["class_names"] or index.class_names)}
         real = {name: extractor(np.stack([load_image(p, image_size=size, color_mode=mode)
                                           for p in paths]))
                 for name, paths in index.paths_by_class().items() if paths}
-        for config in args.quality_configs.split(","):
-            sampler, steps = config.split(":")
-            backend = load(args, args.generator, sampler=sampler, steps=int(steps))
+        for label, generator, options in quality_settings(args):
+            backend = load(args, generator, **options)
             names = [n for n in backend.class_names if n in real]
             warm_up(backend, names)
-            kids, fids, seconds = [], [], 0.0
+            kids, fids, accuracies, seconds = [], [], [], 0.0
             for name in names:
                 requests = [GenerationRequest(class_name=name, seed=i)
-                            for i in range(args.quality_per_class)]  # same seeds per config
+                            for i in range(args.quality_per_class)]  # same seeds per setting
                 sync(backend)
                 start = time.perf_counter()
                 made = []
@@ -239,19 +292,32 @@ def measure_quality(args) -> list[dict]:
                     made += backend.generate_batch(requests[begin:begin + backend.batch_size])
                 sync(backend)
                 seconds += time.perf_counter() - start
-                fake = extractor(np.stack([normalize_image(m.image, size, mode) for m in made]))
+                pixels = np.stack([normalize_image(m.image, size, mode) for m in made])
+                fake = extractor(pixels)
                 kids.append(kid(real[name], fake, subsets=50, subset_size=100)[0])
                 fids.append(fid(real[name], fake))
-            results.append({
-                "device": device_name(backend), "runtime": backend.runtime,
-                "sampler": sampler, "steps": int(steps),
-                "guidance_scale": args.guidance_scale,
+                scores = classifier.predict(pixels.astype(np.float32), verbose=0)
+                accuracies.append(float(np.mean(np.argmax(scores, axis=-1) == labels[name])))
+            result = {
+                "device": device_name(backend), "runtime": backend.runtime, "setting": label,
+                "sampler": backend.sampler_name, "steps": backend.steps,
+                "guidance_scale": backend.guidance_scale,
                 "images_per_second": round(len(names) * args.quality_per_class / seconds, 2),
                 "kid_x1000_class_mean": round(1000 * statistics.fmean(kids), 3),
                 "fid_class_mean": round(statistics.fmean(fids), 2),
+                "class_accuracy_pct": round(100 * statistics.fmean(accuracies), 2),
                 "classes": len(names), "images_per_class": args.quality_per_class,
                 "feature_space": extractor.source,
-            })
+            }
+            reference = results[0] if results else result
+            result["speedup"] = round(result["images_per_second"]
+                                      / reference["images_per_second"], 2)
+            result["qualifies"] = quality_held(
+                kid=result["kid_x1000_class_mean"], accuracy=result["class_accuracy_pct"],
+                reference_kid=reference["kid_x1000_class_mean"],
+                reference_accuracy=reference["class_accuracy_pct"])
+            result["reference"] = not results
+            results.append(result)
             backend.close()
     return results
 
@@ -268,7 +334,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--color-mode", choices=["grayscale", "rgb"], default="grayscale",
                         help="--quality: the feature model's colour mode")
     parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--sampler", choices=["ddim", "dpm++"], default="ddim")
+    parser.add_argument("--sampler", choices=["ddim", "dpm++", "dpm++3m", "unipc"],
+                        default="ddim")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance-scale", type=float, default=1.0,
                         help="1.0: no classifier-free guidance (half the UNet work)")
@@ -287,7 +354,15 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--workers", type=int, help="generate's CPU threads")
     parser.add_argument("--quality", action="store_true",
                         help="KID/FID of fewer solver steps against the real images")
-    parser.add_argument("--quality-configs", default="dpm++:10,dpm++:15,ddim:25")
+    parser.add_argument("--quality-configs",
+                        default="dpm++:20,dpm++:8,dpm++:10,dpm++:15,dpm++3m:8,dpm++3m:10,"
+                                "dpm++3m:15,unipc:8,unipc:10,unipc:15",
+                        help="sampler:steps settings; the first is the reference (today's "
+                             "default)")
+    parser.add_argument("--quality-guidance", type=float, default=2.0,
+                        help="--quality: guidance of the --quality-configs (today's default)")
+    parser.add_argument("--distilled", help="--quality: comma-separated distilled generators "
+                        "of --generator, each at its own default sampling")
     parser.add_argument("--quality-per-class", type=int, default=200)
     parser.add_argument("--feature-model", help="a classifier for the features (default: "
                         "train one on --data-dir)")
@@ -331,12 +406,15 @@ def describe(result: dict) -> str:
                 f"({result['accepted']} accepted of {result['candidates']} candidates; "
                 f"{result['seconds']:.1f} s: {split})")
     if "kid_x1000_class_mean" in result:
-        return (f"{result['device']} | {result['sampler']} {result['steps']} steps, guidance "
-                f"{result['guidance_scale']} | {result['runtime']} | "
-                f"{result['images_per_second']:.1f} img/s | KID x1000 "
-                f"{result['kid_x1000_class_mean']:.2f}, FID {result['fid_class_mean']:.1f} "
-                f"(class means over {result['classes']} classes, "
-                f"{result['images_per_class']} images each)")
+        verdict = "reference" if result["reference"] else (
+            "yes" if result["qualifies"] else "no")
+        return (f"{result['device']} | {result['setting']} ({result['sampler']} "
+                f"{result['steps']} steps, guidance {result['guidance_scale']:g}) | "
+                f"{result['runtime']} | {result['images_per_second']:.1f} img/s "
+                f"({result['speedup']:.2f}x) | KID x1000 {result['kid_x1000_class_mean']:.2f}, "
+                f"FID {result['fid_class_mean']:.1f}, class accuracy "
+                f"{result['class_accuracy_pct']:.1f} % (class means over {result['classes']} "
+                f"classes, {result['images_per_class']} images each) | qualifies: {verdict}")
     return (f"{result['device']} | {result['model_size']} UNet ({result['parameters_m']}M "
             f"params) | {result['resolution']}x{result['resolution']}x{result['channels']} | "
             f"{result['sampler']} {result['steps']} steps | guidance "

@@ -18,6 +18,7 @@ COMMANDS = {
     "cache": "genaug.cli._cache:cache",
     "plan": "genaug.cli._generation:plan",
     "fit-generator": "genaug.cli._generation:fit_generator",
+    "distill-generator": "genaug.cli._generation:distill_generator",
     "fit-lora": "genaug.cli._lora:fit_lora",
     "generate": "genaug.cli._generation:generate",
     "compare": "genaug.cli._evidence:compare",

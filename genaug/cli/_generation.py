@@ -1,4 +1,5 @@
-"""``genaug plan``, ``genaug fit-generator`` and ``genaug generate``."""
+"""``genaug plan``, ``genaug fit-generator``, ``genaug distill-generator`` and
+``genaug generate``."""
 
 from __future__ import annotations
 
@@ -119,6 +120,50 @@ def fit_generator(data_dir, out_dir, resolution, max_steps, max_seconds, batch_s
     click.echo(f"loss log: {Path(result.path) / 'loss_log.csv'}")
 
 
+@click.command("distill-generator")
+@click.argument("generator", type=click.Path())
+@click.option("--out", "out_dir", type=click.Path(), required=True,
+              help="Distilled generator directory (same format; replaced atomically).")
+@click.option("--steps", type=click.IntRange(min=1), required=True,
+              help="Sampling steps of the result, a power of two (2, 4 or 8 usually).")
+@click.option("--teacher-steps", type=click.IntRange(min=2),
+              help="DDIM steps of the teacher the first round halves (default 64; a "
+                   "distilled teacher's own).")
+@click.option("--data", "data_dir", type=click.Path(),
+              help="The teacher's training images (default: the folder it was fitted on).")
+@click.option("--guidance-scale", type=click.FloatRange(min=0),
+              help="Guidance of the teacher to distil (default: its own, 2.0).")
+@click.option("--max-steps", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Optimisation steps per round.")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Time for all rounds together (whichever comes first).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-4,
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              default="auto", show_default=True, help="auto: bf16/fp16 on CUDA, fp32 on CPU.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def distill_generator(generator, out_dir, steps, teacher_steps, data_dir, guidance_scale,
+                      max_steps, max_seconds, batch_size, learning_rate, seed, device,
+                      precision, quiet):
+    """Distil GENERATOR into a few-step sampler (progressive distillation), which `genaug
+    generate` then uses at its step count."""
+    from genaug.generation import distill_generator as distill
+
+    result = distill(generator, out_dir=out_dir, steps=steps, teacher_steps=teacher_steps,
+                     data=data_dir, guidance_scale=guidance_scale, max_steps=max_steps,
+                     max_seconds=max_seconds, batch_size=batch_size,
+                     learning_rate=learning_rate, seed=seed, device=device,
+                     precision=precision, progress=not quiet)
+    click.echo(result.describe())
+    if result.interrupted:
+        _echo_err(f"interrupted: saved at {result.sampling_steps} steps; distil {result.path} "
+                  "again to go on halving")
+    click.echo(f"loss log: {Path(result.path) / 'loss_log.csv'}")
+
+
 def _load_gate(spec: str):
     """``package.module:factory`` -> a QualityGate (the factory is called without arguments
     when it is not a gate instance already)."""
@@ -191,11 +236,14 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
 @click.option("--batch-size", type=click.IntRange(min=1),
               help="Images per generator call (default: 256 ddpm / 8 sd on CUDA, less on CPU).")
 @click.option("--steps", type=click.IntRange(min=1),
-              help="Sampling steps (default: 20 ddpm, 30 sd).")
+              help="Sampling steps (default: the generator's, 20 ddpm, a distilled one's "
+                   "own; 30 sd).")
 @click.option("--guidance-scale", type=click.FloatRange(min=0),
-              help="Classifier-free guidance (default: 2.0 ddpm, 7.5 sd; 1 turns it off).")
-@click.option("--sampler", type=click.Choice(["dpm++", "ddim"]), default="dpm++",
-              show_default=True, help="ddpm backend sampler.")
+              help="Classifier-free guidance (default: 2.0 ddpm, built in for a distilled "
+                   "one; 7.5 sd; 1 turns it off).")
+@click.option("--sampler", type=click.Choice(["dpm++", "dpm++3m", "unipc", "ddim"]),
+              help="ddpm backend sampler (default: the generator's, dpm++, or ddim for a "
+                   "generator made by `genaug distill-generator`).")
 @click.option("--img2img-fraction", type=click.FloatRange(0, 1), default=0.0,
               show_default=True,
               help="Share of each class's images made as variations of its real images.")

@@ -6,6 +6,9 @@ Three steps, each a CLI command and a function:
   images to generate, exact attribute quotas and the balance check.
 * :func:`fit_generator` (``genaug fit-generator``): train a class-conditional DDPM (diffusers
   ``UNet2DModel``) on the user's images, no pretrained weights needed.
+* :func:`distill_generator` (``genaug distill-generator``): distil a fitted DDPM into a
+  few-step DDIM sampler (progressive distillation), saved as a generator of the same format
+  that samples at its step count by default.
 * :func:`fit_lora` (``genaug fit-lora``): or, with a local Stable Diffusion checkpoint, train
   a LoRA adapter of its UNet on the user's classes (``load_backend(sd, lora=adapter)``).
 * :func:`generate_cache` (``genaug generate``): run a backend over the plan, pass every image
@@ -59,6 +62,7 @@ from genaug.exceptions import GateAcceptanceWarning, GenerationError
 from genaug.generation._backends import BACKENDS, backend_kind, load_backend
 from genaug.generation._base import GeneratedImage, GenerationRequest, GeneratorBackend
 from genaug.generation._ddpm_backend import DDPMBackend
+from genaug.generation._ddpm_distill import DistillResult, distill_generator
 from genaug.generation._ddpm_fit import FitResult, fit_generator
 from genaug.generation._gates import (
     BlurGate,
@@ -85,6 +89,7 @@ __all__ = [
     "BACKENDS",
     "BlurGate",
     "DDPMBackend",
+    "DistillResult",
     "FeatureDistanceGate",
     "FitResult",
     "FunctionGate",
@@ -108,6 +113,7 @@ __all__ = [
     "check_lora",
     "backend_kind",
     "build_gate_chain",
+    "distill_generator",
     "fit_generator",
     "fit_lora",
     "generate_cache",

@@ -21,6 +21,8 @@ from genaug.generation._sanity import check_pixel_statistics
 from genaug.generation._utils import (
     normalize_image,
     require_generation_extras,
+    resolve_device,
+    resolve_dtype,
 )
 
 
@@ -35,11 +37,16 @@ class DDPMBackend(GeneratorBackend):
         ``cuda`` when available, else ``cpu``.
     precision : {"auto", "fp32", "bf16", "fp16"}
         ``auto``: bf16 (fp16 without bf16 support) on CUDA, fp32 on CPU.
-    sampler : {"dpm++", "ddim"}, default "dpm++"
-        DPM-Solver++ (with ``lambda_min_clipped``) or DDIM.
-    steps : int, default 20
-    guidance_scale : float, default 2.0
-        Classifier-free guidance; 1.0 turns it off (and halves the work).
+    sampler : {"dpm++", "dpm++3m", "unipc", "ddim"}, optional
+        DPM-Solver++ 2M or 3M (with ``lambda_min_clipped``), UniPC or DDIM (see
+        :func:`~genaug.generation._ddpm_model.build_sampler`). Default: the generator's own,
+        ``"dpm++"`` unless it was distilled (``genaug distill-generator``: ``"ddim"``).
+    steps : int, optional
+        Default: the generator's own, 20 unless it was distilled (then its step count).
+    guidance_scale : float, optional
+        Classifier-free guidance; 1.0 turns it off (and halves the work). Default: 2.0, or
+        1.0 for a distilled generator, whose guidance is built into its weights (another
+        value is refused with a warning).
     strength : float, default 0.6
         For variations of real images (requests with ``source_image``): how much noise is
         added to the real image before denoising it (SDEdit); 1.0 ignores the source.
@@ -66,28 +73,41 @@ class DDPMBackend(GeneratorBackend):
                    "`genaug fit-generator`)")
     supports_source_images = True
 
-    def __init__(self, path, *, device=None, precision: str = "auto", sampler: str = "dpm++",
-                 steps: int = 20, guidance_scale: float = 2.0, strength: float = 0.6,
+    def __init__(self, path, *, device=None, precision: str = "auto", sampler: str | None = None,
+                 steps: int | None = None, guidance_scale: float | None = None,
+                 strength: float = 0.6,
                  batch_size: int | None = None, pixel_check: bool = True,
                  cuda_graph: bool | None = None, compile: bool | str = False,
                  compile_cache_dir=None, lambda_min_clipped: float = LAMBDA_MIN_CLIPPED):
         require_generation_extras()
         import torch
 
-        if sampler not in SAMPLERS:
+        if sampler is not None and sampler not in SAMPLERS:
             raise ConfigError(f"`sampler` must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-        self._init_sampling(device=device, precision=precision, steps=steps,
+        if steps is not None and steps < 1:
+            raise ConfigError(f"`steps` must be at least 1, got {steps}")
+        device = resolve_device(device)
+        self.generator = load_generator(path, device=device, dtype=resolve_dtype(device,
+                                                                                 precision))
+        defaults = self.generator.sampling
+        self._init_sampling(device=device, precision=precision,
+                            steps=defaults["steps"] if steps is None else steps,
                             strength=strength)
         compile_mode, graphs = resolve_runtime(self.device, cuda_graph=cuda_graph,
                                                compile=compile)
-        self.generator = load_generator(path, device=self.device, dtype=self.dtype)
         self.unet = self.generator.unet
         if self.device.startswith("cuda"):
             self.unet.to(memory_format=torch.channels_last)
         meta = self.generator.meta
-        self.sampler_name = sampler
-        self.guidance_scale = float(guidance_scale)
-        if self.guidance_scale != 1.0 and not meta.get("label_dropout"):
+        self.sampler_name = sampler or defaults["sampler"]
+        self.guidance_scale = float(defaults["guidance_scale"] if guidance_scale is None
+                                    else guidance_scale)
+        if self.guidance_scale != 1.0 and "distillation" in meta:
+            warnings.warn(f"this generator was distilled with guidance "
+                          f"{meta['distillation']['guidance_scale']:g} built in; using "
+                          "guidance_scale=1.0", stacklevel=2)
+            self.guidance_scale = 1.0
+        elif self.guidance_scale != 1.0 and not meta.get("label_dropout"):
             warnings.warn("this generator was trained without label dropout, so classifier-free "
                           "guidance is not available; using guidance_scale=1.0", stacklevel=2)
             self.guidance_scale = 1.0
@@ -110,7 +130,7 @@ class DDPMBackend(GeneratorBackend):
             "backend": "ddpm",
             "model": str(self.generator.path),
             "model_hash": self.generator.model_hash,
-            "sampler": sampler,
+            "sampler": self.sampler_name,
             "resolution": self.resolution,
             "color_mode": self.native_color_mode,
         }

@@ -24,6 +24,7 @@ from genaug.generation._utils import (
     device_report,
     offline_hub,
     package_versions,
+    precision_name,
     quiet_diffusers,
     require_generation_extras,
     resolve_device,
@@ -204,8 +205,7 @@ class _FitRun:
         self.channels = 1 if self.color_mode == "grayscale" else 3
         self.device = resolve_device(self.device)
         self.dtype = resolve_dtype(self.device, self.precision)
-        self.precision_name = {torch.float32: "fp32", torch.bfloat16: "bf16",
-                               torch.float16: "fp16"}[self.dtype]
+        self.precision_name = precision_name(self.dtype)
         torch.manual_seed(self.seed)
         self.index = index
         self.images = load_training_images(index, resolution=self.resolution,

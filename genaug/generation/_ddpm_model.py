@@ -7,7 +7,8 @@ A generator directory (written by ``genaug fit-generator``)::
       scheduler/scheduler_config.json    (the training noise schedule, cosine)
       class_map.json                     ({"class": label, ...}; label K is "no class" for CFG)
       train_config.json                  (every training parameter)
-      genaug_generator.json              (format, resolution, colour mode, pixel statistics)
+      genaug_generator.json              (format, resolution, colour mode, pixel statistics;
+                                          for a distilled generator its default sampling)
       loss_log.csv
 """
 
@@ -37,7 +38,12 @@ MODEL_SIZES = {
 }
 #: DPM-Solver++ on a cosine schedule needs the smallest log-SNR clipped, or it returns noise.
 LAMBDA_MIN_CLIPPED = -5.1
-SAMPLERS = ("dpm++", "ddim")
+#: ``dpm++``: DPM-Solver++ 2M; ``dpm++3m``: its third-order multistep form; ``unipc``: UniPC
+#: (Zhao et al. 2023, also third order); ``ddim``: DDIM.
+SAMPLERS = ("dpm++", "dpm++3m", "unipc", "ddim")
+#: How a generator samples unless told otherwise; a distilled generator's metadata holds its
+#: own (``sampling``: DDIM at its step count, guidance built in).
+DEFAULT_SAMPLING = {"sampler": "dpm++", "steps": 20, "guidance_scale": 2.0}
 #: What the UNet predicts: the noise, or the velocity ``sqrt(a) * noise - sqrt(1 - a) * x0``
 #: (diffusers' names; the sampler reads it back from the saved scheduler config).
 PREDICTION_TYPES = ("epsilon", "v_prediction")
@@ -107,16 +113,22 @@ def build_sampler(train_config, sampler: str = "dpm++", *,
                   lambda_min_clipped: float = LAMBDA_MIN_CLIPPED):
     """A fast sampler built from the training schedule's config.
 
-    ``dpm++``: DPM-Solver++ (2nd order, multistep) with ``lambda_min_clipped`` so a cosine
-    schedule does not blow up at the first step. ``ddim``: DDIM with trailing timesteps
-    (it starts from pure noise) and clipped x0.
+    ``dpm++`` / ``dpm++3m``: DPM-Solver++ (2nd / 3rd order, multistep) with
+    ``lambda_min_clipped`` so a cosine schedule does not blow up at the first step.
+    ``unipc``: UniPC (bh2, 3rd order), which has no ``lambda_min_clipped``: its predicted x0
+    is clipped to [-1, 1] instead (thresholding with a maximum of 1), as DDIM's is.
+    ``ddim``: DDIM with trailing timesteps (it starts from pure noise) and clipped x0.
     """
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
-    if sampler == "dpm++":
+    if sampler in ("dpm++", "dpm++3m"):
         return DPMSolverMultistepScheduler.from_config(
-            train_config, algorithm_type="dpmsolver++", solver_order=2,
+            train_config, algorithm_type="dpmsolver++", solver_order=2 if sampler == "dpm++" else 3,
             lambda_min_clipped=lambda_min_clipped, final_sigmas_type="zero")
+    if sampler == "unipc":
+        return UniPCMultistepScheduler.from_config(
+            train_config, solver_order=3, thresholding=True, sample_max_value=1.0,
+            final_sigmas_type="zero")
     if sampler == "ddim":
         return DDIMScheduler.from_config(train_config, timestep_spacing="trailing",
                                          clip_sample=True, set_alpha_to_one=True)
@@ -142,6 +154,11 @@ class LoadedGenerator:
     @property
     def null_label(self) -> int:
         return int(self.meta["null_label"])
+
+    @property
+    def sampling(self) -> dict:
+        """The sampler, steps and guidance this generator samples with by default."""
+        return {**DEFAULT_SAMPLING, **self.meta.get("sampling", {})}
 
 
 def save_generator(directory, *, unet, scheduler, class_names, meta: dict, train_config: dict,

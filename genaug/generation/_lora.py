@@ -31,6 +31,7 @@ from genaug.generation._utils import (
     device_report,
     offline_hub,
     package_versions,
+    precision_name,
     quiet_diffusers,
     require_generation_extras,
     resolve_device,
@@ -475,8 +476,7 @@ class _LoraRun:
         from genaug._io import atomic_directory
 
         unet, loop = self.pipe.unet, self.loop
-        precision = {torch.float32: "fp32", torch.bfloat16: "bf16",
-                     torch.float16: "fp16"}[self.dtype]
+        precision = precision_name(self.dtype)
         state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
         state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
         config = {

@@ -93,6 +93,13 @@ def resolve_dtype(device: str, precision: str = "auto"):
     return torch.float32
 
 
+def precision_name(dtype) -> str:
+    """``fp32``, ``bf16`` or ``fp16``: how a dtype of :func:`resolve_dtype` is recorded."""
+    import torch
+
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
 def quiet_diffusers() -> None:
     """Silence diffusers/transformers info logging and per-call progress bars."""
     try:
