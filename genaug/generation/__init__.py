@@ -62,11 +62,13 @@ from genaug.generation._ddpm_backend import DDPMBackend
 from genaug.generation._ddpm_fit import FitResult, fit_generator
 from genaug.generation._gates import (
     BlurGate,
+    ClassMarginGate,
     FeatureDistanceGate,
     FunctionGate,
     GateChain,
     GateResult,
     PHashGate,
+    PixelStatisticsGate,
     QualityGate,
     StructureGate,
     VerifierGate,
@@ -84,6 +86,7 @@ from genaug.generation._utils import normalize_image, package_versions
 __all__ = [
     "BACKENDS",
     "BlurGate",
+    "ClassMarginGate",
     "DDPMBackend",
     "FeatureDistanceGate",
     "FitResult",
@@ -99,6 +102,7 @@ __all__ = [
     "GeneratorBackend",
     "LoraFitResult",
     "PHashGate",
+    "PixelStatisticsGate",
     "PlanItem",
     "QualityGate",
     "RayBackend",
