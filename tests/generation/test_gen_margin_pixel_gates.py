@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from _gen_helpers import MeanFeature, PlacedBackend
 from click.testing import CliRunner
 from PIL import Image
 
@@ -13,26 +14,12 @@ from genaug.exceptions import ConfigError
 from genaug.generation import (
     ClassMarginGate,
     GateChain,
-    GeneratedImage,
     PixelStatisticsGate,
     build_gate_chain,
     generate_cache,
     make_plan,
 )
 from genaug.synthetic import SyntheticCache, select_by_class_margin
-
-
-class MeanFeature:
-    """A stand-in for ``genaug.classifier.FeatureExtractor``: the feature is the mean pixel."""
-
-    image_size, color_mode, dimension, source = (8, 8), "grayscale", 1, "mean pixel"
-
-    def __call__(self, images):
-        return np.asarray(images, dtype=np.float64).reshape(len(images), -1).mean(
-            axis=1, keepdims=True)
-
-    def describe(self):
-        return {"source": self.source}
 
 
 def flat(value, size=8):
@@ -54,7 +41,7 @@ def real_flat(class_name):
 
 
 def test_the_margin_gate_drops_an_image_nearer_another_class_and_keeps_one_near_its_own():
-    gate = ClassMarginGate(MeanFeature(), reference_images=real_flat,
+    gate = ClassMarginGate(MeanFeature((8, 8)), reference_images=real_flat,
                            class_names=["dark", "bright", "lonely"])
     chain = GateChain([gate])
     images = [flat(60), flat(180), flat(200), flat(90)]
@@ -78,9 +65,9 @@ def test_the_margin_gate_floors_a_tight_rare_classs_radius():
     wide = [flat(v) for v in range(20, 120, 5)]  # radius about 45
     tight = [flat(200), flat(201), flat(200)]  # radius about 1
     references = {"wide": wide, "tight": tight}.get
-    floored = ClassMarginGate(MeanFeature(), reference_images=references,
+    floored = ClassMarginGate(MeanFeature((8, 8)), reference_images=references,
                               class_names=["wide", "tight"])
-    unfloored = ClassMarginGate(MeanFeature(), reference_images=references,
+    unfloored = ClassMarginGate(MeanFeature((8, 8)), reference_images=references,
                                 class_names=["wide", "tight"], radius_floor=0.0)
     slightly_off = [flat(180)]  # 20 from tight (many of its radii), 110 from wide (about 2.4)
     assert unfloored.passes(unfloored.score_batch(slightly_off, ["tight"])[0]) is False
@@ -89,12 +76,13 @@ def test_the_margin_gate_floors_a_tight_rare_classs_radius():
 
 def test_bad_gate_options_are_refused():
     with pytest.raises(ConfigError, match="radius_floor must be >= 0"):
-        ClassMarginGate(MeanFeature(), reference_images=real_flat, class_names=["a"],
+        ClassMarginGate(MeanFeature((8, 8)), reference_images=real_flat, class_names=["a"],
                         radius_floor=-1)
     with pytest.raises(ConfigError, match="needs `class_names`"):
-        build_gate_chain(select_model=MeanFeature(), select_method="class-margin")
+        build_gate_chain(select_model=MeanFeature((8, 8)), select_method="class-margin")
     with pytest.raises(ConfigError, match="`select_method` must be one of"):
-        build_gate_chain(select_model=MeanFeature(), select_method="nearest", class_names=["a"])
+        build_gate_chain(select_model=MeanFeature((8, 8)), select_method="nearest",
+                         class_names=["a"])
     with pytest.raises(ConfigError, match="tolerances must be positive"):
         PixelStatisticsGate(reference_images=real_flat, border_tolerance=0)
 
@@ -144,33 +132,6 @@ def test_the_pixel_gate_sees_the_border_alone():
     assert gate.passes(gate.score(moved, "black")) is False
 
 
-class PlacedBackend:
-    """A stand-in generator whose every image of a class is the same, given by ``looks``."""
-
-    backend_name = "placed"
-    uses_prompts = False
-    supports_source_images = False
-    device = "cpu"
-    native_size = (16, 16)
-    native_color_mode = "grayscale"
-    class_names = None
-    batch_size = 4
-
-    def __init__(self, looks):
-        self.looks = looks
-
-    def can_generate(self, class_name):
-        return True
-
-    def info(self):
-        return {"backend": "placed", "model": "placed", "model_hash": "1" * 64}
-
-    def generate_batch(self, requests):
-        return [GeneratedImage(image=self.looks[r.class_name].copy(),
-                               provenance={"generator": self.info(), "seed": r.seed},
-                               class_name=r.class_name) for r in requests]
-
-
 def write_classes(root, images_by_class):
     for name, images in images_by_class.items():
         (root / name).mkdir(parents=True)
@@ -192,7 +153,7 @@ def test_generate_drops_images_nearer_another_class_per_class(tmp_path):
     plan = make_plan(data, target_per_class=6)
     backend = PlacedBackend({"dark": flat(185, 16), "bright": flat(200, 16)})
     summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
-                             select_model=MeanFeature(), select_method="class-margin",
+                             select_model=MeanFeature((8, 8)), select_method="class-margin",
                              **no_standard_gates())
     assert [g["name"] for g in summary["gates"]] == ["class_margin"]
     dark, bright = summary["classes"]["dark"], summary["classes"]["bright"]

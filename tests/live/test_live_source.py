@@ -120,17 +120,14 @@ class LevelBackend(NoiseBackend):
                                r.class_name) for r in requests]
 
 
-class MeanFeature:
-    """A stand-in for ``genaug.classifier.FeatureExtractor``: the feature is the mean pixel."""
+def mean_pixel_features():
+    """A real ``FeatureExtractor`` whose feature is the mean pixel (a pooling layer)."""
+    from genaug.classifier import FeatureExtractor
 
-    image_size, color_mode, dimension, source = (8, 8), "grayscale", 1, "mean pixel"
-
-    def __call__(self, images):
-        return np.asarray(images, dtype=np.float64).reshape(len(images), -1).mean(
-            axis=1, keepdims=True)
-
-    def describe(self):
-        return {"source": self.source}
+    model = keras.Sequential([keras.Input((8, 8, 1)),
+                              keras.layers.GlobalAveragePooling2D(name="features")])
+    return FeatureExtractor(model=model, image_size=(8, 8), color_mode="grayscale",
+                            layer="features", source="mean pixel")
 
 
 def test_the_margin_gate_drops_live_images_nearer_another_class(tmp_path):
@@ -138,7 +135,7 @@ def test_the_margin_gate_drops_live_images_nearer_another_class(tmp_path):
 
     real = {"cat": (30, 35, 45, 50), "dog": (190, 195, 205, 210)}
     gates = build_gate_chain(
-        blur_min=None, structure_min=None, phash_max=None, select_model=MeanFeature(),
+        blur_min=None, structure_min=None, phash_max=None, select_model=mean_pixel_features(),
         select_method="class-margin", class_names=["cat", "dog"],
         reference_images=lambda name: [np.full((8, 8, 3), v, np.uint8) for v in real[name]])
     # every cat looks like a dog; every dog like a dog
