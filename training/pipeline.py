@@ -484,6 +484,7 @@ class TrainingRun:
                 verify_model=config.live_verify_model,
                 verify_threshold=config.live_verify_threshold,
                 select_model=config.select_model if config.synthetic_select else None,
+                select_method=config.synthetic_select or "feature-distance",
                 lora=config.live_lora,
                 seed=config.seed, log=self.log)
 
@@ -701,6 +702,11 @@ class TrainingRun:
         out = Path(config.output_dir)
         status = status_report(config, self.splits, comp, self.cache, self.synthetic)
         status["skipped_files"] = self.skipped
+        if self.live is not None:
+            # What the live producer's gates turned away, per class (a class-margin gate
+            # says here which classes' images strayed toward others).
+            status["live_rejections"] = {key: metrics["live"][key] for key in (
+                "generated", "accepted", "rejected_by_gate", "rejected_by_class")}
         if self.selection is not None:
             status["synthetic_selection"] = self.selection
         if self.allocation is not None:
@@ -841,9 +847,6 @@ def _check_selection(config: TrainConfig) -> None:
     if config.synthetic_select not in ("feature-distance", "class-margin"):
         raise ConfigError(f"--synthetic-select must be feature-distance or class-margin, got "
                           f"{config.synthetic_select}")
-    if config.live_generator and config.synthetic_select == "class-margin":
-        raise ConfigError("--synthetic-select class-margin selects a cache; with "
-                          "--live-generator use feature-distance")
     if config.live_generator:
         if not config.select_model:  # the run's own model is not trained when they are made
             raise ConfigError("--synthetic-select with --live-generator gates the live images "

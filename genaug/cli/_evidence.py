@@ -38,10 +38,12 @@ def _open_cache(directory, class_names):
               help="Comma-separated arm names: plain, class_weights, balanced, "
                    "balanced_synthetic, the recipe levers balanced_synthetic_select, _cooldown, "
                    "_fill, _weight03, _smooth, _mixup, _confusion, balanced_synthetic_legacy "
-                   "(docs/evidence.md), "
-                   "oracle (with --oracle-cache) and any registered with "
+                   "(docs/evidence.md), balanced_augment, balanced_synthetic_augment, "
+                   "balanced_variation and balanced_variation_augment (with "
+                   "--variation-cache), oracle (with --oracle-cache) and any registered with "
                    "genaug.evidence.register_arm. Default: plain,class_weights,balanced "
-                   "(+ balanced_synthetic with --synthetic-cache).")
+                   "(+ balanced_synthetic with --synthetic-cache, + balanced_variation with "
+                   "--variation-cache).")
 @click.option("--seeds", default="0,1,2", show_default=True,
               help="Comma-separated seeds; every arm runs at each (at least 3 recommended).")
 @train_options
@@ -54,11 +56,16 @@ def _open_cache(directory, class_names):
               help="A cache of real images held out from training (genaug cache import): adds "
                    "the arm 'oracle', balanced_synthetic's recipe on those images, the bound "
                    "of what a perfect generator would add.")
+@click.option("--variation-cache", type=click.Path(), default=None,
+              help="A cache of variations of real training images (genaug generate from a "
+                   "plan made with --variation-strength): the arms balanced_variation and "
+                   "balanced_variation_augment train on it, as balanced_synthetic and "
+                   "balanced_synthetic_augment do on --synthetic-cache.")
 @click.option("--resume", is_flag=True,
               help="Keep the runs OUTPUT_DIR/compare.json records as ok with the same options; "
                    "train only the others.")
-def compare(data_dir, arms, seeds, output_dir, threshold, verbose, oracle_cache, resume,
-            **options):
+def compare(data_dir, arms, seeds, output_dir, threshold, verbose, oracle_cache,
+            variation_cache, resume, **options):
     """Train each arm at each seed on the same real test set and say whether it helped.
 
     DATA_DIR defaults to the embedded long-tailed digits. Every arm uses the same model,
@@ -80,7 +87,8 @@ def compare(data_dir, arms, seeds, output_dir, threshold, verbose, oracle_cache,
 
     synthetic_cache = options.pop("synthetic_cache")
     if arms is None:
-        arms = ",".join(DEFAULT_ARMS + (("balanced_synthetic",) if synthetic_cache else ()))
+        arms = ",".join(DEFAULT_ARMS + (("balanced_synthetic",) if synthetic_cache else ())
+                        + (("balanced_variation",) if variation_cache else ()))
     arm_names = [name.strip() for name in arms.split(",") if name.strip()]
     if oracle_cache is not None:
         if not Path(oracle_cache).is_dir():
@@ -100,11 +108,12 @@ def compare(data_dir, arms, seeds, output_dir, threshold, verbose, oracle_cache,
     for flag, path in (("DATA_DIR", data_dir), ("--test-dir", options.get("test_dir"))):
         if path is not None and not Path(path).exists():
             raise DatasetError(f"{flag} not found: {path}")
-    if synthetic_cache is not None and not Path(synthetic_cache).is_dir():
-        raise CacheError(f"synthetic cache not found: {synthetic_cache}")
-    if synthetic_cache and not any(a.needs_cache for a in arm_list):
-        click.echo("warning: --synthetic-cache is unused: no arm trains on synthetic data",
-                   err=True)
+    for kind, cache, what in (("synthetic", synthetic_cache, "synthetic data"),
+                              ("variation", variation_cache, "variations of real images")):
+        if cache is not None and not Path(cache).is_dir():
+            raise CacheError(f"{kind} cache not found: {cache}")
+        if cache and not any(a.needs_cache and a.cache == kind for a in arm_list):
+            click.echo(f"warning: --{kind}-cache is unused: no arm trains on {what}", err=True)
     from training.pipeline import TrainConfig, run_training
 
     base = TrainConfig(data_dir=data_dir, output_dir=output_dir, verbose=1 if verbose else 0,
@@ -113,7 +122,8 @@ def compare(data_dir, arms, seeds, output_dir, threshold, verbose, oracle_cache,
                f"{len(arm_list) * len(seed_list)} runs of {base.epochs} epochs")
     result = run_compare(base, arms=[a.name for a in arm_list], seeds=seed_list,
                          output_dir=output_dir, runner=run_training,
-                         synthetic_cache=synthetic_cache, progress=click.echo,
+                         synthetic_cache=synthetic_cache, variation_cache=variation_cache,
+                         progress=click.echo,
                          threshold=threshold, resume=resume)
     click.echo("")
     for c in result["comparisons"]:

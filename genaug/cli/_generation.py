@@ -209,9 +209,12 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
                    "sampling; enables the verification gate.")
 @click.option("--verify-threshold", type=click.FloatRange(0, 1), default=0.6,
               show_default=True)
-@click.option("--select", "select", type=click.Choice(["feature-distance"]), default=None,
-              help="Feature-space gate: keep images within --select-max-ratio class radii "
-                   "of their class's real images (needs --select-model).")
+@click.option("--select", "select", type=click.Choice(["feature-distance", "class-margin"]),
+              default=None,
+              help="Feature-space gate (needs --select-model): feature-distance keeps images "
+                   "within --select-max-ratio class radii of their class's real images; "
+                   "class-margin only those whose own class ranks first (the rule of genaug "
+                   "train --synthetic-select class-margin, docs/generation.md).")
 @click.option("--select-model", type=click.Path(),
               help="Classifier (.keras, trained with --balanced) whose features --select "
                    "uses.")
@@ -219,6 +222,11 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
               show_default=True,
               help="Largest distance to the class centre, in class radii (2: the in and near "
                    "bands; 1: in only).")
+@click.option("--pixel-statistics", is_flag=True,
+              help="Gate on the class's real pixel statistics: reject an image whose border "
+                   "mean (background level) or intensity histogram lies outside the spread "
+                   "of the class's real training images (off by default: not yet measured; "
+                   "docs/generation.md).")
 @click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True)
 @click.option("--blur-min", type=click.FloatRange(min=0), default=60.0, show_default=True,
               help="Minimum Laplacian variance (0 turns the gate off).")
@@ -283,7 +291,8 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
               default="auto", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, verify_threshold,
-             select, select_model, select_max_ratio, max_retries, blur_min, structure_min,
+             select, select_model, select_max_ratio, pixel_statistics, max_retries,
+             blur_min, structure_min,
              phash_max, gate_specs, image_size, color_mode, batch_size, steps, guidance_scale,
              sampler, img2img_fraction, strength, pixel_check, cuda_graph, compile,
              max_seconds, workers, ray, ray_workers, ray_gpus_per_worker, ray_cpus_per_worker,
@@ -300,15 +309,18 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
         raise ConfigError("give exactly one of --generator (ddpm) or --sd-model (sd)")
     if lora and not sd_model:
         raise ConfigError("--lora adapts a Stable Diffusion checkpoint: give it with --sd-model")
-    if bool(select) != bool(select_model):
-        raise ConfigError("--select feature-distance and --select-model go together")
+    if select and not select_model:
+        raise ConfigError(f"--select {select} and --select-model go together")
+    if select_model and not select:
+        raise ConfigError("--select-model needs --select feature-distance or class-margin")
     if select_model and not Path(select_model).is_file():
         raise ConfigError(f"model not found: {select_model}")
     parameters = dict(plan=plan_path, generator=generator, sd_model=sd_model, lora=lora,
                       cache=cache_dir,
                       verify_model=verify_model, verify_threshold=verify_threshold,
                       select=select, select_model=select_model,
-                      select_max_ratio=select_max_ratio, max_retries=max_retries, blur_min=blur_min,
+                      select_max_ratio=select_max_ratio, pixel_statistics=pixel_statistics,
+                      max_retries=max_retries, blur_min=blur_min,
                       structure_min=structure_min, phash_max=phash_max,
                       gates=list(gate_specs), image_size=image_size, color_mode=color_mode,
                       batch_size=batch_size, steps=steps, guidance_scale=guidance_scale,
@@ -356,7 +368,8 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
             structure_min=structure_min or None,
             phash_max=None if phash_max < 0 else phash_max, verify_model=verify_model,
             verify_threshold=verify_threshold, select_model=select_model,
-            select_max_ratio=select_max_ratio, extra_gates=extra, max_retries=max_retries,
+            select_method=select or "feature-distance", select_max_ratio=select_max_ratio,
+            pixel_statistics=pixel_statistics, extra_gates=extra, max_retries=max_retries,
             image_size=image_size, color_mode=color_mode, batch_size=batch_size,
             img2img_fraction=img2img_fraction, max_seconds=max_seconds, workers=workers,
             progress=not quiet, parameters=parameters, echo=_echo_err)

@@ -152,7 +152,9 @@ def train_options(function):
                      type=click.Choice(["feature-distance", "class-margin"]), default=None,
                      help="feature-distance: keep only the cache's images within twice their "
                           "class's real radius in feature space (DiffuLT); class-margin: only "
-                          "those whose own class ranks first; docs/synthetic.md."),
+                          "those whose own class ranks first; with --live-generator (and "
+                          "--select-model) the same rule gates the live images; "
+                          "docs/synthetic.md."),
         click.option("--select-model", type=click.Path(),
                      help="Classifier (.keras, trained with --balanced) whose features "
                           "select; default: the run's own model after --warmup-epochs."),

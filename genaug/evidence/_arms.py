@@ -15,6 +15,9 @@ from genaug.exceptions import ConfigError
 PLAIN = "plain"
 BALANCED = "balanced"
 _DERIVED = "<derived>"  # Arm.reference not given: derived from needs_cache
+#: The caches an arm may train on (``Arm.cache``), each a ``genaug compare`` option
+#: ``--<kind>-cache``.
+CACHE_KINDS = ("synthetic", "variation")
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,11 @@ class Arm:
         fields are shared by every arm. ``synthetic_cache`` here gives the arm its own cache
         instead of the comparison's.
     needs_cache : bool
-        Whether the arm trains on the synthetic cache (``--synthetic-cache``).
+        Whether the arm trains on a cache of generated images.
+    cache : {"synthetic", "variation"}, default "synthetic"
+        Which of the comparison's caches it trains on: ``--synthetic-cache`` (images sampled
+        from noise) or ``--variation-cache`` (variations of real training images, made by
+        ``genaug generate`` from a plan with ``--variation-strength``).
     reference : str or None
         The arm it is a change of: its paired differences are computed against it (and, when
         that is not ``plain``, against ``plain`` too). Default ``balanced`` for an arm that
@@ -45,8 +52,12 @@ class Arm:
     overrides: dict = field(default_factory=dict)
     needs_cache: bool = False
     reference: str | None = _DERIVED
+    cache: str = "synthetic"
 
     def __post_init__(self):
+        if self.cache not in CACHE_KINDS:
+            raise ConfigError(f"arm {self.name}: cache must be one of {', '.join(CACHE_KINDS)}, "
+                              f"got {self.cache!r}")
         if self.reference == _DERIVED:
             default = None if self.name == PLAIN else BALANCED if self.needs_cache else PLAIN
             object.__setattr__(self, "reference", default)
@@ -155,6 +166,13 @@ for _arm in (
     Arm("balanced_synthetic_augment", "synthetic data on top of standard augmentation",
         {**_BALANCED_SYNTHETIC, "augment": STANDARD_AUGMENT}, needs_cache=True,
         reference="balanced_augment"),
+    # Variations of real training images (partial noising and denoising toward the class)
+    # in the place of images sampled from noise: the synthetic recipe on --variation-cache.
+    Arm("balanced_variation", "variations of real images", _BALANCED_SYNTHETIC,
+        needs_cache=True, cache="variation"),
+    Arm("balanced_variation_augment", "variations of real images on top of standard "
+        "augmentation", {**_BALANCED_SYNTHETIC, "augment": STANDARD_AUGMENT},
+        needs_cache=True, reference="balanced_augment", cache="variation"),
 ):
     register_arm(_arm)
 
@@ -238,8 +256,10 @@ def parse_seeds(seeds) -> list[int]:
     return seeds
 
 
-def arm_config(base, arm: Arm, *, seed: int, output_dir, synthetic_cache=None):
-    """The training options of one (arm, seed) run.
+def arm_config(base, arm: Arm, *, seed: int, output_dir, synthetic_cache=None,
+               variation_cache=None):
+    """The training options of one (arm, seed) run (trained on ``synthetic_cache`` or
+    ``variation_cache``, as :attr:`Arm.cache` says, when it needs a cache).
 
     Only the arm's own fields, the seed, and where files go differ from ``base`` (a
     dataclass of options, ``TrainConfig`` for the CLI). The held-out test set depends on
@@ -248,9 +268,10 @@ def arm_config(base, arm: Arm, *, seed: int, output_dir, synthetic_cache=None):
     evaluated on the same real test images.
     """
     # An arm may name its own cache (an oracle arm trains on real held-out images).
-    cache = arm.overrides.get("synthetic_cache", synthetic_cache) if arm.needs_cache else None
+    given = variation_cache if arm.cache == "variation" else synthetic_cache
+    cache = arm.overrides.get("synthetic_cache", given) if arm.needs_cache else None
     if arm.needs_cache and cache is None:
-        raise ConfigError(f"arm {arm.name} needs --synthetic-cache")
+        raise ConfigError(f"arm {arm.name} needs --{arm.cache}-cache")
     run_dir = Path(output_dir) / "compare" / arm.name / f"seed{seed}"
     names = {f.name for f in fields(base)}
     unknown = sorted(set(arm.overrides) - names)

@@ -27,6 +27,7 @@ def run_compare(
     output_dir,
     runner: Callable[[object], dict],
     synthetic_cache=None,
+    variation_cache=None,
     progress: Callable[[str], None] | None = print,
     threshold: float = DEFAULT_THRESHOLD,
     resume: bool = False,
@@ -55,6 +56,8 @@ def run_compare(
         and ``support``), ``train_counts`` and ``history``.
     synthetic_cache : path-like, optional
         Required by arms that train on synthetic data (``balanced_synthetic``).
+    variation_cache : path-like, optional
+        Required by arms that train on variations of real images (``balanced_variation``).
     progress : callable, optional
         Receives one line per run start and end.
     threshold : float
@@ -72,8 +75,9 @@ def run_compare(
     arms = parse_arms(arms)
     seeds = parse_seeds(seeds)
     output_dir = Path(output_dir)
+    caches = {"synthetic_cache": synthetic_cache, "variation_cache": variation_cache}
     configs = {(arm.name, seed): arm_config(base_config, arm, seed=seed, output_dir=output_dir,
-                                           synthetic_cache=synthetic_cache)
+                                           **caches)
                for seed in seeds for arm in arms}
     say = progress or (lambda line: None)
     done = _recorded_runs(output_dir / "compare.json") if resume else {}
@@ -111,19 +115,19 @@ def run_compare(
         else:
             say(f"[{number}/{total}] {arm_name} seed={seed}: FAILED after "
                 f"{run['seconds']:.0f}s: {run['error']}")
-        result = _write_summary(runs, arms, seeds, threshold, base_config, synthetic_cache,
+        result = _write_summary(runs, arms, seeds, threshold, base_config, caches,
                                 started_all, output_dir)
     if result is None:  # every run was kept from compare.json
-        result = _write_summary(runs, arms, seeds, threshold, base_config, synthetic_cache,
+        result = _write_summary(runs, arms, seeds, threshold, base_config, caches,
                                 started_all, output_dir)
     write_compare_outputs(result, output_dir)
     return result
 
 
-def _write_summary(runs, arms, seeds, threshold, base_config, synthetic_cache, started_all,
+def _write_summary(runs, arms, seeds, threshold, base_config, caches, started_all,
                    output_dir) -> dict:
     result = summarize(runs, arms=[a.name for a in arms], seeds=seeds, threshold=threshold)
-    result["setup"] = _setup(base_config, arms, synthetic_cache, started_all, runs)
+    result["setup"] = _setup(base_config, arms, caches, started_all, runs)
     write_json(output_dir / "compare.json", result)
     return result
 
@@ -151,7 +155,7 @@ def _same_options(recorded, options) -> bool:
     return strip(recorded) == strip(options)
 
 
-def _setup(config, arms, synthetic_cache, started, runs) -> dict:
+def _setup(config, arms, caches, started, runs) -> dict:
     fields = asdict(config) if is_dataclass(config) else dict(vars(config))
     shared = {k: v for k, v in fields.items()
               if k not in ("seed", "output_dir", "model_name", "balanced", "class_weights",
@@ -160,12 +164,14 @@ def _setup(config, arms, synthetic_cache, started, runs) -> dict:
         "data_dir": (str(fields["data_dir"]) if fields.get("data_dir")
                      else "the embedded long-tailed digits"),
         "test_set": _test_set(fields, runs),
-        "synthetic_cache": None if synthetic_cache is None else str(synthetic_cache),
+        **{key: None if path is None else str(path) for key, path in caches.items()},
         "shared_config": to_jsonable(shared),
         "started": started,
         "arm_definitions": {arm.name: {"overrides": arm.overrides, "subject": arm.subject,
                                        "reference": arm.reference,
-                                       "synthetic_cache": arm.needs_cache} for arm in arms},
+                                       "synthetic_cache": arm.needs_cache,
+                                       "cache": arm.cache if arm.needs_cache else None}
+                            for arm in arms},
     }
 
 

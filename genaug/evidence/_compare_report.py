@@ -36,6 +36,9 @@ def compare_markdown(result: dict) -> str:
                      f"colour mode {shared.get('color_mode')}")
     if setup.get("synthetic_cache"):
         lines.append(f"- Synthetic cache: `{setup['synthetic_cache']}`")
+    if setup.get("variation_cache"):
+        lines.append(f"- Variation cache (variations of real training images): "
+                     f"`{setup['variation_cache']}`")
     lines += ["", "## Verdict", ""]
     if not result["comparisons"]:
         lines.append("No comparison: add the `plain` arm (and `balanced` next to "

@@ -66,11 +66,13 @@ from genaug.generation._ddpm_distill import DistillResult, distill_generator
 from genaug.generation._ddpm_fit import FitResult, fit_generator
 from genaug.generation._gates import (
     BlurGate,
+    ClassMarginGate,
     FeatureDistanceGate,
     FunctionGate,
     GateChain,
     GateResult,
     PHashGate,
+    PixelStatisticsGate,
     QualityGate,
     StructureGate,
     VerifierGate,
@@ -88,6 +90,7 @@ from genaug.generation._utils import normalize_image, package_versions
 __all__ = [
     "BACKENDS",
     "BlurGate",
+    "ClassMarginGate",
     "DDPMBackend",
     "DistillResult",
     "FeatureDistanceGate",
@@ -104,6 +107,7 @@ __all__ = [
     "GeneratorBackend",
     "LoraFitResult",
     "PHashGate",
+    "PixelStatisticsGate",
     "PlanItem",
     "QualityGate",
     "RayBackend",

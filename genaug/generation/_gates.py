@@ -25,12 +25,15 @@ import numpy as np
 from genaug.exceptions import ConfigError, GateAcceptanceWarning
 from genaug.generation._image_metrics import (
     HashSet,
+    border_means,
+    histogram_distances,
+    intensity_histograms,
     laplacian_variances,
     neighbour_correlations,
     phash_batch,
 )
 from genaug.generation._utils import normalize_image
-from genaug.synthetic import ClassPrototypes
+from genaug.synthetic import DEFAULT_RADIUS_FLOOR, ClassMargins, ClassPrototypes
 
 #: A class whose acceptance by a gate falls below this share is reported loudly.
 COLLAPSE_RATE = 0.2
@@ -303,7 +306,42 @@ class VerifierGate(QualityGate):
                 "classes": None if self.class_names is None else list(self.class_names)}
 
 
-class FeatureDistanceGate(QualityGate):
+class _EmbeddingGate(QualityGate):
+    """A gate that embeds images with a classifier's features and compares them with the
+    features of real images (``reference_images``)."""
+
+    def __init__(self, model, *, reference_images: Callable[[str], Iterable[np.ndarray]] | None,
+                 threshold: float, radius_quantile: float):
+        super().__init__(threshold=threshold)
+        if not 0.0 < float(radius_quantile) <= 1.0:
+            raise ConfigError(f"radius_quantile must be in (0, 1], got {radius_quantile}")
+        self.source = None
+        if not callable(getattr(model, "describe", None)):
+            from genaug.classifier import load_feature_extractor
+
+            self.source = str(model)
+            model = load_feature_extractor(model)
+        self.extractor = model
+        self.reference_images = reference_images
+        self.radius_quantile = float(radius_quantile)
+
+    def _embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        size, mode = self.extractor.image_size, self.extractor.color_mode
+        return self.extractor(np.stack([normalize_image(image, size, mode) for image in images]))
+
+    def _real_features(self, class_name: str) -> np.ndarray:
+        real = list(self.reference_images(class_name)) if self.reference_images else []
+        return self._embed(real) if real else np.zeros((0, self.extractor.dimension))
+
+    def score(self, image, class_name):
+        return self.score_batch([image], [class_name])[0]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "model": self.source or self.extractor.source,
+                "radius_quantile": self.radius_quantile}
+
+
+class FeatureDistanceGate(_EmbeddingGate):
     """Keep an image whose feature lies within ``threshold`` times its class's real radius.
 
     The score is ``d / d_f``: the image's distance to the class centre (the mean feature of
@@ -331,31 +369,16 @@ class FeatureDistanceGate(QualityGate):
 
     def __init__(self, model, *, reference_images: Callable[[str], Iterable[np.ndarray]] | None,
                  threshold: float = 2.0, radius_quantile: float = 0.95):
-        super().__init__(threshold=threshold)
-        if not self.threshold > 0:
+        if not float(threshold) > 0:
             raise ConfigError(f"`select_max_ratio` must be positive, got {threshold}")
-        if not 0.0 < float(radius_quantile) <= 1.0:
-            raise ConfigError(f"radius_quantile must be in (0, 1], got {radius_quantile}")
-        self.source = None
-        if not callable(getattr(model, "describe", None)):
-            from genaug.classifier import load_feature_extractor
-
-            self.source = str(model)
-            model = load_feature_extractor(model)
-        self.extractor = model
-        self.reference_images = reference_images
-        self.radius_quantile = float(radius_quantile)
+        super().__init__(model, reference_images=reference_images, threshold=threshold,
+                         radius_quantile=radius_quantile)
         self._prototypes: dict[str, ClassPrototypes] = {}
-
-    def _embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        size, mode = self.extractor.image_size, self.extractor.color_mode
-        return self.extractor(np.stack([normalize_image(image, size, mode) for image in images]))
 
     def prototype(self, class_name: str) -> ClassPrototypes:
         """The class's centre and radius (its real images embedded the first time)."""
         if class_name not in self._prototypes:
-            real = list(self.reference_images(class_name)) if self.reference_images else []
-            features = self._embed(real) if real else np.zeros((0, self.extractor.dimension))
+            features = self._real_features(class_name)
             self._prototypes[class_name] = ClassPrototypes.fit(
                 features, np.zeros(len(features), dtype=np.int64), num_classes=1,
                 radius_quantile=self.radius_quantile)
@@ -372,12 +395,185 @@ class FeatureDistanceGate(QualityGate):
                 scores[i] = float(ratio)
         return scores
 
+
+class ClassMarginGate(_EmbeddingGate):
+    """Admit an image only when its own class ranks first in a classifier's feature space.
+
+    The rule of :func:`genaug.synthetic.select_by_class_margin` (one implementation,
+    :class:`genaug.synthetic.ClassMargins`): every class has a centre (the mean feature of
+    its real training images) and a radius, raised to at least ``radius_floor`` times the
+    median radius so that a rare class's tight few images do not prune it away. The score is
+    the image's radius-scaled distance to its own class over the smallest such distance to
+    any other class; ``<= threshold`` (1: its own class is the nearest) passes. The real
+    features of every class are computed once, the first time an image is scored. A class
+    with fewer than 2 real images has no centre: its images pass ("not applicable").
+
+    Parameters
+    ----------
+    model : FeatureExtractor or path-like
+        A ``genaug.classifier.FeatureExtractor``, or a ``.keras`` classifier trained with
+        balanced sampling (``genaug train --balanced``) whose ``features`` layer embeds.
+    reference_images : callable
+        ``reference_images(class_name) -> iterable of uint8 images``: the class's real
+        **training** images.
+    class_names : sequence of str
+        Every class of the data (the margin is against all of them).
+    threshold : float, default 1.0
+    radius_quantile : float in (0, 1], default 0.95
+    radius_floor : float >= 0, default 0.5
+    """
+
+    name = "class_margin"
+    higher_is_better = False
+
+    def __init__(self, model, *, reference_images: Callable[[str], Iterable[np.ndarray]] | None,
+                 class_names: Sequence[str], threshold: float = 1.0,
+                 radius_quantile: float = 0.95, radius_floor: float = DEFAULT_RADIUS_FLOOR):
+        if not float(threshold) > 0:
+            raise ConfigError(f"the class-margin threshold must be positive, got {threshold}")
+        if not float(radius_floor) >= 0.0:
+            raise ConfigError(f"radius_floor must be >= 0, got {radius_floor}")
+        super().__init__(model, reference_images=reference_images, threshold=threshold,
+                         radius_quantile=radius_quantile)
+        self.class_names = tuple(class_names)
+        self.radius_floor = float(radius_floor)
+        self._margins: ClassMargins | None = None
+
+    def margins(self) -> ClassMargins:
+        """Every class's centre and floored radius (all real images embedded the first
+        time)."""
+        if self._margins is None:
+            per_class = [self._real_features(name) for name in self.class_names]
+            labels = np.concatenate([np.full(len(f), c, dtype=np.int64)
+                                     for c, f in enumerate(per_class)])
+            self._margins = ClassMargins.fit(
+                np.concatenate(per_class), labels, num_classes=len(self.class_names),
+                radius_quantile=self.radius_quantile, radius_floor=self.radius_floor)
+        return self._margins
+
+    def score_batch(self, images, class_names):
+        scores: list[float | None] = [None] * len(images)
+        margins = self.margins()
+        usable = [i for i, name in enumerate(class_names) if name in self.class_names
+                  and margins.has_centre[self.class_names.index(name)]]
+        if usable:
+            labels = [self.class_names.index(class_names[i]) for i in usable]
+            ratios, _ = margins.margins(self._embed([images[i] for i in usable]), labels)
+            for i, ratio in zip(usable, ratios):
+                scores[i] = float(ratio)
+        return scores
+
+    def describe(self) -> dict:
+        return {**super().describe(), "radius_floor": self.radius_floor}
+
+
+#: The pixel-statistics gate's allowance beyond the real spread: grey levels of the border
+#: mean, and total-variation distance of the intensity histogram.
+DEFAULT_BORDER_TOLERANCE = 16.0
+DEFAULT_HISTOGRAM_TOLERANCE = 0.1
+
+
+@dataclass(frozen=True)
+class PixelReference:
+    """A class's real pixel statistics: the median border mean and the mean intensity
+    histogram, and how far the real images themselves lie from them (the ``quantile`` of
+    their own deviations)."""
+
+    border: float
+    border_spread: float
+    histogram: np.ndarray
+    histogram_spread: float
+
+    @classmethod
+    def fit(cls, images: Sequence[np.ndarray], *, quantile: float) -> PixelReference:
+        borders = border_means(images)
+        histograms = intensity_histograms(images)
+        border = float(np.median(borders))
+        histogram = histograms.mean(axis=0)
+        return cls(border=border,
+                   border_spread=float(np.quantile(np.abs(borders - border), quantile)),
+                   histogram=histogram,
+                   histogram_spread=float(np.quantile(
+                       histogram_distances(histograms, histogram), quantile)))
+
+
+class PixelStatisticsGate(QualityGate):
+    """Reject an image whose background level or intensity histogram is off its class's
+    real images (grey or white backgrounds where every real image is black).
+
+    Per class, from its real **training** images (:class:`PixelReference`): the median mean
+    of the border pixels (:func:`border_means`, the background level) and the mean intensity
+    histogram, with the ``spread_quantile`` quantile of the real images' own deviations from
+    them. The score is the larger of ``|border - median| / (border spread +
+    border_tolerance)`` and ``histogram distance / (histogram spread +
+    histogram_tolerance)``; ``<= threshold`` (1) passes. A class with fewer than 2 real
+    images has no spread: its images pass ("not applicable").
+
+    Parameters
+    ----------
+    reference_images : callable
+        ``reference_images(class_name) -> iterable of uint8 images`` at the output size and
+        colour mode.
+    threshold : float, default 1.0
+    border_tolerance : float, default 16
+        Grey levels (0-255) allowed beyond the real border spread.
+    histogram_tolerance : float, default 0.1
+        Total-variation distance allowed beyond the real histogram spread.
+    spread_quantile : float in (0, 1], default 0.95
+    """
+
+    name = "pixel_statistics"
+    higher_is_better = False
+
+    def __init__(self, *, reference_images: Callable[[str], Iterable[np.ndarray]] | None,
+                 threshold: float = 1.0, border_tolerance: float = DEFAULT_BORDER_TOLERANCE,
+                 histogram_tolerance: float = DEFAULT_HISTOGRAM_TOLERANCE,
+                 spread_quantile: float = 0.95):
+        super().__init__(threshold=threshold)
+        if not self.threshold > 0:
+            raise ConfigError(f"the pixel-statistics threshold must be positive, got {threshold}")
+        if not (float(border_tolerance) > 0 and float(histogram_tolerance) > 0):
+            raise ConfigError("the pixel-statistics tolerances must be positive, got "
+                              f"{border_tolerance} and {histogram_tolerance}")
+        if not 0.0 < float(spread_quantile) <= 1.0:
+            raise ConfigError(f"spread_quantile must be in (0, 1], got {spread_quantile}")
+        self.reference_images = reference_images
+        self.border_tolerance = float(border_tolerance)
+        self.histogram_tolerance = float(histogram_tolerance)
+        self.spread_quantile = float(spread_quantile)
+        self._references: dict[str, PixelReference | None] = {}
+
+    def reference(self, class_name: str) -> PixelReference | None:
+        """The class's real pixel statistics (None: fewer than 2 real images)."""
+        if class_name not in self._references:
+            real = list(self.reference_images(class_name)) if self.reference_images else []
+            self._references[class_name] = (
+                PixelReference.fit(real, quantile=self.spread_quantile) if len(real) >= 2
+                else None)
+        return self._references[class_name]
+
+    def score_batch(self, images, class_names):
+        scores: list[float | None] = []
+        for image, class_name in zip(images, class_names):
+            reference = self.reference(class_name)
+            if reference is None:
+                scores.append(None)
+                continue
+            border = abs(float(border_means([image])[0]) - reference.border)
+            distance = float(histogram_distances(intensity_histograms([image]),
+                                                 reference.histogram)[0])
+            scores.append(max(border / (reference.border_spread + self.border_tolerance),
+                              distance / (reference.histogram_spread
+                                          + self.histogram_tolerance)))
+        return scores
+
     def score(self, image, class_name):
         return self.score_batch([image], [class_name])[0]
 
     def describe(self) -> dict:
-        return {**super().describe(), "model": self.source or self.extractor.source,
-                "radius_quantile": self.radius_quantile}
+        return {**super().describe(), "border_tolerance": self.border_tolerance,
+                "histogram_tolerance": self.histogram_tolerance,
+                "spread_quantile": self.spread_quantile}
 
 
 class FunctionGate(QualityGate):
@@ -646,13 +842,16 @@ def build_gate_chain(
     verify_model=None,
     verify_threshold: float = 0.6,
     select_model=None,
+    select_method: str = "feature-distance",
     select_max_ratio: float = 2.0,
+    pixel_statistics: bool = False,
     class_names: Sequence[str] | None = None,
     reference_images: Callable[[str], Iterable[np.ndarray]] | None = None,
+    training_images: Callable[[str], Iterable[np.ndarray]] | None = None,
     extra_gates: Sequence[QualityGate] = (),
 ) -> GateChain:
-    """The standard gate chain: blur, structure, verifier and feature distance (when their
-    models are given), extra gates, pHash.
+    """The standard gate chain: blur, structure, pixel statistics (when asked), verifier and
+    feature selection (when their models are given), extra gates, pHash.
 
     Parameters
     ----------
@@ -665,25 +864,38 @@ def build_gate_chain(
     verify_model : keras model, path-like or VerifierGate, optional
         The reference classifier (trained on the real data with balanced sampling).
     verify_threshold : float, default 0.6
-    select_model : path-like, FeatureExtractor or FeatureDistanceGate, optional
-        A classifier trained with balanced sampling whose features select
-        (:class:`FeatureDistanceGate`, against ``reference_images``).
+    select_model : path-like, FeatureExtractor, FeatureDistanceGate or ClassMarginGate, optional
+        A classifier trained with balanced sampling whose features select, against
+        ``training_images``.
+    select_method : {"feature-distance", "class-margin"}, default "feature-distance"
+        How ``select_model``'s features select: :class:`FeatureDistanceGate` (within
+        ``select_max_ratio`` class radii) or :class:`ClassMarginGate` (its own class ranks
+        first; needs ``class_names``).
     select_max_ratio : float, default 2.0
         Largest distance to the class centre, in class radii, that the feature-distance
         gate keeps (2: the "in" and "near" bands; 1: "in" only).
+    pixel_statistics : bool, default False
+        Add :class:`PixelStatisticsGate` (background level and intensity histogram against
+        ``training_images``). Off by default: its tolerances are not measured yet.
     class_names : sequence of str, optional
         The dataset's classes (for a verification model that names none).
     reference_images : callable, optional
         ``reference_images(class_name)`` -> the real images of the class for the pHash gate,
         already at the output size and colour mode.
+    training_images : callable, optional
+        The same for the class's real **training** images only, which the selection and
+        pixel-statistics gates measure against (default: ``reference_images``).
     extra_gates : sequence of QualityGate
         User gates (e.g. a single-face check).
     """
+    training_images = training_images or reference_images
     gates: list[QualityGate] = []
     if blur_min is not None:
         gates.append(BlurGate(threshold=blur_min))
     if structure_min is not None:
         gates.append(StructureGate(threshold=structure_min))
+    if pixel_statistics:
+        gates.append(PixelStatisticsGate(reference_images=training_images))
     if verify_model is not None:
         verifier = (verify_model if isinstance(verify_model, VerifierGate)
                     else VerifierGate(verify_model, threshold=verify_threshold))
@@ -691,10 +903,29 @@ def build_gate_chain(
             verifier.bind_classes(class_names)
         gates.append(verifier)
     if select_model is not None:
-        gates.append(select_model if isinstance(select_model, FeatureDistanceGate)
-                     else FeatureDistanceGate(select_model, reference_images=reference_images,
-                                              threshold=select_max_ratio))
+        gates.append(_selection_gate(select_model, select_method, select_max_ratio,
+                                     class_names, training_images))
     gates.extend(extra_gates)
     if phash_max is not None:
         gates.append(PHashGate(threshold=phash_max, reference_images=reference_images))
     return GateChain(gates, reference_images=reference_images)
+
+
+#: ``select_method`` values of :func:`build_gate_chain`.
+SELECT_METHODS = ("feature-distance", "class-margin")
+
+
+def _selection_gate(model, method: str, max_ratio: float, class_names,
+                    training_images) -> QualityGate:
+    """The feature-space gate of ``select_model`` (a ready gate is used as it is)."""
+    if isinstance(model, (FeatureDistanceGate, ClassMarginGate)):
+        return model
+    if method not in SELECT_METHODS:
+        raise ConfigError(f"`select_method` must be one of {', '.join(SELECT_METHODS)}, got "
+                          f"{method!r}")
+    if method == "feature-distance":
+        return FeatureDistanceGate(model, reference_images=training_images,
+                                   threshold=max_ratio)
+    if class_names is None:
+        raise ConfigError("the class-margin gate needs `class_names`")
+    return ClassMarginGate(model, reference_images=training_images, class_names=class_names)

@@ -44,7 +44,7 @@ from genaug.generation._pipeline import (
     WorkQueue,
     interleave,
 )
-from genaug.generation._plan import GenerationPlan, PlanItem, is_variation
+from genaug.generation._plan import GenerationPlan, PlanItem, is_variation, split_like_train
 from genaug.generation._summary import summarize
 from genaug.generation._utils import (
     canonical_sha256,
@@ -75,7 +75,9 @@ def generate_cache(
     verify_model=None,
     verify_threshold: float = 0.6,
     select_model=None,
+    select_method: str = "feature-distance",
     select_max_ratio: float = 2.0,
+    pixel_statistics: bool = False,
     extra_gates: Sequence = (),
     max_retries: int = 3,
     image_size: tuple[int, int] | int | None = None,
@@ -102,9 +104,12 @@ def generate_cache(
     gates : GateChain, optional
         A ready chain; otherwise the standard one is built from ``blur_min``,
         ``structure_min``, ``phash_max``, ``verify_model``, ``verify_threshold``,
-        ``select_model``, ``select_max_ratio`` and ``extra_gates``
-        (:func:`build_gate_chain`); the feature-distance gate of ``select_model`` measures
-        against the real images of the plan's data, embedded once per class and run.
+        ``select_model``, ``select_method``, ``select_max_ratio``, ``pixel_statistics`` and
+        ``extra_gates`` (:func:`build_gate_chain`). The selection gate of ``select_model``
+        (feature distance or class margin) and the pixel-statistics gate measure against the
+        real images of the plan's data (embedded once per class and run): its training split
+        when the plan records one (a plan of variations), else all of them; give the plan a
+        folder of training images only to keep held-out images out of these statistics.
     max_retries : int, default 3
         A rejected image is made again with a new deterministic seed at most this many times.
     image_size : int or (h, w), optional
@@ -143,7 +148,8 @@ def generate_cache(
     if gates is None:
         gates = dict(blur_min=blur_min, structure_min=structure_min, phash_max=phash_max,
                      verify_model=verify_model, verify_threshold=verify_threshold,
-                     select_model=select_model, select_max_ratio=select_max_ratio,
+                     select_model=select_model, select_method=select_method,
+                     select_max_ratio=select_max_ratio, pixel_statistics=pixel_statistics,
                      extra_gates=extra_gates)
     run = _GenerationRun(plan, backend=backend, cache_dir=Path(cache_dir), gates=gates,
                          max_retries=max_retries, image_size=image_size,
@@ -270,10 +276,21 @@ class _GenerationRun:
         self.real_path_by_id = {rid: path for paths, ids in zip(self.real_paths.values(),
                                                                  self.real_ids.values())
                                 for path, rid in zip(paths, ids)}
+        self.training_paths = self._training_paths(index)
         self._check_variation_plan()
         self.source_order = {
             c: np.random.default_rng(derive_seed(plan.seed, c, "sources")).permutation(
                 len(paths)) for c, paths in self.real_paths.items() if paths}
+
+    def _training_paths(self, index) -> dict[str, list[str]]:
+        """Each class's real training images: the plan's training split when it records one
+        (a plan of variations), else all of the real images."""
+        split = (self.plan.variation or {}).get("split")
+        if index is None or split is None:
+            return self.real_paths
+        train = split_like_train(index, val_split=split["val_split"],
+                                 test_split=split["test_split"], seed=split["seed"]).train
+        return {c: list(train.paths_by_class().get(c, ())) for c in self.plan.class_names}
 
     def _check_variation_plan(self) -> None:
         """A plan of variations needs its source images and a backend noising them as much
@@ -301,9 +318,12 @@ class _GenerationRun:
     def _build_gates(self) -> None:
         reference_images = real_image_loader(self.real_paths, image_size=self.image_size,
                                              color_mode=self.color_mode)
+        training_images = real_image_loader(self.training_paths, image_size=self.image_size,
+                                            color_mode=self.color_mode)
         if not isinstance(self.gates, GateChain):
             self.gates = build_gate_chain(**self.gates, class_names=self.plan.class_names,
-                                          reference_images=reference_images)
+                                          reference_images=reference_images,
+                                          training_images=training_images)
         for gate in self.gates.gates:
             if isinstance(gate, VerifierGate):
                 gate.bind_classes(self.plan.class_names)

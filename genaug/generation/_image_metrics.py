@@ -4,7 +4,9 @@ Each function takes a batch of same-sized uint8 images ``(N, H, W, C)`` (or a li
 ``HxWxC`` arrays) and returns one value per image, equal to what the one-image definition
 gives: the Laplacian variance (blur), the neighbour-pixel correlation (structure) and the
 64-bit perceptual hash (near-duplicates; the same bits as ``imagehash.phash``, whose DCT
-step is applied to the whole stack instead of image by image).
+step is applied to the whole stack instead of image by image), and the pixel statistics of a
+class's look: the mean of the border pixels (the background level) and the intensity
+histogram.
 """
 
 from __future__ import annotations
@@ -31,6 +33,43 @@ def _grey(x: np.ndarray) -> np.ndarray:
     """Mean of the colour channels (alpha left out), float64 ``(N, H, W)``."""
     x = np.asarray(x, dtype=np.float64)
     return x[..., :3].mean(axis=3) if x.shape[3] >= 3 else x[..., 0]
+
+
+#: Intensity histogram bins over 0-255.
+HISTOGRAM_BINS = 16
+
+
+def border_width(height: int, width: int) -> int:
+    """Pixels of the border ring whose mean is the background level: a tenth of the shorter
+    side, at least 1 (3 at 28 px)."""
+    return max(1, round(min(height, width) / 10))
+
+
+def border_means(images) -> np.ndarray:
+    """Mean grey level (0-255) of each image's border ring (:func:`border_width` wide)."""
+    x = _grey(_stack(images))
+    if not len(x):
+        return np.zeros(0)
+    w = border_width(*x.shape[1:3])
+    ring = np.ones(x.shape[1:3], bool)
+    ring[w:-w, w:-w] = False
+    return x[:, ring].mean(axis=1)
+
+
+def intensity_histograms(images, bins: int = HISTOGRAM_BINS) -> np.ndarray:
+    """Each image's grey-level histogram over 0-255 in ``bins`` equal bins, summing to 1."""
+    x = _grey(_stack(images))
+    if not len(x):
+        return np.zeros((0, bins))
+    index = np.clip((x.reshape(len(x), -1) * bins / 256.0).astype(np.int64), 0, bins - 1)
+    counts = np.stack([np.bincount(row, minlength=bins) for row in index])
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
+def histogram_distances(histograms: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Total-variation distance (half the L1 distance, 0 to 1) of each histogram to
+    ``reference``."""
+    return 0.5 * np.abs(np.asarray(histograms) - np.asarray(reference)[None]).sum(axis=1)
 
 
 def laplacian_variances(images) -> np.ndarray:

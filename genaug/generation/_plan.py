@@ -496,13 +496,20 @@ def is_variation(index: int, fraction: float) -> bool:
     return int(np.floor((index + 1) * fraction)) > int(np.floor(index * fraction))
 
 
+def split_like_train(index, *, val_split: float, test_split: float, seed: int):
+    """The split ``genaug train`` makes with ``--val-split``, ``--test-split`` and
+    ``--seed`` (0 for a split: none, or the manifest's)."""
+    from genaug.data import split_dataset
+
+    return split_dataset(index, validation_split=val_split or None,
+                         test_split=test_split or None, seed=seed)
+
+
 def _variation_sources(index, classes: dict, *, strength: float, fraction: float,
                        val_split: float, test_split: float, split_seed: int,
                        seed: int) -> dict:
     """Give each class entry its ``source_ids`` (the class's training images, in a seeded
     order) and return the plan's ``variation`` settings."""
-    from genaug.data import split_dataset
-
     if not 0.0 < strength <= 1.0:
         raise ConfigError(f"`variation_strength` must be in (0, 1], got {strength}")
     if not 0.0 < fraction <= 1.0:
@@ -510,8 +517,8 @@ def _variation_sources(index, classes: dict, *, strength: float, fraction: float
     if not 0.0 <= val_split < 1.0 or not 0.0 <= test_split < 1.0:
         raise ConfigError(f"`val_split` and `test_split` must be in [0, 1), got {val_split} "
                           f"and {test_split}")
-    splits = split_dataset(index, validation_split=val_split or None,
-                           test_split=test_split or None, seed=split_seed)
+    splits = split_like_train(index, val_split=val_split, test_split=test_split,
+                              seed=split_seed)
     train = splits.train
     for label, name in enumerate(train.class_names):
         ids = [rid for rid, y in zip(train.ids, train.labels) if y == label]

@@ -75,7 +75,8 @@ def build_worker(generator, *, device: str, class_names, image_size, color_mode:
 def start_live_source(generator, train, *, image_size, color_mode: str, cache_dir,
                       device: str = "cuda", producer: str = "auto", capacity: int = 256,
                       max_reuse: int = 4, verify_model=None, verify_threshold: float = 0.6,
-                      select_model=None, select_max_ratio: float = 2.0, lora=None,
+                      select_model=None, select_method: str = "feature-distance",
+                      select_max_ratio: float = 2.0, lora=None,
                       seed: int = 0, log=print):
     """Start the live producer of a training run, or return None (with a message) when it
     cannot run.
@@ -106,8 +107,10 @@ def start_live_source(generator, train, *, image_size, color_mode: str, cache_di
         A reference classifier for the verification gate, at ``verify_threshold``.
     select_model : path-like, optional
         A classifier trained with balanced sampling whose features gate the live images
-        against the training split's real images (the feature-distance gate of
-        ``genaug generate --select``), at ``select_max_ratio`` class radii.
+        against the training split's real images (the gate of ``genaug generate
+        --select``): by ``select_method``, ``"feature-distance"`` (within
+        ``select_max_ratio`` class radii) or ``"class-margin"`` (only an image whose own
+        class ranks first).
     lora : path-like, optional
         A LoRA adapter written by ``genaug fit-lora`` for a Stable Diffusion ``generator``.
     seed : int
@@ -138,7 +141,8 @@ def start_live_source(generator, train, *, image_size, color_mode: str, cache_di
         gate_options = {"verify_model": str(verify_model),
                         "verify_threshold": verify_threshold}
     if select_model:
-        gate_options.update(select_model=str(select_model), select_max_ratio=select_max_ratio)
+        gate_options.update(select_model=str(select_model), select_method=select_method,
+                            select_max_ratio=select_max_ratio)
     factory = functools.partial(
         build_worker, generator, device=device, class_names=train.class_names,
         image_size=tuple(image_size), color_mode=color_mode,

@@ -139,7 +139,7 @@ class LiveSource:
         self._image_bytes: int | None = None
         self.error: str | None = None
         self.stats = Counter()
-        self.rejected_by_gate: Counter = Counter()
+        self.rejected_by_class: dict[str, Counter] = {}
         self._started = self._stopped = None
 
     @property
@@ -272,7 +272,8 @@ class LiveSource:
             self.stats["generated"] += generated
             self.stats["accepted"] += accepted
             self.stats["rejected"] += generated - accepted
-            self.rejected_by_gate.update(batch.rejected_by_gate)
+            for name, counts in batch.rejected_by_class.items():
+                self.rejected_by_class.setdefault(name, Counter()).update(counts)
         if accepted:
             self._image_bytes = int(batch.images[0].nbytes)
         for label in np.unique(batch.labels).tolist():
@@ -325,7 +326,10 @@ class LiveSource:
         elapsed = max(end - (self._started or end), 1e-9)
         with self._lock:
             stats = dict(self.stats)
-            rejected_by_gate = dict(sorted(self.rejected_by_gate.items()))
+            rejected_by_class = {name: dict(sorted(counts.items()))
+                                 for name, counts in sorted(self.rejected_by_class.items())}
+        rejected_by_gate = dict(sorted(sum(map(Counter, rejected_by_class.values()),
+                                           Counter()).items()))
         slots = sum(stats.get(k, 0) for k in ("consumed", "fallback_cache", "fallback_real"))
         return {
             "producer": self.worker.producer,
@@ -333,6 +337,7 @@ class LiveSource:
             "accepted": stats.get("accepted", 0),
             "rejected": stats.get("rejected", 0),
             "rejected_by_gate": rejected_by_gate,
+            "rejected_by_class": rejected_by_class,
             "consumed": stats.get("consumed", 0),
             "produced_per_s": stats.get("accepted", 0) / elapsed,
             "consumed_per_s": stats.get("consumed", 0) / elapsed,

@@ -37,13 +37,13 @@ class LiveJob:
 @dataclass
 class LiveBatch:
     """A job's result: the accepted images ``(N, H, W, C)`` uint8 with their labels, how
-    many images of each class were generated (accepted or not), and how many candidates each
-    gate rejected."""
+    many images of each class were generated (accepted or not), and how many candidates of
+    each class each gate rejected (``{class: {gate: count}}``)."""
 
     images: np.ndarray
     labels: np.ndarray
     generated: np.ndarray
-    rejected_by_gate: dict = field(default_factory=dict)
+    rejected_by_class: dict = field(default_factory=dict)
 
     def of(self, label: int) -> np.ndarray:
         return self.images[self.labels == label]
@@ -188,7 +188,7 @@ class GenerationWorker:
                     else [None] * len(images))
         keep = np.zeros(len(images), bool)
         generated = np.zeros(len(self.class_names), np.int64)
-        rejected_by_gate: Counter = Counter()
+        rejected: dict[str, Counter] = {}
         for i, (image, name, m) in enumerate(zip(images, names, made)):
             if should_stop():
                 break
@@ -200,8 +200,8 @@ class GenerationWorker:
             else:
                 passed, quality = self.gates.finish(image, name, prepared[i])
             if not passed:
-                rejected_by_gate.update(gate for gate, result in quality.items()
-                                        if not result["passed"])
+                rejected.setdefault(name, Counter()).update(
+                    gate for gate, result in quality.items() if not result["passed"])
                 continue
             if self.writer is not None:
                 seed = m.provenance.get("seed")
@@ -211,7 +211,8 @@ class GenerationWorker:
         stack = (np.stack(images) if images
                  else np.zeros((0, *self.image_size, 1), np.uint8))
         return LiveBatch(images=stack[keep], labels=job.labels[keep], generated=generated,
-                         rejected_by_gate=dict(rejected_by_gate))
+                         rejected_by_class={name: dict(counts)
+                                            for name, counts in rejected.items()})
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the gating thread after the job in hand, then close the cache writer (whole

@@ -32,6 +32,8 @@ from genaug.synthetic._pool import capped_pool, check_pool_cap, pool_limits, quo
 from genaug.synthetic._schedule import RampSchedule
 from genaug.synthetic._selection import (
     BANDS,
+    DEFAULT_RADIUS_FLOOR,
+    ClassMargins,
     ClassPrototypes,
     FeatureSelection,
     MarginSelection,
@@ -45,6 +47,7 @@ from genaug.synthetic._status import composition_status
 __all__ = [
     "BANDS",
     "DEFAULT_CAP",
+    "DEFAULT_RADIUS_FLOOR",
     "META_CSV",
     "META_JSONL",
     "REAL",
@@ -54,6 +57,7 @@ __all__ = [
     "CacheProblems",
     "CacheWriter",
     "ConfusionAllocation",
+    "ClassMargins",
     "ClassPrototypes",
     "FeatureSelection",
     "MarginSelection",

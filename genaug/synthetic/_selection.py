@@ -267,6 +267,73 @@ class MarginSelection(_Admission):
                 "per_class": self.per_class}
 
 
+@dataclass(frozen=True)
+class ClassMargins:
+    """Every class's centre and floored radius, for asking whether an image's own class ranks
+    first. One rule for the train-time selection (:func:`select_by_class_margin`) and the
+    generation gate (``genaug.generation.ClassMarginGate``).
+
+    Attributes
+    ----------
+    prototypes : ClassPrototypes
+        The real images' centres and radii.
+    radii : ndarray (K,)
+        The radii raised to at least ``radius_floor`` times the median radius (NaN where a
+        class has no centre).
+    radius_floor : float
+    """
+
+    prototypes: ClassPrototypes
+    radii: np.ndarray
+    radius_floor: float
+
+    @classmethod
+    def fit(cls, features, labels, *, num_classes: int, radius_quantile: float = 0.95,
+            radius_floor: float = DEFAULT_RADIUS_FLOOR) -> ClassMargins:
+        """Centres and floored radii from real **training** ``features`` and ``labels``."""
+        if not float(radius_floor) >= 0.0:
+            raise ConfigError(f"radius_floor must be >= 0, got {radius_floor}")
+        prototypes = ClassPrototypes.fit(features, labels, num_classes=num_classes,
+                                         radius_quantile=radius_quantile)
+        has_centre = ~np.isnan(prototypes.radii)
+        radii = prototypes.radii.copy()
+        if has_centre.any():
+            floor = float(radius_floor) * float(np.median(radii[has_centre]))
+            radii[has_centre] = np.maximum(radii[has_centre], floor)
+        return cls(prototypes=prototypes, radii=radii, radius_floor=float(radius_floor))
+
+    @property
+    def has_centre(self) -> np.ndarray:
+        return ~np.isnan(self.radii)
+
+    def margins(self, features, labels) -> tuple[np.ndarray, np.ndarray]:
+        """Per image, its radius-scaled distance to its own class over the smallest one to
+        another class (admitted when <= 1; 0 when no other class has a centre; NaN when its
+        own class has none) and the class whose scaled distance is smallest (-1: none)."""
+        features, labels = _check_features(features, labels, name="synthetic",
+                                           dimension=self.prototypes.centres.shape[1])
+        if len(labels) and labels.max() >= len(self.radii):
+            raise ConfigError(f"a synthetic label ({labels.max()}) is not one of the "
+                              f"{len(self.radii)} classes")
+        if not len(features):
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
+        distances = np.linalg.norm(features[:, None, :] - self.prototypes.centres[None], axis=2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scaled = np.where(distances == 0, 0.0, distances / self.radii[None])
+        scaled = np.where(self.has_centre[None], scaled, np.inf)
+        rows = np.arange(len(labels))
+        own = scaled[rows, labels]
+        others = scaled.copy()
+        others[rows, labels] = np.inf
+        nearest_other = others.min(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = np.where(own == 0, 0.0, own / nearest_other)
+        ratios = np.where(np.isinf(own), np.inf, ratios)  # off a class of radius 0
+        ratios = np.where(self.has_centre[labels], ratios, np.nan)
+        nearest = np.where(self.has_centre.any(), np.argmin(scaled, axis=1), -1)
+        return ratios, nearest
+
+
 def select_by_class_margin(
     real_features,
     real_labels,
@@ -280,9 +347,10 @@ def select_by_class_margin(
     """Admit a synthetic image only when its own class ranks first in feature space.
 
     Each class has a centre and a radius (:class:`ClassPrototypes`); a class's radius is
-    raised to at least ``radius_floor`` times the median radius. An image is admitted when
-    its distance to its own centre over its own radius is the smallest of all classes'.
-    A class with fewer than 2 real images has no centre: its images are admitted.
+    raised to at least ``radius_floor`` times the median radius (:class:`ClassMargins`). An
+    image is admitted when its distance to its own centre over its own radius is no larger
+    than any other class's. A class with fewer than 2 real images has no centre: its images
+    are admitted.
 
     Parameters
     ----------
@@ -308,37 +376,21 @@ def select_by_class_margin(
     >>> result.keep.tolist()
     [True, False]
     """
-    if not float(radius_floor) >= 0.0:
-        raise ConfigError(f"radius_floor must be >= 0, got {radius_floor}")
     names = list(class_names)
-    prototypes = ClassPrototypes.fit(real_features, real_labels, num_classes=len(names),
-                                     radius_quantile=radius_quantile)
+    margins = ClassMargins.fit(real_features, real_labels, num_classes=len(names),
+                               radius_quantile=radius_quantile, radius_floor=radius_floor)
     synthetic_labels = np.asarray(synthetic_labels, dtype=np.int64).reshape(-1)
-    features, synthetic_labels = _check_features(
-        synthetic_features, synthetic_labels, name="synthetic",
-        dimension=prototypes.centres.shape[1])
-    has_centre = ~np.isnan(prototypes.radii)
-    radii = prototypes.radii.copy()
-    if has_centre.any():
-        floor = float(radius_floor) * float(np.median(radii[has_centre]))
-        radii[has_centre] = np.maximum(radii[has_centre], floor)
-    distances = np.linalg.norm(features[:, None, :] - prototypes.centres[None], axis=2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scaled = np.where(distances == 0, 0.0, distances / radii[None])
-    scaled = np.where(has_centre[None], scaled, np.inf)
-    nearest = np.where(has_centre.any(), np.argmin(scaled, axis=1), -1) if len(features) \
-        else np.zeros(0, dtype=np.int64)
-    own_has_centre = has_centre[synthetic_labels] if len(features) else np.zeros(0, bool)
-    keep = ~own_has_centre | (nearest == synthetic_labels)
+    ratios, nearest = margins.margins(synthetic_features, synthetic_labels)
+    keep = ~(ratios > 1.0)  # NaN (no centre of its own) is admitted
     per_class = {}
     for c, name in enumerate(names):
         mine = synthetic_labels == c
         dropped_to = nearest[mine & ~keep]
         per_class[name] = {
-            "real_images": int(prototypes.real_counts[c]),
-            "radius": None if np.isnan(radii[c]) else round(float(radii[c]), 6),
+            "real_images": int(margins.prototypes.real_counts[c]),
+            "radius": None if np.isnan(margins.radii[c]) else round(float(margins.radii[c]), 6),
             "kept": int(keep[mine].sum()), "dropped": int((~keep[mine]).sum()),
             "nearer_to": {names[o]: int((dropped_to == o).sum())
                           for o in np.unique(dropped_to)}}
     return MarginSelection(keep=keep, nearest=nearest, per_class=per_class,
-                           radius_floor=float(radius_floor))
+                           radius_floor=margins.radius_floor)

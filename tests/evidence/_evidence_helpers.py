@@ -60,3 +60,19 @@ def make_cache(root, counts: dict[str, int], *, seed: int = 1, size: int = 16,
         lines = "".join(json.dumps(entry) + "\n" for entry in rejections)
         (root / "generation_rejections.jsonl").write_text(lines)
     return root
+
+
+def make_variation_cache(root, counts: dict[str, int], *, strength: float = 0.5,
+                         seed: int = 2, size: int = 16):
+    """A cache of variations as ``genaug generate`` leaves it from a plan made with
+    ``--variation-strength``: each record names the real image it varies (``source_id``, the
+    ``i``-th image of :func:`make_dataset`'s class folder, in turn) and its ``strength``."""
+    rng = np.random.default_rng(seed)
+    with CacheWriter(root) as writer:
+        for name, count in counts.items():
+            for i in range(count):
+                writer.add(class_image(name, rng, size=size), class_name=name,
+                           record_id=f"variation-{name}-{i:03d}",
+                           generator={"backend": "test"}, seed=i, attempts=1,
+                           source_id=f"{name}/{name}_{i:03d}.png", strength=strength)
+    return root

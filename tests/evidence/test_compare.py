@@ -459,3 +459,55 @@ def test_a_class_that_lost_more_than_5_points_of_recall_is_flagged():
     assert comparison["per_class"]["d"]["recall"] == pytest.approx(0.1)
     assert "HARM: class_weights lost more than 5 points of recall against balanced on a -8.0" \
         in compare_markdown(result)
+
+
+def test_variation_arms_train_on_the_variation_cache(tiny_data, tmp_path):
+    from _evidence_helpers import make_variation_cache
+
+    variations = make_variation_cache(tmp_path / "variations", {"dog": 10, "fox": 6})
+    out = tmp_path / "outputs"
+    result = CliRunner().invoke(main, [
+        "compare", str(tiny_data), "--arms", "balanced,balanced_variation,"
+        "balanced_variation_augment", "--seeds", "0", "--epochs", "1", "--image-size", "16",
+        "--model-width", "8", "--variation-cache", str(variations),
+        "--output-dir", str(out), "--model-dir", str(tmp_path / "models")])
+    assert result.exit_code == 0, result.output
+    assert "balanced_variation vs balanced:" in result.output
+    assert "balanced_variation_augment vs balanced:" in result.output
+    data = json.loads((out / "compare.json").read_text())
+    assert data["setup"]["variation_cache"] == str(variations)
+    assert data["setup"]["synthetic_cache"] is None
+    assert data["setup"]["arm_definitions"]["balanced_variation"]["cache"] == "variation"
+    runs = {r["arm"]: r for r in data["runs"]}
+    assert all(r["status"] == "ok" for r in runs.values())
+    for arm in ("balanced_variation", "balanced_variation_augment"):
+        metrics = runs[arm]["metrics"]
+        assert runs[arm]["config"]["synthetic_cache"] == str(variations)
+        per_epoch = metrics["composition"]["per_epoch"]
+        assert sum(row["synthetic"] for row in per_epoch[0].values()) > 0
+        # variations of validation and test images never reach training
+        assert metrics["synthetic"]["excluded_for_leakage"] > 0
+    assert runs["balanced_variation_augment"]["config"]["augment"] == ["flip", "translation"]
+    assert runs["balanced"]["config"]["synthetic_cache"] is None
+    assert f"Variation cache (variations of real training images): `{variations}`" in \
+        (out / "compare.md").read_text()
+
+
+def test_variation_arms_need_their_cache(tiny_data, tiny_cache, tmp_path):
+    from genaug.evidence._arms import comparisons
+
+    runner = CliRunner()
+    alone = runner.invoke(main, ["compare", str(tiny_data), "--arms", "balanced_variation",
+                                 "--synthetic-cache", str(tiny_cache),
+                                 "--output-dir", str(tmp_path / "o")])
+    assert alone.exit_code == 2
+    assert "arm balanced_variation needs --variation-cache" in alone.output
+    assert "--synthetic-cache is unused: no arm trains on synthetic data" in alone.output
+    missing = runner.invoke(main, ["compare", str(tiny_data), "--variation-cache",
+                                   str(tmp_path / "nope"), "--output-dir", str(tmp_path / "o")])
+    assert missing.exit_code == 2 and "variation cache not found" in missing.output
+    assert not (tmp_path / "o").exists()
+    pairs = {(a, r): s for a, r, s in comparisons(
+        ["balanced", "balanced_augment", "balanced_variation_augment"])}
+    assert pairs[("balanced_variation_augment", "balanced_augment")] == \
+        "variations of real images on top of standard augmentation"

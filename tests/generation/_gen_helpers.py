@@ -136,3 +136,39 @@ class FakeBackend:
             image=shape_image(r.class_name, np.random.default_rng(r.seed))[:, :, None],
             provenance={"generator": self.info(), "seed": r.seed, "steps": 1},
             class_name=r.class_name) for r in requests]
+
+
+class MeanFeature:
+    """A stand-in for ``genaug.classifier.FeatureExtractor``: the feature is the mean pixel."""
+
+    color_mode, dimension, source = "grayscale", 1, "mean pixel"
+
+    def __init__(self, image_size=(4, 4)):
+        self.image_size = tuple(image_size)
+
+    def __call__(self, images):
+        return np.asarray(images, dtype=np.float64).reshape(len(images), -1).mean(
+            axis=1, keepdims=True)
+
+    def describe(self):
+        return {"source": self.source}
+
+
+class PlacedBackend(FakeBackend):
+    """A stand-in generator whose every image of a class is the same, given by ``looks``."""
+
+    backend_name = "placed"
+
+    def __init__(self, looks):
+        super().__init__()
+        self.looks = looks
+
+    def info(self):
+        return {"backend": "placed", "model": "placed", "model_hash": "1" * 64}
+
+    def generate_batch(self, requests):
+        from genaug.generation import GeneratedImage
+
+        return [GeneratedImage(image=self.looks[r.class_name].copy(),
+                               provenance={"generator": self.info(), "seed": r.seed},
+                               class_name=r.class_name) for r in requests]

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from _gen_helpers import FakeBackend
+from _gen_helpers import FakeBackend, MeanFeature
 from click.testing import CliRunner
 
 from genaug.cli import main
@@ -17,19 +17,6 @@ from genaug.generation import (
     make_plan,
 )
 from genaug.synthetic import SyntheticCache
-
-
-class MeanFeature:
-    """A stand-in for ``genaug.classifier.FeatureExtractor``: the feature is the mean pixel."""
-
-    image_size, color_mode, dimension, source = (4, 4), "grayscale", 1, "mean pixel"
-
-    def __call__(self, images):
-        return np.asarray(images, dtype=np.float64).reshape(len(images), -1).mean(
-            axis=1, keepdims=True)
-
-    def describe(self):
-        return {"source": self.source}
 
 
 def grey(value):

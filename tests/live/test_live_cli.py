@@ -77,9 +77,11 @@ def test_fit_consumes_fresh_images_and_persists_them(live_data, tmp_path, unchec
     assert all(set(r["quality"]) == {"verifier", "phash"} for r in records)
 
 
-def test_the_feature_distance_gate_runs_in_the_live_producer(live_data, tmp_path,
-                                                            unchecked_backend, monkeypatch,
-                                                            reference_classifier):
+@pytest.mark.parametrize(("method", "gate"), [("feature-distance", "feature_distance"),
+                                            ("class-margin", "class_margin")])
+def test_the_selection_gate_runs_in_the_live_producer(live_data, tmp_path, unchecked_backend,
+                                                      monkeypatch, reference_classifier,
+                                                      method, gate):
     import genaug.generation
 
     build = genaug.generation.build_gate_chain
@@ -87,6 +89,10 @@ def test_the_feature_distance_gate_runs_in_the_live_producer(live_data, tmp_path
 
     def lenient(**kw):  # the tiny generator's noise is far from every class: keep it all
         seen.update(kw)
+        if kw["select_method"] == "class-margin":
+            kw["select_model"] = genaug.generation.ClassMarginGate(
+                kw["select_model"], reference_images=kw["reference_images"],
+                class_names=kw["class_names"], threshold=1e9)
         return build(**{**kw, "select_max_ratio": 1e9}, blur_min=None, structure_min=None)
 
     monkeypatch.setattr(genaug.generation, "build_gate_chain", lenient)
@@ -95,14 +101,17 @@ def test_the_feature_distance_gate_runs_in_the_live_producer(live_data, tmp_path
     _, metrics = train(tmp_path, str(data), "--live-generator", str(generator),
                        "--live-device", "cpu", "--synthetic-ratio", "0.5",
                        "--synthetic-cache", str(cache), "--live-buffer", "16",
-                       "--synthetic-select", "feature-distance",
+                       "--synthetic-select", method,
                        "--select-model", str(reference_classifier), "--live-producer", "thread")
     assert seen["select_model"] == str(reference_classifier)
+    assert seen["select_method"] == method
     live = metrics["live"]
     assert live["generated"] > 0 and live["producer_error"] is None
-    assert "rejected_by_gate" in live
+    assert "rejected_by_gate" in live and "rejected_by_class" in live
+    status = json.loads((tmp_path / "out" / "status.json").read_text())
+    assert status["live_rejections"]["rejected_by_class"] == live["rejected_by_class"]
     records = SyntheticCache(cache).records
-    assert records and all("feature_distance" in r["quality"] for r in records)
+    assert records and all(gate in r["quality"] for r in records)
     assert "synthetic_selection" not in metrics  # the cache is not selected again
 
 

@@ -104,6 +104,56 @@ def test_rejections_are_counted_per_gate(tmp_path):
     stats = live.statistics()
     assert stats["rejected"] > 0 and stats["accepted"] == 0  # white images are not dark
     assert stats["rejected_by_gate"] == {"dark": stats["rejected"]}
+    assert stats["rejected_by_class"] == {"dog": {"dark": stats["rejected"]}}
+
+
+class LevelBackend(NoiseBackend):
+    """Flat images, one grey level per class."""
+
+    def __init__(self, levels):
+        super().__init__(list(levels))
+        self.levels = levels
+
+    def generate_batch(self, requests):
+        return [GeneratedImage(np.full((8, 8, 3), self.levels[r.class_name], np.uint8),
+                               {"generator": self.info(), "seed": r.seed, "prompt": None},
+                               r.class_name) for r in requests]
+
+
+def mean_pixel_features():
+    """A real ``FeatureExtractor`` whose feature is the mean pixel (a pooling layer)."""
+    from genaug.classifier import FeatureExtractor
+
+    model = keras.Sequential([keras.Input((8, 8, 1)),
+                              keras.layers.GlobalAveragePooling2D(name="features")])
+    return FeatureExtractor(model=model, image_size=(8, 8), color_mode="grayscale",
+                            layer="features", source="mean pixel")
+
+
+def test_the_margin_gate_drops_live_images_nearer_another_class(tmp_path):
+    from genaug.generation import build_gate_chain
+
+    real = {"cat": (30, 35, 45, 50), "dog": (190, 195, 205, 210)}
+    gates = build_gate_chain(
+        blur_min=None, structure_min=None, phash_max=None, select_model=mean_pixel_features(),
+        select_method="class-margin", class_names=["cat", "dog"],
+        reference_images=lambda name: [np.full((8, 8, 3), v, np.uint8) for v in real[name]])
+    # every cat looks like a dog; every dog like a dog
+    worker = GenerationWorker(LevelBackend({"cat": 185, "dog": 200}), class_names=["cat", "dog"],
+                              image_size=(8, 8), color_mode="rgb", gates=gates,
+                              cache_writer=CacheWriter(tmp_path / "cache"))
+    live = LiveSource(worker, class_names=["cat", "dog"], capacity=8, timeout=0.5)
+    with live:
+        deadline = time.time() + 10
+        while time.time() < deadline and not (live.statistics()["accepted"]
+                                               and live.statistics()["rejected"]):
+            time.sleep(0.05)
+    stats = live.statistics()
+    assert stats["accepted"] > 0 and stats["rejected"] > 0
+    assert stats["rejected_by_class"] == {"cat": {"class_margin": stats["rejected"]}}
+    assert stats["rejected_by_gate"] == {"class_margin": stats["rejected"]}
+    records = SyntheticCache(tmp_path / "cache").records
+    assert records and {r["class"] for r in records} == {"dog"}
 
 
 def test_buffer_reuse_is_bounded_and_least_used_first():
