@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.utils.class_weight import compute_class_weight
 
 from genaug.exceptions import DatasetError
 
@@ -48,6 +47,10 @@ def compute_class_weights(y, class_names: Sequence[str]) -> dict[int, float]:
         raise DatasetError(
             f"cannot compute class weights: no samples for class(es) {', '.join(empty)}"
         )
+    # Imported here: scikit-learn costs most of a second to import, and every genaug process
+    # (each command, live child and worker) loads this module whether it weights or not.
+    from sklearn.utils.class_weight import compute_class_weight
+
     weights = compute_class_weight("balanced", classes=np.arange(len(class_names)), y=y)
     return {i: float(w) for i, w in enumerate(weights)}
 
