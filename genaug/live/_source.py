@@ -284,9 +284,6 @@ class LiveSource:
     def _drain_deadline(self) -> float:
         """Until when the jobs out are waited for: half of what is left before close's
         deadline, the other half being the worker's to stop in."""
-        if self._close_deadline is None:
-            self._close_started = time.monotonic()
-            self._close_deadline = self._close_started + DEFAULT_CLOSE_TIMEOUT
         return self._close_deadline - CLOSE_WORKER_SHARE * (self._close_deadline
                                                             - self._close_started)
 
