@@ -29,7 +29,7 @@ from genaug.loaders._data import adapt_data
 from genaug.loaders._options import SamplingOptions
 from genaug.loaders._sampler import EpochSampler, build_sampler, check_fit_class_weight
 from genaug.loaders._slots import SlotReader
-from genaug.loaders._stored import store_builder
+from genaug.loaders._stored import check_cache, store_builder
 from genaug.synthetic import SYNTHETIC
 
 # What TensorFlow's decoders turn into the same pixels as PIL; anything else goes via PIL.
@@ -190,7 +190,7 @@ class _TFPipeline:
             image_size=(self.height, self.width), color_mode=self.color_mode,
             interpolation=self.interpolation, decoder=decoder)
         self.pixels = None
-        if self.build_store is not None and self.build_store.keywords["directory"] is None:
+        if self.build_store is not None and check_cache(self.cache) in ("auto", "memory"):
             # Filled when the first pass builds the store; a memory-mapped store is read
             # through numpy instead, so that only the rows a batch needs are paged in.
             shape = [None, self.height, self.width, self.channels]
@@ -457,11 +457,8 @@ class _TFPipeline:
         first = place_and_label[0] // self.num_classes
         window, pass_id = (first % self.epoch_size) // self.window, first // self.epoch_size
         marked = self.delivered.scatter_nd_update([[window]], [pass_id])
-        moved = tf.constant(0, tf.int64)
-        if self.batch_size:
-            moved = tf.cond(tf.equal(window, self.windows - 1),
-                            lambda: tf.numpy_function(self.pass_done, [pass_id], tf.int64),
-                            lambda: tf.constant(0, tf.int64))
+        moved = (self.move_on_after(tf.equal(window, self.windows - 1), pass_id)
+                 if self.batch_size else tf.constant(0, tf.int64))
         with tf.control_dependencies([marked, moved]):
             images = tf.identity(images)
         out = ((images, *self.format_labels(labels, places), *weight) if self.label_mode
@@ -493,9 +490,13 @@ class _TFPipeline:
 
     def count_pass(self, places):
         last = tf.reduce_any(tf.equal(places % self.epoch_size, self.epoch_size - 1))
-        return tf.cond(last, lambda: tf.numpy_function(
-            self.pass_done, [tf.reduce_max(places) // self.epoch_size], tf.int64),
-            lambda: tf.constant(0, tf.int64))
+        return self.move_on_after(last, tf.reduce_max(places) // self.epoch_size)
+
+    def move_on_after(self, last, pass_id):
+        """Call :meth:`pass_done` for ``pass_id`` when ``last`` (the pass's last slot is
+        here): the only call into Python as batches are delivered."""
+        return tf.cond(last, lambda: tf.numpy_function(self.pass_done, [pass_id], tf.int64),
+                       lambda: tf.constant(0, tf.int64))
 
     def pass_done(self, pass_id) -> np.int64:
         """Pass ``pass_id`` delivered its last slot: move on to the next epoch, unless
@@ -512,7 +513,7 @@ class _TFPipeline:
         dataset.file_paths = list(sampler.real.paths)
         dataset.sampler = sampler
         dataset.decode_failures = self.reader.decode_failures
-        dataset._pipeline = self  # for tests and benchmarks: the store, the gather
+        dataset._pipeline = self  # for tests: the store and the gather
         # Keras applies fit(class_weight=...) by mapping it onto the dataset: warn when that
         # corrects a balanced loader a second time.
         keras_map = dataset.map
