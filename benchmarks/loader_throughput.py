@@ -397,8 +397,7 @@ def measure_disk_store(data_dir: Path, store_dir: Path, args) -> list[str]:
             return seen
         return run
 
-    tfdata = lambda cache: loaders["tfdata"](cache=cache)  # noqa: E731
-    pydataset = lambda cache: loaders["pydataset"](cache=cache)  # noqa: E731
+    tfdata, pydataset = loaders["tfdata"], loaders["pydataset"]
     cases = [
         Case("genaug tf.data, cache=DIR, cold (builds the store)",
              through_store("tfdata", tfdata, tf_epoch)),
