@@ -86,8 +86,8 @@ def run_arm(args, arm: str, index, cache: Path, factory, epochs: int) -> dict:
     import keras
 
     from genaug import BalancedBatchGenerator
+    from genaug.cache import SyntheticCache
     from genaug.live import LiveSource, SubprocessWorker
-    from genaug.synthetic import SyntheticCache
     from training.models import build_cnn
 
     live = None

@@ -138,7 +138,7 @@ def folder_for(name: str, given: dict[str, str], work: Path, **params) -> Path:
 def make_synthetic_cache(directory: Path, class_names, counts, *, per_class: int,
                          side: int, gray: bool) -> int:
     """``per_class`` synthetic images for every class below its balanced share."""
-    from genaug.synthetic import CacheWriter
+    from genaug.cache import CacheWriter
 
     share = sum(counts) / len(class_names)
     minority = [name for name, count in zip(class_names, counts) if count < share]

@@ -32,7 +32,7 @@ from generation_throughput import make_generator, plan_for  # noqa: E402
 
 def cache_files(cache: Path) -> dict[str, bytes]:
     """Each record's id and its PNG bytes."""
-    from genaug.synthetic import SyntheticCache
+    from genaug.cache import SyntheticCache
 
     return {r["id"]: (cache / r["path"]).read_bytes() for r in SyntheticCache(cache).records}
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "BalancePlan": "genaug.balance",
-    "compute_class_weights": "genaug.balance",
+    "BalancePlan": "genaug.sampling",
+    "compute_class_weights": "genaug.sampling",
     "DatasetIndex": "genaug.data",
     "DatasetSplits": "genaug.data",
     "analyze_dataset": "genaug.data",
@@ -29,10 +29,10 @@ _EXPORTS = {
     "image_dataset_from_directory": "genaug.loaders",
     "CacheSource": "genaug.sources",
     "RealSource": "genaug.sources",
-    "CacheWriter": "genaug.synthetic",
-    "RampSchedule": "genaug.synthetic",
-    "SyntheticCache": "genaug.synthetic",
-    "SyntheticMixer": "genaug.synthetic",
+    "CacheWriter": "genaug.cache",
+    "RampSchedule": "genaug.sampling",
+    "SyntheticCache": "genaug.cache",
+    "SyntheticMixer": "genaug.sampling",
     "LiveSource": "genaug.live",
     "GenaugError": "genaug.exceptions",
     "CacheError": "genaug.exceptions",
@@ -46,7 +46,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names load lazily
     # ruff cannot see that __all__ (built from _EXPORTS) lists these names.
-    from genaug.balance import BalancePlan, compute_class_weights  # noqa: F401
+    from genaug.cache import CacheWriter, SyntheticCache  # noqa: F401
     from genaug.data import (  # noqa: F401
         DatasetIndex,
         DatasetSplits,
@@ -73,8 +73,8 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names load
         build_augmentation,
         image_dataset_from_directory,
     )
+    from genaug.sampling import BalancePlan, RampSchedule, SyntheticMixer, compute_class_weights  # noqa: F401
     from genaug.sources import CacheSource, RealSource  # noqa: F401
-    from genaug.synthetic import CacheWriter, RampSchedule, SyntheticCache, SyntheticMixer  # noqa: F401
 
 
 def __getattr__(name):

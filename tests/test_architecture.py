@@ -8,7 +8,7 @@ included, ``if TYPE_CHECKING:`` blocks excluded) and three rules are checked:
 2. No import cycle between modules (``from genaug.x import y`` inside ``genaug.x`` counts as
    an edge to ``genaug/x/__init__.py``: submodules import their siblings directly).
 3. No import of another package's private (``_name``) module; ``training`` uses only public
-   modules. ``genaug._io`` and ``genaug.exceptions`` belong to the root package, which every
+   modules. ``genaug.io`` and ``genaug.exceptions`` belong to the root package, which every
    library package may use.
 """
 
@@ -21,12 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Lowest first. A package may import from its own layer's package and any earlier layer.
 LAYERS = (
-    ("genaug._io", "genaug.exceptions"),
+    ("genaug.io", "genaug._moved", "genaug.exceptions"),
     ("genaug.data",),
     ("genaug.classifier",),
-    ("genaug.balance",),
-    ("genaug.synthetic",),
+    ("genaug.cache",),
     ("genaug.sources",),
+    ("genaug.sampling",),
+    # Deprecated names of cache and sampling, kept for one release (genaug._moved).
+    ("genaug.synthetic", "genaug.balance"),
     ("genaug.loaders",),
     ("genaug.generation",),
     ("genaug.live",),
@@ -36,7 +38,7 @@ LAYERS = (
     ("genaug.cli",),
 )
 RANK = {package: rank for rank, group in enumerate(LAYERS) for package in group}
-ROOT_MODULES = {"genaug._io", "genaug.exceptions"}
+ROOT_MODULES = {"genaug.io", "genaug._moved", "genaug.exceptions"}
 
 
 def module_name(path: Path) -> str:

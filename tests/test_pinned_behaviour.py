@@ -48,7 +48,7 @@ def _synthetic_cache(train_dir: Path, root: Path) -> Path:
     every real image's) for the minority classes, recorded as derived from real images."""
     from PIL import Image
 
-    from genaug.synthetic import CacheWriter
+    from genaug.cache import CacheWriter
 
     with CacheWriter(root) as writer:
         for class_dir in sorted(train_dir.iterdir()):
@@ -63,7 +63,7 @@ def _synthetic_cache(train_dir: Path, root: Path) -> Path:
 
 
 def _schedule():
-    from genaug.synthetic import RampSchedule
+    from genaug.sampling import RampSchedule
 
     return RampSchedule(epochs=EPOCHS, ramp_fraction=0.5)
 

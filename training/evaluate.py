@@ -13,7 +13,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from genaug.synthetic import atomic_write_bytes
+from genaug.io import atomic_write_bytes
 
 
 def classification_metrics(y_true, y_pred, class_names) -> dict:

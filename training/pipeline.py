@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genaug.cache import SyntheticCache, composition_status
 from genaug.data import DatasetIndex, DatasetSplits, digits_longtail, split_dataset
 from genaug.exceptions import (
     ConfigError,
@@ -19,14 +20,8 @@ from genaug.exceptions import (
     DatasetError,
     DoubleCorrectionWarning,
 )
-from genaug.synthetic import (
-    SYNTHETIC,
-    RampSchedule,
-    SyntheticCache,
-    check_fill_to,
-    composition_status,
-    write_json,
-)
+from genaug.io import write_json
+from genaug.sampling import SYNTHETIC, RampSchedule, check_fill_to
 
 
 @dataclass(frozen=True)
@@ -284,7 +279,7 @@ def synthetic_shares(comp: dict) -> dict:
 def status_report(config, splits: DatasetSplits, comp: dict, cache, synthetic_source) -> dict:
     """``status.json``: what went into training, per class and split, with provenance.
 
-    The composition fields are :func:`genaug.synthetic.composition_status`'s; ``synthetic``
+    The composition fields are :func:`genaug.cache.composition_status`'s; ``synthetic``
     counts the distinct synthetic images a class trained on over the run. See
     :func:`synthetic_shares` for the two shares and which cap bounds each.
     """
@@ -455,7 +450,7 @@ class TrainingRun:
                           DoubleCorrectionWarning, stacklevel=2)
             self.sampler_class_weight, self.sample_weights = "balanced", True
             return
-        from genaug.balance import compute_class_weights
+        from genaug.sampling import compute_class_weights
 
         weights = compute_class_weights(self.splits.train.labels, self.splits.class_names)
         if self.sample_weights:
@@ -500,10 +495,10 @@ class TrainingRun:
     def select_synthetic(self, extractor, *, after_epoch: int | None = None) -> None:
         """Embed the real **training** images and the cache's usable images with
         ``extractor`` and keep the synthetic images in the bands
-        :func:`genaug.synthetic.select_by_feature_distance` keeps (validation and test images
+        :func:`genaug.sampling.select_by_feature_distance` keeps (validation and test images
         never take part; images derived from them are already out of ``self.synthetic``)."""
+        from genaug.sampling import select_by_class_margin, select_by_feature_distance
         from genaug.sources import RealSource
-        from genaug.synthetic import select_by_class_margin, select_by_feature_distance
 
         started = time.perf_counter()
         real = RealSource(self.splits.train)
@@ -554,11 +549,11 @@ class TrainingRun:
 
     def allocate_by_confusion(self, model, sampler, validation) -> dict:
         """Per-class synthetic caps from the model's confusion on the validation split
-        (:func:`genaug.synthetic.allocate_by_confusion`), among the classes ``sampler``
+        (:func:`genaug.sampling.allocate_by_confusion`), among the classes ``sampler``
         gives synthetic images."""
         from sklearn.metrics import confusion_matrix
 
-        from genaug.synthetic import allocate_by_confusion
+        from genaug.sampling import allocate_by_confusion
 
         config, names = self.config, self.splits.class_names
         predicted = np.argmax(model.predict(validation, verbose=0), axis=1)

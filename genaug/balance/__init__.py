@@ -1,28 +1,5 @@
-"""Balancing: the per-epoch sampling plan and class weights."""
+"""Deprecated alias: the balance plan and class weights are in :mod:`genaug.sampling`."""
 
-from genaug.balance._plan import (
-    BALANCE_MODES,
-    Balance,
-    BalancePlan,
-    Batched,
-    EpochPlan,
-    largest_remainder,
-    resolve_seed,
-    rng_for,
-    stream_take,
-)
-from genaug.balance._weights import compute_class_weights, delivered_class_weights
+from genaug._moved import moved_to
 
-__all__ = [
-    "BALANCE_MODES",
-    "Balance",
-    "BalancePlan",
-    "Batched",
-    "EpochPlan",
-    "compute_class_weights",
-    "delivered_class_weights",
-    "largest_remainder",
-    "resolve_seed",
-    "rng_for",
-    "stream_take",
-]
+__getattr__ = moved_to("genaug.balance", "genaug.sampling")

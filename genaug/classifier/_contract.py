@@ -7,8 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from genaug._io import atomic_write_bytes
 from genaug.exceptions import ConfigError, OutputError
+from genaug.io import atomic_write_bytes
 
 
 def sidecar_path(model_path) -> Path:

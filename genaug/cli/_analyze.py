@@ -19,8 +19,8 @@ from genaug.exceptions import OutputError
 @click.option("--synthetic-cache", type=click.Path(), help="Also report this synthetic cache.")
 def analyze(data_dir, classes, json_path, synthetic_cache):
     """Class counts, imbalance, unusable files, modes and sizes of DATA_DIR."""
+    from genaug.cache import SyntheticCache
     from genaug.data import DatasetIndex, analyze_dataset
-    from genaug.synthetic import SyntheticCache
 
     if json_path and Path(json_path).is_dir():
         raise OutputError(f"--json {json_path} is a directory; give a file name")
@@ -62,7 +62,7 @@ def analyze(data_dir, classes, json_path, synthetic_cache):
 
 def _write_json(path, report) -> None:
     """Write the report atomically; any failure is a one-line :class:`OutputError`."""
-    from genaug.synthetic import atomic_write_bytes
+    from genaug.io import atomic_write_bytes
 
     try:
         atomic_write_bytes(Path(path), json.dumps(report, indent=2).encode())

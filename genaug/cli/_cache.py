@@ -23,7 +23,7 @@ def cache():
 @click.option("--classes", callback=parse_class_list, help="Only import these classes.")
 def import_(src_dir, cache_dir, source_map, classes):
     """Import SRC_DIR/<class>/<image> made elsewhere (records with generator 'external')."""
-    from genaug.synthetic import import_folder
+    from genaug.cache import import_folder
 
     result = import_folder(src_dir, cache_dir, class_names=classes, source_map=source_map)
     click.echo(f"imported {result['imported']} image(s) into {cache_dir} "
@@ -47,7 +47,7 @@ def import_(src_dir, cache_dir, source_map, classes):
                    "repeated ids.")
 def check(cache_dir, classes, repair):
     """Report per-class counts and problems of a cache (exit 1 when it needs --repair)."""
-    from genaug.synthetic import SyntheticCache, repair_cache
+    from genaug.cache import SyntheticCache, repair_cache
 
     if repair:
         SyntheticCache(cache_dir)  # a missing cache is an error, not an empty repair

@@ -24,7 +24,7 @@ def _load_index(data_dir, classes):
 
 
 def _open_cache(directory, class_names):
-    from genaug.synthetic import SyntheticCache
+    from genaug.cache import SyntheticCache
 
     cache = SyntheticCache(directory, class_names=class_names)
     for line in cache.problems.lines():
@@ -172,9 +172,9 @@ def quality(data_dir, synthetic_cache, feature_model, feature_layer, feature_epo
     image, diversity, near-duplicates and the verification pass rate. Writes
     OUTPUT_DIR/quality.json and prints a table.
     """
-    from genaug._io import write_json
     from genaug.classifier import load_feature_extractor
     from genaug.evidence import measure_quality, quality_table, train_feature_extractor
+    from genaug.io import write_json
 
     index = _load_index(data_dir, classes)
     cache = _open_cache(synthetic_cache, index.class_names)

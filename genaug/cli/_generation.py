@@ -332,7 +332,7 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
                       device=device, precision=precision, argv=sys.argv[1:])
     plan_obj = GenerationPlan.load(plan_path)
     if Path(cache_dir).is_dir():  # refuse before loading the generator, not after
-        from genaug.synthetic import lock_cache
+        from genaug.cache import lock_cache
 
         lock_cache(Path(cache_dir)).close()
     if strength is None:

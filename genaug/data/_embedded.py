@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from genaug._io import atomic_write_bytes
 from genaug.data._decode import encode_png
+from genaug.io import atomic_write_bytes
 
 TEST_PER_CLASS = 20
 HEAD = 150

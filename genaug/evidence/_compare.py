@@ -11,12 +11,12 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from genaug._io import to_jsonable, write_json
 from genaug.evidence._arms import arm_config, parse_arms, parse_seeds
 from genaug.evidence._compare_report import write_compare_outputs
 from genaug.evidence._stats import DEFAULT_THRESHOLD
 from genaug.evidence._summary import summarize
 from genaug.exceptions import ConfigError, ConvergenceWarning
+from genaug.io import to_jsonable, write_json
 
 
 def run_compare(

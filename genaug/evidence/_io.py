@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from genaug._io import atomic_write_bytes, write_json
+from genaug.io import atomic_write_bytes, write_json
 
 __all__ = ["new_figure", "save_figure", "write_json", "write_text"]
 

@@ -45,7 +45,7 @@ def measure_quality(
     ----------
     index : genaug.data.DatasetIndex
         The real images (all splits).
-    cache : genaug.synthetic.SyntheticCache
+    cache : genaug.cache.SyntheticCache
         The synthetic images, opened with the dataset's class names.
     extractor : FeatureExtractor
         Embedding used for FID, KID and feature diversity.

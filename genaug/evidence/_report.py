@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from genaug.data import load_image
 from genaug.evidence._io import new_figure, save_figure, write_text
-from genaug.synthetic import atomic_write_bytes
+from genaug.io import atomic_write_bytes
 
 SPLITS = ("train", "validation", "test")
 
@@ -292,7 +292,7 @@ def build_report(
     index : genaug.data.DatasetIndex
     out : path-like
         Report folder.
-    cache : genaug.synthetic.SyntheticCache, optional
+    cache : genaug.cache.SyntheticCache, optional
     output_dir : path-like, optional
         Training outputs folder: its ``status.json``, ``confusion_matrix.png``,
         ``compare.png`` / ``compare.json``, ``quality.json`` and the compare runs' confusion

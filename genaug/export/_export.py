@@ -13,18 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from genaug._io import atomic_directory, atomic_write_bytes, write_json
+from genaug.cache import CacheProblems, SyntheticCache, composition_status
 from genaug.data import DatasetIndex, DatasetSplits, SkippedFile, skipped_summary, split_dataset
 from genaug.exceptions import ConfigError, DatasetError, GenaugWarning, OutputError
 from genaug.export._links import LINK_MODES, FileLinker
+from genaug.io import atomic_directory, atomic_write_bytes, write_json
+from genaug.sampling import pool_limits, quota_pool
 from genaug.sources import CacheSource
-from genaug.synthetic import (
-    CacheProblems,
-    SyntheticCache,
-    composition_status,
-    pool_limits,
-    quota_pool,
-)
 
 #: Folder (and manifest) name of each split; genaug's manifests read ``val`` as validation.
 SPLIT_FOLDERS = {"train": "train", "validation": "val", "test": "test"}
@@ -118,7 +113,7 @@ def export_dataset(data, *, out_dir, synthetic_cache=None, validation_split: flo
     manifests ``train.csv``, ``val.csv`` and ``test.csv`` (columns ``path, label, split,
     source, synthetic_id, source_id``; paths relative to ``out_dir``), ``label_map.json``
     (class -> label index, in ``class_names`` order), ``status.json`` (the composition fields
-    of a training run's, see :func:`genaug.synthetic.composition_status`, plus how the export
+    of a training run's, see :func:`genaug.cache.composition_status`, plus how the export
     was made) and ``env_report.json``. It is written in a temporary folder beside ``out_dir``
     and renamed at the end: an interrupted export leaves no ``out_dir``.
 
@@ -142,7 +137,7 @@ def export_dataset(data, *, out_dir, synthetic_cache=None, validation_split: flo
         Default: the largest class's real training images.
     synthetic_cap : float in [0, 1), default 0.6
         Largest share of a class's training images that may be synthetic
-        (:func:`genaug.synthetic.pool_limits`); a class without real training images gets no
+        (:func:`genaug.sampling.pool_limits`); a class without real training images gets no
         synthetic image. Which images a class keeps is a seeded choice.
     link : {"hard", "copy", "symlink"}, default "hard"
         Hard links take no extra disk space; a file that cannot be hard-linked (another

@@ -19,9 +19,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from genaug._io import atomic_directory
 from genaug.exceptions import ConfigError
 from genaug.generation._utils import offline_hub, quiet_diffusers, weights_sha256
+from genaug.io import atomic_directory
 
 GENERATOR_FORMAT = "genaug-generator/1"
 GENERATOR_META = "genaug_generator.json"

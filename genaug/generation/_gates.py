@@ -33,7 +33,7 @@ from genaug.generation._image_metrics import (
     phash_batch,
 )
 from genaug.generation._utils import normalize_image
-from genaug.synthetic import DEFAULT_RADIUS_FLOOR, ClassMargins, ClassPrototypes
+from genaug.sampling import DEFAULT_RADIUS_FLOOR, ClassMargins, ClassPrototypes
 
 #: A class whose acceptance by a gate falls below this share is reported loudly.
 COLLAPSE_RATE = 0.2
@@ -346,9 +346,9 @@ class FeatureDistanceGate(_EmbeddingGate):
 
     The score is ``d / d_f``: the image's distance to the class centre (the mean feature of
     the class's real images) over ``d_f``, the ``radius_quantile`` quantile of the real
-    images' own distances to it (:class:`genaug.synthetic.ClassPrototypes`). Score <= 1 is
+    images' own distances to it (:class:`genaug.sampling.ClassPrototypes`). Score <= 1 is
     the "in" band, <= 2 "near", above 2 "far"; the default threshold 2 keeps in and near,
-    as :func:`genaug.synthetic.select_by_feature_distance` does. A class's real features are
+    as :func:`genaug.sampling.select_by_feature_distance` does. A class's real features are
     computed once, the first time the class is scored; a class with fewer than 2 real images
     has no radius and its images pass ("not applicable").
 
@@ -399,8 +399,8 @@ class FeatureDistanceGate(_EmbeddingGate):
 class ClassMarginGate(_EmbeddingGate):
     """Admit an image only when its own class ranks first in a classifier's feature space.
 
-    The rule of :func:`genaug.synthetic.select_by_class_margin` (one implementation,
-    :class:`genaug.synthetic.ClassMargins`): every class has a centre (the mean feature of
+    The rule of :func:`genaug.sampling.select_by_class_margin` (one implementation,
+    :class:`genaug.sampling.ClassMargins`): every class has a centre (the mean feature of
     its real training images) and a radius, raised to at least ``radius_floor`` times the
     median radius so that a rare class's tight few images do not prune it away. The score is
     the image's radius-scaled distance to its own class over the smallest such distance to

@@ -348,7 +348,7 @@ class _GenerationRun:
 
     # -- 3. the cache --------------------------------------------------------------------
     def _open_cache(self) -> None:
-        from genaug.synthetic import CacheWriter, SyntheticCache
+        from genaug.cache import CacheWriter, SyntheticCache
 
         self.created = not self.cache_dir.exists()
         writer = None
@@ -573,7 +573,8 @@ class _GenerationRun:
                     shutil.rmtree(self.cache_dir, ignore_errors=True)
 
     def _write_reports(self, *, interrupted: bool) -> dict:
-        from genaug.synthetic import SyntheticCache, atomic_write_bytes
+        from genaug.cache import SyntheticCache
+        from genaug.io import atomic_write_bytes
 
         cache = SyntheticCache(self.cache_dir, class_names=self.plan.class_names)
         problems = cache.verify_files(image_size=self.image_size,
@@ -718,7 +719,7 @@ def _collapse_check(gates: GateChain, warned: set) -> list[str]:
 def _check_run(cache_dir: Path, fingerprint: dict, *, empty: bool) -> None:
     """Refuse to resume a cache made with other settings, unless it holds no image: then
     there is nothing to keep, and the run starts it afresh (its rejection log too)."""
-    from genaug.synthetic import atomic_write_bytes
+    from genaug.io import atomic_write_bytes
 
     path = cache_dir / RUN_FILE
     wanted = json.loads(json.dumps(fingerprint))

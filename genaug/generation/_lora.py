@@ -473,7 +473,7 @@ class _LoraRun:
         from diffusers.utils import convert_state_dict_to_diffusers
         from peft.utils import get_peft_model_state_dict
 
-        from genaug._io import atomic_directory
+        from genaug.io import atomic_directory
 
         unet, loop = self.pipe.unet, self.loop
         precision = precision_name(self.dtype)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from genaug.balance import largest_remainder
 from genaug.exceptions import ConfigError
 from genaug.generation._utils import canonical_sha256, derive_seed
+from genaug.sampling import largest_remainder
 
 PLAN_FORMAT = "genaug-plan/1"
 BALANCE_RATIO = 0.8
@@ -287,7 +287,7 @@ class GenerationPlan:
         return canonical_sha256(self.to_dict())
 
     def save(self, path) -> Path:
-        from genaug.synthetic import atomic_write_bytes
+        from genaug.io import atomic_write_bytes
 
         path = Path(path)
         atomic_write_bytes(path, self.to_json().encode("utf-8"))

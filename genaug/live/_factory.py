@@ -55,9 +55,9 @@ def build_worker(generator, *, device: str, class_names, image_size, color_mode:
         Passed to :func:`genaug.generation.build_gate_chain` (``blur_min``,
         ``structure_min``, ``phash_max``, ``verify_model``...; None leaves a gate out).
     """
+    from genaug.cache import CacheWriter
     from genaug.generation import build_gate_chain, load_backend, real_image_loader
     from genaug.live._worker import GenerationWorker
-    from genaug.synthetic import CacheWriter
 
     gate_options = dict(gate_options or {})
     if gate_options.get("verify_model") or gate_options.get("select_model"):

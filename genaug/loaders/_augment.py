@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from genaug.balance import rng_for
 from genaug.exceptions import ConfigError
+from genaug.sampling import rng_for
 
 # Seed generators are shared state: one batch at a time sets them and draws from them.
 _SEEDING = threading.Lock()

@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 
-from genaug.balance import Balance
 from genaug.exceptions import ConfigError
-from genaug.synthetic import DEFAULT_CAP, check_cap, check_fill_to, check_pool_cap, check_ratio
+from genaug.sampling import (
+    DEFAULT_CAP,
+    Balance,
+    check_cap,
+    check_fill_to,
+    check_pool_cap,
+    check_ratio,
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class SamplingOptions:
         At most this share of a class's draws in an epoch is synthetic. A dict gives classes
         their own share (``{"shirt": 0.9}``; classes it does not name keep 0.6), as
         ``genaug train --synthetic-allocation confusion`` does after its warm-up
-        (:func:`~genaug.synthetic.allocate_by_confusion`).
+        (:func:`~genaug.sampling.allocate_by_confusion`).
     synthetic_pool_cap : float in (0, 1) or None
         At most this share of a class's training images, real + distinct synthetic, is
         synthetic over the whole run: the class's pool is limited, by a seeded choice, to
@@ -52,7 +58,7 @@ class SamplingOptions:
         Fill threshold ``N_t``: only classes with fewer real training images receive synthetic
         ones, each in at most ``(N_t - n) / N_t`` of its draws (its share were it filled to
         ``N_t`` images); ``"mean"`` / ``"median"``: the mean / median real images per class
-        (:func:`~genaug.synthetic.resolve_fill_to`). With ``synthetic_cap`` the stricter share
+        (:func:`~genaug.sampling.resolve_fill_to`). With ``synthetic_cap`` the stricter share
         wins.
     synthetic_label_smoothing : float in [0, 1), default 0
         Synthetic slots get soft targets (``1 - eps`` on their class, ``eps`` spread evenly
@@ -68,7 +74,7 @@ class SamplingOptions:
         Held-out real image ids; synthetic images derived from them are left out.
     synthetic_ids : iterable of str or None
         Ids of the synthetic images that may be drawn (e.g. those a feature-space selection
-        kept, :func:`genaug.synthetic.select_by_feature_distance`); None: all of them.
+        kept, :func:`genaug.sampling.select_by_feature_distance`); None: all of them.
     """
 
     balance: Balance = Balance.OVERSAMPLE

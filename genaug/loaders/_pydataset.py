@@ -18,7 +18,7 @@ from genaug.loaders._options import SamplingOptions
 from genaug.loaders._sampler import EpochSampler, build_sampler, check_fit_class_weight
 from genaug.loaders._slots import SlotReader
 from genaug.loaders._stored import StoredSource, stored
-from genaug.synthetic import SYNTHETIC
+from genaug.sampling import SYNTHETIC
 
 
 class BalancedBatchGenerator(keras.utils.PyDataset):

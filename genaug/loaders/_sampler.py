@@ -9,28 +9,31 @@ from dataclasses import replace
 
 import numpy as np
 
-from genaug.balance import Balance, BalancePlan, delivered_class_weights, resolve_seed
 from genaug.data import DatasetIndex
 from genaug.exceptions import ConfigError, DoubleCorrectionWarning
 from genaug.loaders._options import SamplingOptions
-from genaug.sources import RealSource, Source, as_cache_source
-from genaug.synthetic import (
+from genaug.sampling import (
     DEFAULT_CAP,
     SYNTHETIC,
+    Balance,
+    BalancePlan,
     MixedEpoch,
     SyntheticMixer,
     capped_pool,
     class_caps,
+    delivered_class_weights,
     fill_shares,
     resolve_fill_to,
+    resolve_seed,
 )
+from genaug.sources import RealSource, Source, as_cache_source
 
 
 class EpochSampler:
     """Decide the content of every batch of every epoch.
 
-    It turns the real images' labels into a :class:`~genaug.balance.BalancePlan`, lets a
-    :class:`~genaug.synthetic.SyntheticMixer` swap slots for synthetic images, and attaches
+    It turns the real images' labels into a :class:`~genaug.sampling.BalancePlan`, lets a
+    :class:`~genaug.sampling.SyntheticMixer` swap slots for synthetic images, and attaches
     sample weights. The loaders only decode what it says. ``set_epoch`` moves it (a Keras
     callback or the loader's ``on_epoch_end`` calls it); the content of an epoch depends only
     on the seed and the epoch number. :func:`build_sampler` builds one from a loader's data.

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from genaug.sampling import SYNTHETIC, MixedEpoch
 from genaug.sources import FreshSource, Source
-from genaug.synthetic import SYNTHETIC, MixedEpoch
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from genaug.loaders._options import SamplingOptions
 from genaug.loaders._sampler import EpochSampler, build_sampler, check_fit_class_weight
 from genaug.loaders._slots import SlotReader
 from genaug.loaders._stored import check_cache, store_builder
-from genaug.synthetic import SYNTHETIC
+from genaug.sampling import SYNTHETIC
 
 # What TensorFlow's decoders turn into the same pixels as PIL; anything else goes via PIL.
 _NATIVE_MODES = {"L", "RGB", "RGBA"}

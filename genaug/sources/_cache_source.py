@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from genaug.cache import SyntheticCache
 from genaug.data import load_image
-from genaug.synthetic import SyntheticCache
 
 
 class CacheSource:

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from genaug.cache import META_CSV, META_JSONL, SyntheticCache
 from genaug.cli import main
 from genaug.sources import CacheSource
-from genaug.synthetic import META_CSV, META_JSONL, SyntheticCache
 
 
 def invoke(*args):
@@ -198,7 +198,7 @@ def test_check_reports_leftovers_of_a_kill_and_repair_removes_them(source, tmp_p
 
 
 def test_repair_refuses_while_a_writer_holds_the_cache(source, tmp_path):
-    from genaug.synthetic import CacheWriter
+    from genaug.cache import CacheWriter
 
     cache = tmp_path / "cache"
     invoke("cache", "import", source, "--cache", cache)

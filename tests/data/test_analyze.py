@@ -11,12 +11,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 import genaug
+from genaug.cache import CacheWriter
 from genaug.cli import main
 from genaug.data import DatasetIndex
 from genaug.data import _analyze as analysis
 from genaug.data._embedded import default_data_home, digits_longtail, long_tail_counts
 from genaug.exceptions import DatasetError
-from genaug.synthetic import CacheWriter
 
 
 def test_verify_class_balance_counts_every_class(small_dataset):

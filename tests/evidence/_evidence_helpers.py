@@ -11,7 +11,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from genaug.synthetic import CacheWriter
+from genaug.cache import CacheWriter
 
 CLASS_COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 200)}
 

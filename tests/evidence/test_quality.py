@@ -7,12 +7,12 @@ import pytest
 from _evidence_helpers import make_cache
 from click.testing import CliRunner
 
+from genaug.cache import CacheWriter, SyntheticCache
 from genaug.classifier import load_feature_extractor
 from genaug.cli import main
 from genaug.data import DatasetIndex
 from genaug.evidence import fid, kid, measure_quality, quality_table
 from genaug.evidence._quality import near_duplicate_flags, verification_summary
-from genaug.synthetic import CacheWriter, SyntheticCache
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from genaug.cache import SyntheticCache
 from genaug.cli import main
 from genaug.data import DatasetIndex
 from genaug.evidence import build_report
 from genaug.evidence._report import composition
-from genaug.synthetic import SyntheticCache
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from genaug.synthetic import CacheWriter
+from genaug.cache import CacheWriter
 
 COUNTS = {"cat": 20, "dog": 4, "snake": 10}
 

@@ -17,7 +17,7 @@ from PIL import Image
 from genaug.data import DatasetIndex, split_dataset
 from genaug.exceptions import ConfigError, DatasetError, GenaugWarning, OutputError
 from genaug.export import MANIFEST_COLUMNS, FileLinker, export_dataset
-from genaug.synthetic import pool_limits
+from genaug.sampling import pool_limits
 
 
 def read_rows(out: Path, split: str) -> list[dict]:

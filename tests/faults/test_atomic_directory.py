@@ -1,4 +1,4 @@
-"""What a killed :func:`genaug._io.atomic_directory` leaves is undone by the next one for the
+"""What a killed :func:`genaug.io.atomic_directory` leaves is undone by the next one for the
 same folder; a live writer's temporary folder is left alone."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from genaug._io import atomic_directory
+from genaug.io import atomic_directory
 
 
 def killed_between_the_renames(path):

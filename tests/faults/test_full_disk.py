@@ -12,10 +12,10 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
-from genaug._io import atomic_write_bytes
+from genaug.cache import SyntheticCache
 from genaug.cli import main
 from genaug.exceptions import OutputError
-from genaug.synthetic import SyntheticCache
+from genaug.io import atomic_write_bytes
 
 GENERATE = ("--steps", "1", "--blur-min", "0", "--structure-min", "0", "--phash-max", "-1",
             "--batch-size", "2", "--workers", "1", "--device", "cpu", "--quiet",
@@ -66,7 +66,7 @@ def test_generate_onto_a_full_tmpfs(small_disk, plan, generator):
 
 
 def test_generate_when_a_record_cannot_be_written(plan, generator, tmp_path, monkeypatch):
-    from genaug.synthetic import _cache
+    from genaug.cache import _cache
 
     real_append, calls = _cache._append, []
 

@@ -14,8 +14,8 @@ import sys
 from _kill_helpers import CLI, count_files, files_with_bytes, genaug_env, run_genaug, siblings
 from click.testing import CliRunner
 
+from genaug.cache import META_JSONL, SyntheticCache, cache_in_use
 from genaug.cli import main
-from genaug.synthetic import META_JSONL, SyntheticCache, cache_in_use
 
 GENERATE = ("--steps", "1", "--blur-min", "0", "--structure-min", "0", "--phash-max", "-1",
             "--batch-size", "2", "--workers", "1", "--device", "cpu", "--quiet",

@@ -3,8 +3,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from genaug.cache import SyntheticCache
 from genaug.cli import main
-from genaug.synthetic import SyntheticCache
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from genaug.cache import SyntheticCache
 from genaug.cli import main
 from genaug.exceptions import ConfigError
 from genaug.generation import distill_generator, load_backend
@@ -21,7 +22,6 @@ from genaug.generation._ddpm_distill import (
     student_target,
 )
 from genaug.generation._ddpm_model import build_sampler, build_train_scheduler, load_generator
-from genaug.synthetic import SyntheticCache
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"max_steps": 2, "batch_size": 4, "progress": False, "log_every": 1}

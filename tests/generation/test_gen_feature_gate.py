@@ -7,6 +7,7 @@ import pytest
 from _gen_helpers import FakeBackend, MeanFeature
 from click.testing import CliRunner
 
+from genaug.cache import SyntheticCache
 from genaug.cli import main
 from genaug.exceptions import ConfigError
 from genaug.generation import (
@@ -16,7 +17,6 @@ from genaug.generation import (
     generate_cache,
     make_plan,
 )
-from genaug.synthetic import SyntheticCache
 
 
 def grey(value):

@@ -7,6 +7,7 @@ import pytest
 from _gen_helpers import FakeBackend, coin
 from PIL import Image
 
+from genaug.cache import SyntheticCache
 from genaug.exceptions import CacheError, ConfigError
 from genaug.generation import (
     FunctionGate,
@@ -19,7 +20,6 @@ from genaug.generation import (
     make_plan,
 )
 from genaug.generation._generate import ENV_REPORT, REJECTIONS_FILE, SUMMARY_FILE
-from genaug.synthetic import SyntheticCache
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_resume_refuses_other_settings_and_unknown_classes(backend, plan, shapes
 
 
 def test_two_runs_cannot_write_one_cache_at_once(backend, plan, tmp_path):
-    from genaug.synthetic import lock_cache
+    from genaug.cache import lock_cache
 
     (tmp_path / "c").mkdir()
     held = lock_cache(tmp_path / "c")

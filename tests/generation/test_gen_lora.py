@@ -11,6 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from genaug.cache import SyntheticCache
 from genaug.cli import main
 from genaug.exceptions import CacheError, ConfigError
 from genaug.generation import (
@@ -22,7 +23,6 @@ from genaug.generation import (
 )
 from genaug.generation._lora import LORA_CONFIG, LORA_WEIGHTS, adapter_sha256
 from genaug.generation._utils import weights_sha256
-from genaug.synthetic import SyntheticCache
 
 TINY = dict(resolution=16, rank=4, alpha=8.0, batch_size=4, progress=False, log_every=1)
 # A high learning rate, so that three steps move the outputs visibly.

@@ -9,6 +9,7 @@ from _gen_helpers import MeanFeature, PlacedBackend
 from click.testing import CliRunner
 from PIL import Image
 
+from genaug.cache import SyntheticCache
 from genaug.cli import main
 from genaug.exceptions import ConfigError
 from genaug.generation import (
@@ -19,7 +20,7 @@ from genaug.generation import (
     generate_cache,
     make_plan,
 )
-from genaug.synthetic import SyntheticCache, select_by_class_margin
+from genaug.sampling import select_by_class_margin
 
 
 def flat(value, size=8):

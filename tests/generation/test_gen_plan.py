@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from genaug.balance import largest_remainder
 from genaug.exceptions import ConfigError
 from genaug.generation import GenerationConfig, GenerationPlan, make_plan
 from genaug.generation._plan import balance_check
+from genaug.sampling import largest_remainder
 
 CONFIG = {
     "negative_prompt": "blurry, watermark",

@@ -19,11 +19,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from genaug.cache import SyntheticCache
 from genaug.cli import main
 from genaug.exceptions import ConfigError
 from genaug.generation import generate_cache, load_backend, make_plan, summary_lines
 from genaug.generation._generate import ENV_REPORT, REJECTIONS_FILE, SUMMARY_FILE
-from genaug.synthetic import SyntheticCache
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="pip install 'genaug[ray]'")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from _gen_helpers import shape_image
 
+from genaug.cache import SyntheticCache
 from genaug.exceptions import ConfigError
 from genaug.generation import (
     GenerationRequest,
@@ -13,7 +14,6 @@ from genaug.generation import (
     load_backend,
     make_plan,
 )
-from genaug.synthetic import SyntheticCache
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from _gen_helpers import shape_image
 
+from genaug.cache import SyntheticCache
 from genaug.data import DatasetIndex, split_dataset
 from genaug.exceptions import ConfigError
 from genaug.generation import (
@@ -15,7 +16,6 @@ from genaug.generation import (
     load_backend,
     make_plan,
 )
-from genaug.synthetic import SyntheticCache
 
 NO_GATES = dict(structure_min=None, blur_min=None, phash_max=None, progress=False)
 

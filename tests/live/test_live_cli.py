@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from genaug.cache import SyntheticCache
 from genaug.cli import main
-from genaug.synthetic import SyntheticCache
 
 TINY = ["--epochs", "2", "--image-size", "16", "--model-width", "8", "--batch-size", "8",
         "--quiet", "--balanced"]

@@ -9,10 +9,10 @@ import time
 import pytest
 from _live_helpers import fit_with_live
 
+from genaug.cache import SyntheticCache
 from genaug.exceptions import ConfigError
 from genaug.generation import GenerationError
 from genaug.live import LiveSource, RemoteTraceback, SubprocessWorker, build_worker
-from genaug.synthetic import SyntheticCache
 
 CLASSES = ["cat", "dog", "snake"]
 

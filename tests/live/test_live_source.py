@@ -9,9 +9,9 @@ import pytest
 from _live_helpers import fit_with_live
 
 from genaug import BalancedBatchGenerator
+from genaug.cache import CacheWriter, SyntheticCache
 from genaug.generation import GeneratedImage, GeneratorBackend
 from genaug.live import FreshBuffer, GenerationWorker, LiveSource
-from genaug.synthetic import CacheWriter, SyntheticCache
 
 
 class NoiseBackend(GeneratorBackend):

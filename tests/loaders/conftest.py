@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from genaug.synthetic import CacheWriter
+from genaug.cache import CacheWriter
 
 SPLIT_COUNTS = {"cat": 16, "dog": 8}
 

@@ -7,7 +7,7 @@ import pytest
 import genaug
 from genaug.data import DatasetIndex
 from genaug.loaders import BalancedBatchGenerator, SamplingOptions, build_sampler
-from genaug.synthetic import SYNTHETIC, RampSchedule
+from genaug.sampling import SYNTHETIC, RampSchedule
 
 OPTIONS = dict(image_size=(16, 16), batch_size=8, seed=0, balance="oversample", verbose=False)
 

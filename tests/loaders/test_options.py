@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genaug.balance import Balance
 from genaug.data import DatasetIndex
 from genaug.exceptions import ConfigError, DatasetError
 from genaug.loaders import SamplingOptions, adapt_data, build_sampler
+from genaug.sampling import SYNTHETIC, Balance, RampSchedule
 from genaug.sources import CacheSource, FreshSource, RealSource, Source, as_cache_source
-from genaug.synthetic import SYNTHETIC, RampSchedule
 
 
 def test_options_are_validated_and_normalised_once():

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from genaug import BalancedBatchGenerator, RampSchedule
+from genaug.cache import CacheWriter
 from genaug.exceptions import ConfigError, DoubleCorrectionWarning
-from genaug.synthetic import CacheWriter
 
 
 def tiny_model(size, channels, classes):

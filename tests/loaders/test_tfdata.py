@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 import genaug
+from genaug.cache import CacheWriter
 from genaug.exceptions import ConfigError, DoubleCorrectionWarning
-from genaug.synthetic import CacheWriter
 
 
 def epoch_of(dataset):

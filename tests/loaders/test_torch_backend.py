@@ -10,7 +10,7 @@ SCRIPT = textwrap.dedent("""
     import keras
     import numpy as np
     from genaug import BalancedBatchGenerator, RampSchedule
-    from genaug.synthetic import CacheWriter
+    from genaug.cache import CacheWriter
 
     data, cache = sys.argv[1], sys.argv[2]
     with CacheWriter(cache) as writer:

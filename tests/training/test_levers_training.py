@@ -5,8 +5,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from genaug.cache import CacheWriter
 from genaug.cli import main
-from genaug.synthetic import CacheWriter
 from training.pipeline import TrainConfig
 
 TINY = ["--image-size", "16", "--model-width", "8", "--batch-size", "8", "--quiet"]

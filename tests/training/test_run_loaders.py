@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from genaug.balance import Balance
-from genaug.synthetic import RampSchedule
+from genaug.sampling import Balance, RampSchedule
 from training.pipeline import TrainConfig, build_loaders, resolve_splits
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from genaug.cache import CacheWriter
 from genaug.cli import main
-from genaug.synthetic import CacheWriter
 
 TINY = ["--image-size", "16", "--model-width", "8", "--batch-size", "8", "--quiet"]
 

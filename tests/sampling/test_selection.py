@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from genaug.exceptions import ConfigError
-from genaug.synthetic import BANDS, ClassPrototypes, bands_of, select_by_feature_distance
+from genaug.sampling import BANDS, ClassPrototypes, bands_of, select_by_feature_distance
 
 
 def _ring(centre, radius, n=8):

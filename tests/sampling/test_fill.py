@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from genaug.balance import BalancePlan
 from genaug.exceptions import ConfigError
-from genaug.synthetic import (
+from genaug.sampling import (
     SYNTHETIC,
+    BalancePlan,
     SyntheticMixer,
     check_fill_to,
     fill_shares,

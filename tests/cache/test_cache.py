@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
+from genaug.cache import META_CSV, META_JSONL, CacheWriter, SyntheticCache
 from genaug.exceptions import CacheError
 from genaug.sources import CacheSource
-from genaug.synthetic import META_CSV, META_JSONL, CacheWriter, SyntheticCache
 
 
 def image(value, size=8):

@@ -1,7 +1,7 @@
 import pytest
 
 from genaug.exceptions import ConfigError
-from genaug.synthetic import RampSchedule
+from genaug.sampling import RampSchedule
 
 
 def test_zero_during_warmup_then_linear_ramp_over_the_fraction_of_epochs():

@@ -3,9 +3,14 @@
 import numpy as np
 import pytest
 
-from genaug.balance import BalancePlan
 from genaug.exceptions import ConfigError
-from genaug.synthetic import SYNTHETIC, SyntheticMixer, allocate_by_confusion, class_caps
+from genaug.sampling import (
+    SYNTHETIC,
+    BalancePlan,
+    SyntheticMixer,
+    allocate_by_confusion,
+    class_caps,
+)
 
 NAMES = ("bag", "coat", "shirt", "tshirt")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from genaug.balance import rng_for
 from genaug.exceptions import ConfigError
+from genaug.sampling._plan import rng_for
 
 
 def check_pool_cap(pool_cap):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from genaug.cache._cache import CacheWriter
 from genaug.data import DatasetIndex, convert_mode
 from genaug.exceptions import CacheError
-from genaug.synthetic._cache import CacheWriter
 
 EXTERNAL = {"backend": "external", "model": None, "model_hash": None}
 

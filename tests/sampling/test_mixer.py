@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from genaug.balance import BalancePlan
 from genaug.exceptions import ConfigError
-from genaug.synthetic import (
+from genaug.sampling import (
     SYNTHETIC,
+    BalancePlan,
     RampSchedule,
     SyntheticMixer,
     capped_pool,

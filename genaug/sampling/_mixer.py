@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genaug.balance import Batched, EpochPlan, rng_for, stream_take
 from genaug.exceptions import ConfigError
-from genaug.synthetic._fill import fill_shares
+from genaug.sampling._fill import fill_shares
+from genaug.sampling._plan import Batched, EpochPlan, rng_for, stream_take
 
 #: The default largest synthetic share of a class's draws in an epoch.
 DEFAULT_CAP = 0.6
@@ -119,7 +119,7 @@ class SyntheticMixer:
         for an array). Classes without any real image are exempt: all their draws are
         synthetic.
     fill_to : int or None
-        Fill threshold ``N_t`` (see :func:`~genaug.synthetic.fill_shares`): only classes with
+        Fill threshold ``N_t`` (see :func:`~genaug.sampling.fill_shares`): only classes with
         fewer real images receive synthetic ones, in at most ``(N_t - n) / N_t`` of their
         draws. With ``cap`` as well, the stricter share applies.
     weight : float, default 1.0

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from genaug.balance import BalancePlan, stream_take
 from genaug.exceptions import ConfigError
+from genaug.sampling import BalancePlan, stream_take
 
 LABELS = np.array([0] * 40 + [1] * 3 + [2] * 11)
 

@@ -3,8 +3,8 @@ import pytest
 from sklearn.utils.class_weight import compute_class_weight
 
 from genaug import compute_class_weights
-from genaug.balance import delivered_class_weights
 from genaug.exceptions import DatasetError
+from genaug.sampling import delivered_class_weights
 
 
 def test_matches_scikit_learn_balanced_weights():

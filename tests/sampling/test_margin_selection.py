@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from genaug.exceptions import ConfigError
-from genaug.synthetic import select_by_class_margin
+from genaug.sampling import select_by_class_margin
 
 
 def _two_classes():

@@ -26,9 +26,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from genaug._io import atomic_write_bytes, json_default, lock_held
 from genaug.data import IMAGE_EXTENSIONS, encode_png
 from genaug.exceptions import CacheError, DatasetError, OutputError
+from genaug.io import atomic_write_bytes, json_default, lock_held
 
 META_JSONL = "synthetic_meta.jsonl"
 META_CSV = "synthetic_meta.csv"

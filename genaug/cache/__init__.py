@@ -1,0 +1,33 @@
+"""The synthetic cache: its format, writer and import, and the training status layout.
+
+The contract between the side that produces images (generation, live) and the side that
+trains on them (sources, sampling, loaders).
+"""
+
+from genaug.cache._cache import (
+    LOCK_FILE,
+    META_CSV,
+    META_JSONL,
+    CacheProblems,
+    CacheWriter,
+    SyntheticCache,
+    cache_in_use,
+    lock_cache,
+    repair_cache,
+)
+from genaug.cache._import import import_folder
+from genaug.cache._status import composition_status
+
+__all__ = [
+    "CacheProblems",
+    "CacheWriter",
+    "LOCK_FILE",
+    "META_CSV",
+    "META_JSONL",
+    "SyntheticCache",
+    "cache_in_use",
+    "composition_status",
+    "import_folder",
+    "lock_cache",
+    "repair_cache",
+]

@@ -1,0 +1,90 @@
+"""Sampling: what each epoch draws.
+
+The balance plan and class weights, and the synthetic mixer with its schedule, fill
+threshold, pool cap, confusion allocation and feature-space selection.
+"""
+
+from genaug.sampling._allocation import (
+    ConfusionAllocation,
+    allocate_by_confusion,
+    check_cap,
+    class_caps,
+)
+from genaug.sampling._fill import FILL_RULES, check_fill_to, fill_shares, resolve_fill_to
+from genaug.sampling._mixer import (
+    DEFAULT_CAP,
+    REAL,
+    SYNTHETIC,
+    MixedEpoch,
+    SyntheticMixer,
+    check_ratio,
+)
+from genaug.sampling._plan import (
+    BALANCE_MODES,
+    Balance,
+    BalancePlan,
+    Batched,
+    EpochPlan,
+    largest_remainder,
+    resolve_seed,
+    rng_for,
+    stream_take,
+)
+from genaug.sampling._pool import capped_pool, check_pool_cap, pool_limits, quota_pool
+from genaug.sampling._schedule import RampSchedule
+from genaug.sampling._selection import (
+    BANDS,
+    DEFAULT_RADIUS_FLOOR,
+    ClassMargins,
+    ClassPrototypes,
+    FeatureSelection,
+    MarginSelection,
+    bands_of,
+    check_keep_bands,
+    select_by_class_margin,
+    select_by_feature_distance,
+)
+from genaug.sampling._weights import compute_class_weights, delivered_class_weights
+
+__all__ = [
+    "BALANCE_MODES",
+    "BANDS",
+    "Balance",
+    "BalancePlan",
+    "Batched",
+    "ClassMargins",
+    "ClassPrototypes",
+    "ConfusionAllocation",
+    "DEFAULT_CAP",
+    "DEFAULT_RADIUS_FLOOR",
+    "EpochPlan",
+    "FILL_RULES",
+    "FeatureSelection",
+    "MarginSelection",
+    "MixedEpoch",
+    "REAL",
+    "RampSchedule",
+    "SYNTHETIC",
+    "SyntheticMixer",
+    "allocate_by_confusion",
+    "bands_of",
+    "capped_pool",
+    "check_cap",
+    "check_fill_to",
+    "check_keep_bands",
+    "check_pool_cap",
+    "check_ratio",
+    "class_caps",
+    "compute_class_weights",
+    "delivered_class_weights",
+    "fill_shares",
+    "largest_remainder",
+    "pool_limits",
+    "quota_pool",
+    "resolve_fill_to",
+    "resolve_seed",
+    "rng_for",
+    "select_by_class_margin",
+    "select_by_feature_distance",
+    "stream_take",
+]
