@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genaug.cache import SyntheticCache, composition_status
+from genaug.cache import SyntheticCache
 from genaug.data import DatasetIndex, DatasetSplits, digits_longtail, split_dataset
 from genaug.exceptions import (
     ConfigError,
@@ -21,7 +21,7 @@ from genaug.exceptions import (
     DoubleCorrectionWarning,
 )
 from genaug.io import write_json
-from genaug.sampling import SYNTHETIC, RampSchedule, check_fill_to
+from genaug.sampling import RampSchedule, check_fill_to
 
 
 @dataclass(frozen=True)
@@ -189,17 +189,16 @@ def _use_tf_loader(config: TrainConfig) -> bool:
 
 def build_loaders(config: TrainConfig, splits: DatasetSplits, *, synthetic=None, schedule=None,
                   class_weight=None, sample_weights=False, live_source=None,
-                  synthetic_ids=None, synthetic_cap=None):
+                  synthetic_ids=None):
     """Training, validation and test loaders, each from :func:`genaug.loaders.build_sampler`.
 
-    ``synthetic_ids``: the synthetic images the training loader may draw (a selection);
-    ``synthetic_cap``: per-class caps replacing ``--synthetic-cap`` (an allocation).
+    ``synthetic_ids``: the synthetic images the training loader may draw (a selection).
     """
     from genaug.loaders import BalancedBatchGenerator, build_augmentation, build_sampler
 
     options = config.sampling_options(train_size=len(splits.train), class_weight=class_weight,
                                       sample_weights=sample_weights, schedule=schedule,
-                                      synthetic_ids=synthetic_ids, synthetic_cap=synthetic_cap)
+                                      synthetic_ids=synthetic_ids)
     train_sampler = build_sampler(
         splits.train, options, synthetic_cache=synthetic, held_out_ids=splits.held_out_ids(),
         live_classes=live_source.live_classes if live_source is not None else ())
@@ -225,79 +224,6 @@ def build_loaders(config: TrainConfig, splits: DatasetSplits, *, synthetic=None,
     train, validation, test = (loader(sampler, augment if sampler is train_sampler else None)
                                if sampler is not None else None for sampler in samplers)
     return train, train_sampler, validation, test
-
-
-def composition(sampler, epochs: int, train_counts) -> dict:
-    """Per class and epoch: unique real, repeated real and synthetic draws, and totals."""
-    names = sampler.class_names
-    per_epoch, used = [], {name: set() for name in names}
-    for epoch in range(epochs):
-        mixed = sampler.mixed(epoch)
-        per_epoch.append(mixed.composition(names))
-        for c, name in enumerate(names):
-            chosen = (mixed.labels == c) & (mixed.source == SYNTHETIC)
-            used[name].update(mixed.index[chosen].tolist())
-    classes = {}
-    for c, name in enumerate(names):
-        rows = [epoch_counts[name] for epoch_counts in per_epoch]
-        classes[name] = {
-            "real_images": int(train_counts[c]),
-            "draws_per_epoch": int(sampler.plan.targets[c]),
-            "oversampled_draws_per_epoch": max(int(sampler.plan.targets[c] - train_counts[c]), 0),
-            "real_draws": sum(r["real"] for r in rows),
-            "duplicated_draws": sum(r["duplicated"] for r in rows),
-            "synthetic_draws": sum(r["synthetic"] for r in rows),
-            "synthetic_images_used": len(used[name]),
-        }
-    return {"classes": classes, "per_epoch": per_epoch,
-            "synthetic_only_classes": list(sampler.synthetic_only)}
-
-
-def synthetic_shares(comp: dict) -> dict:
-    """Per class, the two synthetic shares of a run, named by what each cap bounds.
-
-    ``synthetic_share_of_draws``: the largest share, over the epochs, of the class's draws
-    that were synthetic images; ``synthetic_cap`` bounds it in every epoch.
-    ``synthetic_share_of_images``: the distinct synthetic images the class trained on over the
-    whole run, as a share of its training images (real + those synthetic);
-    ``synthetic_pool_cap`` bounds it. A cap of 0.6 on draws lets a long run reach far more
-    than 60 % of distinct images, since each epoch may draw other synthetic images.
-    """
-    shares = {}
-    for name, row in comp["classes"].items():
-        per_epoch = [(epoch[name]["synthetic"],
-                      epoch[name]["real"] + epoch[name]["duplicated"] + epoch[name]["synthetic"])
-                     for epoch in comp["per_epoch"]]
-        images = row["real_images"] + row["synthetic_images_used"]
-        shares[name] = {
-            "synthetic_share_of_draws": max((s / t for s, t in per_epoch if t), default=0.0),
-            "synthetic_share_of_images": row["synthetic_images_used"] / images if images else 0.0,
-        }
-    return shares
-
-
-def status_report(config, splits: DatasetSplits, comp: dict, cache, synthetic_source) -> dict:
-    """``status.json``: what went into training, per class and split, with provenance.
-
-    The composition fields are :func:`genaug.cache.composition_status`'s; ``synthetic``
-    counts the distinct synthetic images a class trained on over the run. See
-    :func:`synthetic_shares` for the two shares and which cap bounds each.
-    """
-    names = splits.class_names
-    status = composition_status(
-        splits, [comp["classes"][name]["synthetic_images_used"] for name in names], cache=cache,
-        excluded_leakage=synthetic_source.excluded_leakage if synthetic_source else 0)
-    for name, shares in synthetic_shares(comp).items():
-        status["per_class"][name]["synthetic_share_of_draws"] = shares["synthetic_share_of_draws"]
-    status.update(
-        synthetic_cap=config.synthetic_cap,
-        synthetic_pool_cap=config.synthetic_pool_cap,
-        synthetic_only_classes=comp["synthetic_only_classes"],
-        image_size=[config.image_size, config.image_size],
-        color_mode=config.color_mode,
-        seed=config.seed,
-    )
-    return status
 
 
 def versions() -> dict:
@@ -332,260 +258,184 @@ RECALIBRATION_IMAGES = 1024
 VALIDATION_RECALIBRATION_IMAGES = 256
 
 
-class TrainingRun:
-    """One training run; :meth:`run` performs the numbered steps in order.
+@dataclass(frozen=True)
+class RunData:
+    """Steps 1-2: the run's resolved config, its real splits and its synthetic pool."""
 
-    Each step reads what the previous ones left on the object. ``config`` is the run's
-    :class:`TrainConfig` with ``color_mode="auto"`` resolved from the data.
-    """
+    config: TrainConfig
+    splits: DatasetSplits
+    skipped: tuple[dict, ...]
+    cache: SyntheticCache | None = None
+    synthetic: object = None  # CacheSource, leakage-guarded
+    synthetic_ids: frozenset[str] | None = None  # a --select-model selection's kept images
+    selection: dict | None = None
+
+
+@dataclass(frozen=True)
+class Weighting:
+    """Step 3: where class weights go (the loss or the loader) and how the ratio ramps."""
+
+    fit_class_weight: dict | None = None
+    sampler_class_weight: object = None
+    sample_weights: bool = False
+    schedule: RampSchedule | None = None
+
+
+class TrainingRun:
+    """One training run; :meth:`run` performs the numbered steps in order, each step taking
+    the values the earlier ones return. ``timings`` collects how long each took."""
 
     def __init__(self, config: TrainConfig):
         self.config = config
         self.timings: dict[str, float] = {}
         self.started = time.perf_counter()
-        self.splits: DatasetSplits | None = None
-        self.skipped: list[dict] = []
-        self.cache = self.synthetic = self.schedule = self.live = None
-        self.fit_class_weight = self.sampler_class_weight = None
-        self.sample_weights = False
-        self.synthetic_ids: frozenset[str] | None = None  # the selection's kept images
-        self.selection: dict | None = None
-        self.allocation: dict | None = None  # --synthetic-allocation's per-class caps
 
     def run(self) -> dict:
         # 1. Check the options, split the real data (bad input fails before any output) and
         #    resolve the colour mode.
-        self.split()
-        # 2. Open the synthetic cache, leaving out images derived from held-out images.
-        self.open_synthetic()
-        #    With --select-model, keep the cache's images near their class in feature space.
-        if self.config.select_model and not self.config.live_generator:
-            from genaug.classifier import load_feature_extractor
-
-            self.select_synthetic(load_feature_extractor(self.config.select_model))
-        # 3. Choose where class weights go (the loss or the loader's sample weights) and how
-        #    the synthetic ratio ramps up.
-        self.choose_class_weights()
-        self.schedule = self.ramp_schedule()
+        data = self.split()
+        # 2. Open the synthetic cache, leaving out images derived from held-out images; with
+        #    --select-model, keep its images near their class in feature space.
+        data = self.open_synthetic(data)
+        # 3. Choose where class weights go and how the synthetic ratio ramps up.
+        weighting = self.weighting(data)
         # 4. Start the live generator; it is stopped whatever happens next.
-        self.start_live()
+        live = self.start_live(data)
         try:
             # 5. Build the training, validation and test loaders.
             train, sampler, validation, test = build_loaders(
-                self.config, self.splits, synthetic=self.synthetic, schedule=self.schedule,
-                class_weight=self.sampler_class_weight, sample_weights=self.sample_weights,
-                live_source=self.live, synthetic_ids=self.synthetic_ids)
-            # 6. Train, recomputing batch-norm statistics before each validation (a selection
-            #    or allocation by the run's own model happens after its warm-up epochs: a new
-            #    sampler).
-            model, history, sampler = self.fit(train, sampler, validation)
+                data.config, data.splits, synthetic=data.synthetic,
+                schedule=weighting.schedule, class_weight=weighting.sampler_class_weight,
+                sample_weights=weighting.sample_weights, live_source=live,
+                synthetic_ids=data.synthetic_ids)
+            # 6. Train, recomputing batch-norm statistics before each validation; a selection
+            #    or allocation by the run's own model switches the loader after its warm-up.
+            model, history, adaptation = self.fit(data, weighting, train, validation)
             # 7. Evaluate on the held-out real test set, judge convergence, save the model.
-            metrics = self.evaluate(model, test, history)
+            metrics = self.evaluate(data, model, test, history)
         finally:
-            if self.live is not None:
-                self.live.close()
-        # 8. Account for what was trained on; write metrics, status and the confusion matrix.
-        return self.write_outputs(metrics, sampler)
+            if live is not None:
+                live.close()
+        # 8. Account for what was trained on; write metrics, status and the matrix.
+        return self.write_outputs(data, weighting, metrics, train, validation, test, adaptation)
 
-    def split(self) -> None:
+    def split(self) -> RunData:
         _check_config(self.config)
-        self.splits = resolve_splits(self.config)
-        if self.config.synthetic_allocation and self.splits.validation is None:
+        config, splits = self.config, resolve_splits(self.config)
+        if config.synthetic_allocation and splits.validation is None:
             raise ConfigError("--synthetic-allocation confusion measures the model on the "
                               "validation split: give --val-split above 0 (or validation rows "
                               "in the manifest)")
-        if self.config.color_mode == "auto":
+        if config.color_mode == "auto":
             from genaug.data import infer_color_mode
 
-            self.config = replace(self.config, color_mode=infer_color_mode(self.splits.index))
-        check_output_dirs(self.config.output_dir, self.config.model_dir)
+            config = replace(config, color_mode=infer_color_mode(splits.index))
+        check_output_dirs(config.output_dir, config.model_dir)
         self.timings["index_s"] = time.perf_counter() - self.started
-        splits = self.splits
         self.log(f"{len(splits.train)} training, "
                  f"{len(splits.validation) if splits.validation else 0} validation and "
-                 f"{len(splits.test)} test images ({self.config.color_mode}); "
+                 f"{len(splits.test)} test images ({config.color_mode}); "
                  f"test set: {splits.test_source}")
         # A split made from the index carries the index's skipped list: dedupe by path.
-        self.skipped = [{"path": path, "reason": reason} for path, reason in
+        skipped = tuple({"path": path, "reason": reason} for path, reason in
                         {f.path: f.reason for f in (*splits.index.skipped,
-                                                    *splits.test.skipped)}.items()]
-        for item in self.skipped:
+                                                    *splits.test.skipped)}.items())
+        for item in skipped:
             self.log(f"skipped {item['path']}: {item['reason']}")
+        return RunData(config, splits, skipped)
 
-    def open_synthetic(self) -> None:
-        config, names = self.config, self.splits.class_names
+    def open_synthetic(self, data: RunData) -> RunData:
+        config, names = data.config, data.splits.class_names
+        cache = synthetic = None
         if config.synthetic_cache:
             from genaug.sources import CacheSource
 
             if config.live_generator:  # the live producer writes there: it may not exist yet
                 Path(config.synthetic_cache).mkdir(parents=True, exist_ok=True)
-            self.cache = SyntheticCache(config.synthetic_cache, class_names=names)
-            for line in self.cache.problems.lines():
+            cache = SyntheticCache(config.synthetic_cache, class_names=names)
+            for line in cache.problems.lines():
                 self.log(f"synthetic cache: {line}")
-            self.synthetic = CacheSource(self.cache, class_names=names,
-                                         exclude_source_ids=self.splits.held_out_ids())
-            if self.synthetic.excluded_leakage:
-                self.log(f"synthetic cache: {self.synthetic.excluded_leakage} image(s) derived "
+            synthetic = CacheSource(cache, class_names=names,
+                                    exclude_source_ids=data.splits.held_out_ids())
+            if synthetic.excluded_leakage:
+                self.log(f"synthetic cache: {synthetic.excluded_leakage} image(s) derived "
                          "from validation/test images excluded from training")
-        train_counts = self.splits.train.counts()
-        synthetic_counts = (self.synthetic.counts() if self.synthetic is not None
-                            else np.zeros(len(names)))
-        empty = [n for n, c, s in zip(names, train_counts, synthetic_counts) if c == 0 and s == 0]
-        if empty and self.balanced:
+        synthetic_counts = synthetic.counts() if synthetic is not None else np.zeros(len(names))
+        empty = [n for n, c, s in zip(names, data.splits.train.counts(), synthetic_counts)
+                 if c == 0 and s == 0]
+        if empty and (config.balanced or config.balanced_batches):
             raise DatasetError(f"class(es) with no training image: {', '.join(empty)}; add "
                                "images, a synthetic cache covering them, or leave them out of "
                                "--classes")
+        ids = selection = None
+        if config.select_model and synthetic is not None and not config.live_generator:
+            from genaug.classifier import load_feature_extractor
+            from genaug.loaders import select_synthetic
+            from genaug.sources import RealSource
 
-    @property
-    def balanced(self) -> bool:
-        return self.config.balanced or self.config.balanced_batches
+            ids, selection = select_synthetic(
+                load_feature_extractor(config.select_model), RealSource(data.splits.train),
+                synthetic, method=config.synthetic_select, log=self.log)
+            self.timings["select_s"] = selection["seconds"]
+        return replace(data, cache=cache, synthetic=synthetic, synthetic_ids=ids,
+                       selection=selection)
 
-    def choose_class_weights(self) -> None:
-        self.sample_weights = self.synthetic is not None and self.config.synthetic_weight != 1.0
-        if not self.config.class_weights:
-            return
-        if self.balanced:
+    def weighting(self, data: RunData) -> Weighting:
+        config = data.config
+        schedule = None if data.synthetic is None else RampSchedule(
+            epochs=config.epochs, warmup_epochs=config.warmup_epochs,
+            ramp_fraction=config.ramp_fraction, cooldown_epochs=config.cooldown_epochs())
+        sample_weights = data.synthetic is not None and config.synthetic_weight != 1.0
+        if not config.class_weights:
+            return Weighting(sample_weights=sample_weights, schedule=schedule)
+        if config.balanced or config.balanced_batches:
             warnings.warn("--balanced with --class-weights corrects the imbalance twice; the "
                           "weights are computed from the distribution the loader delivers",
                           DoubleCorrectionWarning, stacklevel=2)
-            self.sampler_class_weight, self.sample_weights = "balanced", True
-            return
+            return Weighting(sampler_class_weight="balanced", sample_weights=True,
+                             schedule=schedule)
         from genaug.sampling import compute_class_weights
 
-        weights = compute_class_weights(self.splits.train.labels, self.splits.class_names)
-        if self.sample_weights:
-            self.sampler_class_weight = weights
-        else:
-            self.fit_class_weight = weights
+        weights = compute_class_weights(data.splits.train.labels, data.splits.class_names)
+        if sample_weights:
+            return Weighting(sampler_class_weight=weights, sample_weights=True,
+                             schedule=schedule)
+        return Weighting(fit_class_weight=weights, schedule=schedule)
 
-    def ramp_schedule(self) -> RampSchedule | None:
-        if self.synthetic is None:
+    def start_live(self, data: RunData):
+        config = data.config
+        if not config.live_generator:
             return None
-        return RampSchedule(epochs=self.config.epochs, warmup_epochs=self.config.warmup_epochs,
-                            ramp_fraction=self.config.ramp_fraction,
-                            cooldown_epochs=self.config.cooldown_epochs())
+        from genaug.live import start_live_source
 
-    def start_live(self) -> None:
-        if self.config.live_generator:
-            from genaug.live import start_live_source
+        return start_live_source(
+            config.live_generator, data.splits.train,
+            image_size=(config.image_size, config.image_size), color_mode=config.color_mode,
+            cache_dir=config.synthetic_cache or Path(config.output_dir) / "live_cache",
+            device=config.live_device, producer=config.live_producer,
+            capacity=config.live_buffer, max_reuse=config.live_max_reuse,
+            verify_model=config.live_verify_model,
+            verify_threshold=config.live_verify_threshold,
+            select_model=config.select_model if config.synthetic_select else None,
+            select_method=config.synthetic_select or "feature-distance",
+            lora=config.live_lora, seed=config.seed, log=self.log)
 
-            config = self.config
-            self.live = start_live_source(
-                config.live_generator, self.splits.train,
-                image_size=(config.image_size, config.image_size), color_mode=config.color_mode,
-                cache_dir=config.synthetic_cache or Path(config.output_dir) / "live_cache",
-                device=config.live_device, producer=config.live_producer,
-                capacity=config.live_buffer, max_reuse=config.live_max_reuse,
-                verify_model=config.live_verify_model,
-                verify_threshold=config.live_verify_threshold,
-                select_model=config.select_model if config.synthetic_select else None,
-                select_method=config.synthetic_select or "feature-distance",
-                lora=config.live_lora,
-                seed=config.seed, log=self.log)
-
-    @property
-    def selects_after_warmup(self) -> bool:
-        return bool(self.config.synthetic_select) and not self.config.select_model
-
-    @property
-    def adapts_after_warmup(self) -> bool:
-        """Whether the synthetic recipe changes after the warm-up, by the run's own model."""
-        return self.selects_after_warmup or bool(self.config.synthetic_allocation)
-
-    def select_synthetic(self, extractor, *, after_epoch: int | None = None) -> None:
-        """Embed the real **training** images and the cache's usable images with
-        ``extractor`` and keep the synthetic images in the bands
-        :func:`genaug.sampling.select_by_feature_distance` keeps (validation and test images
-        never take part; images derived from them are already out of ``self.synthetic``)."""
-        from genaug.sampling import select_by_class_margin, select_by_feature_distance
-        from genaug.sources import RealSource
-
-        started = time.perf_counter()
-        real = RealSource(self.splits.train)
-        size, mode = extractor.image_size, extractor.color_mode
-        margin = self.config.synthetic_select == "class-margin"
-        select = select_by_class_margin if margin else select_by_feature_distance
-        result = select(
-            extractor(load_all(real, image_size=size, color_mode=mode)), real.labels,
-            extractor(load_all(self.synthetic, image_size=size, color_mode=mode)),
-            self.synthetic.labels, class_names=self.splits.class_names)
-        self.synthetic_ids = frozenset(np.asarray(self.synthetic.ids, dtype=object)[result.keep])
-        seconds = time.perf_counter() - started
-        self.timings["select_s"] = seconds
-        self.selection = {**result.to_dict(), "features": extractor.describe(),
-                          "after_epoch": after_epoch, "seconds": round(seconds, 2)}
-        self.log(f"synthetic selection ({self.config.synthetic_select}, {extractor.source}): "
-                 f"kept {result.kept} of {len(result.keep)} cached images in {seconds:.1f}s")
-        for name, row in result.per_class.items():
-            if margin and row["kept"] + row["dropped"]:
-                nearer = ", ".join(f"{other} {n}" for other, n in row["nearer_to"].items())
-                self.log(f"  {name}: kept {row['kept']}, dropped {row['dropped']}"
-                         + (f" (nearer to {nearer})" if nearer else ""))
-            elif row["kept"] + row["dropped"]:
-                self.log(f"  {name}: in {row['in']}, near {row['near']}, far {row['far']}; "
-                         f"kept {row['kept']}" + (f" ({row['note']})" if row["note"] else ""))
-
-    def adapt_after_warmup(self, model, sampler, validation):
-        """After the warm-up, with the run's own model: select the cache (its ``features``
-        layer), allocate per-class caps by its validation confusion, or both; then the
-        training loader and sampler that draw accordingly."""
-        from genaug.classifier import FeatureExtractor, embedding_model
-
-        config = self.config
-        if self.selects_after_warmup:
-            embedding, layer = embedding_model(model)
-            self.select_synthetic(FeatureExtractor(
-                model=embedding, image_size=(config.image_size, config.image_size),
-                color_mode=config.color_mode, layer=layer,
-                source=f"this run's model after {config.warmup_epochs} warm-up epoch(s)"),
-                after_epoch=config.warmup_epochs)
-        caps = self.allocate_by_confusion(model, sampler, validation) \
-            if config.synthetic_allocation else None
-        train, sampler, _, _ = build_loaders(
-            config, self.splits, synthetic=self.synthetic, schedule=self.schedule,
-            class_weight=self.sampler_class_weight, sample_weights=self.sample_weights,
-            synthetic_ids=self.synthetic_ids, synthetic_cap=caps)
-        return train, sampler
-
-    def allocate_by_confusion(self, model, sampler, validation) -> dict:
-        """Per-class synthetic caps from the model's confusion on the validation split
-        (:func:`genaug.sampling.allocate_by_confusion`), among the classes ``sampler``
-        gives synthetic images."""
-        from sklearn.metrics import confusion_matrix
-
-        from genaug.sampling import allocate_by_confusion
-
-        config, names = self.config, self.splits.class_names
-        predicted = np.argmax(model.predict(validation, verbose=0), axis=1)
-        confusion = confusion_matrix(self.splits.validation.labels, predicted,
-                                     labels=np.arange(len(names)))
-        allocation = allocate_by_confusion(confusion, class_names=names,
-                                           cap=config.synthetic_cap, eligible=sampler.eligible)
-        self.allocation = {**allocation.to_dict(), "after_epoch": config.warmup_epochs}
-        self.log(f"synthetic allocation (validation confusion after {config.warmup_epochs} "
-                 f"warm-up epoch(s)):")
-        for name, row in self.allocation["per_class"].items():
-            if row["receives_synthetic"]:
-                self.log(f"  {name}: recall {row['recall']:.2f} on {row['validation_images']}"
-                         f" images, cap {row['synthetic_cap']:.2f}")
-        return allocation.as_cap()
-
-    def recalibration_batches(self) -> list:
+    def recalibration_batches(self, data: RunData) -> list:
         """Batches of real training images, balanced as the run balances them, without
         augmentation or synthetic images, for :class:`training.models.BatchNormRecalibration`.
         """
         from genaug.loaders import BalancedBatchGenerator
 
-        config = self.config
+        config, train = data.config, data.splits.train
         balance, epoch_size = "none", None
-        if self.balanced:  # a balanced epoch as long as a plain one, as build_loaders makes it
+        if config.balanced or config.balanced_batches:  # as long as a plain epoch, as
             balance = "balanced_batches" if config.balanced_batches else "oversample"
-            epoch_size = len(self.splits.train)
+            epoch_size = len(train)  # build_loaders makes it
         with warnings.catch_warnings():  # synthetic-only classes just add no real images here
             warnings.filterwarnings("ignore", message="classes with no training image")
             loader = BalancedBatchGenerator(
-                self.splits.train, balance=balance, epoch_size=epoch_size,
-                batch_size=config.batch_size, image_size=(config.image_size, config.image_size),
+                train, balance=balance, epoch_size=epoch_size, batch_size=config.batch_size,
+                image_size=(config.image_size, config.image_size),
                 color_mode=config.color_mode, seed=config.seed)
         count = min(len(loader), max(1, RECALIBRATION_IMAGES // config.batch_size))
         batches = [loader[i][0] for i in range(count)]
@@ -593,58 +443,61 @@ class TrainingRun:
             batches.pop()  # one batch shape: the compiled forward pass is traced once
         return batches
 
-    def fit(self, train, sampler, validation):
+    def fit(self, data: RunData, weighting: Weighting, train, validation):
         import keras
 
+        from genaug.data import check_color_mode
+        from genaug.loaders import AdaptAfterWarmup
         from training.models import BatchNormRecalibration, build_cnn
 
-        config = self.config
+        config = data.config
         keras.utils.set_random_seed(config.seed)
-        channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[config.color_mode]
-        model = build_cnn((config.image_size, config.image_size, channels),
-                          len(self.splits.class_names), width=config.model_width,
+        model = build_cnn((config.image_size, config.image_size,
+                           check_color_mode(config.color_mode)),
+                          len(data.splits.class_names), width=config.model_width,
                           seed=config.seed)
-        steps = max(len(sampler) * config.epochs, 1)
+        steps = max(len(train) * config.epochs, 1)
         optimizer = keras.optimizers.Adam(
             keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps))
         # Synthetic label smoothing makes the loaders yield one-hot rows (sampler.targets).
-        loss = ("categorical_crossentropy" if sampler.categorical
+        loss = ("categorical_crossentropy" if train.sampler.categorical
                 else "sparse_categorical_crossentropy")
         model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
-        callbacks = [BatchNormRecalibration(
-            self.recalibration_batches(),
-            validation_batches=max(1, VALIDATION_RECALIBRATION_IMAGES // config.batch_size))]
+        recalibration = BatchNormRecalibration(
+            self.recalibration_batches(data),
+            validation_batches=max(1, VALIDATION_RECALIBRATION_IMAGES // config.batch_size))
+        callbacks, adaptation = [recalibration], None
+        select = config.synthetic_select if not config.select_model else None
+        if select or config.synthetic_allocation:
+            # The model adapts the pool with the statistics the end of a fit would give it.
+            callbacks.append(keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: epoch + 1 == config.warmup_epochs
+                and recalibration.on_train_end()))
+            adaptation = AdaptAfterWarmup(
+                train, warmup_epochs=config.warmup_epochs, select=select,
+                allocate=config.synthetic_allocation, validation=validation, log=self.log)
+            callbacks.append(adaptation)
         started = time.perf_counter()
         progress = (1 if sys.stdout.isatty() else 2) if config.verbose else 0
-
-        def fit_epochs(train, sampler, first: int, last: int) -> dict:
-            ramp = [self.schedule.callback(sampler)] if self.schedule is not None else []
-            # The loaders shuffle deterministically themselves.
-            return model.fit(train, validation_data=validation, initial_epoch=first,
-                             epochs=last, class_weight=self.fit_class_weight,
-                             callbacks=callbacks + ramp, shuffle=False,
-                             verbose=progress).history
-
-        if self.adapts_after_warmup:  # same model and optimizer state on both sides
-            history = fit_epochs(train, sampler, 0, config.warmup_epochs)
-            train, sampler = self.adapt_after_warmup(model, sampler, validation)
-            later = fit_epochs(train, sampler, config.warmup_epochs, config.epochs)
-            history = {key: history.get(key, []) + values for key, values in later.items()}
-        else:
-            history = fit_epochs(train, sampler, 0, config.epochs)
+        # The loaders shuffle deterministically and move to each next epoch themselves.
+        history = model.fit(train, validation_data=validation, epochs=config.epochs,
+                            class_weight=weighting.fit_class_weight, callbacks=callbacks,
+                            shuffle=False, verbose=progress).history
         self.timings["train_s"] = time.perf_counter() - started
-        return model, history, sampler
+        if adaptation is not None and adaptation.selection is not None:
+            self.timings["select_s"] = adaptation.selection["seconds"]
+        return model, history, adaptation
 
-    def evaluate(self, model, test, history: dict) -> dict:
+    def evaluate(self, data: RunData, model, test, history: dict) -> dict:
         from genaug.classifier import save_classifier
         from genaug.evidence import convergence
         from training.evaluate import classification_metrics
 
-        config, names = self.config, self.splits.class_names
+        config, names = data.config, data.splits.class_names
         started = time.perf_counter()
         y_pred = np.argmax(model.predict(test, verbose=0), axis=1)
         self.timings["evaluate_s"] = time.perf_counter() - started
-        metrics = classification_metrics(self.splits.test.labels, y_pred, names)
+        metrics = classification_metrics(data.splits.test.labels, y_pred, names)
         metrics["history"] = {k: [float(v) for v in values]
                               for k, values in history.items()}
         metrics["convergence"] = convergence(metrics["history"])
@@ -659,70 +512,52 @@ class TrainingRun:
         metrics["model_path"] = str(model_path)
         return metrics
 
-    def write_outputs(self, metrics: dict, sampler) -> dict:
-        config, names = self.config, self.splits.class_names
-        train_counts = self.splits.train.counts()
-        comp = composition(sampler, config.epochs, train_counts)
-        applied = self.fit_class_weight if self.fit_class_weight is not None else (
+    def write_outputs(self, data: RunData, weighting: Weighting, metrics: dict, train,
+                      validation, test, adaptation) -> dict:
+        from genaug.loaders import training_status
+        from training.evaluate import plot_confusion_matrix
+
+        config, names, sampler = data.config, data.splits.class_names, train.sampler
+        comp = sampler.composition(config.epochs)
+        status = training_status(train, epochs=config.epochs, validation=validation, test=test,
+                                 adaptation=adaptation, selection=data.selection,
+                                 skipped_files=data.skipped, composition=comp).to_json()
+        applied = weighting.fit_class_weight if weighting.fit_class_weight is not None else (
             dict(enumerate(sampler.class_weight.tolist())) if sampler.class_weight is not None
             else None)
         metrics.update(
             class_weights=None if applied is None else {names[int(k)]: float(v)
                                                         for k, v in applied.items()},
-            composition=comp,
+            composition=comp.to_dict(),
             synthetic_shares={"synthetic_cap": config.synthetic_cap,
                               "synthetic_pool_cap": config.synthetic_pool_cap,
-                              "per_class": synthetic_shares(comp)},
+                              "per_class": comp.synthetic_shares()},
             sampling=sampler.summary(),
-            synthetic_schedule=self.schedule.to_dict() if self.schedule is not None else None,
-            train_counts=dict(zip(names, train_counts.tolist())),
-            test_set=self.splits.test_source,
-            skipped_files=self.skipped,
+            synthetic_schedule=status["synthetic_schedule"],
+            train_counts=dict(zip(names, data.splits.train.counts().tolist())),
+            test_set=data.splits.test_source,
+            skipped_files=list(data.skipped),
             config=asdict(config),
             versions=versions(),
         )
-        if self.synthetic is not None:
+        if data.synthetic is not None:
             metrics["synthetic"] = {"cache": str(config.synthetic_cache),
-                                    "usable_images": len(self.synthetic),
-                                    "excluded_for_leakage": self.synthetic.excluded_leakage,
-                                    "problems": self.cache.problems.to_dict()}
-        if self.live is not None:
-            metrics["live"] = self.live.statistics()
-        if self.selection is not None:
-            metrics["synthetic_selection"] = self.selection
-        if self.allocation is not None:
-            metrics["synthetic_allocation"] = self.allocation
+                                    "usable_images": len(data.synthetic),
+                                    "excluded_for_leakage": data.synthetic.excluded_leakage,
+                                    "problems": data.cache.problems.to_dict()}
+            coverage = metrics["synthetic_coverage"] = status["synthetic_coverage"]
+            self.log(f"synthetic images reached {', '.join(coverage['received']) or 'no class'}"
+                     f"; none for {', '.join(coverage['not_received']) or 'no class'}")
+        if getattr(train, "live_source", None) is not None:
+            metrics["live"] = train.live_source.statistics()
+        for key in ("synthetic_selection", "synthetic_allocation"):
+            if key in status:
+                metrics[key] = status[key]
         self.timings["total_s"] = time.perf_counter() - self.started
         metrics["timings"] = self.timings
         out = Path(config.output_dir)
-        status = status_report(config, self.splits, comp, self.cache, self.synthetic)
-        status["skipped_files"] = self.skipped
-        if self.live is not None:
-            # What the live producer's gates turned away, per class (a class-margin gate
-            # says here which classes' images strayed toward others).
-            status["live_rejections"] = {key: metrics["live"][key] for key in (
-                "generated", "accepted", "rejected_by_gate", "rejected_by_class")}
-        if self.selection is not None:
-            status["synthetic_selection"] = self.selection
-        if self.allocation is not None:
-            status["synthetic_allocation"] = self.allocation
-        status["synthetic_schedule"] = metrics["synthetic_schedule"]
-        status["synthetic_fill"] = {"fill_to": sampler.fill_to,
-                                    "per_class": sampler.fill_summary()}
-        status["synthetic_label_smoothing"] = config.synthetic_label_smoothing
-        if self.synthetic is not None:
-            # Which classes the synthetic images reached: a gain on one class can cost others.
-            received = {name: row.get("synthetic", 0) > 0
-                        for name, row in status["per_class"].items()}
-            coverage = {"received": sorted(n for n, r in received.items() if r),
-                        "not_received": sorted(n for n, r in received.items() if not r)}
-            status["synthetic_coverage"] = metrics["synthetic_coverage"] = coverage
-            self.log(f"synthetic images reached {', '.join(coverage['received']) or 'no class'}"
-                     f"; none for {', '.join(coverage['not_received']) or 'no class'}")
         write_json(out / "status.json", status)
         write_json(out / "metrics.json", metrics)
-        from training.evaluate import plot_confusion_matrix
-
         plot_confusion_matrix(metrics["confusion_matrix"], names, out / "confusion_matrix.png",
                               title=f"{config.model_name}: balanced accuracy "
                                     f"{metrics['balanced_accuracy']:.3f}")
@@ -732,15 +567,6 @@ class TrainingRun:
 
     def log(self, message: str) -> None:
         _log(self.config, message)
-
-
-def load_all(source, *, image_size, color_mode: str) -> np.ndarray:
-    """Every image of ``source`` as one uint8 stack ``(N, H, W, C)`` (for embedding)."""
-    if len(source) == 0:
-        channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[color_mode]
-        return np.zeros((0, *image_size, channels), dtype=np.uint8)
-    return np.stack([source.load(i, image_size=image_size, color_mode=color_mode)
-                     for i in range(len(source))])
 
 
 def per_class_table(metrics: dict) -> str:

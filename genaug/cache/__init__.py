@@ -16,7 +16,7 @@ from genaug.cache._cache import (
     repair_cache,
 )
 from genaug.cache._import import import_folder
-from genaug.cache._status import composition_status
+from genaug.cache._status import TrainingStatus
 
 __all__ = [
     "CacheProblems",
@@ -25,8 +25,8 @@ __all__ = [
     "META_CSV",
     "META_JSONL",
     "SyntheticCache",
+    "TrainingStatus",
     "cache_in_use",
-    "composition_status",
     "import_folder",
     "lock_cache",
     "repair_cache",

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from genaug.cache import TrainingStatus
 from genaug.data import load_image
 from genaug.evidence._io import new_figure, save_figure, write_text
+from genaug.exceptions import DatasetError
 from genaug.io import atomic_write_bytes
 
 SPLITS = ("train", "validation", "test")
@@ -96,40 +98,34 @@ def composition(index, cache=None, *, status: dict | None = None) -> Composition
 
 
 def _from_status(status: dict, names) -> Composition | None:
-    """Read per-class and per-split counts from a training run's ``status.json``.
-
-    The layout is ``per_class: {class: {original, synthetic, ...}}`` and
-    ``per_split: {split: {"original": {class: n}, "synthetic": {class: n}}}``. Returns None when
-    the file has no per-class counts or its classes are not the dataset's.
-    """
-    per_class = status.get("per_class")
-    if not isinstance(per_class, dict) or set(per_class) != set(names):
+    """Per-class and per-split counts from a training run's ``status.json``
+    (:meth:`genaug.cache.TrainingStatus.from_json`); None when the file has no per-class
+    counts or its classes are not the dataset's."""
+    try:
+        parsed = TrainingStatus.from_json(status)
+    except DatasetError:
         return None
+    if set(parsed.class_names) != set(names):
+        return None
+    order = [parsed.class_names.index(n) for n in names]
 
-    def count(mapping, name, key=None):
-        value = (mapping or {}).get(name, 0)
-        if key is not None and isinstance(value, dict):
-            value = value.get(key, 0)
-        return int(value) if isinstance(value, (int, float)) else 0
+    def counts(values):
+        return np.asarray([values[i] for i in order], dtype=np.int64)
 
-    original = np.asarray([count(per_class, n, "original") for n in names], dtype=np.int64)
-    synthetic = np.asarray([count(per_class, n, "synthetic") for n in names], dtype=np.int64)
-    splits = {}
-    for split, entry in (status.get("per_split") or {}).items():
-        if split in SPLITS and isinstance(entry, dict):
-            splits[split] = {
-                "original": np.asarray([count(entry.get("original"), n) for n in names]),
-                "synthetic": np.asarray([count(entry.get("synthetic"), n) for n in names]),
-            }
-    splits.setdefault("train", {"original": original, "synthetic": synthetic})
-    draws = [(per_class[n] or {}).get("synthetic_share_of_draws") for n in names]
-    share_of_draws = (np.asarray(draws, dtype=np.float64)
-                      if all(isinstance(v, (int, float)) for v in draws) else None)
+    original, synthetic = counts(parsed.original), counts(parsed.synthetic)
+    splits = {"train": {"original": original, "synthetic": synthetic}}
+    zeros = np.zeros(len(names), dtype=np.int64)
+    for split in ("validation", "test"):
+        values = getattr(parsed, split)
+        if values is not None:
+            splits[split] = {"original": counts(values), "synthetic": zeros}
+    share_of_draws = (np.asarray([parsed.share_of_draws[i] for i in order], dtype=np.float64)
+                      if parsed.share_of_draws is not None else None)
     return Composition(list(names), original, synthetic, splits,
                        "the last training run's status.json (synthetic = distinct images used "
                        "over the run)", share_of_draws=share_of_draws,
-                       synthetic_cap=status.get("synthetic_cap"),
-                       synthetic_pool_cap=status.get("synthetic_pool_cap"))
+                       synthetic_cap=parsed.synthetic_cap,
+                       synthetic_pool_cap=parsed.synthetic_pool_cap)
 
 
 def _class_axis(ax, names):

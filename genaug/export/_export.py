@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genaug.cache import CacheProblems, SyntheticCache, composition_status
+from genaug.cache import CacheProblems, SyntheticCache, TrainingStatus
 from genaug.data import DatasetIndex, DatasetSplits, SkippedFile, skipped_summary, split_dataset
 from genaug.exceptions import ConfigError, DatasetError, GenaugWarning, OutputError
 from genaug.export._links import LINK_MODES, FileLinker
@@ -113,7 +113,7 @@ def export_dataset(data, *, out_dir, synthetic_cache=None, validation_split: flo
     manifests ``train.csv``, ``val.csv`` and ``test.csv`` (columns ``path, label, split,
     source, synthetic_id, source_id``; paths relative to ``out_dir``), ``label_map.json``
     (class -> label index, in ``class_names`` order), ``status.json`` (the composition fields
-    of a training run's, see :func:`genaug.cache.composition_status`, plus how the export
+    of a training run's, see :class:`genaug.cache.TrainingStatus`, plus how the export
     was made) and ``env_report.json``. It is written in a temporary folder beside ``out_dir``
     and renamed at the end: an interrupted export leaves no ``out_dir``.
 
@@ -179,8 +179,6 @@ def export_dataset(data, *, out_dir, synthetic_cache=None, validation_split: flo
     images = _layout(splits, synthetic)
     # 5. Write it all in a temporary folder, renamed to out_dir at the end.
     linker = FileLinker(link)
-    status = composition_status(splits, plan["chosen"], cache=cache,
-                                excluded_leakage=synthetic.excluded_leakage if synthetic else 0)
     with atomic_directory(out_dir) as tmp:
         for folder in sorted({str(Path(image.path).parent) for image in images}):
             (tmp / folder).mkdir(parents=True)
@@ -189,8 +187,9 @@ def export_dataset(data, *, out_dir, synthetic_cache=None, validation_split: flo
         for folder in SPLIT_FOLDERS.values():
             _write_manifest(tmp / f"{folder}.csv", [i for i in images if i.split == folder])
         write_json(tmp / LABEL_MAP, {name: i for i, name in enumerate(splits.class_names)})
-        status.update(_export_fields(splits, cache, plan, linker, seed=seed,
-                                     synthetic_cap=synthetic_cap))
+        # After the files are placed: the status says how each was linked.
+        status = _status(splits, cache, synthetic, plan, linker, seed=seed,
+                         synthetic_cap=synthetic_cap).to_json()
         write_json(tmp / STATUS, status)
         write_json(tmp / ENV_REPORT, _environment(status, parameters, data=data,
                                                   test_dir=test_dir,
@@ -332,27 +331,31 @@ def _write_manifest(path: Path, images) -> None:
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
 
 
-def _export_fields(splits: DatasetSplits, cache, plan: dict, linker: FileLinker, *, seed: int,
-                   synthetic_cap: float) -> dict:
-    """What ``status.json`` says beyond the composition: how the export was made."""
-    return {
+def _status(splits: DatasetSplits, cache, synthetic, plan: dict, linker: FileLinker, *,
+            seed: int, synthetic_cap: float) -> TrainingStatus:
+    """``status.json``: the training set's counts, and how the export was made."""
+    def counts(part):
+        return part.counts() if part is not None else None
+
+    return TrainingStatus.from_counts(
+        splits.class_names, original=splits.train.counts(), synthetic=plan["chosen"],
+        validation=counts(splits.validation), test=counts(splits.test), cache=cache,
+        excluded_for_leakage=synthetic.excluded_leakage if synthetic else 0,
         # The cap bounds the share of distinct images, which a training run's status.json
         # calls synthetic_pool_cap: genaug report reads either file the same way.
-        "synthetic_cap": synthetic_cap,
-        "synthetic_pool_cap": synthetic_cap,
-        "target_per_class": plan["target"],
-        "synthetic_plan": plan["per_class"],
-        "synthetic_only_classes": [],
-        "seed": seed,
-        "link": linker.summary(),
-        "validation_source": splits.validation_source,
-        "test_source": splits.test_source,
-        "withheld": len(splits.withheld) if splits.withheld is not None else 0,
-        "skipped_files": [{"path": item.path, "reason": item.reason, "kind": item.kind}
-                          for item in splits.skipped],
-        "synthetic_cache_problems": cache.problems.to_dict() if cache is not None else None,
-        "manifests": {split: f"{folder}.csv" for split, folder in SPLIT_FOLDERS.items()},
-    }
+        synthetic_cap=synthetic_cap, synthetic_pool_cap=synthetic_cap, seed=seed,
+        skipped_files=[{"path": item.path, "reason": item.reason, "kind": item.kind}
+                       for item in splits.skipped],
+        details={
+            "target_per_class": plan["target"],
+            "synthetic_plan": plan["per_class"],
+            "link": linker.summary(),
+            "validation_source": splits.validation_source,
+            "test_source": splits.test_source,
+            "withheld": len(splits.withheld) if splits.withheld is not None else 0,
+            "synthetic_cache_problems": cache.problems.to_dict() if cache is not None else None,
+            "manifests": {split: f"{folder}.csv" for split, folder in SPLIT_FOLDERS.items()},
+        })
 
 
 def _environment(status: dict, parameters: dict | None, **inputs) -> dict:

@@ -137,15 +137,21 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         self.interpolation = interpolation
         self.augment = augment
         self._augment = BatchAugment(augment, seed=sampler.seed)
-        image_format = dict(image_size=self.image_size, color_mode=self.color_mode,
-                            interpolation=interpolation)
-        self.reader = SlotReader(stored(sampler.real, cache, **image_format),
-                                 stored(sampler.synthetic, cache, **image_format), live_source,
+        self.cache = cache
+        self.reader = SlotReader(stored(sampler.real, cache, **self._image_format()),
+                                 self._stored_synthetic(), live_source,
                                  image_size=self.image_size, color_mode=self.color_mode,
                                  interpolation=interpolation)
         self.sample_weights = sampler.sample_weights
         self._lock = threading.Lock()
-        self.composition_log: dict[int, dict] = {}
+        self._served: dict[int, dict] = {}
+
+    def _image_format(self) -> dict:
+        return dict(image_size=self.image_size, color_mode=self.color_mode,
+                    interpolation=self.interpolation)
+
+    def _stored_synthetic(self):
+        return stored(self.sampler.synthetic, self.cache, **self._image_format())
 
     @property
     def seed(self) -> int:
@@ -163,8 +169,16 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         return len(self.sampler)
 
     def set_epoch(self, epoch: int) -> None:
-        """Move to ``epoch`` (the ramp schedule's callback calls this at each epoch start)."""
+        """Move to ``epoch``. ``on_epoch_end`` moves to the next one, so a ``model.fit`` from
+        epoch 0 needs no call; a fit from ``initial_epoch`` calls this first."""
         self.sampler.set_epoch(epoch)
+
+    def adapt_synthetic(self, *, synthetic_ids=None, synthetic_cap=None) -> None:
+        """Draw from the next batch on as :meth:`EpochSampler.adapt` says (a selection, per-class
+        caps), mid-``fit``: :class:`~genaug.loaders.AdaptAfterWarmup` calls this."""
+        self.sampler.adapt(synthetic_ids=synthetic_ids, synthetic_cap=synthetic_cap)
+        self.synthetic = self.sampler.synthetic
+        self.reader.synthetic = self._stored_synthetic()
 
     def on_epoch_begin(self) -> None:
         check_fit_class_weight(self.sampler)
@@ -176,7 +190,7 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range for {len(self)} batches")
         mixed = self.sampler.mixed()
-        if mixed.epoch not in self.composition_log:
+        if mixed.epoch not in self._served:
             self._start_epoch(mixed)
         part = mixed.batch_slice(index)
         # One wait budget for the whole batch: a step never waits longer than the timeout.
@@ -217,15 +231,16 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         return images
 
     def _start_epoch(self, mixed) -> None:
-        """Once per epoch: log its composition and tell the live producer what it needs."""
+        """Once per epoch: count its draws and tell the live producer what it needs."""
         with self._lock:
-            if mixed.epoch in self.composition_log:
+            if mixed.epoch in self._served:
                 return
-            self.composition_log[mixed.epoch] = mixed.composition(self.class_names)
+            self._served[mixed.epoch] = mixed.draw_counts(self.class_names)
             if self.live_source is not None:
                 self.live_source.set_need(np.bincount(mixed.labels[mixed.source == SYNTHETIC],
                                                       minlength=len(self.class_names)))
 
-    def composition(self) -> dict:
-        """Per epoch and class: real, duplicated and synthetic draws so far."""
-        return {int(e): c for e, c in sorted(self.composition_log.items())}
+    def draws_served(self) -> dict:
+        """Per epoch served so far, per class: real, duplicated and synthetic draws (the whole
+        run's, planned or not: :meth:`EpochSampler.composition`)."""
+        return {int(e): c for e, c in sorted(self._served.items())}

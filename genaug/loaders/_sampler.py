@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,6 +27,61 @@ from genaug.sampling import (
     resolve_seed,
 )
 from genaug.sources import RealSource, Source, as_cache_source
+
+
+@dataclass(frozen=True)
+class TrainingComposition:
+    """What a sampler's epochs draw, per class and epoch (:meth:`EpochSampler.composition`).
+
+    Attributes
+    ----------
+    class_names : tuple of str
+    per_epoch : tuple of dict
+        Per epoch, per class: ``real`` (first draws of real images), ``duplicated`` (repeated
+        real draws) and ``synthetic`` draws (:meth:`~genaug.sampling.MixedEpoch.draw_counts`).
+    classes : dict
+        Per class over all the epochs: ``real_images``, ``draws_per_epoch``,
+        ``oversampled_draws_per_epoch``, ``real_draws``, ``duplicated_draws``,
+        ``synthetic_draws`` and ``synthetic_images_used`` (distinct synthetic images drawn).
+    synthetic_only_classes : tuple of str
+        Classes with no real training image, trained on synthetic images alone.
+    """
+
+    class_names: tuple[str, ...]
+    per_epoch: tuple[dict, ...]
+    classes: dict
+    synthetic_only_classes: tuple[str, ...]
+
+    def synthetic_images_used(self) -> list[int]:
+        """Distinct synthetic images drawn per class, in ``class_names`` order."""
+        return [self.classes[name]["synthetic_images_used"] for name in self.class_names]
+
+    def synthetic_shares(self) -> dict:
+        """Per class, the two synthetic shares of the run, named by what each cap bounds.
+
+        ``synthetic_share_of_draws``: the largest share, over the epochs, of the class's draws
+        that were synthetic images; ``synthetic_cap`` bounds it in every epoch.
+        ``synthetic_share_of_images``: the distinct synthetic images the class trained on over
+        the whole run, as a share of its training images (real + those synthetic);
+        ``synthetic_pool_cap`` bounds it. A cap of 0.6 on draws lets a long run reach far more
+        than 60 % of distinct images, since each epoch may draw other synthetic images.
+        """
+        shares = {}
+        for name, row in self.classes.items():
+            per_epoch = [(epoch[name]["synthetic"], sum(epoch[name].values()))
+                         for epoch in self.per_epoch]
+            images = row["real_images"] + row["synthetic_images_used"]
+            shares[name] = {
+                "synthetic_share_of_draws": max((s / t for s, t in per_epoch if t), default=0.0),
+                "synthetic_share_of_images": (row["synthetic_images_used"] / images if images
+                                              else 0.0),
+            }
+        return shares
+
+    def to_dict(self) -> dict:
+        """``composition`` in ``metrics.json``."""
+        return {"classes": self.classes, "per_epoch": list(self.per_epoch),
+                "synthetic_only_classes": list(self.synthetic_only_classes)}
 
 
 class EpochSampler:
@@ -66,11 +121,26 @@ class EpochSampler:
     def __init__(self, real: Source, options: SamplingOptions, *,
                  synthetic: Source | None = None, live_classes: Sequence[str] = ()):
         self.real = real
-        self.options = options
+        self.requested_options = options
         self.class_names = tuple(real.class_names)
         self.seed = resolve_seed(options.seed)
-        k = len(self.class_names)
         self.real_counts = real.counts()
+        self.offered = synthetic
+        self.live = np.isin(self.class_names, list(live_classes))
+        self.epoch = 0
+        self._warned_fit_weights = False
+        self._configure(options)
+        missing = [self.class_names[c] for c in np.flatnonzero(~self.plan.active)]
+        if missing and options.balance != Balance.NONE:
+            warnings.warn(f"classes with no training image are never sampled: "
+                          f"{', '.join(missing)}", stacklevel=3)
+
+    def _configure(self, options: SamplingOptions) -> None:
+        """Everything that follows from ``options``: the pool, plan, eligibility, caps, mixer
+        and weights (again after :meth:`adapt`)."""
+        self.options = options
+        k = len(self.class_names)
+        synthetic = self.offered
         if synthetic is not None and options.synthetic_ids is not None:
             synthetic = synthetic.subset(np.flatnonzero(
                 [i in options.synthetic_ids for i in synthetic.ids]))
@@ -80,9 +150,8 @@ class EpochSampler:
         self.synthetic = synthetic if synthetic is not None and len(synthetic) else None
         synthetic_counts = (self.synthetic.counts() if self.synthetic is not None
                             else np.zeros(k, dtype=np.int64))
-        live = np.isin(self.class_names, list(live_classes))
         # A live class counts as supplied; its pool may still be empty.
-        synthetic_counts = synthetic_counts + live
+        synthetic_counts = synthetic_counts + self.live
         allowed = np.ones(k, dtype=bool)
         if options.synthetic_classes is not None:
             unknown = sorted(set(options.synthetic_classes) - set(self.class_names))
@@ -91,14 +160,10 @@ class EpochSampler:
             allowed = np.isin(self.class_names, list(options.synthetic_classes))
         only = (self.real_counts == 0) & (synthetic_counts > 0) & allowed
         self.synthetic_only = [self.class_names[c] for c in np.flatnonzero(only)]
-        self.plan = BalancePlan(real.labels, num_classes=k, mode=options.balance,
+        self.plan = BalancePlan(self.real.labels, num_classes=k, mode=options.balance,
                                 batch_size=options.batch_size or 1,
                                 epoch_size=options.epoch_size, extra_classes=np.flatnonzero(only),
                                 shuffle=options.shuffle, seed=self.seed)
-        missing = [self.class_names[c] for c in np.flatnonzero(~self.plan.active)]
-        if missing and options.balance != Balance.NONE:
-            warnings.warn(f"classes with no training image are never sampled: "
-                          f"{', '.join(missing)}", stacklevel=3)
         if options.synthetic_classes is None:
             eligible = (self.real_counts < self.plan.targets) | only
         else:
@@ -108,22 +173,50 @@ class EpochSampler:
             fill_shares(self.real_counts, self.fill_to) > 0)
         self.caps = class_caps(options.synthetic_cap, self.class_names, default=DEFAULT_CAP)
         self.mixer = None
-        if self.synthetic is not None or live.any():
+        if self.synthetic is not None or self.live.any():
             pool = self.synthetic.labels if self.synthetic is not None else np.zeros(0, int)
-            self.mixer = SyntheticMixer(pool, real.labels, eligible=self.eligible,
+            self.mixer = SyntheticMixer(pool, self.real.labels, eligible=self.eligible,
                                         ratio=options.synthetic_ratio, cap=self.caps,
                                         fill_to=self.fill_to,
                                         weight=options.synthetic_weight, mixup=options.mixup,
-                                        schedule=options.schedule, live_classes=live,
+                                        schedule=options.schedule, live_classes=self.live,
                                         seed=self.seed)
         self.class_weight = self._class_weight(options.class_weight)
         self.sample_weights = bool(options.sample_weights) if options.sample_weights is not None \
             else self.class_weight is not None or (self.mixer is not None
                                                    and options.synthetic_weight != 1.0)
         self.categorical = options.synthetic_label_smoothing > 0
-        self.epoch = 0
         self._cached: MixedEpoch | None = None
-        self._warned_fit_weights = False
+
+    def adapt(self, *, synthetic_ids: Iterable[str] | None = None,
+              synthetic_cap: float | Mapping[str, float] | None = None) -> None:
+        """Draw from now on only the synthetic images ``synthetic_ids`` of :attr:`offered`
+        (a selection), with ``synthetic_cap`` (per-class caps, an allocation); None keeps
+        the current value. The epoch stays; every epoch from the current one on is what a
+        sampler built with these options plans (:class:`~genaug.loaders.AdaptAfterWarmup`).
+
+        Raises
+        ------
+        ConfigError
+            When the loaders could no longer deliver the epochs they were built for: the
+            epoch length or the kind of targets and weights would change.
+        """
+        before = (len(self.plan), self.sample_weights, self.categorical,
+                  self.mixer is not None and self.mixer.mixup)
+        changes = {}
+        if synthetic_ids is not None:
+            changes["synthetic_ids"] = synthetic_ids
+        if synthetic_cap is not None:
+            changes["synthetic_cap"] = synthetic_cap
+        options = self.options
+        self._configure(replace(options, **changes))
+        after = (len(self.plan), self.sample_weights, self.categorical,
+                 self.mixer is not None and self.mixer.mixup)
+        if after != before:
+            self._configure(options)
+            raise ConfigError("the adapted synthetic pool changes the epochs' length or what "
+                              "the batches hold (a class left with no image, or no synthetic "
+                              "image at all); the loader cannot switch to it mid-run")
 
     def _class_weight(self, class_weight) -> np.ndarray | None:
         if class_weight is None:
@@ -187,6 +280,36 @@ class EpochSampler:
                        "synthetic_share_limit": float(min(share, cap))}
                 for name, n, share, cap in zip(self.class_names, self.real_counts, shares,
                                                self.caps)}
+
+    def composition(self, epochs: int) -> TrainingComposition:
+        """What epochs ``0 .. epochs - 1`` draw, per class and epoch.
+
+        Each epoch is planned again from the seed, as the loaders planned it. After
+        :meth:`adapt` the epochs before it are planned with the adapted pool too: an
+        adaptation after a warm-up changes synthetic draws only, and the warm-up has none.
+        """
+        names = self.class_names
+        per_epoch, used = [], {name: set() for name in names}
+        for epoch in range(epochs):
+            mixed = self.mixed(epoch)
+            per_epoch.append(mixed.draw_counts(names))
+            for c, name in enumerate(names):
+                chosen = (mixed.labels == c) & (mixed.source == SYNTHETIC)
+                used[name].update(mixed.index[chosen].tolist())
+        targets = self.plan.targets
+        classes = {}
+        for c, name in enumerate(names):
+            rows = [epoch_counts[name] for epoch_counts in per_epoch]
+            classes[name] = {
+                "real_images": int(self.real_counts[c]),
+                "draws_per_epoch": int(targets[c]),
+                "oversampled_draws_per_epoch": max(int(targets[c] - self.real_counts[c]), 0),
+                "real_draws": sum(r["real"] for r in rows),
+                "duplicated_draws": sum(r["duplicated"] for r in rows),
+                "synthetic_draws": sum(r["synthetic"] for r in rows),
+                "synthetic_images_used": len(used[name]),
+            }
+        return TrainingComposition(names, tuple(per_epoch), classes, tuple(self.synthetic_only))
 
     def summary(self) -> dict:
         """What the sampler does per epoch, for metrics and status files."""

@@ -69,13 +69,15 @@ def make_tf_dataset(sampler: EpochSampler, *, image_size, color_mode: str = "rgb
     Yields ``(images, labels)`` or, when ``sampler.sample_weights``, ``(images, labels,
     sample_weights)``; images are float32 in [0, 255] like Keras's loaders. A sampler built
     with ``batch_size=None`` yields single images (still in the balanced order). The returned
-    dataset carries ``class_names``, ``file_paths``, ``sampler`` and ``decode_failures``
-    attributes; ``sampler.set_epoch`` is what the ramp callback moves.
+    dataset carries ``class_names``, ``file_paths``, ``sampler``, ``decode_failures``,
+    ``image_size`` and ``color_mode`` attributes, and ``adapt_synthetic`` (the
+    :class:`~genaug.loaders.AdaptAfterWarmup` switch, for a pool among the listed files).
 
-    A pass moves the sampler to the next epoch when it has delivered its last batch, so a
-    partial pass (``dataset.take(1)`` before ``fit``) changes nothing. A file that breaks
-    after indexing is replaced by another image of its class (reported once, as in the
-    ``PyDataset``): the batches keep their classes, the epoch its length.
+    A pass moves the sampler to the next epoch when it has delivered its last batch (a fit
+    from ``initial_epoch`` sets ``sampler.set_epoch`` first), so a partial pass
+    (``dataset.take(1)`` before ``fit``) changes nothing. A file that breaks after indexing
+    is replaced by another image of its class (reported once, as in the ``PyDataset``): the
+    batches keep their classes, the epoch its length.
 
     ``cache`` (``"auto"``, ``"memory"``, a store directory or None) decodes every file once,
     with the same TensorFlow ops, into an image store when the first pass begins; a batch is
@@ -125,6 +127,8 @@ class _TFPipeline:
         self.passes, self.pass_epochs = 0, {}  # every pass over the dataset, and its epoch
         # The pass that last delivered each window (batch) of the plan.
         self.delivered = tf.Variable(np.full(self.windows, -1, np.int64), trainable=False)
+        # The synthetic files listed here; an adapted pool is mapped onto them (planned).
+        self.listed, self.listed_rows = sampler.synthetic, None
         self.reader = SlotReader(sampler.real, sampler.synthetic, image_size=(self.height,
                                                                               self.width),
                                  color_mode=color_mode, interpolation=interpolation)
@@ -236,7 +240,7 @@ class _TFPipeline:
         epoch = self.sampler.epoch
         self.passes += 1
         self.pass_epochs[self.passes] = epoch
-        mixed = self.sampler.mixed(epoch)
+        mixed = self.planned(epoch)
         item = np.where(mixed.source == SYNTHETIC, mixed.index + self.offset, mixed.index)
         # A slot's place in the whole stream (its pass and its position in the epoch) rides
         # in its label column: one more column would cost every element a few percent.
@@ -261,6 +265,30 @@ class _TFPipeline:
                         else [self.paths[partner], self.pil[partner]])
             columns += [mixed.partner >= 0, mixed.lam.astype(np.float32)]
         return tuple(columns)
+
+    def planned(self, epoch: int):
+        """The sampler's plan of ``epoch``, its synthetic slots indexing the listed files."""
+        mixed = self.sampler.mixed(epoch)
+        if self.listed_rows is None:
+            return mixed
+        drawn = (mixed.source == SYNTHETIC) & (mixed.index >= 0)
+        return replace(mixed, index=np.where(drawn, self.listed_rows[np.where(
+            drawn, mixed.index, 0)], mixed.index))
+
+    def adapt_synthetic(self, *, synthetic_ids=None, synthetic_cap=None) -> None:
+        """Draw from the next pass on as :meth:`EpochSampler.adapt` says, mid-``fit``; the
+        adapted pool must be among the synthetic files listed when the dataset was built."""
+        self.sampler.adapt(synthetic_ids=synthetic_ids, synthetic_cap=synthetic_cap)
+        pool = self.sampler.synthetic
+        row_of = {item: row for row, item in enumerate(self.listed.ids if self.listed else ())}
+        outside = [item for item in (pool.ids if pool else ()) if item not in row_of]
+        if outside:
+            raise ConfigError(
+                f"the tf.data loader reads the synthetic files it listed when it was built, and "
+                f"the adapted pool holds {len(outside)} other(s) (synthetic_pool_cap redraws "
+                "the pool from the selection); use BalancedBatchGenerator to adapt this pool")
+        self.listed_rows = np.asarray([row_of[item] for item in (pool.ids if pool else ())],
+                                      dtype=np.int64)
 
     # -- 1b. the image store ----------------------------------------------------------------
     def store(self):
@@ -417,7 +445,7 @@ class _TFPipeline:
     def stand_in_windows(self):
         """Every slot of the windows of this pass that no batch delivered: its pixels (own
         file or a stand-in of its class), its place and label, its weight."""
-        mixed = self.sampler.mixed(self.pass_epochs[self.passes])
+        mixed = self.planned(self.pass_epochs[self.passes])
         missing = np.flatnonzero(self.delivered.numpy() != self.passes)
         slots = np.concatenate([np.arange(w * self.window, min((w + 1) * self.window,
                                                                  self.epoch_size))
@@ -512,6 +540,8 @@ class _TFPipeline:
         dataset.class_names = list(sampler.class_names)
         dataset.file_paths = list(sampler.real.paths)
         dataset.sampler = sampler
+        dataset.image_size, dataset.color_mode = (self.height, self.width), self.color_mode
+        dataset.adapt_synthetic = self.adapt_synthetic
         dataset.decode_failures = self.reader.decode_failures
         dataset._pipeline = self  # for tests: the store and the gather
         # Keras applies fit(class_weight=...) by mapping it onto the dataset: warn when that

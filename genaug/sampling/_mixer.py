@@ -45,8 +45,8 @@ class MixedEpoch(Batched):
     lam: np.ndarray
     batch_size: int
 
-    def composition(self, class_names) -> dict:
-        """Per class: unique real images, repeated real draws and synthetic draws."""
+    def draw_counts(self, class_names) -> dict:
+        """Per class: first draws of real images, repeated real draws and synthetic draws."""
         out = {}
         for c, name in enumerate(class_names):
             mask = self.labels == c

@@ -140,7 +140,7 @@ def test_synthetic_mixing_in_the_pydataset(small_dataset, tmp_path):
     assert white.any() and not white[y == 0].any()
     np.testing.assert_allclose(w[white], 0.5)
     np.testing.assert_allclose(w[~white], 1.0)
-    composition = loader.composition()[0]
+    composition = loader.draws_served()[0]
     assert composition["cat"]["synthetic"] == 0 and composition["dog"]["synthetic"] > 0
 
 
@@ -151,7 +151,7 @@ def test_ramp_callback_drives_the_pydataset(small_dataset, tmp_path):
                                     synthetic_cache=cache, schedule=schedule)
     model = tiny_model(16, 3, 3)
     model.fit(loader, epochs=3, verbose=0, callbacks=[schedule.callback(loader)])
-    composition = loader.composition()
+    composition = loader.draws_served()
     assert composition[0]["dog"]["synthetic"] == 0
     assert composition[2]["dog"]["synthetic"] > 0
 

@@ -64,7 +64,7 @@ def test_store_keeps_mixup_and_substitution(small_dataset, corrupt_pixel_data, m
         generator = BalancedBatchGenerator(small_dataset, cache="memory", **common)
         assert_same_batches(streamed_batches, epoch(generator))
     assert set(generator.decode_failures) == set(streamed.decode_failures) == {victim}
-    assert generator.composition() == streamed.composition()
+    assert generator.draws_served() == streamed.draws_served()
 
 
 def test_gather_path_is_taken(image_folder_factory, monkeypatch):

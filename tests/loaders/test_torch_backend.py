@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent("""
     model.fit(loader, epochs=2, verbose=0, callbacks=[schedule.callback(loader)])
     assert keras.backend.backend() == "torch"
     assert "tensorflow" not in sys.modules, "TensorFlow was imported"
-    print("OK", loader.composition()[1]["dog"]["synthetic"])
+    print("OK", loader.draws_served()[1]["dog"]["synthetic"])
 """)
 
 

@@ -130,7 +130,7 @@ def test_mixing_is_deterministic():
 
 def test_composition_accounts_for_every_draw():
     mixed = SyntheticMixer(POOL, REAL, eligible=minority(), seed=0).mix(plan("oversample").epoch(0))
-    composition = mixed.composition(["a", "b", "c"])
+    composition = mixed.draw_counts(["a", "b", "c"])
     for c, name in enumerate("abc"):
         row = composition[name]
         assert row["real"] + row["duplicated"] + row["synthetic"] == (mixed.labels == c).sum()
@@ -157,7 +157,7 @@ def test_composition_counts_every_real_image_drawn_once():
                                cap=0.6, seed=0)
         for epoch in range(4):
             mixed = mixer.mix(p.epoch(epoch))
-            row = mixed.composition(["a", "b"])["b"]
+            row = mixed.draw_counts(["a", "b"])["b"]
             drawn = mixed.index[(mixed.labels == 1) & (mixed.source != SYNTHETIC)]
             assert row["real"] == len(np.unique(drawn)), (mode, epoch)
             assert row["real"] + row["duplicated"] == len(drawn)

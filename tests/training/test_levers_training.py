@@ -112,12 +112,11 @@ def test_synthetic_weight_and_soft_targets_reach_the_training_batches(
                          output_dir=str(tmp_path / "o"), model_dir=str(tmp_path / "m"),
                          verbose=0)
     run = TrainingRun(config)  # the run's own steps 1-3 decide weights and schedule
-    run.split()
-    run.open_synthetic()
-    run.choose_class_weights()
+    data = run.open_synthetic(run.split())
+    weighting = run.weighting(data)
     train, sampler, validation, _ = build_loaders(
-        run.config, run.splits, synthetic=run.synthetic, schedule=run.ramp_schedule(),
-        sample_weights=run.sample_weights)
+        data.config, data.splits, synthetic=data.synthetic, schedule=weighting.schedule,
+        sample_weights=weighting.sample_weights)
     batches = list(train.as_numpy_iterator()) if loader == "tfdata" else \
         [train[i] for i in range(len(train))]
     x, y, w = (np.concatenate(column) for column in zip(*batches))
