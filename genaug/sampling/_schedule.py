@@ -72,8 +72,11 @@ class RampSchedule:
     def callback(self, loader):
         """A Keras callback that moves ``loader`` to each epoch as it begins.
 
-        ``loader`` is anything with ``set_epoch(epoch)`` (both genaug loaders), so a run that
-        starts at ``initial_epoch`` or is resumed gets the schedule's value for that epoch.
+        Give the schedule to the loader (``schedule=``) and it applies it: both genaug loaders
+        move to the next epoch at the end of each one, so a ``model.fit`` from epoch 0 needs
+        no callback. This one is for a fit that starts at ``initial_epoch`` or is resumed:
+        ``loader`` (anything with ``set_epoch(epoch)``) then gets the schedule's value for
+        that epoch.
         """
         import keras
 
