@@ -25,7 +25,7 @@ SPLITS = ("train", "validation", "test")
 
 
 @dataclass
-class Composition:
+class SplitCounts:
     """Real and synthetic image counts per class and split, and where they came from.
 
     Attributes
@@ -62,7 +62,7 @@ class Composition:
         return np.divide(self.synthetic, total, out=np.zeros(len(total)), where=total > 0)
 
 
-def composition(index, cache=None, *, status: dict | None = None) -> Composition:
+def split_counts(index, cache=None, *, status: dict | None = None) -> SplitCounts:
     """Counts per class and split.
 
     From a training run's ``status.json`` when given, of the same classes, and (when a cache is
@@ -86,18 +86,18 @@ def composition(index, cache=None, *, status: dict | None = None) -> Composition
                      for s in SPLITS}
         splits = {s: {"original": per_split[s], "synthetic": synthetic if s == "train" else zeros}
                   for s in SPLITS}
-        return Composition(names, per_split["train"], synthetic, splits,
+        return SplitCounts(names, per_split["train"], synthetic, splits,
                            "the dataset's CSV manifest splits and the synthetic cache")
     splits = {"train": {"original": real, "synthetic": synthetic},
               "validation": {"original": zeros, "synthetic": zeros},
               "test": {"original": zeros, "synthetic": zeros}}
-    return Composition(names, real, synthetic, splits,
+    return SplitCounts(names, real, synthetic, splits,
                        "the dataset and the synthetic cache ('original' counts all real "
                        "images, before training holds out its validation and test images; no "
                        "matching status.json of a training run with this data was found)")
 
 
-def _from_status(status: dict, names) -> Composition | None:
+def _from_status(status: dict, names) -> SplitCounts | None:
     """Per-class and per-split counts from a training run's ``status.json``
     (:meth:`genaug.cache.TrainingStatus.from_json`); None when the file has no per-class
     counts or its classes are not the dataset's."""
@@ -121,7 +121,7 @@ def _from_status(status: dict, names) -> Composition | None:
             splits[split] = {"original": counts(values), "synthetic": zeros}
     share_of_draws = (np.asarray([parsed.share_of_draws[i] for i in order], dtype=np.float64)
                       if parsed.share_of_draws is not None else None)
-    return Composition(list(names), original, synthetic, splits,
+    return SplitCounts(list(names), original, synthetic, splits,
                        "the last training run's status.json (synthetic = distinct images used "
                        "over the run)", share_of_draws=share_of_draws,
                        synthetic_cap=parsed.synthetic_cap,
@@ -138,7 +138,7 @@ def _width(n):
     return min(40.0, max(6.0, 0.35 * n + 2.0))
 
 
-def plot_counts(comp: Composition, path) -> Path:
+def plot_counts(comp: SplitCounts, path) -> Path:
     """Stacked bars of original and synthetic training images per class."""
     fig = new_figure(_width(len(comp.class_names)), 4.2)
     ax = fig.add_subplot(1, 1, 1)
@@ -152,7 +152,7 @@ def plot_counts(comp: Composition, path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_synthetic_shares(comp: Composition, path) -> Path:
+def plot_synthetic_shares(comp: SplitCounts, path) -> Path:
     """Per class, the two synthetic shares, each with the cap that bounds it.
 
     The share of the distinct training images (``synthetic_pool_cap`` bounds it) and, from a
@@ -188,7 +188,7 @@ def plot_synthetic_shares(comp: Composition, path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_split_heatmap(comp: Composition, path) -> Path:
+def plot_split_heatmap(comp: SplitCounts, path) -> Path:
     """Heatmap of the synthetic share of images per class (rows) and split (columns)."""
     splits = [s for s in SPLITS if s in comp.splits]
     grid = np.zeros((len(comp.class_names), len(splits)))
@@ -212,7 +212,7 @@ def plot_split_heatmap(comp: Composition, path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_balance_deviation(comp: Composition, path) -> Path:
+def plot_balance_deviation(comp: SplitCounts, path) -> Path:
     """Each class's share of the training set minus the balanced target (1 / n_classes), in
     percentage points, before and after adding the synthetic images."""
     n = len(comp.class_names)
@@ -309,7 +309,7 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     output_dir = None if output_dir is None else Path(output_dir)
     status = _read_json(output_dir / "status.json") if output_dir else None
-    comp = composition(index, cache, status=status)
+    comp = split_counts(index, cache, status=status)
     sections, images = [], []
 
     def add(title, filename, writer, note=""):
@@ -424,7 +424,7 @@ window.addEventListener("load", function () {
 """
 
 
-def _page(comp: Composition, sections, texts) -> str:
+def _page(comp: SplitCounts, sections, texts) -> str:
     esc = html.escape
     draws = (comp.share_of_draws if comp.share_of_draws is not None
              else [None] * len(comp.class_names))

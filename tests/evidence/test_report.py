@@ -14,7 +14,7 @@ from genaug.cache import SyntheticCache
 from genaug.cli import main
 from genaug.data import DatasetIndex
 from genaug.evidence import build_report
-from genaug.evidence._report import composition
+from genaug.evidence._report import split_counts
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -23,9 +23,9 @@ def _sources(page: str) -> list[str]:
     return re.findall(r'<img src="([^"]+)"', page)
 
 
-def test_composition_from_the_dataset_and_cache(tiny_data, tiny_cache):
+def test_split_counts_from_the_dataset_and_cache(tiny_data, tiny_cache):
     index = DatasetIndex.load(tiny_data)
-    comp = composition(index, SyntheticCache(tiny_cache, class_names=index.class_names))
+    comp = split_counts(index, SyntheticCache(tiny_cache, class_names=index.class_names))
     assert comp.original.tolist() == [24, 10, 6]
     assert comp.synthetic.tolist() == [0, 8, 12]
     assert comp.share_of_images == pytest.approx([0.0, 8 / 18, 12 / 18])
@@ -34,18 +34,18 @@ def test_composition_from_the_dataset_and_cache(tiny_data, tiny_cache):
     assert comp.source.startswith("the dataset and the synthetic cache")
 
 
-def test_composition_from_manifest_splits(tiny_data, tmp_path):
+def test_split_counts_from_manifest_splits(tiny_data, tmp_path):
     rows = ["path,label,split"]
     for i, path in enumerate(sorted(tiny_data.rglob("*.png"))):
         rows.append(f"{path},{path.parent.name},{['train', 'train', 'val', 'test'][i % 4]}")
     (tmp_path / "data.csv").write_text("\n".join(rows))
-    comp = composition(DatasetIndex.load(tmp_path / "data.csv"))
+    comp = split_counts(DatasetIndex.load(tmp_path / "data.csv"))
     total = sum(comp.splits[s]["original"] for s in ("train", "validation", "test"))
     assert total.tolist() == [24, 10, 6]
     assert comp.original.tolist() == comp.splits["train"]["original"].tolist()
 
 
-def test_composition_prefers_the_training_runs_status(tiny_data, tiny_cache):
+def test_split_counts_prefer_the_training_runs_status(tiny_data, tiny_cache):
     index = DatasetIndex.load(tiny_data)
     status = {"per_class": {"cat": {"original": 14, "synthetic": 0},
                             "dog": {"original": 6, "synthetic": 5},
@@ -55,16 +55,16 @@ def test_composition_prefers_the_training_runs_status(tiny_data, tiny_cache):
                             "test": {"original": {"cat": 5, "dog": 2, "fox": 1},
                                      "synthetic": {}}}}
     cache = SyntheticCache(tiny_cache, class_names=index.class_names)
-    comp = composition(index, cache, status=status)
+    comp = split_counts(index, cache, status=status)
     assert comp.synthetic.tolist() == [0, 5, 11] and "status.json" in comp.source
     assert comp.splits["test"]["original"].tolist() == [5, 2, 1]
     # A status.json of other classes is not about this dataset.
     other = {"per_class": {"x": {"original": 1, "synthetic": 0}}}
-    assert composition(index, cache, status=other).source.startswith("the dataset")
+    assert split_counts(index, cache, status=other).source.startswith("the dataset")
     # Nor is one of a run without synthetic data about a cache.
     real_only = {"per_class": {n: {"original": 3, "synthetic": 0} for n in ("cat", "dog", "fox")}}
-    assert composition(index, cache, status=real_only).synthetic.tolist() == [0, 8, 12]
-    assert composition(index, None, status=real_only).original.tolist() == [3, 3, 3]
+    assert split_counts(index, cache, status=real_only).synthetic.tolist() == [0, 8, 12]
+    assert split_counts(index, None, status=real_only).original.tolist() == [3, 3, 3]
 
 
 def _outputs(tmp_path):
@@ -153,7 +153,7 @@ def test_the_report_shows_both_synthetic_shares_and_which_cap_bounds_each(tiny_d
         "fox": {"original": 4, "synthetic": 11, "synthetic_share_of_draws": 0.55}}}
     (out / "status.json").write_text(json.dumps(status))
     cache = SyntheticCache(tiny_cache, class_names=index.class_names)
-    comp = composition(index, cache, status=status)
+    comp = split_counts(index, cache, status=status)
     assert comp.share_of_draws.tolist() == [0.0, 0.6, 0.55] and comp.synthetic_cap == 0.6
     assert comp.share_of_images[1] == pytest.approx(36 / 43)
     written = build_report(index, out=tmp_path / "report", cache=cache, output_dir=out,
