@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genaug.cache import SyntheticCache
+from genaug.cache import STATUS_FILE, SyntheticCache
 from genaug.data import DatasetIndex, DatasetSplits, digits_longtail, split_dataset
 from genaug.exceptions import (
     ConfigError,
@@ -556,7 +556,7 @@ class TrainingRun:
         self.timings["total_s"] = time.perf_counter() - self.started
         metrics["timings"] = self.timings
         out = Path(config.output_dir)
-        write_json(out / "status.json", status)
+        write_json(out / STATUS_FILE, status)
         write_json(out / "metrics.json", metrics)
         plot_confusion_matrix(metrics["confusion_matrix"], names, out / "confusion_matrix.png",
                               title=f"{config.model_name}: balanced accuracy "

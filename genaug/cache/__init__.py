@@ -16,7 +16,7 @@ from genaug.cache._cache import (
     repair_cache,
 )
 from genaug.cache._import import import_folder
-from genaug.cache._status import TrainingStatus
+from genaug.cache._status import STATUS_FILE, TrainingStatus
 
 __all__ = [
     "CacheProblems",
@@ -24,6 +24,7 @@ __all__ = [
     "LOCK_FILE",
     "META_CSV",
     "META_JSONL",
+    "STATUS_FILE",
     "SyntheticCache",
     "TrainingStatus",
     "cache_in_use",

@@ -16,6 +16,9 @@ import numpy as np
 
 from genaug.exceptions import DatasetError
 
+#: The file name of a training set's status, in a run's outputs and an export.
+STATUS_FILE = "status.json"
+
 #: The keys of ``status.json`` that :class:`TrainingStatus` reads into its own fields; every
 #: other key is one of the producer's :attr:`TrainingStatus.details`.
 _COUNT_KEYS = ("total_images", "original", "synthetic", "synthetic_share_of_images",

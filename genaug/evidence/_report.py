@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from genaug.cache import TrainingStatus
+from genaug.cache import STATUS_FILE, TrainingStatus
 from genaug.data import load_image
 from genaug.evidence._io import new_figure, save_figure, write_text
 from genaug.exceptions import DatasetError
@@ -308,7 +308,7 @@ def build_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     output_dir = None if output_dir is None else Path(output_dir)
-    status = _read_json(output_dir / "status.json") if output_dir else None
+    status = _read_json(output_dir / STATUS_FILE) if output_dir else None
     comp = split_counts(index, cache, status=status)
     sections, images = [], []
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genaug.cache import CacheProblems, SyntheticCache, TrainingStatus
+from genaug.cache import STATUS_FILE, CacheProblems, SyntheticCache, TrainingStatus
 from genaug.data import DatasetIndex, DatasetSplits, SkippedFile, skipped_summary, split_dataset
 from genaug.exceptions import ConfigError, DatasetError, GenaugWarning, OutputError
 from genaug.export._links import LINK_MODES, FileLinker
@@ -25,7 +25,6 @@ from genaug.sources import CacheSource
 SPLIT_FOLDERS = {"train": "train", "validation": "val", "test": "test"}
 MANIFEST_COLUMNS = ("path", "label", "split", "source", "synthetic_id", "source_id")
 LABEL_MAP = "label_map.json"
-STATUS = "status.json"
 ENV_REPORT = "env_report.json"
 
 
@@ -190,7 +189,7 @@ def export_dataset(data, *, out_dir, synthetic_cache=None, validation_split: flo
         # After the files are placed: the status says how each was linked.
         status = _status(splits, cache, synthetic, plan, linker, seed=seed,
                          synthetic_cap=synthetic_cap).to_json()
-        write_json(tmp / STATUS, status)
+        write_json(tmp / STATUS_FILE, status)
         write_json(tmp / ENV_REPORT, _environment(status, parameters, data=data,
                                                   test_dir=test_dir,
                                                   synthetic_cache=synthetic_cache))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genaug.cache import TrainingStatus
+from genaug.cache import STATUS_FILE, TrainingStatus
 from genaug.io import write_json
 from genaug.loaders._sampler import TrainingComposition
 
@@ -93,5 +93,5 @@ def write_training_status(path, loader, *, epochs: int, validation=None, test=No
                              adaptation=adaptation, selection=selection,
                              skipped_files=skipped_files)
     path = Path(path)
-    write_json(path / "status.json" if path.is_dir() else path, status.to_json())
+    write_json(path / STATUS_FILE if path.is_dir() else path, status.to_json())
     return status
