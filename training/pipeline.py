@@ -273,12 +273,11 @@ class RunData:
 
 @dataclass(frozen=True)
 class Weighting:
-    """Step 3: where class weights go (the loss or the loader) and how the ratio ramps."""
+    """Step 3: where class weights go, the loss (``fit``) or the loader's sample weights."""
 
     fit_class_weight: dict | None = None
     sampler_class_weight: object = None
     sample_weights: bool = False
-    schedule: RampSchedule | None = None
 
 
 class TrainingRun:
@@ -298,14 +297,14 @@ class TrainingRun:
         #    --select-model, keep its images near their class in feature space.
         data = self.open_synthetic(data)
         # 3. Choose where class weights go and how the synthetic ratio ramps up.
-        weighting = self.weighting(data)
+        weighting, schedule = self.weighting(data), self.ramp_schedule(data)
         # 4. Start the live generator; it is stopped whatever happens next.
         live = self.start_live(data)
         try:
             # 5. Build the training, validation and test loaders.
             train, sampler, validation, test = build_loaders(
                 data.config, data.splits, synthetic=data.synthetic,
-                schedule=weighting.schedule, class_weight=weighting.sampler_class_weight,
+                schedule=schedule, class_weight=weighting.sampler_class_weight,
                 sample_weights=weighting.sample_weights, live_source=live,
                 synthetic_ids=data.synthetic_ids)
             # 6. Train, recomputing batch-norm statistics before each validation; a selection
@@ -382,25 +381,28 @@ class TrainingRun:
 
     def weighting(self, data: RunData) -> Weighting:
         config = data.config
-        schedule = None if data.synthetic is None else RampSchedule(
-            epochs=config.epochs, warmup_epochs=config.warmup_epochs,
-            ramp_fraction=config.ramp_fraction, cooldown_epochs=config.cooldown_epochs())
         sample_weights = data.synthetic is not None and config.synthetic_weight != 1.0
         if not config.class_weights:
-            return Weighting(sample_weights=sample_weights, schedule=schedule)
+            return Weighting(sample_weights=sample_weights)
         if config.balanced or config.balanced_batches:
             warnings.warn("--balanced with --class-weights corrects the imbalance twice; the "
                           "weights are computed from the distribution the loader delivers",
                           DoubleCorrectionWarning, stacklevel=2)
-            return Weighting(sampler_class_weight="balanced", sample_weights=True,
-                             schedule=schedule)
+            return Weighting(sampler_class_weight="balanced", sample_weights=True)
         from genaug.sampling import compute_class_weights
 
         weights = compute_class_weights(data.splits.train.labels, data.splits.class_names)
         if sample_weights:
-            return Weighting(sampler_class_weight=weights, sample_weights=True,
-                             schedule=schedule)
-        return Weighting(fit_class_weight=weights, schedule=schedule)
+            return Weighting(sampler_class_weight=weights, sample_weights=True)
+        return Weighting(fit_class_weight=weights)
+
+    def ramp_schedule(self, data: RunData) -> RampSchedule | None:
+        config = data.config
+        if data.synthetic is None:
+            return None
+        return RampSchedule(epochs=config.epochs, warmup_epochs=config.warmup_epochs,
+                            ramp_fraction=config.ramp_fraction,
+                            cooldown_epochs=config.cooldown_epochs())
 
     def start_live(self, data: RunData):
         config = data.config
@@ -470,9 +472,12 @@ class TrainingRun:
         select = config.synthetic_select if not config.select_model else None
         if select or config.synthetic_allocation:
             # The model adapts the pool with the statistics the end of a fit would give it.
+            def recalibrate_after_warmup(epoch, logs):
+                if epoch + 1 == config.warmup_epochs:
+                    recalibration.on_train_end()
+
             callbacks.append(keras.callbacks.LambdaCallback(
-                on_epoch_end=lambda epoch, logs: epoch + 1 == config.warmup_epochs
-                and recalibration.on_train_end()))
+                on_epoch_end=recalibrate_after_warmup))
             adaptation = AdaptAfterWarmup(
                 train, warmup_epochs=config.warmup_epochs, select=select,
                 allocate=config.synthetic_allocation, validation=validation, log=self.log)

@@ -113,10 +113,9 @@ def test_synthetic_weight_and_soft_targets_reach_the_training_batches(
                          verbose=0)
     run = TrainingRun(config)  # the run's own steps 1-3 decide weights and schedule
     data = run.open_synthetic(run.split())
-    weighting = run.weighting(data)
     train, sampler, validation, _ = build_loaders(
-        data.config, data.splits, synthetic=data.synthetic, schedule=weighting.schedule,
-        sample_weights=weighting.sample_weights)
+        data.config, data.splits, synthetic=data.synthetic, schedule=run.ramp_schedule(data),
+        sample_weights=run.weighting(data).sample_weights)
     batches = list(train.as_numpy_iterator()) if loader == "tfdata" else \
         [train[i] for i in range(len(train))]
     x, y, w = (np.concatenate(column) for column in zip(*batches))
