@@ -184,7 +184,14 @@ def _use_tf_loader(config: TrainConfig) -> bool:
     available = keras.backend.backend() == "tensorflow"
     if config.loader == "tfdata" and not available:
         raise ConfigError("--loader tfdata needs the TensorFlow Keras backend")
-    return available
+    # A selection after the warm-up under a pool cap redraws the pool beyond the files a
+    # tf.data loader listed (AdaptAfterWarmup).
+    redraws = bool(config.synthetic_select and not config.select_model
+                   and config.synthetic_pool_cap is not None)
+    if config.loader == "tfdata" and redraws:
+        raise ConfigError("--synthetic-select after the warm-up with --synthetic-pool-cap "
+                          "needs --loader pydataset")
+    return available and not redraws
 
 
 def build_loaders(config: TrainConfig, splits: DatasetSplits, *, synthetic=None, schedule=None,
@@ -320,6 +327,7 @@ class TrainingRun:
 
     def split(self) -> RunData:
         _check_config(self.config)
+        _use_tf_loader(self.config)  # a loader the run cannot use fails before any output
         config, splits = self.config, resolve_splits(self.config)
         if config.synthetic_allocation and splits.validation is None:
             raise ConfigError("--synthetic-allocation confusion measures the model on the "

@@ -71,6 +71,11 @@ class AdaptAfterWarmup(keras.callbacks.Callback):
         if select is not None and sampler.offered is None:
             raise ConfigError("AdaptAfterWarmup(select=...) needs a loader with a synthetic "
                               "cache")
+        if select is not None and sampler.options.synthetic_pool_cap is not None and \
+                not isinstance(loader, keras.utils.PyDataset):
+            raise ConfigError("AdaptAfterWarmup(select=...) with synthetic_pool_cap redraws "
+                              "the pool from the selection, beyond the files a tf.data loader "
+                              "listed when it was built: use BalancedBatchGenerator")
         if allocate is not None:
             if validation is None:
                 raise ConfigError("AdaptAfterWarmup(allocate='confusion') measures the model "

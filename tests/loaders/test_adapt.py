@@ -151,6 +151,12 @@ def test_the_callback_refuses_what_it_cannot_do(small_dataset, varied_cache):
         AdaptAfterWarmup(object(), warmup_epochs=1, select="feature-distance")
     with pytest.raises(ConfigError, match="give validation="):
         AdaptAfterWarmup(loader, warmup_epochs=1, allocate="confusion")
+    with pytest.raises(ConfigError, match="use BalancedBatchGenerator"):
+        from genaug import image_dataset_from_directory
+
+        AdaptAfterWarmup(image_dataset_from_directory(
+            str(small_dataset), synthetic_cache=varied_cache, synthetic_pool_cap=0.3,
+            verbose=False, **SETTINGS), warmup_epochs=1, select="feature-distance")
     with pytest.raises(ConfigError, match="warmup_epochs must be at least 1"):
         AdaptAfterWarmup(loader, warmup_epochs=0, select="class-margin")
     with pytest.raises(ConfigError, match="needs a loader with a synthetic cache"):

@@ -124,6 +124,8 @@ def test_class_margin_selection_reports_per_class_counts(tmp_path, data, cache):
     (["--select-model", "m.keras"], "--select-model needs --synthetic-select"),
     (["--synthetic-select", "feature-distance", "--select-model", "missing.keras"],
      "model not found: missing.keras"),
+    (["--synthetic-select", "feature-distance", "--warmup-epochs", "1", "--synthetic-pool-cap",
+      "0.5", "--loader", "tfdata"], "needs --loader pydataset"),
 ])
 def test_bad_selection_options_are_one_error_line(tmp_path, data, cache, extra, message):
     result = train(tmp_path, str(data), "--balanced", "--synthetic-cache", str(cache),
