@@ -89,9 +89,10 @@ class EpochSampler:
 
     It turns the real images' labels into a :class:`~genaug.sampling.BalancePlan`, lets a
     :class:`~genaug.sampling.SyntheticMixer` swap slots for synthetic images, and attaches
-    sample weights. The loaders only decode what it says. ``set_epoch`` moves it (a Keras
-    callback or the loader's ``on_epoch_end`` calls it); the content of an epoch depends only
-    on the seed and the epoch number. :func:`build_sampler` builds one from a loader's data.
+    sample weights. The loaders only decode what it says. ``set_epoch`` moves it (the loaders
+    move it at the end of each epoch); the content of an epoch depends only on the seed, the
+    epoch number and :meth:`adapt`. :meth:`composition` accounts for a run's epochs.
+    :func:`build_sampler` builds one from a loader's data.
 
     Parameters
     ----------
@@ -107,6 +108,14 @@ class EpochSampler:
 
     Attributes
     ----------
+    options : SamplingOptions
+        The options the epochs follow (after :meth:`adapt`, with its ids and caps).
+    requested_options : SamplingOptions
+        The options the sampler was built with (what a status reports as asked for).
+    offered : Source or None
+        The synthetic images offered (``synthetic``), before a selection and the pool cap.
+    synthetic : Source or None
+        The synthetic images the epochs draw from; ``MixedEpoch.index`` indexes them.
     sample_weights : bool
         Whether the loaders return sample weights (``options.sample_weights``, by default
         when class weights or a synthetic weight other than 1 apply).
