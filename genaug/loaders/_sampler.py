@@ -135,7 +135,8 @@ class EpochSampler:
         self.seed = resolve_seed(options.seed)
         self.real_counts = real.counts()
         self.offered = synthetic
-        self.live = np.isin(self.class_names, list(live_classes))
+        # Classes a live generator supplies (they count as having synthetic images).
+        self._live = np.isin(self.class_names, list(live_classes))
         self.epoch = 0
         self._warned_fit_weights = False
         self._configure(options)
@@ -160,7 +161,7 @@ class EpochSampler:
         synthetic_counts = (self.synthetic.counts() if self.synthetic is not None
                             else np.zeros(k, dtype=np.int64))
         # A live class counts as supplied; its pool may still be empty.
-        synthetic_counts = synthetic_counts + self.live
+        synthetic_counts = synthetic_counts + self._live
         allowed = np.ones(k, dtype=bool)
         if options.synthetic_classes is not None:
             unknown = sorted(set(options.synthetic_classes) - set(self.class_names))
@@ -182,13 +183,13 @@ class EpochSampler:
             fill_shares(self.real_counts, self.fill_to) > 0)
         self.caps = class_caps(options.synthetic_cap, self.class_names, default=DEFAULT_CAP)
         self.mixer = None
-        if self.synthetic is not None or self.live.any():
+        if self.synthetic is not None or self._live.any():
             pool = self.synthetic.labels if self.synthetic is not None else np.zeros(0, int)
             self.mixer = SyntheticMixer(pool, self.real.labels, eligible=self.eligible,
                                         ratio=options.synthetic_ratio, cap=self.caps,
                                         fill_to=self.fill_to,
                                         weight=options.synthetic_weight, mixup=options.mixup,
-                                        schedule=options.schedule, live_classes=self.live,
+                                        schedule=options.schedule, live_classes=self._live,
                                         seed=self.seed)
         self.class_weight = self._class_weight(options.class_weight)
         self.sample_weights = bool(options.sample_weights) if options.sample_weights is not None \
