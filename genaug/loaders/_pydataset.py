@@ -137,7 +137,7 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         self.interpolation = interpolation
         self.augment = augment
         self._augment = BatchAugment(augment, seed=sampler.seed)
-        self.cache = cache
+        self._store_option = cache  # kept to store an adapted synthetic pool the same way
         self.reader = SlotReader(stored(sampler.real, cache, **self._image_format()),
                                  self._stored_synthetic(), live_source,
                                  image_size=self.image_size, color_mode=self.color_mode,
@@ -151,7 +151,7 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
                     interpolation=self.interpolation)
 
     def _stored_synthetic(self):
-        return stored(self.sampler.synthetic, self.cache, **self._image_format())
+        return stored(self.sampler.synthetic, self._store_option, **self._image_format())
 
     @property
     def seed(self) -> int:
