@@ -168,3 +168,17 @@ def test_both_loaders_take_every_option_as_a_keyword():
     names = {f.name for f in dataclasses.fields(SamplingOptions)}
     for loader in (BalancedBatchGenerator.__init__, image_dataset_from_directory):
         assert names <= set(inspect.signature(loader).parameters), loader
+
+
+def test_both_loaders_take_the_recipe_flat_or_whole_not_both(small_dataset):
+    import genaug
+
+    recipe = SyntheticRecipe(ratio=0.5, weight=0.3)
+    common = dict(image_size=(8, 8), seed=0, verbose=False)
+    for make in (genaug.BalancedBatchGenerator, genaug.image_dataset_from_directory):
+        flat = make(small_dataset, synthetic_ratio=0.5, synthetic_weight=0.3, **common)
+        whole = make(small_dataset, synthetic=recipe, **common)
+        assert flat.sampler.options == whole.sampler.options
+        assert whole.sampler.options.synthetic is recipe
+        with pytest.raises(ConfigError, match="or synthetic_ratio, not both"):
+            make(small_dataset, synthetic=recipe, synthetic_ratio=0.2, **common)
