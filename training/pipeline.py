@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,11 @@ from genaug.exceptions import (
     DoubleCorrectionWarning,
 )
 from genaug.io import write_json
-from genaug.sampling import RampSchedule, check_fill_to
+from genaug.sampling import RampSchedule, SyntheticRecipe
+
+#: The metadata of a ``TrainConfig`` field that only means something with synthetic images:
+#: ``genaug compare`` resets it for arms without a cache.
+SYNTHETIC_ONLY = {"synthetic_only": True}
 
 
 @dataclass(frozen=True)
@@ -30,9 +34,9 @@ class TrainConfig:
 
     ``color_mode="auto"`` is resolved from the data when the run starts
     (:func:`genaug.data.infer_color_mode`); :func:`build_loaders` takes a resolved mode.
-    ``synthetic_cooldown_epochs`` is a number of epochs or a share of them, ``"20%"``
-    (:meth:`cooldown_epochs`); ``synthetic_fill_to`` an image count, ``"mean"`` or
-    ``"median"`` (resolved on the real training counts by the loader's sampler).
+    ``synthetic`` is the run's :class:`~genaug.sampling.SyntheticRecipe` (its schedule is
+    resolved against ``epochs``). Fields marked :data:`SYNTHETIC_ONLY` only mean something
+    with synthetic images.
     """
 
     data_dir: str | None = None
@@ -59,30 +63,18 @@ class TrainConfig:
     augment: tuple[str, ...] | None = None
     augment_backend: str = "keras"
     synthetic_cache: str | None = None
-    synthetic_ratio: float | None = None
-    synthetic_ratio_range: tuple[float, float] | None = None
-    ramp_fraction: float = 0.25
-    warmup_epochs: int = 0
-    synthetic_cap: float = 0.6
-    synthetic_pool_cap: float | None = None
-    synthetic_classes: tuple[str, ...] | None = None
-    synthetic_weight: float = 1.0
-    mixup: bool = False
-    # Issue 16's levers: a real-only finish, a fill threshold, soft synthetic targets.
-    synthetic_cooldown_epochs: int | str = 0
-    synthetic_fill_to: int | str | None = None
-    synthetic_label_smoothing: float = 0.0
-    live_generator: str | None = None
-    live_lora: str | None = None
+    synthetic: SyntheticRecipe = field(default_factory=SyntheticRecipe, metadata=SYNTHETIC_ONLY)
+    live_generator: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
+    live_lora: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
     live_device: str = "cuda"
     live_buffer: int = 256
     live_max_reuse: int = 4
     live_producer: str = "auto"
-    live_verify_model: str | None = None
+    live_verify_model: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
     live_verify_threshold: float = 0.6
-    synthetic_select: str | None = None
-    select_model: str | None = None
-    synthetic_allocation: str | None = None
+    synthetic_select: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
+    select_model: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
+    synthetic_allocation: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
     verbose: int = 1
 
     def sampling_options(self, *, train_size: int, class_weight=None,
@@ -102,40 +94,12 @@ class TrainConfig:
         epoch_size = self.epoch_size
         if balance != "none" and epoch_size is None:
             epoch_size = train_size
+        recipe = self.synthetic if synthetic_cap is None else replace(self.synthetic,
+                                                                      cap=synthetic_cap)
         return SamplingOptions(
             balance=balance, batch_size=self.batch_size, epoch_size=epoch_size, seed=self.seed,
-            class_weight=class_weight, sample_weights=sample_weights,
-            synthetic_ratio=self.synthetic_ratio_range or self.synthetic_ratio,
-            synthetic_cap=self.synthetic_cap if synthetic_cap is None else synthetic_cap,
-            synthetic_pool_cap=self.synthetic_pool_cap,
-            synthetic_classes=self.synthetic_classes, synthetic_weight=self.synthetic_weight,
-            synthetic_fill_to=self.synthetic_fill_to,
-            synthetic_label_smoothing=self.synthetic_label_smoothing,
-            mixup=self.mixup, schedule=schedule, synthetic_ids=synthetic_ids)
-
-    def cooldown_epochs(self) -> int:
-        """``synthetic_cooldown_epochs`` in epochs. A share ``"P%"`` is ``round(P % of
-        epochs)``, at least 1, but never so many that no epoch after the warm-up is left to
-        train with synthetic images (then fewer, down to 0)."""
-        value = self.synthetic_cooldown_epochs
-        if not isinstance(value, str):
-            return int(value)
-        share = parse_share(value, option="--synthetic-cooldown-epochs")
-        room = max(self.epochs - self.warmup_epochs - 1, 0)
-        return min(max(1, round(share * self.epochs)), room) if share > 0 else 0
-
-
-def parse_share(value: str, *, option: str) -> float:
-    """``"P%"`` as a share in [0, 1]."""
-    text = str(value).strip()
-    try:
-        share = float(text[:-1]) / 100.0 if text.endswith("%") else None
-    except ValueError:
-        share = None
-    if share is None or not 0.0 <= share <= 1.0:
-        raise ConfigError(f"{option} must be a number of epochs or a share such as '20%', "
-                          f"got {value!r}")
-    return share
+            class_weight=class_weight, sample_weights=sample_weights, synthetic=recipe,
+            schedule=schedule, synthetic_ids=synthetic_ids)
 
 
 def _log(config: TrainConfig, message: str) -> None:
@@ -187,7 +151,7 @@ def _use_tf_loader(config: TrainConfig) -> bool:
     # A selection after the warm-up under a pool cap redraws the pool beyond the files a
     # tf.data loader listed (AdaptAfterWarmup).
     redraws = bool(config.synthetic_select and not config.select_model
-                   and config.synthetic_pool_cap is not None)
+                   and config.synthetic.pool_cap is not None)
     if config.loader == "tfdata" and redraws:
         raise ConfigError("--synthetic-select after the warm-up with --synthetic-pool-cap "
                           "needs --loader pydataset")
@@ -389,7 +353,7 @@ class TrainingRun:
 
     def weighting(self, data: RunData) -> Weighting:
         config = data.config
-        sample_weights = data.synthetic is not None and config.synthetic_weight != 1.0
+        sample_weights = data.synthetic is not None and config.synthetic.weight != 1.0
         if not config.class_weights:
             return Weighting(sample_weights=sample_weights)
         if config.balanced or config.balanced_batches:
@@ -408,9 +372,7 @@ class TrainingRun:
         config = data.config
         if data.synthetic is None:
             return None
-        return RampSchedule(epochs=config.epochs, warmup_epochs=config.warmup_epochs,
-                            ramp_fraction=config.ramp_fraction,
-                            cooldown_epochs=config.cooldown_epochs())
+        return config.synthetic.schedule(epochs=config.epochs)
 
     def start_live(self, data: RunData):
         config = data.config
@@ -481,13 +443,13 @@ class TrainingRun:
         if select or config.synthetic_allocation:
             # The model adapts the pool with the statistics the end of a fit would give it.
             def recalibrate_after_warmup(epoch, logs):
-                if epoch + 1 == config.warmup_epochs:
+                if epoch + 1 == config.synthetic.warmup_epochs:
                     recalibration.on_train_end()
 
             callbacks.append(keras.callbacks.LambdaCallback(
                 on_epoch_end=recalibrate_after_warmup))
             adaptation = AdaptAfterWarmup(
-                train, warmup_epochs=config.warmup_epochs, select=select,
+                train, warmup_epochs=config.synthetic.warmup_epochs, select=select,
                 allocate=config.synthetic_allocation, validation=validation, log=self.log)
             callbacks.append(adaptation)
         started = time.perf_counter()
@@ -542,8 +504,8 @@ class TrainingRun:
             class_weights=None if applied is None else {names[int(k)]: float(v)
                                                         for k, v in applied.items()},
             composition=comp.to_dict(),
-            synthetic_shares={"synthetic_cap": config.synthetic_cap,
-                              "synthetic_pool_cap": config.synthetic_pool_cap,
+            synthetic_shares={"synthetic_cap": config.synthetic.cap,
+                              "synthetic_pool_cap": config.synthetic.pool_cap,
                               "per_class": comp.synthetic_shares()},
             sampling=sampler.summary(),
             synthetic_schedule=status["synthetic_schedule"],
@@ -608,34 +570,12 @@ def _check_config(config: TrainConfig) -> None:
         raise ConfigError(f"--image-size must be between 8 and 1024, got {config.image_size}")
     if config.color_mode not in ("auto", "grayscale", "rgb"):
         raise ConfigError(f"--color-mode must be auto, grayscale or rgb, got {config.color_mode}")
-    if config.synthetic_pool_cap is not None and not 0.0 < config.synthetic_pool_cap <= 1.0:
-        raise ConfigError(f"--synthetic-pool-cap must be in (0, 1], got "
-                          f"{config.synthetic_pool_cap}")
     if not 0.0 <= config.val_split < 1.0 or not 0.0 < config.test_split < 1.0:
         raise ConfigError("--val-split must be in [0, 1) and the test split in (0, 1)")
-    if config.synthetic_ratio is not None and config.synthetic_ratio_range is not None:
-        raise ConfigError("give --synthetic-ratio or --synthetic-ratio-range, not both")
     if config.loader not in ("auto", "tfdata", "pydataset"):
         raise ConfigError(f"--loader must be auto, tfdata or pydataset, got {config.loader}")
-    if not isinstance(config.synthetic_cooldown_epochs, str) and \
-            config.synthetic_cooldown_epochs < 0:
-        raise ConfigError(f"--synthetic-cooldown-epochs must be >= 0, got "
-                          f"{config.synthetic_cooldown_epochs}")
-    if config.cooldown_epochs() and config.warmup_epochs + config.cooldown_epochs() >= \
-            config.epochs:
-        raise ConfigError(f"--synthetic-cooldown-epochs: --warmup-epochs + cool-down epochs "
-                          f"must be less than --epochs, got {config.warmup_epochs} + "
-                          f"{config.cooldown_epochs()} >= {config.epochs}")
-    if not 0.0 <= config.synthetic_label_smoothing < 1.0:
-        raise ConfigError(f"--synthetic-label-smoothing must be in [0, 1), got "
-                          f"{config.synthetic_label_smoothing}")
-    check_fill_to(config.synthetic_fill_to)
-    uses_synthetic = any((config.synthetic_ratio is not None, config.synthetic_ratio_range,
-                          config.synthetic_classes, config.mixup,
-                          config.synthetic_pool_cap is not None,
-                          config.cooldown_epochs() > 0,
-                          config.synthetic_fill_to is not None,
-                          config.synthetic_label_smoothing > 0))
+    config.synthetic.schedule(epochs=config.epochs)  # a cool-down that leaves no epoch
+    uses_synthetic = config.synthetic.needing_source()
     if uses_synthetic and not (config.synthetic_cache or config.live_generator):
         raise ConfigError("synthetic options need --synthetic-cache or --live-generator")
     if config.live_verify_model and not config.live_generator:
@@ -667,7 +607,7 @@ def _check_allocation(config: TrainConfig) -> None:
     if not config.synthetic_cache or config.live_generator:
         raise ConfigError("--synthetic-allocation needs --synthetic-cache (a live generator's "
                           "caps are fixed when it starts)")
-    if not 1 <= config.warmup_epochs < config.epochs:
+    if not 1 <= config.synthetic.warmup_epochs < config.epochs:
         raise ConfigError("--synthetic-allocation confusion allocates by the run's own model "
                           "after its warm-up: give --warmup-epochs between 1 and --epochs - 1")
 
@@ -690,7 +630,7 @@ def _check_selection(config: TrainConfig) -> None:
     if config.select_model:
         if not Path(config.select_model).is_file():
             raise ConfigError(f"model not found: {config.select_model}")
-    elif not 1 <= config.warmup_epochs < config.epochs:
+    elif not 1 <= config.synthetic.warmup_epochs < config.epochs:
         raise ConfigError("--synthetic-select without --select-model selects with the run's "
                           "own model after its warm-up: give --warmup-epochs between 1 and "
                           "--epochs - 1")

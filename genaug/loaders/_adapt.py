@@ -71,7 +71,7 @@ class AdaptAfterWarmup(keras.callbacks.Callback):
         if select is not None and sampler.offered is None:
             raise ConfigError("AdaptAfterWarmup(select=...) needs a loader with a synthetic "
                               "cache")
-        if select is not None and sampler.options.synthetic_pool_cap is not None and \
+        if select is not None and sampler.options.synthetic.pool_cap is not None and \
                 not isinstance(loader, keras.utils.PyDataset):
             raise ConfigError("AdaptAfterWarmup(select=...) with synthetic_pool_cap redraws "
                               "the pool from the selection, beyond the files a tf.data loader "
@@ -80,7 +80,7 @@ class AdaptAfterWarmup(keras.callbacks.Callback):
             if validation is None:
                 raise ConfigError("AdaptAfterWarmup(allocate='confusion') measures the model "
                                   "on validation images: give validation=")
-            if isinstance(sampler.requested_options.synthetic_cap, Mapping):
+            if isinstance(sampler.requested_options.synthetic.cap, Mapping):
                 raise ConfigError("AdaptAfterWarmup(allocate='confusion') scales one "
                                   "synthetic_cap, not per-class caps")
         self.loader, self.validation = loader, validation
@@ -126,7 +126,7 @@ class AdaptAfterWarmup(keras.callbacks.Callback):
         np.add.at(confusion, (labels, predicted), 1)
         allocation = allocate_by_confusion(
             confusion, class_names=sampler.class_names,
-            cap=sampler.requested_options.synthetic_cap, eligible=sampler.eligible)
+            cap=sampler.requested_options.synthetic.cap, eligible=sampler.eligible)
         self.allocation = {**allocation.to_dict(), "after_epoch": self.warmup_epochs}
         self.log(f"synthetic allocation (validation confusion after {self.warmup_epochs} "
                  "warm-up epoch(s)):")

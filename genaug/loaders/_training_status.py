@@ -58,7 +58,7 @@ def training_status(loader, *, epochs: int, validation=None, test=None, adaptati
     details.update(
         synthetic_schedule=schedule.to_dict() if schedule is not None else None,
         synthetic_fill={"fill_to": sampler.fill_to, "per_class": sampler.fill_summary()},
-        synthetic_label_smoothing=sampler.options.synthetic_label_smoothing)
+        synthetic_label_smoothing=sampler.options.synthetic.label_smoothing)
     used = comp.synthetic_images_used()
     if offered is not None:
         # Which classes the synthetic images reached: a gain on one class can cost others.
@@ -77,8 +77,8 @@ def training_status(loader, *, epochs: int, validation=None, test=None, adaptati
         excluded_for_leakage=getattr(offered, "excluded_leakage", 0),
         share_of_draws=[shares[name]["synthetic_share_of_draws"]
                         for name in sampler.class_names],
-        synthetic_cap=sampler.requested_options.synthetic_cap,
-        synthetic_pool_cap=sampler.requested_options.synthetic_pool_cap,
+        synthetic_cap=sampler.requested_options.synthetic.cap,
+        synthetic_pool_cap=sampler.requested_options.synthetic.pool_cap,
         synthetic_only_classes=comp.synthetic_only_classes, seed=sampler.seed,
         skipped_files=skipped_files, details=details)
 
