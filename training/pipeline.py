@@ -79,12 +79,12 @@ class TrainConfig:
 
     def sampling_options(self, *, train_size: int, class_weight=None,
                          sample_weights: bool | None = None, schedule=None,
-                         synthetic_ids=None, synthetic_cap=None):
+                         synthetic_ids=None):
         """The run's :class:`~genaug.loaders.SamplingOptions` for its training loader.
 
         ``--balanced`` draws ``train_size`` slots per epoch unless ``--epoch-size`` says
-        otherwise, so a balanced epoch costs what a plain one does. ``synthetic_cap``: per-class
-        caps replacing ``--synthetic-cap`` (a confusion-directed allocation's).
+        otherwise, so a balanced epoch costs what a plain one does (an allocation's per-class
+        caps reach the loader after the warm-up: :class:`genaug.loaders.AdaptAfterWarmup`).
         """
         from genaug.loaders import SamplingOptions
 
@@ -94,11 +94,9 @@ class TrainConfig:
         epoch_size = self.epoch_size
         if balance != "none" and epoch_size is None:
             epoch_size = train_size
-        recipe = self.synthetic if synthetic_cap is None else replace(self.synthetic,
-                                                                      cap=synthetic_cap)
         return SamplingOptions(
             balance=balance, batch_size=self.batch_size, epoch_size=epoch_size, seed=self.seed,
-            class_weight=class_weight, sample_weights=sample_weights, synthetic=recipe,
+            class_weight=class_weight, sample_weights=sample_weights, synthetic=self.synthetic,
             schedule=schedule, synthetic_ids=synthetic_ids)
 
 

@@ -19,8 +19,6 @@ def test_the_config_converts_to_one_options_object():
     assert (options.batch_size, options.seed, options.synthetic) == (16, 4, recipe)
     assert options.class_weight == "balanced" and options.sample_weights
     assert options.schedule is schedule
-    allocated = config.sampling_options(train_size=90, synthetic_cap={"dog": 0.9})
-    assert allocated.synthetic == SyntheticRecipe(**{**recipe.changed(), "cap": {"dog": 0.9}})
     plain = TrainConfig(epoch_size="max").sampling_options(train_size=90)
     assert plain.balance is Balance.NONE and plain.epoch_size == "max"
 
