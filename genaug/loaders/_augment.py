@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from genaug.exceptions import ConfigError
-from genaug.sampling import rng_for
+from genaug.sampling import Stream, rng_for
 
 # Seed generators are shared state: one batch at a time sets them and draws from them.
 _SEEDING = threading.Lock()
@@ -114,8 +114,8 @@ class BatchAugment:
             return apply_augment(self.augment, batch)
         import keras
 
-        states = rng_for(self.seed, 8, epoch, index).integers(1, 2**31 - 1,
-                                                              size=len(self.generators))
+        states = rng_for(self.seed, Stream.AUGMENTATION, epoch, index).integers(
+            1, 2**31 - 1, size=len(self.generators))
         with _SEEDING:
             for generator, base, state in zip(self.generators, self.bases, states):
                 mixed = int(rng_for(int(state), base).integers(1, 2**31 - 1))
