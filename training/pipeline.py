@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from genaug.cache import SyntheticCache, composition_status
-from genaug.data import DatasetIndex, DatasetSplits, digits_longtail, split_dataset
+from genaug.data import (
+    DatasetIndex,
+    DatasetSplits,
+    channels_of,
+    digits_longtail,
+    split_dataset,
+)
 from genaug.exceptions import (
     ConfigError,
     ConvergenceWarning,
@@ -600,7 +606,7 @@ class TrainingRun:
 
         config = self.config
         keras.utils.set_random_seed(config.seed)
-        channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[config.color_mode]
+        channels = channels_of(config.color_mode)
         model = build_cnn((config.image_size, config.image_size, channels),
                           len(self.splits.class_names), width=config.model_width,
                           seed=config.seed)
@@ -737,7 +743,7 @@ class TrainingRun:
 def load_all(source, *, image_size, color_mode: str) -> np.ndarray:
     """Every image of ``source`` as one uint8 stack ``(N, H, W, C)`` (for embedding)."""
     if len(source) == 0:
-        channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[color_mode]
+        channels = channels_of(color_mode)
         return np.zeros((0, *image_size, channels), dtype=np.uint8)
     return np.stack([source.load(i, image_size=image_size, color_mode=color_mode)
                      for i in range(len(source))])

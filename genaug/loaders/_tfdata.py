@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from genaug.data import (
     PROGRESS_FROM,
     StoreDecoder,
-    check_color_mode,
+    channels_of,
     load_image,
     read_header,
     resize_array,
@@ -94,7 +94,7 @@ class _TFPipeline:
 
     def __init__(self, sampler, *, image_size, color_mode, interpolation, label_mode,
                  crop_to_aspect_ratio, pad_to_aspect_ratio, data_format, augment, cache):
-        self.channels = check_color_mode(color_mode)
+        self.channels = channels_of(color_mode)
         if label_mode not in LABEL_MODES:
             raise ConfigError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
         self.num_classes = len(sampler.class_names)
