@@ -184,13 +184,15 @@ def _load_gate(spec: str):
 
 def _nothing_accepted(summary: dict, cache_dir) -> str:
     """The one line for a run that ends with no image in the cache."""
+    from genaug.cache import GENERATION_SUMMARY
+
     by_gate: Counter = Counter()
     for entry in summary["classes"].values():
         by_gate.update(entry["rejected_by_gate"])
     reasons = ", ".join(f"{gate} {n}" for gate, n in by_gate.most_common()) or "none"
     return (f"none of the {summary['totals']['requested']} planned images was accepted "
             f"(rejections by gate: {reasons}); lower the gates' thresholds or improve the "
-            f"generator (details: {Path(cache_dir) / 'generation_summary.json'})")
+            f"generator (details: {Path(cache_dir) / GENERATION_SUMMARY})")
 
 
 @click.command("generate")
@@ -298,6 +300,7 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
              max_seconds, workers, ray, ray_workers, ray_gpus_per_worker, ray_cpus_per_worker,
              device, precision, quiet):
     """Generate the plan's images into a verified, resumable synthetic cache."""
+    from genaug.cache import ENV_REPORT, GENERATION_SUMMARY, lock_cache
     from genaug.generation import (
         GenerationPlan,
         generate_cache,
@@ -332,8 +335,6 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
                       device=device, precision=precision, argv=sys.argv[1:])
     plan_obj = GenerationPlan.load(plan_path)
     if Path(cache_dir).is_dir():  # refuse before loading the generator, not after
-        from genaug.cache import lock_cache
-
         lock_cache(Path(cache_dir)).close()
     if strength is None:
         strength = plan_obj.variation["strength"] if plan_obj.variation else 0.6
@@ -392,4 +393,4 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
     if totals["requested"] and not totals["accepted"]:
         _echo_err(f"Error: {_nothing_accepted(summary, cache_dir)}")
         sys.exit(1)
-    click.echo(f"cache: {cache_dir} (summary: generation_summary.json, env_report.json)")
+    click.echo(f"cache: {cache_dir} (summary: {GENERATION_SUMMARY}, {ENV_REPORT})")

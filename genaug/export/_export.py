@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genaug.cache import CacheProblems, SyntheticCache, composition_status
+from genaug.cache import ENV_REPORT, CacheProblems, SyntheticCache, composition_status
 from genaug.data import DatasetIndex, DatasetSplits, SkippedFile, skipped_summary, split_dataset
 from genaug.exceptions import ConfigError, DatasetError, GenaugWarning, OutputError
 from genaug.export._links import LINK_MODES, FileLinker
@@ -26,7 +26,6 @@ SPLIT_FOLDERS = {"train": "train", "validation": "val", "test": "test"}
 MANIFEST_COLUMNS = ("path", "label", "split", "source", "synthetic_id", "source_id")
 LABEL_MAP = "label_map.json"
 STATUS = "status.json"
-ENV_REPORT = "env_report.json"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from genaug.cache import (
+    ENV_REPORT,
+    GENERATION_RUN,
+    GENERATION_SUMMARY,
+    REJECTIONS_LOG,
+    CacheWriter,
+    RejectionLog,
+    SyntheticCache,
+    read_rejections,
+)
 from genaug.exceptions import CacheError, ConfigError, GateAcceptanceWarning
 from genaug.generation._base import GenerationRequest, GeneratorBackend
 from genaug.generation._gates import (
@@ -55,10 +65,6 @@ from genaug.generation._utils import (
     progress_bar,
 )
 
-SUMMARY_FILE = "generation_summary.json"
-ENV_REPORT = "env_report.json"
-REJECTIONS_FILE = "generation_rejections.jsonl"
-RUN_FILE = "generation_run.json"
 SEED_RULE = ("attempt 0: sha256([plan_seed, class, index, 0]); retry k: "
              "sha256([plan_seed, class, index, k]); first 31 bits")
 
@@ -348,8 +354,6 @@ class _GenerationRun:
 
     # -- 3. the cache --------------------------------------------------------------------
     def _open_cache(self) -> None:
-        from genaug.cache import CacheWriter, SyntheticCache
-
         self.created = not self.cache_dir.exists()
         writer = None
         try:
@@ -357,7 +361,7 @@ class _GenerationRun:
             writer = CacheWriter(self.cache_dir)
             self.existing = {r["id"]: r for r in SyntheticCache(self.cache_dir).records}
             _check_run(self.cache_dir, self.fingerprint, empty=not self.existing)
-            self.rejections = _AppendLog(self.cache_dir / REJECTIONS_FILE)
+            self.rejections = RejectionLog(self.cache_dir)
         except BaseException:
             if writer is not None:
                 writer.close()
@@ -573,15 +577,13 @@ class _GenerationRun:
                     shutil.rmtree(self.cache_dir, ignore_errors=True)
 
     def _write_reports(self, *, interrupted: bool) -> dict:
-        from genaug.cache import SyntheticCache
         from genaug.io import atomic_write_bytes
 
         cache = SyntheticCache(self.cache_dir, class_names=self.plan.class_names)
         problems = cache.verify_files(image_size=self.image_size,
                                       color_mode=self.color_mode).lines()
         integrity = {"checked": len(cache.records), "ok": not problems, "problems": problems}
-        summary = summarize(self.plan, cache.records,
-                            _AppendLog(self.cache_dir / REJECTIONS_FILE).entries)
+        summary = summarize(self.plan, cache.records, read_rejections(self.cache_dir))
         all_done = all(c["pending"] == 0 for c in summary["classes"].values())
         seconds = time.perf_counter() - self.clock
         accepted_now = len(self.writer.existing_ids()) - len(self.existing)
@@ -605,7 +607,7 @@ class _GenerationRun:
             summary["cluster"] = report()
         if problems:
             self.say(f"integrity: {len(problems)} problem(s): " + "; ".join(problems[:3]))
-        atomic_write_bytes(self.cache_dir / SUMMARY_FILE,
+        atomic_write_bytes(self.cache_dir / GENERATION_SUMMARY,
                            (json.dumps(summary, indent=2, default=str) + "\n").encode())
         atomic_write_bytes(self.cache_dir / ENV_REPORT,
                            (json.dumps(self._environment(summary), indent=2, default=str)
@@ -649,47 +651,6 @@ class _GenerationRun:
         return environment
 
 
-class _AppendLog:
-    """A JSON-lines file appended one fsynced line at a time."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.entries = []
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue  # a line torn by a crash
-                if isinstance(entry, dict) and "id" in entry and "attempt" in entry:
-                    self.entries.append(entry)
-        self._handle = None
-
-    def append(self, entry: dict) -> None:
-        if self._handle is None:
-            if self.path.exists() and self.path.stat().st_size:
-                with open(self.path, "rb") as handle:
-                    handle.seek(-1, os.SEEK_END)
-                    torn = handle.read(1) != b"\n"
-                if torn:
-                    with open(self.path, "ab") as handle:
-                        handle.write(b"\n")
-            self._handle = open(self.path, "ab", buffering=0)
-        size = os.fstat(self._handle.fileno()).st_size
-        try:
-            self._handle.write((json.dumps(entry, sort_keys=True) + "\n").encode())
-            os.fsync(self._handle.fileno())
-        except OSError as error:  # a full disk: no part of the line stays
-            os.ftruncate(self._handle.fileno(), size)
-            raise CacheError(f"cannot write {self.path}: {error.strerror or error}") from None
-        self.entries.append(entry)
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-
 def _modal_size(index) -> tuple[int, int] | None:
     if index is None or not index.sizes:
         return None
@@ -721,7 +682,7 @@ def _check_run(cache_dir: Path, fingerprint: dict, *, empty: bool) -> None:
     there is nothing to keep, and the run starts it afresh (its rejection log too)."""
     from genaug.io import atomic_write_bytes
 
-    path = cache_dir / RUN_FILE
+    path = cache_dir / GENERATION_RUN
     wanted = json.loads(json.dumps(fingerprint))
     try:
         before = json.loads(path.read_text()) if path.is_file() else None
@@ -736,5 +697,5 @@ def _check_run(cache_dir: Path, fingerprint: dict, *, empty: bool) -> None:
             "rerun with the same plan, generator and options to resume, or use a new "
             "`cache_dir`")
     if before is not None:
-        (cache_dir / REJECTIONS_FILE).unlink(missing_ok=True)
+        (cache_dir / REJECTIONS_LOG).unlink(missing_ok=True)
     atomic_write_bytes(path, (json.dumps(fingerprint, indent=2) + "\n").encode())

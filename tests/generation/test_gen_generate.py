@@ -7,7 +7,7 @@ import pytest
 from _gen_helpers import FakeBackend, coin
 from PIL import Image
 
-from genaug.cache import SyntheticCache
+from genaug.cache import ENV_REPORT, GENERATION_SUMMARY, REJECTIONS_LOG, SyntheticCache
 from genaug.exceptions import CacheError, ConfigError
 from genaug.generation import (
     FunctionGate,
@@ -19,7 +19,6 @@ from genaug.generation import (
     load_backend,
     make_plan,
 )
-from genaug.generation._generate import ENV_REPORT, REJECTIONS_FILE, SUMMARY_FILE
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +82,7 @@ def test_generate_writes_a_verified_cache_with_provenance(backend, plan, tmp_pat
             assert image.size == (24, 24) and image.mode == "RGB"
     seeds = {r["seed"] for r in records}
     assert len(seeds) == len(records)
-    stored = json.loads((cache / SUMMARY_FILE).read_text())
+    stored = json.loads((cache / GENERATION_SUMMARY).read_text())
     assert set(stored["classes"]) == {"bar", "ring"}
     ring = stored["classes"]["ring"]
     assert ring["requested"] == 6 and {
@@ -119,7 +118,7 @@ def test_retries_stop_at_the_limit_with_new_deterministic_seeds(backend, plan, t
         progress=False,
     )
     assert summary["totals"]["accepted"] == 0 and summary["totals"]["exhausted"] == 9
-    log = [json.loads(line) for line in (tmp_path / "c" / REJECTIONS_FILE).read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "c" / REJECTIONS_LOG).read_text().splitlines()]
     assert len(log) == 9 * 3
     ring0 = [e for e in log if e["id"] == "ring-000000"]
     assert [e["attempt"] for e in ring0] == [1, 2, 3]
@@ -146,7 +145,7 @@ def test_resume_after_interruption_gives_the_uninterrupted_cache(backend, plan, 
     )
     generate_cache(plan, backend=backend, cache_dir=tmp_path / "whole", **options)
     expected = comparable(tmp_path / "whole")
-    log = (tmp_path / "whole" / REJECTIONS_FILE).read_text().splitlines()
+    log = (tmp_path / "whole" / REJECTIONS_LOG).read_text().splitlines()
     assert len(log) > 0  # retries happened
 
     broken = tmp_path / "resumed"
@@ -154,7 +153,7 @@ def test_resume_after_interruption_gives_the_uninterrupted_cache(backend, plan, 
         generate_cache(plan, backend=Interrupting(backend, at_call), cache_dir=broken, **options)
     partial = SyntheticCache(broken)
     assert not partial.problems and len(partial) < len(expected)  # consistent, unfinished
-    interrupted = json.loads((broken / SUMMARY_FILE).read_text())
+    interrupted = json.loads((broken / GENERATION_SUMMARY).read_text())
     assert interrupted["interrupted"] and not interrupted["complete"]
     summary = generate_cache(plan, backend=backend, cache_dir=broken, **options)
     assert summary["complete"]
@@ -228,11 +227,11 @@ def test_a_cache_without_images_does_not_block_other_settings(backend, plan, tmp
     never = FunctionGate("never", lambda image, c: 0.0, threshold=1.0)
     empty = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
                            extra_gates=[never], max_retries=0, progress=False)
-    assert empty["totals"]["accepted"] == 0 and (tmp_path / "c" / REJECTIONS_FILE).is_file()
+    assert empty["totals"]["accepted"] == 0 and (tmp_path / "c" / REJECTIONS_LOG).is_file()
     summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
                              structure_min=None, blur_min=None, progress=False)
     assert summary["totals"]["accepted"] > 0
-    log = tmp_path / "c" / REJECTIONS_FILE
+    log = tmp_path / "c" / REJECTIONS_LOG
     assert not log.exists() or "never" not in log.read_text()  # started afresh
     with pytest.raises(CacheError, match="different settings"):  # now it has images to keep
         generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", progress=False)

@@ -9,7 +9,7 @@ from _gen_helpers import MeanFeature, PlacedBackend
 from click.testing import CliRunner
 from PIL import Image
 
-from genaug.cache import SyntheticCache
+from genaug.cache import REJECTIONS_LOG, SyntheticCache
 from genaug.cli import main
 from genaug.exceptions import ConfigError
 from genaug.generation import (
@@ -161,7 +161,7 @@ def test_generate_drops_images_nearer_another_class_per_class(tmp_path):
     assert (dark["accepted"], dark["rejected_by_gate"]) == (0, {"class_margin": 4})
     assert (bright["accepted"], bright["rejected_by_gate"]) == (2, {})
     rejections = [json.loads(line) for line in
-                  (tmp_path / "c" / "generation_rejections.jsonl").read_text().splitlines()]
+                  (tmp_path / "c" / REJECTIONS_LOG).read_text().splitlines()]
     assert {r["class"] for r in rejections} == {"dark"}
     assert all(r["quality"]["class_margin"]["score"] > 1 for r in rejections)
     assert {r["class"] for r in SyntheticCache(tmp_path / "c").records} == {"bright"}

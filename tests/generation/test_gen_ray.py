@@ -19,11 +19,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from genaug.cache import SyntheticCache
+from genaug.cache import ENV_REPORT, GENERATION_SUMMARY, REJECTIONS_LOG, SyntheticCache
 from genaug.cli import main
 from genaug.exceptions import ConfigError
 from genaug.generation import generate_cache, load_backend, make_plan, summary_lines
-from genaug.generation._generate import ENV_REPORT, REJECTIONS_FILE, SUMMARY_FILE
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="pip install 'genaug[ray]'")
@@ -88,10 +87,10 @@ def assert_same_cache(made, expected):
             assert np.array_equal(np.asarray(a), np.asarray(b))
 
     def rejections(cache):  # a resumed run logs again what it decides again: one each
-        return sorted(set((cache / REJECTIONS_FILE).read_text().splitlines()))
+        return sorted(set((cache / REJECTIONS_LOG).read_text().splitlines()))
 
     assert rejections(made) == rejections(expected)
-    summaries = [json.loads((c / SUMMARY_FILE).read_text()) for c in (made, expected)]
+    summaries = [json.loads((c / GENERATION_SUMMARY).read_text()) for c in (made, expected)]
     assert summaries[0]["classes"] == summaries[1]["classes"]
 
 
@@ -191,7 +190,7 @@ def test_ctrl_c_leaves_a_consistent_cache_that_the_same_command_resumes(
     assert "is consistent; run the same command again" in stderr
     partial = SyntheticCache(cache)
     assert not partial.problems and 2 <= len(partial) < len(SyntheticCache(reference))
-    stopped = json.loads((cache / SUMMARY_FILE).read_text())
+    stopped = json.loads((cache / GENERATION_SUMMARY).read_text())
     assert stopped["interrupted"] and not stopped["complete"]
     assert not list(cache.rglob(".*.tmp"))
     # the same command resumes it without Ray, and (a copy of it) on Ray
