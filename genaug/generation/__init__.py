@@ -41,7 +41,8 @@ colour mode first, with :func:`normalize_image`)::
     passed, quality = gates.check(image, "cat")     # quality goes into the record
 
 ``check`` remembers accepted images for the near-duplicate gate; ``gates.acceptance_rates()``
-and ``gates.collapsed()`` report per-class acceptance; ``gates.collapse_message(item)`` says
+and ``gates.collapsed()`` report per-class acceptance (``gates.new_collapse_messages()``: the
+warnings not given yet); ``gates.collapse_message(item)`` says
 whether a verifier collapse (below 20 %) comes from the verifier (it rejects the class's real
 images too: it learned the imbalance) or from the generator (noise, or images the verifier
 does not recognise). For batches, ``gates.prepare(images, classes)`` does the

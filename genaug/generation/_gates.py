@@ -14,7 +14,6 @@ stateless gates and computes what the stateful gates compare (a pHash each), in 
 from __future__ import annotations
 
 import threading
-import warnings
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from genaug.exceptions import ConfigError, GateAcceptanceWarning
+from genaug.exceptions import ConfigError
 from genaug.generation._image_metrics import (
     HashSet,
     border_means,
@@ -749,17 +748,15 @@ class GateChain:
                             "passed": passed, "rate": passed / checked})
         return out
 
-    def warn_collapsed(self, **kwargs) -> list[str]:
-        """Emit a :class:`GateAcceptanceWarning` (once per class and gate); return messages."""
+    def new_collapse_messages(self) -> list[str]:
+        """:meth:`collapse_message` of each gate whose acceptance of a class has collapsed
+        since the last call: once per class and gate, for the caller to warn with."""
         messages = []
-        for item in self.collapsed(**kwargs):
+        for item in self.collapsed():
             key = (item["class"], item["gate"])
-            if key in self._warned:
-                continue
-            self._warned.add(key)
-            message = self.collapse_message(item)
-            warnings.warn(message, GateAcceptanceWarning, stacklevel=2)
-            messages.append(message)
+            if key not in self._warned:
+                self._warned.add(key)
+                messages.append(self.collapse_message(item))
         return messages
 
     def collapse_message(self, item: dict) -> str:

@@ -208,7 +208,6 @@ class _GenerationRun:
         self.clock = time.perf_counter()
         self.times = StageTimes()
         self.messages: list[str] = []
-        self.warned: set[tuple[str, str]] = set()
         self.stopped_by: str | None = None
         self.producer = None
         self.accepted = self.rejected = 0
@@ -496,7 +495,7 @@ class _GenerationRun:
             touched.append(candidate.item.class_name)
         for class_name in dict.fromkeys(touched):
             self._decide(class_name, self.classes[class_name])
-        self.messages.extend(_collapse_check(self.gates, self.warned))
+        self.messages.extend(self.gates.new_collapse_messages())
         self.bar.set_postfix_str(self._postfix())
 
     def _postfix(self) -> str:
@@ -664,17 +663,6 @@ def _backend_settings(backend: GeneratorBackend) -> dict:
     return {n: getattr(backend, n) for n in names if getattr(backend, n, None) is not None}
 
 
-
-
-def _collapse_check(gates: GateChain, warned: set) -> list[str]:
-    """Messages for classes whose acceptance by a gate collapsed, once per class and gate."""
-    new = []
-    for item in gates.collapsed():
-        key = (item["class"], item["gate"])
-        if key not in warned:
-            warned.add(key)
-            new.append(gates.collapse_message(item))
-    return new
 
 
 def _check_run(cache_dir: Path, fingerprint: dict, *, empty: bool) -> None:
