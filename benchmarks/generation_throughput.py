@@ -33,7 +33,7 @@ Three measurements, each in one process and against the obvious alternative:
         --distilled gen-4steps --data-dir data
 
 Reference (untuned, H100, base UNet, 25 DDIM steps, bf16): about 110 images/s at 64x64 and
-420 at 32x32; H200 before this change: 680 and 198 (issue 13).
+420 at 32x32; H200 with an earlier version of the sampler: 680 and 198.
 """
 
 from __future__ import annotations

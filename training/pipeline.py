@@ -74,7 +74,7 @@ class TrainConfig:
     synthetic_classes: tuple[str, ...] | None = None
     synthetic_weight: float = 1.0
     mixup: bool = False
-    # Issue 16's levers: a real-only finish, a fill threshold, soft synthetic targets.
+    # How synthetic images are used: a real-only finish, a fill threshold, soft targets.
     synthetic_cooldown_epochs: int | str = 0
     synthetic_fill_to: int | str | None = None
     synthetic_label_smoothing: float = 0.0

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from genaug.cli._messages import cli_message
-from genaug.cli._options import parse_class_list
+from genaug.cli._options import RenamedOption, parse_class_list
 from genaug.exceptions import ConfigError
 
 
@@ -49,7 +49,8 @@ def _echo_err(message: str) -> None:
 @click.option("--out", type=click.Path(), default="plan.json", show_default=True)
 def plan(data_dir, target_per_class, min_threshold, class_names, config_path, seed,
          variation_strength, variation_fraction, val_split, test_split, split_seed, out):
-    """Plan how many images each class needs, with attribute quotas and a balance check."""
+    """Plan the images to generate: how many each class needs, with attribute quotas and a
+    check that the final counts are balanced."""
     from genaug.generation import make_plan
 
     result = make_plan(data_dir, target_per_class=target_per_class,
@@ -204,22 +205,23 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
               help="Local Stable Diffusion checkpoint directory (sd backend; no download).")
 @click.option("--lora", type=click.Path(),
               help="LoRA adapter folder written by `genaug fit-lora` (with --sd-model).")
-@click.option("--cache", "cache_dir", type=click.Path(), required=True,
+@click.option("--synthetic-cache", "--cache", "cache_dir", cls=RenamedOption,
+              type=click.Path(), required=True,
               help="Synthetic cache directory (an existing one is resumed).")
 @click.option("--verify-model", type=click.Path(),
               help="Reference classifier (.keras) trained on the real data with balanced "
                    "sampling; enables the verification gate.")
 @click.option("--verify-threshold", type=click.FloatRange(0, 1), default=0.6,
               show_default=True)
-@click.option("--select", "select", type=click.Choice(["feature-distance", "class-margin"]),
-              default=None,
+@click.option("--synthetic-select", "--select", "select", cls=RenamedOption,
+              type=click.Choice(["feature-distance", "class-margin"]), default=None,
               help="Feature-space gate (needs --select-model): feature-distance keeps images "
                    "within --select-max-ratio class radii of their class's real images; "
                    "class-margin only those whose own class ranks first (the rule of genaug "
                    "train --synthetic-select class-margin, docs/generation.md).")
 @click.option("--select-model", type=click.Path(),
-              help="Classifier (.keras, trained with --balanced) whose features --select "
-                   "uses.")
+              help="Classifier (.keras, trained with --balanced) whose features "
+                   "--synthetic-select uses.")
 @click.option("--select-max-ratio", type=click.FloatRange(min=0, min_open=True), default=2.0,
               show_default=True,
               help="Largest distance to the class centre, in class radii (2: the in and near "
@@ -313,9 +315,10 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
     if lora and not sd_model:
         raise ConfigError("--lora adapts a Stable Diffusion checkpoint: give it with --sd-model")
     if select and not select_model:
-        raise ConfigError(f"--select {select} and --select-model go together")
+        raise ConfigError(f"--synthetic-select {select} and --select-model go together")
     if select_model and not select:
-        raise ConfigError("--select-model needs --select feature-distance or class-margin")
+        raise ConfigError("--select-model needs --synthetic-select feature-distance or "
+                          "class-margin")
     if select_model and not Path(select_model).is_file():
         raise ConfigError(f"model not found: {select_model}")
     parameters = dict(plan=plan_path, generator=generator, sd_model=sd_model, lora=lora,

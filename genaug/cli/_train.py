@@ -116,7 +116,8 @@ def train_options(function):
         click.option("--synthetic-weight", type=click.FloatRange(min=0), default=1.0,
                      show_default=True),
         click.option("--mixup", is_flag=True, help="Same-class real/synthetic mixup."),
-        # Issue 16's levers (docs/synthetic.md).
+        # How synthetic images are used: real-only finish, fill threshold, soft targets
+        # (docs/synthetic.md).
         click.option("--synthetic-cooldown-epochs", callback=parse_cooldown, default="0",
                      show_default=True,
                      help="Last N epochs (or a share such as 20%) trained on real images "

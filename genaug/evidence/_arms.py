@@ -123,11 +123,12 @@ SYNTHETIC_FIELDS = ("synthetic_ratio", "synthetic_ratio_range", "ramp_fraction",
                     "synthetic_weight", "mixup", "live_generator", "live_lora",
                     "live_verify_model", "synthetic_select", "select_model",
                     "synthetic_allocation",
-                    # issue 16's levers
+                    # real-only finish, fill threshold, soft targets
                     "synthetic_cooldown_epochs", "synthetic_fill_to",
                     "synthetic_label_smoothing")
 
-# Issue 16's levers, one arm each, all changes of ``balanced_synthetic`` (reference balanced).
+# The synthetic recipe's levers, one arm each, all changes of ``balanced_synthetic``
+# (reference balanced).
 _BALANCED_SYNTHETIC = {"balanced": True, "class_weights": False}
 #: The synthetic recipe's defaults as they were when the levers arrived: the
 #: ``balanced_synthetic_legacy`` arm pins them, so it stays this recipe when defaults change.

@@ -214,14 +214,15 @@ def test_generate_cli_class_margin_and_pixel_statistics(tmp_path, monkeypatch):
     backend = PlacedBackend({"black": framed(128, 200), "white": framed(253, 45)})
     backend.close = lambda: None
     monkeypatch.setattr(genaug.generation, "load_backend", lambda *a, **kw: backend)
-    base = ["generate", "--plan", str(plan), "--generator", str(tmp_path), "--cache",
+    base = ["generate", "--plan", str(plan), "--generator", str(tmp_path), "--synthetic-cache",
             str(tmp_path / "c"), "--blur-min", "0", "--structure-min", "0", "--phash-max",
             "-1", "--max-retries", "0", "--quiet"]
-    alone = runner.invoke(main, [*base, "--select", "class-margin"])
-    assert alone.exit_code == 2 and "--select class-margin and --select-model go" \
+    alone = runner.invoke(main, [*base, "--synthetic-select", "class-margin"])
+    assert alone.exit_code == 2 and "--synthetic-select class-margin and --select-model go" \
         in alone.output
     model_only = runner.invoke(main, [*base, "--select-model", str(plan)])
-    assert model_only.exit_code == 2 and "--select-model needs --select" in model_only.output
+    assert model_only.exit_code == 2
+    assert "--select-model needs --synthetic-select" in model_only.output
     result = runner.invoke(main, [*base, "--pixel-statistics"])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "c" / "generation_summary.json").read_text())

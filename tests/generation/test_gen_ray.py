@@ -1,4 +1,4 @@
-"""Generation on Ray (issue 11): a local cluster of 2 CPUs and the tiny DDPM.
+"""Generation on Ray: a local cluster of 2 CPUs and the tiny DDPM.
 
 One cluster and one backend of 2 workers serve the whole module: starting a Ray worker that
 imports torch is the slow part. The cluster listens on the loopback interface only.
@@ -166,7 +166,7 @@ def test_ctrl_c_leaves_a_consistent_cache_that_the_same_command_resumes(
     plan_path = plan.save(tmp_path / "plan.json")
     cache = tmp_path / "c"
     command = ["generate", "--plan", str(plan_path), "--generator", str(tiny_generator),
-               "--cache", str(cache), "--batch-size", "4", *COMMAND]
+               "--synthetic-cache", str(cache), "--batch-size", "4", *COMMAND]
     # one more worker; the module's two hold both CPUs of the cluster
     on_ray = [*command, "--ray", "--ray-workers", "1", "--ray-cpus-per-worker", "0"]
     helpers = os.path.dirname(_gen_helpers.__file__)
@@ -214,7 +214,7 @@ def test_without_ray_one_line_names_the_extra(tiny_generator, plan, tmp_path, mo
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     plan_path = plan.save(tmp_path / "plan.json")
     command = ["generate", "--plan", str(plan_path), "--generator", str(tiny_generator),
-               "--cache", str(tmp_path / "c"), *COMMAND]
+               "--synthetic-cache", str(tmp_path / "c"), *COMMAND]
     for extra, message in ((["--ray"], "ray is not installed; install the extra: "
                                        'pip install "genaug[ray]"'),
                            (["--ray-workers", "2"], "--ray-workers apply to generation on "
