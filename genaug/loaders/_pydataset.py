@@ -50,6 +50,11 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         Keras layers draw from a random state set from ``(seed, epoch, batch index)``, so
         batches are the same whatever ``workers`` is (see :class:`BatchAugment`).
     balance : {"balanced_batches", "oversample", "none"}, default "balanced_batches"
+        How an epoch draws the classes (:class:`~genaug.sampling.Balance`). The default is
+        what this class is named for: every batch holds each class equally, as in
+        imbalanced-learn's ``BalancedBatchGenerator``.
+        (:func:`~genaug.image_dataset_from_directory` defaults to ``"oversample"``, the
+        shuffled stream of the Keras loader it replaces.)
     epoch_size : int, "max" or None
         Samples per epoch; default: classes x largest class.
     class_weight : dict, "balanced" or None

@@ -600,6 +600,11 @@ def image_dataset_from_directory(
     Additional parameters
     ---------------------
     balance : {"none", "oversample", "balanced_batches"}, default "oversample"
+        How an epoch draws the classes (:class:`~genaug.sampling.Balance`). The default keeps
+        what the Keras loader it replaces gives, a shuffled stream of images, with every class
+        drawn to its target; ``"balanced_batches"`` (the default of
+        :class:`~genaug.BalancedBatchGenerator`, named for it) also holds each class equal in
+        every batch.
     epoch_size, class_weight, sample_weights, synthetic_cache, synthetic_ratio, synthetic_cap,
     synthetic_pool_cap, synthetic_classes, synthetic_weight, synthetic_fill_to,
     synthetic_label_smoothing, mixup, schedule, exclude_source_ids, synthetic_ids, augment
