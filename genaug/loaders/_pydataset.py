@@ -14,8 +14,9 @@ import numpy as np
 from genaug.exceptions import ConfigError
 from genaug.loaders._augment import BatchAugment
 from genaug.loaders._data import adapt_data
+from genaug.loaders._keras_hooks import check_fit_class_weight
 from genaug.loaders._options import SamplingOptions
-from genaug.loaders._sampler import EpochSampler, build_sampler, check_fit_class_weight
+from genaug.loaders._sampler import EpochSampler, build_sampler
 from genaug.loaders._slots import SlotReader
 from genaug.loaders._stored import StoredSource, stored
 from genaug.sampling import SYNTHETIC

@@ -26,8 +26,9 @@ from genaug.data import (
 )
 from genaug.exceptions import ConfigError
 from genaug.loaders._data import adapt_data
+from genaug.loaders._keras_hooks import watch_class_weight_map
 from genaug.loaders._options import SamplingOptions
-from genaug.loaders._sampler import EpochSampler, build_sampler, check_fit_class_weight
+from genaug.loaders._sampler import EpochSampler, build_sampler
 from genaug.loaders._slots import SlotReader
 from genaug.loaders._stored import check_cache, store_builder
 from genaug.sampling import SYNTHETIC
@@ -514,16 +515,8 @@ class _TFPipeline:
         dataset.sampler = sampler
         dataset.decode_failures = self.reader.decode_failures
         dataset._pipeline = self  # for tests: the store and the gather
-        # Keras applies fit(class_weight=...) by mapping it onto the dataset: warn when that
-        # corrects a balanced loader a second time.
-        keras_map = dataset.map
-
-        def map_and_check(*args, **kwargs):
-            check_fit_class_weight(sampler)
-            return keras_map(*args, **kwargs)
-
-        dataset.map = map_and_check
-        return dataset
+        # warn when fit(class_weight=...) corrects a balanced loader a second time
+        return watch_class_weight_map(dataset, sampler)
 
 
 def _graph(function):
