@@ -473,19 +473,21 @@ class TrainingRun:
 
     def start_live(self) -> None:
         if self.config.live_generator:
+            from genaug.generation import GateSpec
             from genaug.live import start_live_source
 
             config = self.config
+            gates = GateSpec(
+                verify_model=config.live_verify_model or None,
+                verify_threshold=config.live_verify_threshold,
+                select_model=(config.select_model or None) if config.synthetic_select else None,
+                select_method=config.synthetic_select or "feature-distance")
             self.live = start_live_source(
                 config.live_generator, self.splits.train,
                 image_size=(config.image_size, config.image_size), color_mode=config.color_mode,
                 cache_dir=config.synthetic_cache or Path(config.output_dir) / "live_cache",
                 device=config.live_device, producer=config.live_producer,
-                capacity=config.live_buffer, max_reuse=config.live_max_reuse,
-                verify_model=config.live_verify_model,
-                verify_threshold=config.live_verify_threshold,
-                select_model=config.select_model if config.synthetic_select else None,
-                select_method=config.synthetic_select or "feature-distance",
+                capacity=config.live_buffer, max_reuse=config.live_max_reuse, gates=gates,
                 lora=config.live_lora,
                 seed=config.seed, log=self.log)
 

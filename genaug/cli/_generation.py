@@ -304,6 +304,7 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
     """Generate the plan's images into a verified, resumable synthetic cache."""
     from genaug.cache import ENV_REPORT, GENERATION_SUMMARY, lock_cache
     from genaug.generation import (
+        GateSpec,
         GenerationPlan,
         generate_cache,
         load_backend,
@@ -342,7 +343,13 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
     if strength is None:
         strength = plan_obj.variation["strength"] if plan_obj.variation else 0.6
     parameters["strength"] = strength
-    extra = [_load_gate(spec) for spec in gate_specs]
+    # 0 (or -1 for pHash) turns a gate off on the command line; the library says None
+    gates = GateSpec(blur_min=blur_min or None, structure_min=structure_min or None,
+                     phash_max=None if phash_max < 0 else phash_max, verify_model=verify_model,
+                     verify_threshold=verify_threshold, select_model=select_model,
+                     select_method=select or "feature-distance",
+                     select_max_ratio=select_max_ratio, pixel_statistics=pixel_statistics,
+                     extra_gates=[_load_gate(spec) for spec in gate_specs])
     options = {"strength": strength, "batch_size": batch_size,
                "ray": True if ray == "" else ray, "ray_workers": ray_workers,
                "ray_gpus_per_worker": ray_gpus_per_worker,
@@ -368,14 +375,10 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
                f"{plan_obj.total_to_generate} images planned", err=True)
     try:
         summary = generate_cache(
-            plan_obj, backend=backend, cache_dir=cache_dir, blur_min=blur_min or None,
-            structure_min=structure_min or None,
-            phash_max=None if phash_max < 0 else phash_max, verify_model=verify_model,
-            verify_threshold=verify_threshold, select_model=select_model,
-            select_method=select or "feature-distance", select_max_ratio=select_max_ratio,
-            pixel_statistics=pixel_statistics, extra_gates=extra, max_retries=max_retries,
-            image_size=image_size, color_mode=color_mode, batch_size=batch_size,
-            img2img_fraction=img2img_fraction, max_seconds=max_seconds, workers=workers,
+            plan_obj, backend=backend, cache_dir=cache_dir, gates=gates,
+            max_retries=max_retries, image_size=image_size, color_mode=color_mode,
+            batch_size=batch_size, img2img_fraction=img2img_fraction, max_seconds=max_seconds,
+            workers=workers,
             progress=not quiet, parameters=parameters, echo=_echo_err)
     except KeyboardInterrupt:
         _echo_err(f"interrupted: {cache_dir} is consistent; run the same command again to "

@@ -1,4 +1,4 @@
-"""Generation engine: fit a class-conditional generator, plan the balance, make a verified cache.
+"""Generation engine: fit a class-conditional generator, plan the images, make a verified cache.
 
 Three steps, each a CLI command and a function:
 
@@ -34,9 +34,9 @@ Generate a batch for any classes and seeds (each image comes with its provenance
 Build the standard gate chain and run it on one image (normalise it to the output size and
 colour mode first, with :func:`normalize_image`)::
 
-    gates = build_gate_chain(blur_min=60, phash_max=4, verify_model="ref.keras",
-                             verify_threshold=0.6, class_names=index.class_names,
-                             reference_images=lambda c: real_images_of(c))
+    spec = GateSpec(blur_min=60, phash_max=4, verify_model="ref.keras", verify_threshold=0.6)
+    gates = spec.build(class_names=index.class_names,
+                       reference_images=lambda c: real_images_of(c))
     image = normalize_image(made[0].image, (64, 64), "rgb")
     passed, quality = gates.check(image, "cat")     # quality goes into the record
 
@@ -72,6 +72,7 @@ from genaug.generation._gates import (
     FunctionGate,
     GateChain,
     GateResult,
+    GateSpec,
     PHashGate,
     PixelStatisticsGate,
     QualityGate,
@@ -100,6 +101,7 @@ __all__ = [
     "GateAcceptanceWarning",
     "GateChain",
     "GateResult",
+    "GateSpec",
     "GeneratedImage",
     "GenerationConfig",
     "GenerationError",

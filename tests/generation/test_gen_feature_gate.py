@@ -13,6 +13,7 @@ from genaug.exceptions import ConfigError
 from genaug.generation import (
     FeatureDistanceGate,
     GateChain,
+    GateSpec,
     build_gate_chain,
     generate_cache,
     make_plan,
@@ -82,8 +83,9 @@ def selector(shapes_dir, tmp_path_factory):
 def test_generate_gates_with_the_selection_model(shapes_dir, selector, tmp_path):
     plan = make_plan(shapes_dir, target_per_class=9)
     summary = generate_cache(plan, backend=FakeBackend(), cache_dir=tmp_path / "c",
-                             select_model=selector, select_max_ratio=3.0, blur_min=None,
-                             structure_min=None, phash_max=None, progress=False)
+                             gates=GateSpec(select_model=selector, select_max_ratio=3.0,
+                                            blur_min=None, structure_min=None, phash_max=None),
+                             progress=False)
     assert [g["name"] for g in summary["gates"]] == ["feature_distance"]
     assert summary["gates"][0]["model"] == str(selector)
     for record in SyntheticCache(tmp_path / "c").records:

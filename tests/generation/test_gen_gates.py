@@ -1,11 +1,14 @@
+import dataclasses
 import re
 
 import numpy as np
 import pytest
 
+from genaug.exceptions import ConfigError
 from genaug.generation import (
     BlurGate,
     FunctionGate,
+    GateSpec,
     PHashGate,
     VerifierGate,
     build_gate_chain,
@@ -227,3 +230,16 @@ def test_prepared_batches_give_the_verdicts_of_one_by_one_checks():
     assert got == expected
     assert [p for p, _ in got] == [True, False, True, False, False, True]
     assert batched.acceptance_rates() == one_by_one.acceptance_rates()
+
+
+def test_the_gate_settings_are_one_frozen_value_checked_once():
+    spec = GateSpec(blur_min=None, phash_max=2, extra_gates=[FunctionGate("f", lambda i, c: 1.0,
+                                                                         threshold=0.5)])
+    assert isinstance(spec.extra_gates, tuple) and not spec.uses_models
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.blur_min = 60
+    assert [g.name for g in spec.build().gates] == ["structure", "f", "phash"]
+    assert ([g.name for g in build_gate_chain(blur_min=None, phash_max=2).gates]
+            == ["structure", "phash"])
+    with pytest.raises(ConfigError, match="`select_method` must be one of"):
+        GateSpec(select_method="nearest")

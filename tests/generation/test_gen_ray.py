@@ -22,13 +22,14 @@ from PIL import Image
 from genaug.cache import ENV_REPORT, GENERATION_SUMMARY, REJECTIONS_LOG, SyntheticCache
 from genaug.cli import main
 from genaug.exceptions import ConfigError
-from genaug.generation import generate_cache, load_backend, make_plan, summary_lines
+from genaug.generation import GateSpec, generate_cache, load_backend, make_plan, summary_lines
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="pip install 'genaug[ray]'")
 BACKEND = dict(device="cpu", steps=2, pixel_check=False)
-OPTIONS = dict(structure_min=None, blur_min=10, phash_max=20, max_retries=2,
-               extra_gates=[_gen_helpers.coin_gate()], progress=False)
+OPTIONS = dict(gates=GateSpec(structure_min=None, blur_min=10, phash_max=20,
+                             extra_gates=[_gen_helpers.coin_gate()]),
+               max_retries=2, progress=False)
 #: the same run on the command line
 COMMAND = ["--device", "cpu", "--steps", "2", "--no-pixel-check", "--structure-min", "0",
            "--blur-min", "10", "--phash-max", "20", "--max-retries", "2",
