@@ -81,7 +81,7 @@ def test_a_second_generate_on_one_cache_refuses_with_one_line(plan, generator, t
     assert second.returncode == 2
     assert second.stderr.splitlines() == [
         f"Error: another process is writing into {cache} (genaug generate, a live run or an "
-        "import); wait for it or use another --cache"], second.stderr
+        "import); wait for it or use another --synthetic-cache"], second.stderr
 
 
 def export_files(out) -> dict:
