@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -45,11 +46,12 @@ def main() -> None:
     from genaug.evidence import ARMS, Arm, oracle_arm, register_arm, run_compare
     from training.pipeline import TrainConfig, run_training
 
-    select = ARMS["balanced_synthetic_select"].overrides
-    cooldown = ARMS["balanced_synthetic_cooldown"].overrides
+    select, cooldown = ARMS["balanced_synthetic_select"], ARMS["balanced_synthetic_cooldown"]
     register_arm(Arm("balanced_synthetic_select_cooldown",
                      "feature-distance selection and a real-only cool-down",
-                     {**select, **cooldown}, needs_cache=True), replace_existing=True)
+                     {**select.overrides, **cooldown.overrides},
+                     recipe=replace(select.recipe, **cooldown.recipe.changed()),
+                     needs_cache=True), replace_existing=True)
     register_arm(oracle_arm(args.oracle_cache), replace_existing=True)
     base = TrainConfig(data_dir=args.data_dir, test_dir=args.test_dir, epochs=args.epochs,
                        batch_size=args.batch_size, image_size=args.image_size,

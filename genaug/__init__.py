@@ -33,6 +33,7 @@ _EXPORTS = {
     "RampSchedule": "genaug.sampling",
     "SyntheticCache": "genaug.cache",
     "SyntheticMixer": "genaug.sampling",
+    "SyntheticRecipe": "genaug.sampling",
     "LiveSource": "genaug.live",
     "GenaugError": "genaug.exceptions",
     "CacheError": "genaug.exceptions",
@@ -73,7 +74,13 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time the names load
         build_augmentation,
         image_dataset_from_directory,
     )
-    from genaug.sampling import BalancePlan, RampSchedule, SyntheticMixer, compute_class_weights  # noqa: F401
+    from genaug.sampling import (  # noqa: F401
+        BalancePlan,
+        RampSchedule,
+        SyntheticMixer,
+        SyntheticRecipe,
+        compute_class_weights,
+    )
     from genaug.sources import CacheSource, RealSource  # noqa: F401
 
 

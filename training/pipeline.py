@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,11 @@ from genaug.exceptions import (
     DoubleCorrectionWarning,
 )
 from genaug.io import write_json
-from genaug.sampling import SYNTHETIC, RampSchedule, check_fill_to
+from genaug.sampling import SYNTHETIC, RampSchedule, SyntheticRecipe
+
+#: The metadata of a ``TrainConfig`` field that only means something with synthetic images:
+#: ``genaug compare`` resets it for arms without a cache.
+SYNTHETIC_ONLY = {"synthetic_only": True}
 
 
 @dataclass(frozen=True)
@@ -36,9 +40,9 @@ class TrainConfig:
 
     ``color_mode="auto"`` is resolved from the data when the run starts
     (:func:`genaug.data.infer_color_mode`); :func:`build_loaders` takes a resolved mode.
-    ``synthetic_cooldown_epochs`` is a number of epochs or a share of them, ``"20%"``
-    (:meth:`cooldown_epochs`); ``synthetic_fill_to`` an image count, ``"mean"`` or
-    ``"median"`` (resolved on the real training counts by the loader's sampler).
+    ``synthetic`` is the run's :class:`~genaug.sampling.SyntheticRecipe` (its schedule is
+    resolved against ``epochs``). Fields marked :data:`SYNTHETIC_ONLY` only mean something
+    with synthetic images.
     """
 
     data_dir: str | None = None
@@ -65,30 +69,18 @@ class TrainConfig:
     augment: tuple[str, ...] | None = None
     augment_backend: str = "keras"
     synthetic_cache: str | None = None
-    synthetic_ratio: float | None = None
-    synthetic_ratio_range: tuple[float, float] | None = None
-    ramp_fraction: float = 0.25
-    warmup_epochs: int = 0
-    synthetic_cap: float = 0.6
-    synthetic_pool_cap: float | None = None
-    synthetic_classes: tuple[str, ...] | None = None
-    synthetic_weight: float = 1.0
-    mixup: bool = False
-    # How synthetic images are used: a real-only finish, a fill threshold, soft targets.
-    synthetic_cooldown_epochs: int | str = 0
-    synthetic_fill_to: int | str | None = None
-    synthetic_label_smoothing: float = 0.0
-    live_generator: str | None = None
-    live_lora: str | None = None
+    synthetic: SyntheticRecipe = field(default_factory=SyntheticRecipe, metadata=SYNTHETIC_ONLY)
+    live_generator: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
+    live_lora: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
     live_device: str = "cuda"
     live_buffer: int = 256
     live_max_reuse: int = 4
     live_producer: str = "auto"
-    live_verify_model: str | None = None
+    live_verify_model: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
     live_verify_threshold: float = 0.6
-    synthetic_select: str | None = None
-    select_model: str | None = None
-    synthetic_allocation: str | None = None
+    synthetic_select: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
+    select_model: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
+    synthetic_allocation: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
     verbose: int = 1
 
     def sampling_options(self, *, train_size: int, class_weight=None,
@@ -108,40 +100,12 @@ class TrainConfig:
         epoch_size = self.epoch_size
         if balance != "none" and epoch_size is None:
             epoch_size = train_size
+        recipe = self.synthetic if synthetic_cap is None else replace(self.synthetic,
+                                                                      cap=synthetic_cap)
         return SamplingOptions(
             balance=balance, batch_size=self.batch_size, epoch_size=epoch_size, seed=self.seed,
-            class_weight=class_weight, sample_weights=sample_weights,
-            synthetic_ratio=self.synthetic_ratio_range or self.synthetic_ratio,
-            synthetic_cap=self.synthetic_cap if synthetic_cap is None else synthetic_cap,
-            synthetic_pool_cap=self.synthetic_pool_cap,
-            synthetic_classes=self.synthetic_classes, synthetic_weight=self.synthetic_weight,
-            synthetic_fill_to=self.synthetic_fill_to,
-            synthetic_label_smoothing=self.synthetic_label_smoothing,
-            mixup=self.mixup, schedule=schedule, synthetic_ids=synthetic_ids)
-
-    def cooldown_epochs(self) -> int:
-        """``synthetic_cooldown_epochs`` in epochs. A share ``"P%"`` is ``round(P % of
-        epochs)``, at least 1, but never so many that no epoch after the warm-up is left to
-        train with synthetic images (then fewer, down to 0)."""
-        value = self.synthetic_cooldown_epochs
-        if not isinstance(value, str):
-            return int(value)
-        share = parse_share(value, option="--synthetic-cooldown-epochs")
-        room = max(self.epochs - self.warmup_epochs - 1, 0)
-        return min(max(1, round(share * self.epochs)), room) if share > 0 else 0
-
-
-def parse_share(value: str, *, option: str) -> float:
-    """``"P%"`` as a share in [0, 1]."""
-    text = str(value).strip()
-    try:
-        share = float(text[:-1]) / 100.0 if text.endswith("%") else None
-    except ValueError:
-        share = None
-    if share is None or not 0.0 <= share <= 1.0:
-        raise ConfigError(f"{option} must be a number of epochs or a share such as '20%', "
-                          f"got {value!r}")
-    return share
+            class_weight=class_weight, sample_weights=sample_weights, synthetic=recipe,
+            schedule=schedule, synthetic_ids=synthetic_ids)
 
 
 def _log(config: TrainConfig, message: str) -> None:
@@ -296,8 +260,8 @@ def status_report(config, splits: DatasetSplits, comp: dict, cache, synthetic_so
     for name, shares in synthetic_shares(comp).items():
         status["per_class"][name]["synthetic_share_of_draws"] = shares["synthetic_share_of_draws"]
     status.update(
-        synthetic_cap=config.synthetic_cap,
-        synthetic_pool_cap=config.synthetic_pool_cap,
+        synthetic_cap=config.synthetic.cap,
+        synthetic_pool_cap=config.synthetic.pool_cap,
         synthetic_only_classes=comp["synthetic_only_classes"],
         image_size=[config.image_size, config.image_size],
         color_mode=config.color_mode,
@@ -447,7 +411,7 @@ class TrainingRun:
         return self.config.balanced or self.config.balanced_batches
 
     def choose_class_weights(self) -> None:
-        self.sample_weights = self.synthetic is not None and self.config.synthetic_weight != 1.0
+        self.sample_weights = self.synthetic is not None and self.config.synthetic.weight != 1.0
         if not self.config.class_weights:
             return
         if self.balanced:
@@ -467,9 +431,7 @@ class TrainingRun:
     def ramp_schedule(self) -> RampSchedule | None:
         if self.synthetic is None:
             return None
-        return RampSchedule(epochs=self.config.epochs, warmup_epochs=self.config.warmup_epochs,
-                            ramp_fraction=self.config.ramp_fraction,
-                            cooldown_epochs=self.config.cooldown_epochs())
+        return self.config.synthetic.schedule(epochs=self.config.epochs)
 
     def start_live(self) -> None:
         if self.config.live_generator:
@@ -545,8 +507,8 @@ class TrainingRun:
             self.select_synthetic(FeatureExtractor(
                 model=embedding, image_size=(config.image_size, config.image_size),
                 color_mode=config.color_mode, layer=layer,
-                source=f"this run's model after {config.warmup_epochs} warm-up epoch(s)"),
-                after_epoch=config.warmup_epochs)
+                source=f"this run's model after {config.synthetic.warmup_epochs} warm-up epoch(s)"),
+                after_epoch=config.synthetic.warmup_epochs)
         caps = self.allocate_by_confusion(model, sampler, validation) \
             if config.synthetic_allocation else None
         train, sampler, _, _ = build_loaders(
@@ -568,10 +530,11 @@ class TrainingRun:
         confusion = confusion_matrix(self.splits.validation.labels, predicted,
                                      labels=np.arange(len(names)))
         allocation = allocate_by_confusion(confusion, class_names=names,
-                                           cap=config.synthetic_cap, eligible=sampler.eligible)
-        self.allocation = {**allocation.to_dict(), "after_epoch": config.warmup_epochs}
-        self.log(f"synthetic allocation (validation confusion after {config.warmup_epochs} "
-                 f"warm-up epoch(s)):")
+                                           cap=config.synthetic.cap, eligible=sampler.eligible)
+        warmup = config.synthetic.warmup_epochs
+        self.allocation = {**allocation.to_dict(), "after_epoch": warmup}
+        self.log(f"synthetic allocation (validation confusion after {warmup} warm-up "
+                 f"epoch(s)):")
         for name, row in self.allocation["per_class"].items():
             if row["receives_synthetic"]:
                 self.log(f"  {name}: recall {row['recall']:.2f} on {row['validation_images']}"
@@ -634,9 +597,9 @@ class TrainingRun:
                              verbose=progress).history
 
         if self.adapts_after_warmup:  # same model and optimizer state on both sides
-            history = fit_epochs(train, sampler, 0, config.warmup_epochs)
+            history = fit_epochs(train, sampler, 0, config.synthetic.warmup_epochs)
             train, sampler = self.adapt_after_warmup(model, sampler, validation)
-            later = fit_epochs(train, sampler, config.warmup_epochs, config.epochs)
+            later = fit_epochs(train, sampler, config.synthetic.warmup_epochs, config.epochs)
             history = {key: history.get(key, []) + values for key, values in later.items()}
         else:
             history = fit_epochs(train, sampler, 0, config.epochs)
@@ -678,8 +641,8 @@ class TrainingRun:
             class_weights=None if applied is None else {names[int(k)]: float(v)
                                                         for k, v in applied.items()},
             composition=comp,
-            synthetic_shares={"synthetic_cap": config.synthetic_cap,
-                              "synthetic_pool_cap": config.synthetic_pool_cap,
+            synthetic_shares={"synthetic_cap": config.synthetic.cap,
+                              "synthetic_pool_cap": config.synthetic.pool_cap,
                               "per_class": synthetic_shares(comp)},
             sampling=sampler.summary(),
             synthetic_schedule=self.schedule.to_dict() if self.schedule is not None else None,
@@ -717,7 +680,7 @@ class TrainingRun:
         status["synthetic_schedule"] = metrics["synthetic_schedule"]
         status["synthetic_fill"] = {"fill_to": sampler.fill_to,
                                     "per_class": sampler.fill_summary()}
-        status["synthetic_label_smoothing"] = config.synthetic_label_smoothing
+        status["synthetic_label_smoothing"] = config.synthetic.label_smoothing
         if self.synthetic is not None:
             # Which classes the synthetic images reached: a gain on one class can cost others.
             received = {name: row.get("synthetic", 0) > 0
@@ -777,34 +740,12 @@ def _check_config(config: TrainConfig) -> None:
         raise ConfigError(f"--image-size must be between 8 and 1024, got {config.image_size}")
     if config.color_mode not in ("auto", "grayscale", "rgb"):
         raise ConfigError(f"--color-mode must be auto, grayscale or rgb, got {config.color_mode}")
-    if config.synthetic_pool_cap is not None and not 0.0 < config.synthetic_pool_cap <= 1.0:
-        raise ConfigError(f"--synthetic-pool-cap must be in (0, 1], got "
-                          f"{config.synthetic_pool_cap}")
     if not 0.0 <= config.val_split < 1.0 or not 0.0 < config.test_split < 1.0:
         raise ConfigError("--val-split must be in [0, 1) and the test split in (0, 1)")
-    if config.synthetic_ratio is not None and config.synthetic_ratio_range is not None:
-        raise ConfigError("give --synthetic-ratio or --synthetic-ratio-range, not both")
     if config.loader not in ("auto", "tfdata", "pydataset"):
         raise ConfigError(f"--loader must be auto, tfdata or pydataset, got {config.loader}")
-    if not isinstance(config.synthetic_cooldown_epochs, str) and \
-            config.synthetic_cooldown_epochs < 0:
-        raise ConfigError(f"--synthetic-cooldown-epochs must be >= 0, got "
-                          f"{config.synthetic_cooldown_epochs}")
-    if config.cooldown_epochs() and config.warmup_epochs + config.cooldown_epochs() >= \
-            config.epochs:
-        raise ConfigError(f"--synthetic-cooldown-epochs: --warmup-epochs + cool-down epochs "
-                          f"must be less than --epochs, got {config.warmup_epochs} + "
-                          f"{config.cooldown_epochs()} >= {config.epochs}")
-    if not 0.0 <= config.synthetic_label_smoothing < 1.0:
-        raise ConfigError(f"--synthetic-label-smoothing must be in [0, 1), got "
-                          f"{config.synthetic_label_smoothing}")
-    check_fill_to(config.synthetic_fill_to)
-    uses_synthetic = any((config.synthetic_ratio is not None, config.synthetic_ratio_range,
-                          config.synthetic_classes, config.mixup,
-                          config.synthetic_pool_cap is not None,
-                          config.cooldown_epochs() > 0,
-                          config.synthetic_fill_to is not None,
-                          config.synthetic_label_smoothing > 0))
+    config.synthetic.schedule(epochs=config.epochs)  # a cool-down that leaves no epoch
+    uses_synthetic = config.synthetic.needing_source()
     if uses_synthetic and not (config.synthetic_cache or config.live_generator):
         raise ConfigError("synthetic options need --synthetic-cache or --live-generator")
     if config.live_verify_model and not config.live_generator:
@@ -836,7 +777,7 @@ def _check_allocation(config: TrainConfig) -> None:
     if not config.synthetic_cache or config.live_generator:
         raise ConfigError("--synthetic-allocation needs --synthetic-cache (a live generator's "
                           "caps are fixed when it starts)")
-    if not 1 <= config.warmup_epochs < config.epochs:
+    if not 1 <= config.synthetic.warmup_epochs < config.epochs:
         raise ConfigError("--synthetic-allocation confusion allocates by the run's own model "
                           "after its warm-up: give --warmup-epochs between 1 and --epochs - 1")
 
@@ -859,7 +800,7 @@ def _check_selection(config: TrainConfig) -> None:
     if config.select_model:
         if not Path(config.select_model).is_file():
             raise ConfigError(f"model not found: {config.select_model}")
-    elif not 1 <= config.warmup_epochs < config.epochs:
+    elif not 1 <= config.synthetic.warmup_epochs < config.epochs:
         raise ConfigError("--synthetic-select without --select-model selects with the run's "
                           "own model after its warm-up: give --warmup-epochs between 1 and "
                           "--epochs - 1")

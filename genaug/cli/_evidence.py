@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from genaug.cli._options import parse_class_list
-from genaug.cli._train import train_options
+from genaug.cli._train import config_from_options, train_options
 from genaug.exceptions import CacheError, ConfigError, DatasetError
 
 DEFAULT_ARMS = ("plain", "class_weights", "balanced")
@@ -114,10 +114,10 @@ def compare(data_dir, arms, seeds, output_dir, threshold, verbose, oracle_cache,
             raise CacheError(f"{kind} cache not found: {cache}")
         if cache and not any(a.needs_cache and a.cache == kind for a in arm_list):
             click.echo(f"warning: --{kind}-cache is unused: no arm trains on {what}", err=True)
-    from training.pipeline import TrainConfig, run_training
+    from training.pipeline import run_training
 
-    base = TrainConfig(data_dir=data_dir, output_dir=output_dir, verbose=1 if verbose else 0,
-                       **options)
+    base = config_from_options(data_dir=data_dir, output_dir=output_dir, quiet=not verbose,
+                               **options)
     click.echo(f"compare: {len(arm_list)} arm(s) x {len(seed_list)} seed(s) = "
                f"{len(arm_list) * len(seed_list)} runs of {base.epochs} epochs")
     result = run_compare(base, arms=[a.name for a in arm_list], seeds=seed_list,

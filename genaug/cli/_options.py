@@ -31,3 +31,79 @@ class RenamedOption(click.Option):
 
     def get_error_hint(self, ctx):
         return self._first_name_only(super().get_error_hint, ctx)
+
+
+def _click_type(flag):
+    """The click type of a :class:`~genaug.sampling.RecipeFlag`."""
+    if flag.kind is str:
+        return click.STRING
+    if flag.kind is int:
+        return click.IntRange(min=flag.low, max=flag.high, min_open=flag.low_open,
+                              max_open=flag.high_open)
+    number = click.FloatRange(min=flag.low, max=flag.high, min_open=flag.low_open,
+                              max_open=flag.high_open)
+    return (number, number) if flag.kind is tuple else number
+
+
+def _checked(option):
+    """A click callback that checks a text flag's value as the recipe does."""
+    from genaug.exceptions import ConfigError
+
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return option.check(value)
+        except ConfigError as error:
+            raise click.BadParameter(str(error)) from None
+
+    return callback
+
+
+def _flag_parameters():
+    """``(parameter name, field name, flag, option)`` for every command-line flag of the
+    synthetic recipe, in field order: a field's first flag is named by its keyword (so that
+    library messages naming the keyword print the flag), the others by themselves."""
+    from genaug.sampling import SyntheticRecipe
+
+    for name, option in SyntheticRecipe.options().items():
+        for position, flag in enumerate(option.flags):
+            parameter = option.keyword if position == 0 else \
+                flag.name.lstrip("-").replace("-", "_")
+            yield parameter, name, flag, option
+
+
+def recipe_options(function):
+    """Add one click option per flag of every :class:`~genaug.sampling.SyntheticRecipe`
+    field, with the field's default and help (:func:`recipe_from_options` reads them back)."""
+    from genaug.sampling import SyntheticRecipe
+
+    defaults = SyntheticRecipe.defaults()
+    for parameter, name, flag, option in reversed(list(_flag_parameters())):
+        default = defaults[name] if flag is option.flags[0] else None
+        if flag.kind is bool:
+            decorator = click.option(flag.name, parameter, is_flag=True, help=flag.help)
+        else:
+            decorator = click.option(
+                flag.name, parameter, type=_click_type(flag), default=default,
+                show_default=default is not None, help=flag.help,
+                callback=_checked(option) if flag.kind is str else None)
+        function = decorator(function)
+    return function
+
+
+def recipe_from_options(options: dict):
+    """The :class:`~genaug.sampling.SyntheticRecipe` of the flags :func:`recipe_options`
+    added, removed from ``options`` (the parsed values of a command). A field with several
+    flags takes the one given; giving two is an error."""
+    from genaug.exceptions import ConfigError
+    from genaug.sampling import SyntheticRecipe
+
+    values, given_by = {}, {}
+    for parameter, name, _, _ in _flag_parameters():
+        value = options.pop(parameter)
+        if name in given_by and value is not None:
+            raise ConfigError(f"give `{given_by[name]}` or `{parameter}`, not both")
+        if value is not None:
+            values[name], given_by[name] = value, parameter
+    return SyntheticRecipe(**values)

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from genaug.cli._options import parse_class_list
+from genaug.cli._options import parse_class_list, recipe_from_options, recipe_options
 
 
 def parse_epoch_size(ctx, param, value):
@@ -18,43 +18,10 @@ def parse_epoch_size(ctx, param, value):
         raise click.BadParameter("expected an integer or 'max'") from None
 
 
-def parse_cooldown(ctx, param, value):
-    """N epochs, or a share of the epochs such as ``20%``."""
-    text = str(value).strip()
-    if text.endswith("%"):
-        try:
-            share = float(text[:-1])
-        except ValueError:
-            share = -1.0
-        if not 0.0 <= share <= 100.0:
-            raise click.BadParameter("expected a number of epochs or a share such as '20%'")
-        return text
-    try:
-        epochs = int(text)
-    except ValueError:
-        raise click.BadParameter("expected a number of epochs or a share such as '20%'") \
-            from None
-    if epochs < 0:
-        raise click.BadParameter(f"{epochs} is not >= 0")
-    return epochs
-
-
-def parse_fill_to(ctx, param, value):
-    """A positive image count, ``mean`` or ``median``."""
-    if value is None or value in ("mean", "median"):
-        return value
-    try:
-        count = int(value)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise click.BadParameter("expected a positive number of images, 'mean' or 'median'")
-    return count
-
-
 def train_options(function):
-    """The options of a training run (shared by ``train`` and ``compare``)."""
-    options = [
+    """The options of a training run (shared by ``train`` and ``compare``); the synthetic
+    recipe's come from its fields (:func:`~genaug.cli._options.recipe_options`)."""
+    before_recipe = [
         click.option("--classes", callback=parse_class_list,
                      help="Explicit class list a,b,c (classes without images count 0)."),
         click.option("--class-weights/--no-class-weights", default=False,
@@ -93,42 +60,9 @@ def train_options(function):
         click.option("--augment-backend", type=click.Choice(["keras", "keras_cv"]),
                      default="keras", show_default=True),
         click.option("--synthetic-cache", type=click.Path(), help="Synthetic cache to mix in."),
-        click.option("--synthetic-ratio", type=click.FloatRange(0, 1),
-                     help="Share of each eligible batch slot set drawn from synthetic images."),
-        click.option("--synthetic-ratio-range", type=(click.FloatRange(0, 1),
-                                                      click.FloatRange(0, 1)), default=None,
-                     help="LO HI: each batch draws its own ratio."),
-        click.option("--ramp-fraction", type=click.FloatRange(0, 1), default=0.25,
-                     show_default=True),
-        click.option("--warmup-epochs", type=click.IntRange(min=0), default=0,
-                     show_default=True),
-        click.option("--synthetic-cap", type=click.FloatRange(0, 1), default=0.6,
-                     show_default=True,
-                     help="Largest share of a class's draws in each epoch that are synthetic "
-                          "(over a run, a class may train on more distinct synthetic images)."),
-        click.option("--synthetic-pool-cap", type=click.FloatRange(0, 1, min_open=True),
-                     default=None,
-                     help="Largest share of a class's training images (real + distinct "
-                          "synthetic images used over the run) that are synthetic; default: "
-                          "no cap."),
-        click.option("--synthetic-classes", callback=parse_class_list,
-                     help="Classes that may receive synthetic images (default: minority)."),
-        click.option("--synthetic-weight", type=click.FloatRange(min=0), default=1.0,
-                     show_default=True),
-        click.option("--mixup", is_flag=True, help="Same-class real/synthetic mixup."),
-        # How synthetic images are used: real-only finish, fill threshold, soft targets
-        # (docs/synthetic.md).
-        click.option("--synthetic-cooldown-epochs", callback=parse_cooldown, default="0",
-                     show_default=True,
-                     help="Last N epochs (or a share such as 20%) trained on real images "
-                          "only."),
-        click.option("--synthetic-fill-to", callback=parse_fill_to, default=None,
-                     help="Fill threshold N (or mean/median of the real counts per class): "
-                          "only classes with fewer real images get synthetic ones, each in at "
-                          "most (N - n) / N of its draws."),
-        click.option("--synthetic-label-smoothing", type=click.FloatRange(0, 1, max_open=True),
-                     default=0.0, show_default=True,
-                     help="Soft targets for synthetic slots only: 1-EPS on the class."),
+    ]
+    # Here, in the help: one option per flag of the synthetic recipe's fields.
+    after_recipe = [
         click.option("--live-generator", type=click.Path(),
                      help="Generator directory producing fresh images during fit."),
         click.option("--live-lora", type=click.Path(),
@@ -165,17 +99,22 @@ def train_options(function):
                           "the model errs); docs/synthetic.md."),
         click.option("--quiet", is_flag=True, help="No progress output."),
     ]
-    for option in reversed(options):
+    for option in reversed(after_recipe):
+        function = option(function)
+    function = recipe_options(function)
+    for option in reversed(before_recipe):
         function = option(function)
     return function
 
 
 def config_from_options(**options):
-    """A ``TrainConfig`` from click options (names match the config fields)."""
+    """A ``TrainConfig`` from click options: the recipe's flags make its ``synthetic``
+    recipe, the other options' names match the config fields."""
     from training.pipeline import TrainConfig
 
     quiet = options.pop("quiet", False)
-    return TrainConfig(verbose=0 if quiet else 1, **options)
+    synthetic = recipe_from_options(options)
+    return TrainConfig(verbose=0 if quiet else 1, synthetic=synthetic, **options)
 
 
 @click.command()

@@ -6,10 +6,11 @@ later is one registration, and ``genaug compare --arms`` runs it by name.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from genaug.exceptions import ConfigError
+from genaug.sampling import SyntheticRecipe
 
 #: The arm every other arm is compared with, and the one synthetic arms build on.
 PLAIN = "plain"
@@ -32,9 +33,16 @@ class Arm:
         What the arm adds to its ``reference`` arm, in words, for verdicts ("synthetic data"
         in "synthetic data helped (balanced accuracy +0.031, ...)").
     overrides : dict
-        Fields of the training run's options (``TrainConfig``) this arm sets; all other
-        fields are shared by every arm. ``synthetic_cache`` here gives the arm its own cache
-        instead of the comparison's.
+        Fields of the training run's options (``TrainConfig``) other than its synthetic
+        recipe that this arm sets; all other fields are shared by every arm.
+        ``synthetic_cache`` here gives the arm its own cache instead of the comparison's.
+    recipe : SyntheticRecipe or None
+        The arm's change of the comparison's synthetic recipe, stated as a recipe: the
+        fields where it differs from ``SyntheticRecipe()`` replace the comparison's; the
+        others stay as the comparison sets them. None: the comparison's recipe.
+    pins_recipe : bool, default False
+        Train on ``recipe`` exactly, whatever the comparison's recipe says (an arm that
+        keeps a recipe as it was).
     needs_cache : bool
         Whether the arm trains on a cache of generated images.
     cache : {"synthetic", "variation"}, default "synthetic"
@@ -50,6 +58,8 @@ class Arm:
     name: str
     subject: str
     overrides: dict = field(default_factory=dict)
+    recipe: SyntheticRecipe | None = None
+    pins_recipe: bool = False
     needs_cache: bool = False
     reference: str | None = _DERIVED
     cache: str = "synthetic"
@@ -66,6 +76,27 @@ class Arm:
                               f"{self.name!r}")
         if self.reference == self.name:
             raise ConfigError(f"arm {self.name} cannot be its own reference")
+        if self.recipe is not None and not self.needs_cache:
+            raise ConfigError(f"arm {self.name}: a synthetic recipe needs needs_cache=True")
+        if self.pins_recipe and self.recipe is None:
+            raise ConfigError(f"arm {self.name}: pins_recipe needs a recipe")
+
+    def recipe_for(self, shared: SyntheticRecipe) -> SyntheticRecipe:
+        """The arm's synthetic recipe in a comparison whose recipe is ``shared``."""
+        if self.recipe is None:
+            return shared
+        if self.pins_recipe:
+            return self.recipe
+        return replace(shared, **self.recipe.changed())
+
+    def describe(self) -> dict:
+        """The arm's settings, as ``compare.json`` records them."""
+        return {"overrides": self.overrides, "subject": self.subject,
+                "reference": self.reference,
+                "recipe": None if self.recipe is None else (
+                    asdict(self.recipe) if self.pins_recipe else self.recipe.changed()),
+                "pins_recipe": self.pins_recipe, "synthetic_cache": self.needs_cache,
+                "cache": self.cache if self.needs_cache else None}
 
 
 #: Registered arms by name, in registration order (the order of the help text).
@@ -83,6 +114,9 @@ def register_arm(arm: Arm, *, replace_existing: bool = False) -> Arm:
     return arm
 
 
+#: The options of balanced sampling without class weights, which most arms build on.
+BALANCED_SAMPLING = {"balanced": True, "class_weights": False}
+
 #: Warm-up of the arms that adapt the recipe with the run's own model (selection, allocation):
 #: it selects or allocates after these real-only epochs.
 ADAPT_WARMUP_EPOCHS = 2
@@ -92,14 +126,13 @@ for _arm in (
         {"balanced": False, "class_weights": False, "balanced_batches": False}),
     Arm("class_weights", "class weights",
         {"balanced": False, "class_weights": True, "balanced_batches": False}),
-    Arm(BALANCED, "balanced sampling", {"balanced": True, "class_weights": False}),
-    Arm("balanced_synthetic", "synthetic data", {"balanced": True, "class_weights": False},
-        needs_cache=True),
+    Arm(BALANCED, "balanced sampling", BALANCED_SAMPLING),
+    Arm("balanced_synthetic", "synthetic data", BALANCED_SAMPLING, needs_cache=True),
     # DiffuLT's feature-space selection of the cache (docs/synthetic.md); without
     # --select-model the run's own model selects after --warmup-epochs (at least 1).
     Arm("balanced_synthetic_select", "feature-distance selection",
-        {"balanced": True, "class_weights": False, "synthetic_select": "feature-distance",
-         "warmup_epochs": ADAPT_WARMUP_EPOCHS},
+        {**BALANCED_SAMPLING, "synthetic_select": "feature-distance"},
+        recipe=SyntheticRecipe(warmup_epochs=ADAPT_WARMUP_EPOCHS),
         needs_cache=True, reference="balanced_synthetic"),
 ):
     register_arm(_arm)
@@ -113,48 +146,37 @@ def oracle_arm(cache) -> Arm:
     real images held out from training (``genaug cache import``), so that it bounds what any
     generator could add with that recipe. ``genaug compare --oracle-cache C`` registers it."""
     return Arm(ORACLE, "held-out real images in place of synthetic ones",
-               {"balanced": True, "class_weights": False, "synthetic_cache": str(cache)},
+               {**BALANCED_SAMPLING, "synthetic_cache": str(cache)},
                needs_cache=True)
 
 
-#: ``TrainConfig`` fields that only apply when training with a synthetic cache.
-SYNTHETIC_FIELDS = ("synthetic_ratio", "synthetic_ratio_range", "ramp_fraction", "warmup_epochs",
-                    "synthetic_cap", "synthetic_pool_cap", "synthetic_classes",
-                    "synthetic_weight", "mixup", "live_generator", "live_lora",
-                    "live_verify_model", "synthetic_select", "select_model",
-                    "synthetic_allocation",
-                    # real-only finish, fill threshold, soft targets
-                    "synthetic_cooldown_epochs", "synthetic_fill_to",
-                    "synthetic_label_smoothing")
-
-# The synthetic recipe's levers, one arm each, all changes of ``balanced_synthetic``
-# (reference balanced).
-_BALANCED_SYNTHETIC = {"balanced": True, "class_weights": False}
+# The recipe's levers, one arm each, all changes of ``balanced_synthetic`` (reference balanced).
 #: The synthetic recipe's defaults as they were when the levers arrived: the
 #: ``balanced_synthetic_legacy`` arm pins them, so it stays this recipe when defaults change.
-LEGACY_SYNTHETIC_RECIPE = {
-    "synthetic_ratio": None, "synthetic_ratio_range": None, "ramp_fraction": 0.25,
-    "warmup_epochs": 0, "synthetic_cap": 0.6, "synthetic_pool_cap": None,
-    "synthetic_classes": None, "synthetic_weight": 1.0, "mixup": False,
-    "synthetic_cooldown_epochs": 0, "synthetic_fill_to": None, "synthetic_label_smoothing": 0.0,
-    "synthetic_select": None, "select_model": None, "synthetic_allocation": None,
-}
+LEGACY_SYNTHETIC_RECIPE = SyntheticRecipe(ratio=None, ramp_fraction=0.25, warmup_epochs=0,
+                                          cap=0.6, pool_cap=None, classes=None, weight=1.0,
+                                          mixup=False, cooldown_epochs=0, fill_to=None,
+                                          label_smoothing=0.0)
+#: What the legacy recipe leaves out of the run's other options: no selection or allocation.
+LEGACY_ADAPTATION = {"synthetic_select": None, "select_model": None,
+                     "synthetic_allocation": None}
 for _arm in (
     Arm("balanced_synthetic_cooldown", "synthetic data with a real-only cool-down",
-        {**_BALANCED_SYNTHETIC, "synthetic_cooldown_epochs": "20%"}, needs_cache=True),
+        BALANCED_SAMPLING, recipe=SyntheticRecipe(cooldown_epochs="20%"), needs_cache=True),
     Arm("balanced_synthetic_fill", "synthetic data filling classes below the mean count",
-        {**_BALANCED_SYNTHETIC, "synthetic_fill_to": "mean"}, needs_cache=True),
+        BALANCED_SAMPLING, recipe=SyntheticRecipe(fill_to="mean"), needs_cache=True),
     Arm("balanced_synthetic_weight03", "synthetic data weighted 0.3",
-        {**_BALANCED_SYNTHETIC, "synthetic_weight": 0.3}, needs_cache=True),
+        BALANCED_SAMPLING, recipe=SyntheticRecipe(weight=0.3), needs_cache=True),
     Arm("balanced_synthetic_confusion", "synthetic images allocated by validation confusion",
-        {**_BALANCED_SYNTHETIC, "synthetic_allocation": "confusion",
-         "warmup_epochs": ADAPT_WARMUP_EPOCHS}, needs_cache=True),
+        {**BALANCED_SAMPLING, "synthetic_allocation": "confusion"},
+        recipe=SyntheticRecipe(warmup_epochs=ADAPT_WARMUP_EPOCHS), needs_cache=True),
     Arm("balanced_synthetic_smooth", "synthetic data with label smoothing 0.1",
-        {**_BALANCED_SYNTHETIC, "synthetic_label_smoothing": 0.1}, needs_cache=True),
+        BALANCED_SAMPLING, recipe=SyntheticRecipe(label_smoothing=0.1), needs_cache=True),
     Arm("balanced_synthetic_mixup", "synthetic images blended with real ones of their class",
-        {**_BALANCED_SYNTHETIC, "mixup": True}, needs_cache=True),
+        BALANCED_SAMPLING, recipe=SyntheticRecipe(mixup=True), needs_cache=True),
     Arm("balanced_synthetic_legacy", "synthetic data (the first default recipe)",
-        {**_BALANCED_SYNTHETIC, **LEGACY_SYNTHETIC_RECIPE}, needs_cache=True),
+        {**BALANCED_SAMPLING, **LEGACY_ADAPTATION}, recipe=LEGACY_SYNTHETIC_RECIPE,
+        pins_recipe=True, needs_cache=True),
 ):
     register_arm(_arm)
 
@@ -163,16 +185,16 @@ for _arm in (
 STANDARD_AUGMENT = ("flip", "translation")
 for _arm in (
     Arm("balanced_augment", "standard augmentation (flip, translation)",
-        {**_BALANCED_SYNTHETIC, "augment": STANDARD_AUGMENT}),
+        {**BALANCED_SAMPLING, "augment": STANDARD_AUGMENT}),
     Arm("balanced_synthetic_augment", "synthetic data on top of standard augmentation",
-        {**_BALANCED_SYNTHETIC, "augment": STANDARD_AUGMENT}, needs_cache=True,
+        {**BALANCED_SAMPLING, "augment": STANDARD_AUGMENT}, needs_cache=True,
         reference="balanced_augment"),
     # Variations of real training images (partial noising and denoising toward the class)
     # in the place of images sampled from noise: the synthetic recipe on --variation-cache.
-    Arm("balanced_variation", "variations of real images", _BALANCED_SYNTHETIC,
+    Arm("balanced_variation", "variations of real images", BALANCED_SAMPLING,
         needs_cache=True, cache="variation"),
     Arm("balanced_variation_augment", "variations of real images on top of standard "
-        "augmentation", {**_BALANCED_SYNTHETIC, "augment": STANDARD_AUGMENT},
+        "augmentation", {**BALANCED_SAMPLING, "augment": STANDARD_AUGMENT},
         needs_cache=True, reference="balanced_augment", cache="variation"),
 ):
     register_arm(_arm)
@@ -263,7 +285,10 @@ def arm_config(base, arm: Arm, *, seed: int, output_dir, synthetic_cache=None,
     ``variation_cache``, as :attr:`Arm.cache` says, when it needs a cache).
 
     Only the arm's own fields, the seed, and where files go differ from ``base`` (a
-    dataclass of options, ``TrainConfig`` for the CLI). The held-out test set depends on
+    dataclass of options, ``TrainConfig`` for the CLI): its ``synthetic`` field holds the
+    comparison's :class:`~genaug.sampling.SyntheticRecipe` (the arm's is
+    :meth:`Arm.recipe_for` it), and the fields whose metadata says ``synthetic_only`` go back
+    to their defaults for an arm without a cache. The held-out test set depends on
     ``base.test_dir`` or, without one, on the seed alone (the training run splits the real
     images per class with that seed before any balancing), so at each seed all arms are
     evaluated on the same real test images.
@@ -278,14 +303,15 @@ def arm_config(base, arm: Arm, *, seed: int, output_dir, synthetic_cache=None,
     unknown = sorted(set(arm.overrides) - names)
     if unknown:
         raise ConfigError(f"arm {arm.name} sets unknown option(s): {', '.join(unknown)}")
-    reset = {}
-    if not arm.needs_cache:
+    if arm.needs_cache:
+        synthetic = {"synthetic": arm.recipe_for(base.synthetic)}
+    else:
         # Synthetic-mixing options only mean something with a cache; arms without one get the
         # defaults so that they are not rejected (or silently changed) by those options.
-        reset = {f.name: f.default for f in fields(base)
-                 if f.name in SYNTHETIC_FIELDS and f.default is not MISSING}
+        synthetic = {f.name: f.default if f.default_factory is MISSING else f.default_factory()
+                     for f in fields(base) if f.metadata.get("synthetic_only")}
     return replace(base, **{
-        **reset,
+        **synthetic,
         **arm.overrides,
         "seed": seed,
         "synthetic_cache": None if cache is None else str(cache),

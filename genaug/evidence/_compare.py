@@ -167,11 +167,7 @@ def _setup(config, arms, caches, started, runs) -> dict:
         **{key: None if path is None else str(path) for key, path in caches.items()},
         "shared_config": to_jsonable(shared),
         "started": started,
-        "arm_definitions": {arm.name: {"overrides": arm.overrides, "subject": arm.subject,
-                                       "reference": arm.reference,
-                                       "synthetic_cache": arm.needs_cache,
-                                       "cache": arm.cache if arm.needs_cache else None}
-                            for arm in arms},
+        "arm_definitions": {arm.name: to_jsonable(arm.describe()) for arm in arms},
     }
 
 

@@ -19,7 +19,7 @@ from genaug.loaders._options import SamplingOptions
 from genaug.loaders._sampler import EpochSampler, build_sampler
 from genaug.loaders._slots import SlotReader
 from genaug.loaders._stored import StoredSource, stored
-from genaug.sampling import SYNTHETIC
+from genaug.sampling import DEFAULT_CAP, SYNTHETIC, SyntheticRecipe
 
 
 class BalancedBatchGenerator(keras.utils.PyDataset):
@@ -67,8 +67,12 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
     synthetic_cache : path-like, SyntheticCache or CacheSource, optional
         Synthetic images to mix in; ``synthetic_ratio``, ``synthetic_cap``,
         ``synthetic_pool_cap``, ``synthetic_classes``, ``synthetic_weight``,
-        ``synthetic_fill_to``, ``synthetic_label_smoothing``, ``mixup`` and ``schedule`` are
-        described in :class:`~genaug.loaders.SamplingOptions`.
+        ``synthetic_fill_to``, ``synthetic_label_smoothing`` and ``mixup`` are the fields of
+        :class:`~genaug.sampling.SyntheticRecipe` (``ratio``, ``cap``, ...), given flat.
+    synthetic : SyntheticRecipe, optional
+        The same settings as one object, instead of the flat keywords.
+    schedule : RampSchedule, optional
+        Multiplies the synthetic share per epoch (``recipe.schedule(epochs=N)``).
     exclude_source_ids : iterable of str
         Held-out real image ids; synthetic images derived from them are left out.
     synthetic_ids : iterable of str, optional
@@ -99,10 +103,11 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
                  augment=None, balance: str = "balanced_batches", epoch_size=None,
                  shuffle: bool = True, interpolation: str = "bilinear", class_weight=None,
                  sample_weights: bool | None = None, synthetic_cache=None,
-                 synthetic_ratio=None, synthetic_cap: float = 0.6, synthetic_pool_cap=None,
-                 synthetic_classes=None, synthetic_weight: float = 1.0,
+                 synthetic_ratio=None, synthetic_cap: float = DEFAULT_CAP,
+                 synthetic_pool_cap=None, synthetic_classes=None, synthetic_weight: float = 1.0,
                  synthetic_fill_to=None, synthetic_label_smoothing: float = 0.0,
-                 mixup: bool = False, schedule=None, exclude_source_ids=(), synthetic_ids=None,
+                 mixup: bool = False, synthetic: SyntheticRecipe | None = None, schedule=None,
+                 exclude_source_ids=(), synthetic_ids=None,
                  live_source=None, cache="auto", verbose: bool = True,
                  **pydataset_kwargs):
         options = SamplingOptions.from_arguments(locals())

@@ -45,7 +45,7 @@ class EpochSampler:
     synthetic : Source, optional
         Pool of synthetic images (:class:`~genaug.sources.CacheSource`), already guarded
         against leakage; ``options.synthetic_ids`` (a selection), then
-        ``options.synthetic_pool_cap`` limit it here.
+        ``options.synthetic.pool_cap`` limit it here.
     live_classes : sequence of str
         Classes a live generator can supply (they count as having synthetic images).
 
@@ -55,7 +55,7 @@ class EpochSampler:
         Whether the loaders return sample weights (``options.sample_weights``, by default
         when class weights or a synthetic weight other than 1 apply).
     fill_to : int or None
-        The fill threshold in images (``options.synthetic_fill_to`` resolved on the real
+        The fill threshold in images (``options.synthetic.fill_to`` resolved on the real
         counts).
     categorical : bool
         Whether the loaders yield one-hot float targets (:meth:`targets`): with synthetic
@@ -66,6 +66,7 @@ class EpochSampler:
                  synthetic: Source | None = None, live_classes: Sequence[str] = ()):
         self.real = real
         self.options = options
+        recipe = options.synthetic
         self.class_names = tuple(real.class_names)
         self.seed = resolve_seed(options.seed)
         k = len(self.class_names)
@@ -73,9 +74,9 @@ class EpochSampler:
         if synthetic is not None and options.synthetic_ids is not None:
             synthetic = synthetic.subset(np.flatnonzero(
                 [i in options.synthetic_ids for i in synthetic.ids]))
-        if synthetic is not None and options.synthetic_pool_cap is not None:
+        if synthetic is not None and recipe.pool_cap is not None:
             synthetic = synthetic.subset(capped_pool(synthetic.labels, self.real_counts,
-                                                     options.synthetic_pool_cap, seed=self.seed))
+                                                     recipe.pool_cap, seed=self.seed))
         self.synthetic = synthetic if synthetic is not None and len(synthetic) else None
         synthetic_counts = (self.synthetic.counts() if self.synthetic is not None
                             else np.zeros(k, dtype=np.int64))
@@ -83,11 +84,11 @@ class EpochSampler:
         # A live class counts as supplied; its pool may still be empty.
         synthetic_counts = synthetic_counts + live
         allowed = np.ones(k, dtype=bool)
-        if options.synthetic_classes is not None:
-            unknown = sorted(set(options.synthetic_classes) - set(self.class_names))
+        if recipe.classes is not None:
+            unknown = sorted(set(recipe.classes) - set(self.class_names))
             if unknown:
                 raise ConfigError(f"synthetic_classes not in the dataset: {', '.join(unknown)}")
-            allowed = np.isin(self.class_names, list(options.synthetic_classes))
+            allowed = np.isin(self.class_names, list(recipe.classes))
         only = (self.real_counts == 0) & (synthetic_counts > 0) & allowed
         self.synthetic_only = [self.class_names[c] for c in np.flatnonzero(only)]
         self.plan = BalancePlan(real.labels, num_classes=k, mode=options.balance,
@@ -98,28 +99,26 @@ class EpochSampler:
         if missing and options.balance != Balance.NONE:
             warnings.warn(f"classes with no training image are never sampled: "
                           f"{', '.join(missing)}", stacklevel=3)
-        if options.synthetic_classes is None:
+        if recipe.classes is None:
             eligible = (self.real_counts < self.plan.targets) | only
         else:
             eligible = allowed
-        self.fill_to = resolve_fill_to(options.synthetic_fill_to, self.real_counts)
+        self.fill_to = resolve_fill_to(recipe.fill_to, self.real_counts)
         self.eligible = eligible & (synthetic_counts > 0) & (
             fill_shares(self.real_counts, self.fill_to) > 0)
-        self.caps = class_caps(options.synthetic_cap, self.class_names, default=DEFAULT_CAP)
+        self.caps = class_caps(recipe.cap, self.class_names, default=DEFAULT_CAP)
         self.mixer = None
         if self.synthetic is not None or live.any():
             pool = self.synthetic.labels if self.synthetic is not None else np.zeros(0, int)
             self.mixer = SyntheticMixer(pool, real.labels, eligible=self.eligible,
-                                        ratio=options.synthetic_ratio, cap=self.caps,
-                                        fill_to=self.fill_to,
-                                        weight=options.synthetic_weight, mixup=options.mixup,
+                                        recipe=recipe, caps=self.caps, fill_to=self.fill_to,
                                         schedule=options.schedule, live_classes=live,
                                         seed=self.seed)
         self.class_weight = self._class_weight(options.class_weight)
         self.sample_weights = bool(options.sample_weights) if options.sample_weights is not None \
             else self.class_weight is not None or (self.mixer is not None
-                                                   and options.synthetic_weight != 1.0)
-        self.categorical = options.synthetic_label_smoothing > 0
+                                                   and recipe.weight != 1.0)
+        self.categorical = recipe.label_smoothing > 0
         self.epoch = 0
         self._cached: MixedEpoch | None = None
         self._warned_fit_weights = False
@@ -170,7 +169,7 @@ class EpochSampler:
         if not self.categorical:
             return labels.astype(np.int64)
         k = len(self.class_names)
-        eps = float(self.options.synthetic_label_smoothing) if k > 1 else 0.0
+        eps = self.options.synthetic.label_smoothing if k > 1 else 0.0
         smooth = (mixed.source[slots] == SYNTHETIC)[:, None]
         hard = np.eye(k, dtype=np.float32)[labels]
         soft = hard * (1.0 - eps) + (1.0 - hard) * (eps / max(k - 1, 1))
@@ -201,7 +200,7 @@ class EpochSampler:
             "synthetic_caps": dict(zip(self.class_names, self.caps.tolist())),
             "synthetic_fill_to": self.fill_to,
             "synthetic_fill": self.fill_summary(),
-            "synthetic_label_smoothing": float(self.options.synthetic_label_smoothing),
+            "synthetic_label_smoothing": self.options.synthetic.label_smoothing,
             "synthetic_pool": (dict(zip(self.class_names, self.synthetic.counts().tolist()))
                                if self.synthetic is not None else {}),
             "seed": self.seed,

@@ -31,7 +31,7 @@ from genaug.loaders._options import SamplingOptions
 from genaug.loaders._sampler import EpochSampler, build_sampler
 from genaug.loaders._slots import SlotReader
 from genaug.loaders._stored import check_cache, store_builder
-from genaug.sampling import SYNTHETIC
+from genaug.sampling import DEFAULT_CAP, SYNTHETIC
 
 # What TensorFlow's decoders turn into the same pixels as PIL; anything else goes via PIL.
 _NATIVE_MODES = {"L", "RGB", "RGBA"}
@@ -122,7 +122,7 @@ class _TFPipeline:
         self.windows = -(-self.epoch_size // self.window)
         self.weighted = sampler.sample_weights
         # Mixup partners exist only when the mixer was asked for mixup.
-        self.mixup = sampler.mixer is not None and sampler.mixer.mixup
+        self.mixup = sampler.mixer is not None and sampler.mixer.recipe.mixup
         self.passes, self.pass_epochs = 0, {}  # every pass over the dataset, and its epoch
         # The pass that last delivered each window (batch) of the plan.
         self.delivered = tf.Variable(np.full(self.windows, -1, np.int64), trainable=False)
@@ -572,9 +572,10 @@ def image_dataset_from_directory(
     subset=None, interpolation="bilinear", follow_links=False, crop_to_aspect_ratio=False,
     pad_to_aspect_ratio=False, data_format=None, verbose=True, *, balance="oversample",
     epoch_size=None, class_weight=None, sample_weights=None, synthetic_cache=None,
-    synthetic_ratio=None, synthetic_cap=0.6, synthetic_pool_cap=None, synthetic_classes=None,
-    synthetic_weight=1.0, synthetic_fill_to=None, synthetic_label_smoothing=0.0, mixup=False,
-    schedule=None, exclude_source_ids=(), synthetic_ids=None, augment=None, cache="auto",
+    synthetic_ratio=None, synthetic_cap=DEFAULT_CAP, synthetic_pool_cap=None,
+    synthetic_classes=None, synthetic_weight=1.0, synthetic_fill_to=None,
+    synthetic_label_smoothing=0.0, mixup=False, synthetic=None, schedule=None,
+    exclude_source_ids=(), synthetic_ids=None, augment=None, cache="auto",
 ):
     """Drop-in for ``keras.utils.image_dataset_from_directory`` that balances the classes.
 
@@ -600,9 +601,10 @@ def image_dataset_from_directory(
         every batch.
     epoch_size, class_weight, sample_weights, synthetic_cache, synthetic_ratio, synthetic_cap,
     synthetic_pool_cap, synthetic_classes, synthetic_weight, synthetic_fill_to,
-    synthetic_label_smoothing, mixup, schedule, exclude_source_ids, synthetic_ids, augment
-        As for :class:`~genaug.BalancedBatchGenerator` and
-        :class:`~genaug.loaders.SamplingOptions`.
+    synthetic_label_smoothing, mixup, synthetic, schedule, exclude_source_ids, synthetic_ids,
+    augment
+        As for :class:`~genaug.BalancedBatchGenerator`: the synthetic settings flat, or as one
+        :class:`~genaug.sampling.SyntheticRecipe` in ``synthetic``.
     cache : "auto", "memory", path-like or None, default "auto"
         Decode every file once into an image store (in memory, or memory-mapped in a store
         directory) and gather batches from it; ``"auto"`` does so in memory when the decoded

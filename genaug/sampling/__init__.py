@@ -1,7 +1,8 @@
 """Sampling: what each epoch draws.
 
-The balance plan and class weights, and the synthetic mixer with its schedule, fill
-threshold, pool cap, confusion allocation and feature-space selection.
+The balance plan and class weights, the synthetic recipe (every setting of the mixing, in one
+frozen object), and the synthetic mixer with its schedule, fill threshold, pool cap, confusion
+allocation and feature-space selection.
 """
 
 from genaug.sampling._allocation import (
@@ -11,14 +12,7 @@ from genaug.sampling._allocation import (
     class_caps,
 )
 from genaug.sampling._fill import FILL_RULES, check_fill_to, fill_shares, resolve_fill_to
-from genaug.sampling._mixer import (
-    DEFAULT_CAP,
-    REAL,
-    SYNTHETIC,
-    MixedEpoch,
-    SyntheticMixer,
-    check_ratio,
-)
+from genaug.sampling._mixer import REAL, SYNTHETIC, MixedEpoch, SyntheticMixer
 from genaug.sampling._plan import (
     BALANCE_MODES,
     Balance,
@@ -34,6 +28,13 @@ from genaug.sampling._plan import (
     synthetic_image_stream,
 )
 from genaug.sampling._pool import capped_pool, check_pool_cap, pool_limits, quota_pool
+from genaug.sampling._recipe import (
+    DEFAULT_CAP,
+    RecipeFlag,
+    RecipeOption,
+    SyntheticRecipe,
+    check_ratio,
+)
 from genaug.sampling._schedule import RampSchedule
 from genaug.sampling._selection import (
     BANDS,
@@ -67,9 +68,12 @@ __all__ = [
     "MixedEpoch",
     "REAL",
     "RampSchedule",
+    "RecipeFlag",
+    "RecipeOption",
     "SYNTHETIC",
     "Stream",
     "SyntheticMixer",
+    "SyntheticRecipe",
     "allocate_by_confusion",
     "bands_of",
     "capped_pool",

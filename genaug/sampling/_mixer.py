@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genaug.exceptions import ConfigError
-from genaug.sampling._fill import fill_shares
+from genaug.sampling._fill import fill_shares, resolve_fill_to
 from genaug.sampling._plan import (
     Batched,
     EpochPlan,
@@ -21,9 +21,7 @@ from genaug.sampling._plan import (
     stream_take,
     synthetic_image_stream,
 )
-
-#: The default largest synthetic share of a class's draws in an epoch.
-DEFAULT_CAP = 0.6
+from genaug.sampling._recipe import SyntheticRecipe
 
 #: The ``source`` of a slot in a :class:`MixedEpoch`: a real image, or a synthetic one.
 REAL, SYNTHETIC = 0, 1
@@ -88,24 +86,6 @@ def repeated_draws(index: np.ndarray, real: np.ndarray) -> np.ndarray:
     return repeated
 
 
-def check_ratio(ratio):
-    """Validate ``synthetic_ratio``: None, a float in [0, 1] or a ``(low, high)`` range."""
-    if ratio is None:
-        return None
-    if isinstance(ratio, (tuple, list)):
-        if len(ratio) != 2:
-            raise ConfigError(f"a synthetic ratio range is (low, high), got {ratio!r}")
-        low, high = float(ratio[0]), float(ratio[1])
-        if not 0.0 <= low <= high <= 1.0:
-            raise ConfigError(f"synthetic ratio range must satisfy 0 <= low <= high <= 1, "
-                              f"got {low}, {high}")
-        return (low, high)
-    value = float(ratio)
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"synthetic_ratio must be in [0, 1], got {value}")
-    return value
-
-
 class SyntheticMixer:
     """Replace real slots of an epoch plan with synthetic images of the same class.
 
@@ -117,22 +97,23 @@ class SyntheticMixer:
         Class of every real training image (mixup partners are drawn from them).
     eligible : array-like of bool
         Classes that may receive synthetic images.
-    ratio : None, float or (low, high)
-        Share of the eligible slots of each batch that become synthetic; with a range every
-        batch draws its own ratio uniformly. ``None`` fills each class's deficit (its repeated
-        real draws) instead, up to ``cap``.
-    cap : float or array-like of float, default 0.6
-        At most this share of a class's draws in an epoch is synthetic (one share per class
-        for an array). Classes without any real image are exempt: all their draws are
-        synthetic.
-    fill_to : int or None
-        Fill threshold ``N_t`` (see :func:`~genaug.sampling.fill_shares`): only classes with
-        fewer real images receive synthetic ones, in at most ``(N_t - n) / N_t`` of their
-        draws. With ``cap`` as well, the stricter share applies.
-    weight : float, default 1.0
-        Sample weight of a synthetic slot relative to a real one.
-    mixup : bool, default False
-        Blend each synthetic image with a real image of its class, ``lam ~ U(0.3, 0.7)``.
+    recipe : SyntheticRecipe, optional
+        Its ``ratio``, ``weight`` and ``mixup``, and, unless ``caps`` and ``fill_to`` are
+        given, its ``cap`` and ``fill_to``. ``ratio`` is the share of the eligible slots of
+        each batch that become synthetic (with a range every batch draws its own); None fills
+        each class's deficit (its repeated real draws) instead, up to the cap. At most the
+        cap's share of a class's draws in an epoch is synthetic; classes without any real
+        image are exempt: all their draws are synthetic. Under the fill threshold ``N_t``
+        (see :func:`~genaug.sampling.fill_shares`) only classes with fewer real images
+        receive synthetic ones, in at most ``(N_t - n) / N_t`` of their draws; with a cap as
+        well, the stricter share applies. Default: ``SyntheticRecipe()``.
+    caps : array-like of float, optional
+        The cap of every class (the recipe's, resolved on the class names, e.g. by
+        :func:`~genaug.sampling.class_caps`); default: the recipe's cap, a number, for every
+        class.
+    fill_to : int or None, optional
+        The fill threshold in images (the recipe's, resolved on the real counts); default:
+        the recipe's, resolved here.
     schedule : RampSchedule or None
         Multiplies the ratio (or the deficit fill) per epoch; None means always full.
     live_classes : array-like of bool, optional
@@ -140,11 +121,10 @@ class SyntheticMixer:
     seed : int
     """
 
-    def __init__(self, synthetic_labels, real_labels, *, eligible, ratio=None, cap=DEFAULT_CAP,
-                 fill_to: int | None = None, weight: float = 1.0, mixup: bool = False,
+    def __init__(self, synthetic_labels, real_labels, *, eligible,
+                 recipe: SyntheticRecipe | None = None, caps=None, fill_to=None,
                  schedule=None, live_classes=None, seed: int = 0):
-        if float(weight) < 0:
-            raise ConfigError(f"synthetic_weight must be >= 0, got {weight}")
+        recipe = SyntheticRecipe() if recipe is None else recipe
         self.synthetic_labels = np.asarray(synthetic_labels, dtype=np.int64)
         self.real_labels = np.asarray(real_labels, dtype=np.int64)
         self.eligible = np.asarray(eligible, dtype=bool)
@@ -153,17 +133,23 @@ class SyntheticMixer:
         self.real_members = [np.flatnonzero(self.real_labels == c) for c in range(num_classes)]
         self.live_classes = (np.zeros(num_classes, bool) if live_classes is None
                              else np.asarray(live_classes, dtype=bool))
-        self.ratio = check_ratio(ratio)
-        caps = np.asarray(cap, dtype=np.float64)
-        if caps.ndim and caps.shape != (num_classes,) or ((caps < 0) | (caps > 1)).any():
-            raise ConfigError(f"synthetic cap must be in [0, 1], one value or one per class, "
-                              f"got {cap}")
-        self.fill_to = fill_to
+        self.recipe = recipe
+        if caps is None:
+            if isinstance(recipe.cap, dict):
+                raise ConfigError("a synthetic cap per class name needs caps, one per class "
+                                  "index (genaug.sampling.class_caps)")
+            caps = recipe.cap
+        caps = np.asarray(caps, dtype=np.float64)
+        if caps.ndim == 0:
+            caps = np.full(num_classes, float(caps))
+        if caps.shape != (num_classes,):
+            raise ConfigError(f"caps must be one per class ({num_classes}), got {caps.shape[0]}")
         real_counts = np.bincount(self.real_labels, minlength=num_classes)[:num_classes]
+        if fill_to is None:
+            fill_to = resolve_fill_to(recipe.fill_to, real_counts)
+        self.fill_to = fill_to
         # Per class: the largest synthetic share of its draws (the stricter of cap and fill).
         self.class_caps = np.minimum(caps, fill_shares(real_counts, fill_to))
-        self.weight = float(weight)
-        self.mixup = bool(mixup)
         self.schedule = schedule
         self.seed = int(seed)
 
@@ -178,7 +164,7 @@ class SyntheticMixer:
         usable = ((np.array([len(p) > 0 for p in self.pool]) | self.live_classes) & self.eligible
                   & (self.class_caps > 0))
         if factor > 0:
-            if self.ratio is None:
+            if self.recipe.ratio is None:
                 synthetic |= self._fill_deficits(plan, usable, factor, rng)
             else:
                 synthetic |= self._apply_ratio(plan, usable, factor, rng)
@@ -196,13 +182,13 @@ class SyntheticMixer:
             index[slots] = self.pool[c][picks]
         partner = np.full(n, -1, dtype=np.int64)
         lam = np.ones(n, dtype=np.float32)
-        if self.mixup:
+        if self.recipe.mixup:
             for slot in np.flatnonzero(synthetic):
                 members = self.real_members[plan.labels[slot]]
                 if len(members):
                     partner[slot] = members[rng.integers(len(members))]
                     lam[slot] = rng.uniform(0.3, 0.7)
-        weights = np.where(synthetic, self.weight, 1.0).astype(np.float32)
+        weights = np.where(synthetic, self.recipe.weight, 1.0).astype(np.float32)
         return MixedEpoch(epoch, plan.labels, synthetic.astype(np.int8), index, plan.real_index,
                           repeated_draws(index, ~synthetic), weights, partner, lam,
                           plan.batch_size)
@@ -227,8 +213,8 @@ class SyntheticMixer:
             eligible = np.flatnonzero(usable[labels] & has_real[part])
             if not len(eligible):
                 continue
-            ratio = self.ratio if not isinstance(self.ratio, tuple) else \
-                rng_for(self.seed, Stream.BATCH_RATIO, plan.epoch, b).uniform(*self.ratio)
+            ratio = self.recipe.ratio if not isinstance(self.recipe.ratio, tuple) else \
+                rng_for(self.seed, Stream.BATCH_RATIO, plan.epoch, b).uniform(*self.recipe.ratio)
             want = int(round(factor * ratio * len(eligible)))
             # Repeated draws go first, then originals; random order within each group.
             order = rng.permutation(eligible)

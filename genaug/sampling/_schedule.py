@@ -5,6 +5,19 @@ from __future__ import annotations
 from genaug.exceptions import ConfigError
 
 
+def check_schedule(*, warmup_epochs=0, ramp_fraction=0.25, cooldown_epochs=0
+                   ) -> tuple[int, float, int]:
+    """Validate a schedule's settings that do not depend on the run's length: warm-up and
+    cool-down epochs >= 0, a ramp fraction in [0, 1]; returns them as ``(int, float, int)``."""
+    if int(warmup_epochs) < 0:
+        raise ConfigError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+    if not 0.0 <= float(ramp_fraction) <= 1.0:
+        raise ConfigError(f"ramp_fraction must be in [0, 1], got {ramp_fraction}")
+    if int(cooldown_epochs) < 0:
+        raise ConfigError(f"cooldown_epochs must be >= 0, got {cooldown_epochs}")
+    return int(warmup_epochs), float(ramp_fraction), int(cooldown_epochs)
+
+
 class RampSchedule:
     """Synthetic share multiplier per epoch: 0 during warm-up, a linear ramp to 1, a hold at 1,
     and 0 again for the cool-down (a real-only, balanced finish).
@@ -36,19 +49,17 @@ class RampSchedule:
                  cooldown_epochs: int = 0):
         if int(epochs) < 1:
             raise ConfigError(f"epochs must be at least 1, got {epochs}")
-        if int(warmup_epochs) < 0:
-            raise ConfigError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
-        if not 0.0 <= float(ramp_fraction) <= 1.0:
-            raise ConfigError(f"ramp_fraction must be in [0, 1], got {ramp_fraction}")
-        if int(cooldown_epochs) < 0:
-            raise ConfigError(f"cooldown_epochs must be >= 0, got {cooldown_epochs}")
-        if int(cooldown_epochs) > 0 and int(warmup_epochs) + int(cooldown_epochs) >= int(epochs):
-            raise ConfigError(f"cooldown_epochs: warmup_epochs + cooldown_epochs must be less "
-                              f"than epochs, got {warmup_epochs} + {cooldown_epochs} >= {epochs}")
+        warmup_epochs, ramp_fraction, cooldown_epochs = check_schedule(
+            warmup_epochs=warmup_epochs, ramp_fraction=ramp_fraction,
+            cooldown_epochs=cooldown_epochs)
+        if cooldown_epochs > 0 and warmup_epochs + cooldown_epochs >= int(epochs):
+            raise ConfigError(f"`cooldown_epochs`: `warmup_epochs` + `cooldown_epochs` must be "
+                              f"less than `epochs`, got {warmup_epochs} + {cooldown_epochs} >= "
+                              f"{epochs}")
         self.epochs = int(epochs)
-        self.warmup_epochs = int(warmup_epochs)
-        self.ramp_fraction = float(ramp_fraction)
-        self.cooldown_epochs = int(cooldown_epochs)
+        self.warmup_epochs = warmup_epochs
+        self.ramp_fraction = ramp_fraction
+        self.cooldown_epochs = cooldown_epochs
 
     @property
     def ramp_epochs(self) -> float:

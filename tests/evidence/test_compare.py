@@ -10,6 +10,7 @@ from genaug.evidence import compare_markdown, convergence, parse_arms, run_compa
 from genaug.evidence._arms import arm_config
 from genaug.evidence._summary import rarest_classes
 from genaug.exceptions import ConfigError
+from genaug.sampling import SyntheticRecipe
 from training.pipeline import TrainConfig
 
 CLASSES = ("a", "b", "c", "d")
@@ -41,7 +42,8 @@ def fake_runner(scores, *, fail=()):
 
 
 def test_arm_configs_differ_only_in_the_arm_fields(tmp_path):
-    base = TrainConfig(data_dir="d", epochs=7, image_size=24, synthetic_ratio=0.3, mixup=True)
+    base = TrainConfig(data_dir="d", epochs=7, image_size=24,
+                       synthetic=SyntheticRecipe(ratio=0.3, mixup=True))
     arms = {a.name: a for a in parse_arms("plain,class_weights,balanced,balanced_synthetic")}
     plain = arm_config(base, arms["plain"], seed=3, output_dir=tmp_path)
     weights = arm_config(base, arms["class_weights"], seed=3, output_dir=tmp_path)
@@ -51,8 +53,8 @@ def test_arm_configs_differ_only_in_the_arm_fields(tmp_path):
     assert weights.class_weights and not weights.balanced
     assert synthetic.balanced and synthetic.synthetic_cache == "cache"
     # Synthetic-only options never reach arms without synthetic data.
-    assert plain.synthetic_ratio is None and plain.mixup is False
-    assert synthetic.synthetic_ratio == 0.3 and synthetic.mixup is True
+    assert plain.synthetic == SyntheticRecipe()
+    assert synthetic.synthetic == SyntheticRecipe(ratio=0.3, mixup=True)
     for config in (plain, weights, synthetic):
         assert (config.epochs, config.image_size, config.seed) == (7, 24, 3)
     assert plain.output_dir == str(tmp_path / "compare" / "plain" / "seed3")
@@ -80,8 +82,9 @@ def test_the_selection_arm_is_balanced_synthetic_with_feature_distance_selection
         arm_config(base, arms[name], seed=0, output_dir=tmp_path, synthetic_cache="cache")
         for name in ("balanced", "balanced_synthetic", "balanced_synthetic_select"))
     assert select.synthetic_select == "feature-distance" and synthetic.synthetic_select is None
-    assert (select.select_model, select.warmup_epochs) == ("selector.keras", 2)
-    assert synthetic.warmup_epochs == 0  # the selection arm's own warm-up: the model selects
+    assert (select.select_model, select.synthetic.warmup_epochs) == ("selector.keras", 2)
+    # the selection arm's own warm-up: the model selects
+    assert synthetic.synthetic.warmup_epochs == 0
     assert (balanced.synthetic_select, balanced.select_model) == (None, None)
     assert select.balanced and select.synthetic_cache == "cache"
 
@@ -300,36 +303,36 @@ def test_lever_arms_change_one_option_each_and_build_on_balanced(tmp_path):
     from genaug.evidence import ARMS
     from genaug.evidence._arms import LEGACY_SYNTHETIC_RECIPE
 
-    base = TrainConfig(data_dir="d", epochs=10, synthetic_weight=0.7)
-    levers = {"balanced_synthetic_cooldown": {"synthetic_cooldown_epochs": "20%"},
-              "balanced_synthetic_fill": {"synthetic_fill_to": "mean"},
-              "balanced_synthetic_weight03": {"synthetic_weight": 0.3},
-              "balanced_synthetic_smooth": {"synthetic_label_smoothing": 0.1},
-              "balanced_synthetic_mixup": {"mixup": True},
-              "balanced_synthetic_confusion": {"synthetic_allocation": "confusion",
-                                               "warmup_epochs": 2}}
+    base = TrainConfig(data_dir="d", epochs=10, synthetic=SyntheticRecipe(weight=0.7))
+    levers = {"balanced_synthetic_cooldown": ({}, {"cooldown_epochs": "20%"}),
+              "balanced_synthetic_fill": ({}, {"fill_to": "mean"}),
+              "balanced_synthetic_weight03": ({}, {"weight": 0.3}),
+              "balanced_synthetic_smooth": ({}, {"label_smoothing": 0.1}),
+              "balanced_synthetic_mixup": ({}, {"mixup": True}),
+              "balanced_synthetic_confusion": ({"synthetic_allocation": "confusion"},
+                                               {"warmup_epochs": 2})}
     reference = arm_config(base, ARMS["balanced_synthetic"], seed=0, output_dir=tmp_path,
                            synthetic_cache="c")
-    for name, changed in levers.items():
+    for name, (options, recipe) in levers.items():
         assert ARMS[name].reference == "balanced" and ARMS[name].needs_cache
         config = arm_config(base, ARMS[name], seed=0, output_dir=tmp_path, synthetic_cache="c")
         differing = {k for k, v in vars(config).items() if getattr(reference, k) != v}
-        assert differing == {*changed, "output_dir", "model_name"}, name
-    assert arm_config(base, ARMS["balanced_synthetic_cooldown"], seed=0, output_dir=tmp_path,
-                      synthetic_cache="c").cooldown_epochs() == 2
+        assert differing == {*options, "synthetic", "output_dir", "model_name"}, name
+        assert config.synthetic.changed() == {"weight": 0.7, **recipe}, name
+    cooled = arm_config(base, ARMS["balanced_synthetic_cooldown"], seed=0, output_dir=tmp_path,
+                        synthetic_cache="c")
+    assert cooled.synthetic.cooldown_for(cooled.epochs) == 2
     # The legacy arm pins the first default recipe, whatever the shared options say.
     legacy = arm_config(base, ARMS["balanced_synthetic_legacy"], seed=0, output_dir=tmp_path,
                         synthetic_cache="c")
-    assert legacy.synthetic_weight == 1.0
-    defaults = TrainConfig()
-    for key, value in LEGACY_SYNTHETIC_RECIPE.items():
-        assert getattr(legacy, key) == value == getattr(defaults, key), key
+    assert legacy.synthetic == LEGACY_SYNTHETIC_RECIPE == TrainConfig().synthetic
+    assert (legacy.synthetic_select, legacy.select_model, legacy.synthetic_allocation) == (
+        None, None, None)
     # Arms without a cache get the lever options' defaults.
-    smooth = TrainConfig(synthetic_label_smoothing=0.2, synthetic_fill_to=5,
-                         synthetic_cooldown_epochs=2)
+    smooth = TrainConfig(synthetic=SyntheticRecipe(label_smoothing=0.2, fill_to=5,
+                                                   cooldown_epochs=2))
     plain = arm_config(smooth, ARMS["balanced"], seed=0, output_dir=tmp_path)
-    assert (plain.synthetic_label_smoothing, plain.synthetic_fill_to,
-            plain.synthetic_cooldown_epochs) == (0.0, None, 0)
+    assert plain.synthetic == SyntheticRecipe()
 
 
 def test_compare_command_runs_a_lever_arm_by_name(tiny_data, tiny_cache, tmp_path):
@@ -346,7 +349,10 @@ def test_compare_command_runs_a_lever_arm_by_name(tiny_data, tiny_cache, tmp_pat
     cooled = data["runs"][1]["metrics"]
     assert cooled["synthetic_schedule"]["factors"] == [1.0, 0.0]  # 20 % of 2 epochs: 1
     assert sum(r["synthetic"] for r in cooled["composition"]["per_epoch"][0].values()) > 0
-    assert data["runs"][1]["config"]["synthetic_cooldown_epochs"] == "20%"
+    assert data["runs"][1]["config"]["synthetic"]["cooldown_epochs"] == "20%"
+    definition = data["setup"]["arm_definitions"]["balanced_synthetic_cooldown"]
+    assert (definition["recipe"], definition["pins_recipe"]) == ({"cooldown_epochs": "20%"},
+                                                                 False)
 
 
 def test_resume_keeps_ok_runs_with_the_same_options_and_trains_the_rest(tmp_path):

@@ -88,7 +88,7 @@ def test_smoothing_validation_and_label_modes(small_dataset, white_cache):
     from genaug.exceptions import ConfigError
 
     with pytest.raises(ConfigError, match=r"synthetic_label_smoothing must be in \[0, 1\)"):
-        SamplingOptions(synthetic_label_smoothing=1.0)
+        genaug.BalancedBatchGenerator(small_dataset, synthetic_label_smoothing=1.0, **OPTIONS)
     with pytest.raises(ConfigError, match="needs label_mode='int'"):
         genaug.image_dataset_from_directory(small_dataset, synthetic_cache=white_cache,
                                             label_mode="categorical",

@@ -8,16 +8,16 @@ import pytest
 from genaug.data import DatasetIndex
 from genaug.exceptions import ConfigError, DatasetError
 from genaug.loaders import SamplingOptions, adapt_data, build_sampler
-from genaug.sampling import SYNTHETIC, Balance, RampSchedule
+from genaug.sampling import SYNTHETIC, Balance, RampSchedule, SyntheticRecipe
 from genaug.sources import CacheSource, FreshSource, RealSource, Source, as_cache_source
 
 
 def test_options_are_validated_and_normalised_once():
-    options = SamplingOptions(balance="balanced_batches", synthetic_ratio=[0.1, 0.3],
-                              synthetic_classes="dog, snake", exclude_source_ids=["a/1.png"])
+    options = SamplingOptions.from_arguments(dict(
+        balance="balanced_batches", synthetic_ratio=[0.1, 0.3], synthetic_classes="dog, snake",
+        exclude_source_ids=["a/1.png"]))
     assert options.balance is Balance.BALANCED_BATCHES and options.balance == "balanced_batches"
-    assert options.synthetic_ratio == (0.1, 0.3)
-    assert options.synthetic_classes == ("dog", "snake")
+    assert options.synthetic == SyntheticRecipe(ratio=(0.1, 0.3), classes=("dog", "snake"))
     assert options.exclude_source_ids == frozenset({"a/1.png"})
     with pytest.raises(AttributeError):
         options.seed = 3  # frozen
@@ -31,10 +31,7 @@ def test_options_are_validated_and_normalised_once():
     ({"epoch_size": -3}, "epoch_size must be 'max' or a positive integer"),
     ({"seed": 1.5}, "seed must be a non-negative integer"),
     ({"class_weight": "heavy"}, "class_weight must be a dict or 'balanced'"),
-    ({"synthetic_ratio": 2}, r"synthetic_ratio must be in \[0, 1\]"),
-    ({"synthetic_cap": 1.2}, r"synthetic_cap must be in \[0, 1\]"),
-    ({"synthetic_pool_cap": 1.0}, r"synthetic_pool_cap must be in \(0, 1\)"),
-    ({"synthetic_weight": -1}, "synthetic_weight must be >= 0"),
+    ({"synthetic": {"ratio": 0.5}}, "synthetic must be a SyntheticRecipe, got dict"),
     ({"schedule": 0.5}, "schedule must have a factor"),
 ])
 def test_bad_options_name_their_parameter(kwargs, message):
@@ -65,8 +62,8 @@ def test_the_factory_guards_and_caps_the_synthetic_pool(small_dataset, make_cach
     cache = make_cache(tmp_path / "cache", {"dog": 30, "snake": 4},
                        source_ids={"dog": "dog/held.png"})
     index = DatasetIndex.load(small_dataset)
-    options = SamplingOptions(seed=0, synthetic_ratio=0.5, synthetic_cap=1.0,
-                              synthetic_pool_cap=0.6)
+    options = SamplingOptions(seed=0, synthetic=SyntheticRecipe(ratio=0.5, cap=1.0,
+                                                                pool_cap=0.6))
     sampler = build_sampler(index, options, synthetic_cache=cache,
                             held_out_ids={"dog/held.png"})
     assert sampler.synthetic.excluded_leakage == 1
@@ -91,7 +88,7 @@ def test_only_the_selected_synthetic_images_are_drawn(small_dataset, make_cache,
     index = DatasetIndex.load(small_dataset)
     every = build_sampler(index, SamplingOptions(seed=0), synthetic_cache=cache).synthetic.ids
     chosen = frozenset(every[::3])
-    options = SamplingOptions(seed=0, synthetic_ratio=0.5, synthetic_cap=1.0,
+    options = SamplingOptions(seed=0, synthetic=SyntheticRecipe(ratio=0.5, cap=1.0),
                               synthetic_ids=list(chosen))
     assert options.synthetic_ids == chosen
     sampler = build_sampler(index, options, synthetic_cache=cache)
@@ -110,7 +107,7 @@ def test_a_class_without_real_images_is_exempt_from_the_pool_cap(image_folder_fa
     root = image_folder_factory({"cat": 10, "dog": 0})
     cache = make_cache(tmp_path / "cache", {"dog": 9})
     sampler = build_sampler(DatasetIndex.load(root),
-                            SamplingOptions(seed=0, synthetic_pool_cap=0.2),
+                            SamplingOptions(seed=0, synthetic=SyntheticRecipe(pool_cap=0.2)),
                             synthetic_cache=cache)
     assert sampler.synthetic.counts().tolist() == [0, 9] and sampler.synthetic_only == ["dog"]
 
@@ -151,7 +148,7 @@ def test_sources_share_one_interface(small_dataset, make_cache, tmp_path):
 def test_sample_weights_default_is_decided_once(small_dataset, make_cache, tmp_path):
     index = DatasetIndex.load(small_dataset)
     cache = make_cache(tmp_path / "cache", {"dog": 4})
-    weighted = build_sampler(index, SamplingOptions(seed=0, synthetic_weight=0.5),
+    weighted = build_sampler(index, SamplingOptions(seed=0, synthetic=SyntheticRecipe(weight=0.5)),
                              synthetic_cache=cache)
     assert weighted.sample_weights
     assert not build_sampler(index, SamplingOptions(seed=0), synthetic_cache=cache).sample_weights
@@ -171,3 +168,17 @@ def test_both_loaders_take_every_option_as_a_keyword():
     names = {f.name for f in dataclasses.fields(SamplingOptions)}
     for loader in (BalancedBatchGenerator.__init__, image_dataset_from_directory):
         assert names <= set(inspect.signature(loader).parameters), loader
+
+
+def test_both_loaders_take_the_recipe_flat_or_whole_not_both(small_dataset):
+    import genaug
+
+    recipe = SyntheticRecipe(ratio=0.5, weight=0.3)
+    common = dict(image_size=(8, 8), seed=0, verbose=False)
+    for make in (genaug.BalancedBatchGenerator, genaug.image_dataset_from_directory):
+        flat = make(small_dataset, synthetic_ratio=0.5, synthetic_weight=0.3, **common)
+        whole = make(small_dataset, synthetic=recipe, **common)
+        assert flat.sampler.options == whole.sampler.options
+        assert whole.sampler.options.synthetic is recipe
+        with pytest.raises(ConfigError, match="or synthetic_ratio, not both"):
+            make(small_dataset, synthetic=recipe, synthetic_ratio=0.2, **common)

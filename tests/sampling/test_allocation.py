@@ -75,7 +75,7 @@ def test_the_mixer_holds_each_class_to_its_own_cap():
     real = np.array([0] * 60 + [1] * 6 + [2] * 6)
     pool = np.array([1] * 50 + [2] * 50)
     plan = BalancePlan(real, num_classes=3, mode="oversample", batch_size=12, seed=0)
-    mixer = SyntheticMixer(pool, real, eligible=[False, True, True], cap=[0.6, 0.2, 0.8],
+    mixer = SyntheticMixer(pool, real, eligible=[False, True, True], caps=[0.6, 0.2, 0.8],
                            seed=0)
     for epoch in range(3):
         mixed = mixer.mix(plan.epoch(epoch))
@@ -84,4 +84,4 @@ def test_the_mixer_holds_each_class_to_its_own_cap():
             share = (mixed.source[slots] == SYNTHETIC).mean()
             assert share <= cap and share >= cap - 0.1  # filled up to its cap, not beyond
     with pytest.raises(ConfigError, match="one per class"):
-        SyntheticMixer(pool, real, eligible=[False, True, True], cap=[0.6, 0.2])
+        SyntheticMixer(pool, real, eligible=[False, True, True], caps=[0.6, 0.2])

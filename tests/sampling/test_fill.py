@@ -8,6 +8,7 @@ from genaug.sampling import (
     SYNTHETIC,
     BalancePlan,
     SyntheticMixer,
+    SyntheticRecipe,
     check_fill_to,
     fill_shares,
     resolve_fill_to,
@@ -25,7 +26,8 @@ def synthetic_draws(mixed):
 
 def mix(epoch=0, **kwargs):
     plan = BalancePlan(REAL, num_classes=4, mode="balanced_batches", batch_size=16, seed=0)
-    return SyntheticMixer(POOL, REAL, eligible=ALL, seed=0, **kwargs).mix(plan.epoch(epoch))
+    return SyntheticMixer(POOL, REAL, eligible=ALL, recipe=SyntheticRecipe(**kwargs),
+                          seed=0).mix(plan.epoch(epoch))
 
 
 def test_fill_shares_are_the_synthetic_share_of_a_class_filled_to_the_threshold():

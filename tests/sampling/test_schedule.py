@@ -59,7 +59,7 @@ def test_cooldown_returns_to_zero_for_the_last_epochs():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"epochs": 5, "cooldown_epochs": -1}, "cooldown_epochs must be >= 0"),
-    ({"epochs": 5, "cooldown_epochs": 5}, "cooldown_epochs: warmup_epochs"),
+    ({"epochs": 5, "cooldown_epochs": 5}, "`cooldown_epochs`: `warmup_epochs`"),
     ({"epochs": 5, "warmup_epochs": 2, "cooldown_epochs": 3}, r"2 \+ 3 >= 5"),
 ])
 def test_invalid_cooldown(kwargs, message):

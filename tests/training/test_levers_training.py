@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from genaug.cache import CacheWriter
 from genaug.cli import main
+from genaug.sampling import SyntheticRecipe
 from training.pipeline import TrainConfig
 
 TINY = ["--image-size", "16", "--model-width", "8", "--batch-size", "8", "--quiet"]
@@ -39,8 +40,9 @@ def test_levers_travel_from_the_cli_to_the_reports(image_folder_factory, white_c
     metrics = json.loads((out / "metrics.json").read_text())
     status = json.loads((out / "status.json").read_text())
     config = metrics["config"]
-    assert (config["synthetic_cooldown_epochs"], config["synthetic_fill_to"],
-            config["synthetic_label_smoothing"]) == (1, 10, 0.1)
+    recipe = config["synthetic"]
+    assert (recipe["cooldown_epochs"], recipe["fill_to"], recipe["label_smoothing"],
+            recipe["weight"]) == (1, 10, 0.1, 0.5)
     schedule = metrics["synthetic_schedule"]
     assert schedule["cooldown_epochs"] == 1 and schedule["factors"][-1] == 0.0
     assert status["synthetic_schedule"] == schedule
@@ -56,17 +58,6 @@ def test_levers_travel_from_the_cli_to_the_reports(image_folder_factory, white_c
     assert metrics["composition"]["classes"]["snake"]["synthetic_draws"] == 0
     assert metrics["sampling"]["synthetic_label_smoothing"] == 0.1
     assert status["synthetic_label_smoothing"] == 0.1
-
-
-def test_cooldown_share_resolves_against_the_epochs():
-    assert TrainConfig(epochs=10, synthetic_cooldown_epochs="20%").cooldown_epochs() == 2
-    assert TrainConfig(epochs=3, synthetic_cooldown_epochs="20%").cooldown_epochs() == 1
-    # Never more than leaves one epoch after the warm-up with synthetic images.
-    assert TrainConfig(epochs=1, synthetic_cooldown_epochs="20%").cooldown_epochs() == 0
-    assert TrainConfig(epochs=4, warmup_epochs=2,
-                       synthetic_cooldown_epochs="50%").cooldown_epochs() == 1
-    assert TrainConfig(epochs=10, synthetic_cooldown_epochs="0%").cooldown_epochs() == 0
-    assert TrainConfig(epochs=10, synthetic_cooldown_epochs=3).cooldown_epochs() == 3
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -108,8 +99,9 @@ def test_synthetic_weight_and_soft_targets_reach_the_training_batches(
 
     data = image_folder_factory({"cat": 40, "dog": 6, "snake": 20})
     config = TrainConfig(data_dir=str(data), balanced=True, image_size=16, batch_size=8,
-                         loader=loader, synthetic_cache=str(white_cache), synthetic_weight=0.3,
-                         synthetic_label_smoothing=0.2, ramp_fraction=0.0,
+                         loader=loader, synthetic_cache=str(white_cache),
+                         synthetic=SyntheticRecipe(weight=0.3, label_smoothing=0.2,
+                                                   ramp_fraction=0.0),
                          output_dir=str(tmp_path / "o"), model_dir=str(tmp_path / "m"),
                          verbose=0)
     run = TrainingRun(config)  # the run's own steps 1-3 decide weights and schedule

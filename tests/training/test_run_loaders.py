@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from genaug.sampling import Balance, RampSchedule
+from genaug.sampling import Balance, RampSchedule, SyntheticRecipe
 from training.pipeline import TrainConfig, build_loaders, resolve_splits
 
 
 def test_the_config_converts_to_one_options_object():
     schedule = RampSchedule(epochs=3)
-    config = TrainConfig(balanced_batches=True, batch_size=16, seed=4, synthetic_cap=0.5,
-                         synthetic_pool_cap=0.3, synthetic_ratio_range=(0.1, 0.2),
-                         synthetic_classes=("dog",), synthetic_weight=0.5, mixup=True)
+    recipe = SyntheticRecipe(cap=0.5, pool_cap=0.3, ratio=(0.1, 0.2), classes=("dog",),
+                             weight=0.5, mixup=True)
+    config = TrainConfig(balanced_batches=True, batch_size=16, seed=4, synthetic=recipe)
     options = config.sampling_options(train_size=90, class_weight="balanced",
                                       sample_weights=True, schedule=schedule)
     assert options.balance is Balance.BALANCED_BATCHES and options.epoch_size == 90
-    assert (options.batch_size, options.seed, options.synthetic_ratio) == (16, 4, (0.1, 0.2))
-    assert (options.synthetic_cap, options.synthetic_pool_cap) == (0.5, 0.3)
-    assert options.synthetic_classes == ("dog",) and options.mixup
+    assert (options.batch_size, options.seed, options.synthetic) == (16, 4, recipe)
     assert options.class_weight == "balanced" and options.sample_weights
     assert options.schedule is schedule
+    allocated = config.sampling_options(train_size=90, synthetic_cap={"dog": 0.9})
+    assert allocated.synthetic == SyntheticRecipe(**{**recipe.changed(), "cap": {"dog": 0.9}})
     plain = TrainConfig(epoch_size="max").sampling_options(train_size=90)
     assert plain.balance is Balance.NONE and plain.epoch_size == "max"
 
