@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures of docs/performance.md (issue 13) in one command, about 9 minutes on an H200:
+# The GPU figures of docs/performance.md in one command, about 9 minutes on an H200:
 #
 #     KERAS_BACKEND=torch bash benchmarks/gpu_run.sh [OUT_DIR] [STEP ...]
 #
@@ -59,7 +59,7 @@ for step in $STEPS; do
         local_runtimes=$([ "$DEVICE" = cuda ] && echo eager,cuda-graph,compile || echo eager)
         run sampler 170 benchmarks/generation_throughput.py --device $DEVICE --model-size $MODEL \
             --batch-size $BATCH --images $((IMAGES / 5 * 2)) --runtimes $local_runtimes --json ;;
-    end_to_end)  # the whole generate run against the sampler alone, the issue's settings
+    end_to_end)  # the whole generate run against the sampler alone: dpm++, 20 steps, guidance 2
         run end_to_end 100 benchmarks/generation_throughput.py --device $DEVICE --end-to-end \
             --model-size $MODEL --channels 1 --sampler dpm++ --steps 20 --guidance-scale 2 \
             --batch-size $BATCH --images $IMAGES --runtimes $RUNTIMES --json ;;

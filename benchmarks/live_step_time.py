@@ -155,6 +155,7 @@ def main(argv=None) -> dict:
     import torch
 
     from genaug.data import DatasetIndex, digits_longtail
+    from genaug.generation import GateSpec
     from genaug.generation._utils import resolve_device
     from genaug.live import build_worker
 
@@ -181,7 +182,7 @@ def main(argv=None) -> dict:
             reference_paths=index.paths_by_class(),
             backend_options={"steps": args.sampling_steps, "pixel_check": False,
                              "batch_size": args.generator_batch or (256 if cuda else 8)},
-            gate_options={"blur_min": 0.0, "structure_min": -1.0})
+            gates=GateSpec(blur_min=0.0, structure_min=-1.0))
         cache = Path(tmp) / "cache"
         fill_cache(args, index, cache, factory)
         arms = args.arms.split(",")

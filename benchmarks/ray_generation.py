@@ -53,12 +53,13 @@ def load(generator: Path, plan, *, args, ray_workers: int | None = None):
 
 def run(plan, backend, cache: Path) -> tuple[int, float]:
     """One whole generate run into a new cache: (images decided, seconds)."""
-    from genaug.generation import generate_cache
+    from genaug.generation import GateSpec, generate_cache
 
     started = time.perf_counter()
     # random weights make noise: thresholds it passes, so every gate still runs
-    summary = generate_cache(plan, backend=backend, cache_dir=cache, blur_min=0.0,
-                             structure_min=-1.0, max_retries=1, progress=False)
+    summary = generate_cache(plan, backend=backend, cache_dir=cache,
+                             gates=GateSpec(blur_min=0.0, structure_min=-1.0), max_retries=1,
+                             progress=False)
     seconds = time.perf_counter() - started
     return summary["totals"]["accepted"] + summary["totals"]["exhausted"], seconds
 

@@ -1,6 +1,6 @@
 """Which synthetic-data recipe helps? Every recipe arm against balanced sampling, paired by seed.
 
-One ``genaug compare`` over the recipe arms of issue 16 (each lever alone, the candidate
+One ``genaug compare`` over the synthetic recipe's arms (each lever alone, the candidate
 combination, today's defaults, and an oracle arm trained on held-out real images), written to
 OUTPUT_DIR/compare.json/.md like any comparison. ``--resume`` keeps finished runs, so arms
 and seeds can be added later without retraining the others.

@@ -2,7 +2,8 @@
 digits with a synthetic cache: a refactoring that changes what a run trains on fails here.
 
 The reference, tests/pinned/behaviour.json, was recorded before the sampling and cache layers
-moved (issue 21's layout). A deliberate change of the sampled streams re-records it::
+moved into genaug.cache and genaug.sampling. A deliberate change of the sampled streams
+re-records it::
 
     python tests/test_pinned_behaviour.py --record
 

@@ -1,4 +1,4 @@
-"""The public surface (issue 10): what ``import genaug`` offers a ``model.fit`` user, what IDEs
+"""The public surface: what ``import genaug`` offers a ``model.fit`` user, what IDEs
 see of it, and where error and warning classes live."""
 
 from __future__ import annotations

@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from genaug.cache import STATUS_FILE, SyntheticCache
-from genaug.data import DatasetIndex, DatasetSplits, digits_longtail, split_dataset
+from genaug.data import (
+    DatasetIndex,
+    DatasetSplits,
+    channels_of,
+    digits_longtail,
+    split_dataset,
+)
 from genaug.exceptions import (
     ConfigError,
     ConvergenceWarning,
@@ -376,18 +382,20 @@ class TrainingRun:
         config = data.config
         if not config.live_generator:
             return None
+        from genaug.generation import GateSpec
         from genaug.live import start_live_source
 
+        gates = GateSpec(
+            verify_model=config.live_verify_model or None,
+            verify_threshold=config.live_verify_threshold,
+            select_model=(config.select_model or None) if config.synthetic_select else None,
+            select_method=config.synthetic_select or "feature-distance")
         return start_live_source(
             config.live_generator, data.splits.train,
             image_size=(config.image_size, config.image_size), color_mode=config.color_mode,
             cache_dir=config.synthetic_cache or Path(config.output_dir) / "live_cache",
             device=config.live_device, producer=config.live_producer,
-            capacity=config.live_buffer, max_reuse=config.live_max_reuse,
-            verify_model=config.live_verify_model,
-            verify_threshold=config.live_verify_threshold,
-            select_model=config.select_model if config.synthetic_select else None,
-            select_method=config.synthetic_select or "feature-distance",
+            capacity=config.live_buffer, max_reuse=config.live_max_reuse, gates=gates,
             lora=config.live_lora, seed=config.seed, log=self.log)
 
     def recalibration_batches(self, data: RunData) -> list:
@@ -416,14 +424,13 @@ class TrainingRun:
     def fit(self, data: RunData, weighting: Weighting, train, validation):
         import keras
 
-        from genaug.data import check_color_mode
         from genaug.loaders import AdaptAfterWarmup
         from training.models import BatchNormRecalibration, build_cnn
 
         config = data.config
         keras.utils.set_random_seed(config.seed)
         model = build_cnn((config.image_size, config.image_size,
-                           check_color_mode(config.color_mode)),
+                           channels_of(config.color_mode)),
                           len(data.splits.class_names), width=config.model_width,
                           seed=config.seed)
         steps = max(len(train) * config.epochs, 1)

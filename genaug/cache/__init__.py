@@ -5,6 +5,9 @@ trains on them (sources, sampling, loaders).
 """
 
 from genaug.cache._cache import (
+    ENV_REPORT,
+    GENERATION_RUN,
+    GENERATION_SUMMARY,
     LOCK_FILE,
     META_CSV,
     META_JSONL,
@@ -16,19 +19,26 @@ from genaug.cache._cache import (
     repair_cache,
 )
 from genaug.cache._import import import_folder
+from genaug.cache._rejections import REJECTIONS_LOG, RejectionLog, read_rejections
 from genaug.cache._status import STATUS_FILE, TrainingStatus
 
 __all__ = [
     "CacheProblems",
     "CacheWriter",
+    "ENV_REPORT",
+    "GENERATION_RUN",
+    "GENERATION_SUMMARY",
     "LOCK_FILE",
     "META_CSV",
     "META_JSONL",
+    "REJECTIONS_LOG",
+    "RejectionLog",
     "STATUS_FILE",
     "SyntheticCache",
     "TrainingStatus",
     "cache_in_use",
     "import_folder",
     "lock_cache",
+    "read_rejections",
     "repair_cache",
 ]

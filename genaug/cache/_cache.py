@@ -33,6 +33,11 @@ from genaug.io import atomic_write_bytes, json_default, lock_held
 META_JSONL = "synthetic_meta.jsonl"
 META_CSV = "synthetic_meta.csv"
 LOCK_FILE = ".generate.lock"
+#: What ``genaug generate`` writes beside the images: its summary, the settings a resumed run
+#: must match, and the environment it ran in (``env_report.json`` also beside an export).
+GENERATION_SUMMARY = "generation_summary.json"
+GENERATION_RUN = "generation_run.json"
+ENV_REPORT = "env_report.json"
 REQUIRED_FIELDS = ("id", "class", "path")
 RECORD_FIELDS = (
     "id", "class", "path", "generator", "prompt", "negative_prompt", "attributes", "seed",

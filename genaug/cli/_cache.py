@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from genaug.cli._options import parse_class_list
+from genaug.cli._options import RenamedOption, parse_class_list
 
 
 @click.group()
@@ -16,8 +16,8 @@ def cache():
 
 @cache.command("import")
 @click.argument("src_dir", type=click.Path())
-@click.option("--cache", "cache_dir", required=True, type=click.Path(),
-              help="Cache directory (created if missing).")
+@click.option("--synthetic-cache", "--cache", "cache_dir", cls=RenamedOption, required=True,
+              type=click.Path(), help="Synthetic cache directory (created if missing).")
 @click.option("--source-map", type=click.Path(),
               help="CSV file,source_id naming the real image each file was derived from.")
 @click.option("--classes", callback=parse_class_list, help="Only import these classes.")

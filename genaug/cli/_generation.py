@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from genaug.cli._messages import cli_message
-from genaug.cli._options import parse_class_list
+from genaug.cli._options import RenamedOption, parse_class_list
 from genaug.exceptions import ConfigError
 
 
@@ -49,7 +49,8 @@ def _echo_err(message: str) -> None:
 @click.option("--out", type=click.Path(), default="plan.json", show_default=True)
 def plan(data_dir, target_per_class, min_threshold, class_names, config_path, seed,
          variation_strength, variation_fraction, val_split, test_split, split_seed, out):
-    """Plan how many images each class needs, with attribute quotas and a balance check."""
+    """Plan the images to generate: how many each class needs, with attribute quotas and a
+    check that the final counts are balanced."""
     from genaug.generation import make_plan
 
     result = make_plan(data_dir, target_per_class=target_per_class,
@@ -184,13 +185,15 @@ def _load_gate(spec: str):
 
 def _nothing_accepted(summary: dict, cache_dir) -> str:
     """The one line for a run that ends with no image in the cache."""
+    from genaug.cache import GENERATION_SUMMARY
+
     by_gate: Counter = Counter()
     for entry in summary["classes"].values():
         by_gate.update(entry["rejected_by_gate"])
     reasons = ", ".join(f"{gate} {n}" for gate, n in by_gate.most_common()) or "none"
     return (f"none of the {summary['totals']['requested']} planned images was accepted "
             f"(rejections by gate: {reasons}); lower the gates' thresholds or improve the "
-            f"generator (details: {Path(cache_dir) / 'generation_summary.json'})")
+            f"generator (details: {Path(cache_dir) / GENERATION_SUMMARY})")
 
 
 @click.command("generate")
@@ -202,22 +205,23 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
               help="Local Stable Diffusion checkpoint directory (sd backend; no download).")
 @click.option("--lora", type=click.Path(),
               help="LoRA adapter folder written by `genaug fit-lora` (with --sd-model).")
-@click.option("--cache", "cache_dir", type=click.Path(), required=True,
+@click.option("--synthetic-cache", "--cache", "cache_dir", cls=RenamedOption,
+              type=click.Path(), required=True,
               help="Synthetic cache directory (an existing one is resumed).")
 @click.option("--verify-model", type=click.Path(),
               help="Reference classifier (.keras) trained on the real data with balanced "
                    "sampling; enables the verification gate.")
 @click.option("--verify-threshold", type=click.FloatRange(0, 1), default=0.6,
               show_default=True)
-@click.option("--select", "select", type=click.Choice(["feature-distance", "class-margin"]),
-              default=None,
+@click.option("--synthetic-select", "--select", "select", cls=RenamedOption,
+              type=click.Choice(["feature-distance", "class-margin"]), default=None,
               help="Feature-space gate (needs --select-model): feature-distance keeps images "
                    "within --select-max-ratio class radii of their class's real images; "
                    "class-margin only those whose own class ranks first (the rule of genaug "
                    "train --synthetic-select class-margin, docs/generation.md).")
 @click.option("--select-model", type=click.Path(),
-              help="Classifier (.keras, trained with --balanced) whose features --select "
-                   "uses.")
+              help="Classifier (.keras, trained with --balanced) whose features "
+                   "--synthetic-select uses.")
 @click.option("--select-max-ratio", type=click.FloatRange(min=0, min_open=True), default=2.0,
               show_default=True,
               help="Largest distance to the class centre, in class radii (2: the in and near "
@@ -298,7 +302,9 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
              max_seconds, workers, ray, ray_workers, ray_gpus_per_worker, ray_cpus_per_worker,
              device, precision, quiet):
     """Generate the plan's images into a verified, resumable synthetic cache."""
+    from genaug.cache import ENV_REPORT, GENERATION_SUMMARY, lock_cache
     from genaug.generation import (
+        GateSpec,
         GenerationPlan,
         generate_cache,
         load_backend,
@@ -310,9 +316,10 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
     if lora and not sd_model:
         raise ConfigError("--lora adapts a Stable Diffusion checkpoint: give it with --sd-model")
     if select and not select_model:
-        raise ConfigError(f"--select {select} and --select-model go together")
+        raise ConfigError(f"--synthetic-select {select} and --select-model go together")
     if select_model and not select:
-        raise ConfigError("--select-model needs --select feature-distance or class-margin")
+        raise ConfigError("--select-model needs --synthetic-select feature-distance or "
+                          "class-margin")
     if select_model and not Path(select_model).is_file():
         raise ConfigError(f"model not found: {select_model}")
     parameters = dict(plan=plan_path, generator=generator, sd_model=sd_model, lora=lora,
@@ -332,13 +339,17 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
                       device=device, precision=precision, argv=sys.argv[1:])
     plan_obj = GenerationPlan.load(plan_path)
     if Path(cache_dir).is_dir():  # refuse before loading the generator, not after
-        from genaug.cache import lock_cache
-
         lock_cache(Path(cache_dir)).close()
     if strength is None:
         strength = plan_obj.variation["strength"] if plan_obj.variation else 0.6
     parameters["strength"] = strength
-    extra = [_load_gate(spec) for spec in gate_specs]
+    # 0 (or -1 for pHash) turns a gate off on the command line; the library says None
+    gates = GateSpec(blur_min=blur_min or None, structure_min=structure_min or None,
+                     phash_max=None if phash_max < 0 else phash_max, verify_model=verify_model,
+                     verify_threshold=verify_threshold, select_model=select_model,
+                     select_method=select or "feature-distance",
+                     select_max_ratio=select_max_ratio, pixel_statistics=pixel_statistics,
+                     extra_gates=[_load_gate(spec) for spec in gate_specs])
     options = {"strength": strength, "batch_size": batch_size,
                "ray": True if ray == "" else ray, "ray_workers": ray_workers,
                "ray_gpus_per_worker": ray_gpus_per_worker,
@@ -364,14 +375,10 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
                f"{plan_obj.total_to_generate} images planned", err=True)
     try:
         summary = generate_cache(
-            plan_obj, backend=backend, cache_dir=cache_dir, blur_min=blur_min or None,
-            structure_min=structure_min or None,
-            phash_max=None if phash_max < 0 else phash_max, verify_model=verify_model,
-            verify_threshold=verify_threshold, select_model=select_model,
-            select_method=select or "feature-distance", select_max_ratio=select_max_ratio,
-            pixel_statistics=pixel_statistics, extra_gates=extra, max_retries=max_retries,
-            image_size=image_size, color_mode=color_mode, batch_size=batch_size,
-            img2img_fraction=img2img_fraction, max_seconds=max_seconds, workers=workers,
+            plan_obj, backend=backend, cache_dir=cache_dir, gates=gates,
+            max_retries=max_retries, image_size=image_size, color_mode=color_mode,
+            batch_size=batch_size, img2img_fraction=img2img_fraction, max_seconds=max_seconds,
+            workers=workers,
             progress=not quiet, parameters=parameters, echo=_echo_err)
     except KeyboardInterrupt:
         _echo_err(f"interrupted: {cache_dir} is consistent; run the same command again to "
@@ -392,4 +399,4 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
     if totals["requested"] and not totals["accepted"]:
         _echo_err(f"Error: {_nothing_accepted(summary, cache_dir)}")
         sys.exit(1)
-    click.echo(f"cache: {cache_dir} (summary: generation_summary.json, env_report.json)")
+    click.echo(f"cache: {cache_dir} (summary: {GENERATION_SUMMARY}, {ENV_REPORT})")

@@ -15,6 +15,24 @@ def parse_class_list(ctx, param, value):
     return names
 
 
+class RenamedOption(click.Option):
+    """An option whose first name is the one ``--help`` and error messages show; its other
+    names are the spellings it had before, still accepted for one release."""
+
+    def _first_name_only(self, method, ctx):
+        names, self.opts = self.opts, self.opts[:1]
+        try:
+            return method(ctx)
+        finally:
+            self.opts = names
+
+    def get_help_record(self, ctx):
+        return self._first_name_only(super().get_help_record, ctx)
+
+    def get_error_hint(self, ctx):
+        return self._first_name_only(super().get_error_hint, ctx)
+
+
 def _click_type(flag):
     """The click type of a :class:`~genaug.sampling.RecipeFlag`."""
     if flag.kind is str:

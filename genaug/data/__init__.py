@@ -10,7 +10,7 @@ from genaug.data._analyze import (
 )
 from genaug.data._decode import (
     COLOR_MODES,
-    check_color_mode,
+    channels_of,
     convert_mode,
     encode_png,
     load_image,
@@ -57,7 +57,7 @@ __all__ = [
     "StoreDecoder",
     "analyze_dataset",
     "build_store",
-    "check_color_mode",
+    "channels_of",
     "convert_mode",
     "decoded_bytes",
     "digits_longtail",

@@ -20,8 +20,14 @@ INTERPOLATIONS = {
 }
 
 
-def check_color_mode(color_mode: str) -> int:
-    """Return the channel count of ``color_mode`` or raise a one-line ``ValueError``."""
+def channels_of(color_mode: str) -> int:
+    """The channel count of ``color_mode`` (``"grayscale"`` 1, ``"rgb"`` 3, ``"rgba"`` 4).
+
+    Raises
+    ------
+    ValueError
+        One line naming the colour modes, for any other value.
+    """
     try:
         return COLOR_MODES[color_mode]
     except KeyError:
@@ -36,7 +42,7 @@ def convert_mode(image: Image.Image, color_mode: str) -> Image.Image:
     16-bit and float images are rescaled to 8 bits by their dtype range rather than clipped,
     so a 16-bit scan does not come out white.
     """
-    check_color_mode(color_mode)
+    channels_of(color_mode)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from genaug.data._decode import check_color_mode, load_image
+from genaug.data._decode import channels_of, load_image
 from genaug.exceptions import OutputError
 
 #: Version of the files a store directory holds; a store of another version is rebuilt.
@@ -87,7 +87,7 @@ class ImageStore:
 
 def decoded_bytes(count: int, image_size, color_mode: str, dtype=np.uint8) -> int:
     """Bytes that ``count`` decoded images of this size, colour mode and dtype take."""
-    return (count * int(image_size[0]) * int(image_size[1]) * check_color_mode(color_mode)
+    return (count * int(image_size[0]) * int(image_size[1]) * channels_of(color_mode)
             * np.dtype(dtype).itemsize)
 
 
@@ -153,7 +153,7 @@ def build_store(paths, *, image_size, color_mode: str, interpolation: str = "bil
     """
     paths = [os.fspath(p) for p in paths]
     image_size = (int(image_size[0]), int(image_size[1]))
-    shape = (len(paths), *image_size, check_color_mode(color_mode))
+    shape = (len(paths), *image_size, channels_of(color_mode))
     if decoder is None:
         decoder = pillow_decoder(image_size=image_size, color_mode=color_mode,
                                  interpolation=interpolation, workers=workers)

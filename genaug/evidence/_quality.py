@@ -3,16 +3,15 @@ near-duplicates and the verification pass rate recorded at generation time."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from genaug.cache import read_rejections
 from genaug.data import convert_mode, resize_array
 from genaug.evidence._distribution import fid, kid, mean_pairwise_distance
 from genaug.evidence._ssim import nearest_ssim
@@ -113,29 +112,6 @@ def measure_quality(
     }
 
 
-#: Rejected generation candidates, written next to the records by ``genaug generate``.
-REJECTIONS_FILE = "generation_rejections.jsonl"
-
-
-def read_rejections(cache_dir) -> list[dict]:
-    """The rejected candidates logged in a cache (one per id and attempt); [] without a log."""
-    path = Path(cache_dir) / REJECTIONS_FILE
-    if not path.is_file():
-        return []
-    seen, out = set(), []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            key = (entry.get("id"), entry.get("attempt"))
-            if key not in seen:
-                seen.add(key)
-                out.append(entry)
-    return out
-
-
 def verification_summary(records, rejections=None) -> dict:
     """How the generated candidates fared in the quality gates at generation time.
 
@@ -145,8 +121,8 @@ def verification_summary(records, rejections=None) -> dict:
         Accepted images (cache records), with ``quality`` {gate: {"passed", ...}} and
         ``attempts``.
     rejections : list of dict, optional
-        Rejected candidates (see :func:`read_rejections`). The cache keeps only accepted images,
-        so without this log the pass rate can only be estimated from ``attempts``.
+        Rejected candidates (see :func:`genaug.cache.read_rejections`). The cache keeps only
+        accepted images, so without this log the pass rate can only be estimated from ``attempts``.
 
     Returns
     -------

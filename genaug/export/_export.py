@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genaug.cache import STATUS_FILE, CacheProblems, SyntheticCache, TrainingStatus
+from genaug.cache import ENV_REPORT, STATUS_FILE, CacheProblems, SyntheticCache, TrainingStatus
 from genaug.data import DatasetIndex, DatasetSplits, SkippedFile, skipped_summary, split_dataset
 from genaug.exceptions import ConfigError, DatasetError, GenaugWarning, OutputError
 from genaug.export._links import LINK_MODES, FileLinker
@@ -25,7 +25,6 @@ from genaug.sources import CacheSource
 SPLIT_FOLDERS = {"train": "train", "validation": "val", "test": "test"}
 MANIFEST_COLUMNS = ("path", "label", "split", "source", "synthetic_id", "source_id")
 LABEL_MAP = "label_map.json"
-ENV_REPORT = "env_report.json"
 
 
 @dataclass(frozen=True)

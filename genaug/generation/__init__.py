@@ -1,4 +1,4 @@
-"""Generation engine: fit a class-conditional generator, plan the balance, make a verified cache.
+"""Generation engine: fit a class-conditional generator, plan the images, make a verified cache.
 
 Three steps, each a CLI command and a function:
 
@@ -34,14 +34,15 @@ Generate a batch for any classes and seeds (each image comes with its provenance
 Build the standard gate chain and run it on one image (normalise it to the output size and
 colour mode first, with :func:`normalize_image`)::
 
-    gates = build_gate_chain(blur_min=60, phash_max=4, verify_model="ref.keras",
-                             verify_threshold=0.6, class_names=index.class_names,
-                             reference_images=lambda c: real_images_of(c))
+    spec = GateSpec(blur_min=60, phash_max=4, verify_model="ref.keras", verify_threshold=0.6)
+    gates = spec.build(class_names=index.class_names,
+                       reference_images=lambda c: real_images_of(c))
     image = normalize_image(made[0].image, (64, 64), "rgb")
     passed, quality = gates.check(image, "cat")     # quality goes into the record
 
 ``check`` remembers accepted images for the near-duplicate gate; ``gates.acceptance_rates()``
-and ``gates.collapsed()`` report per-class acceptance; ``gates.collapse_message(item)`` says
+and ``gates.collapsed()`` report per-class acceptance (``gates.new_collapse_messages()``: the
+warnings not given yet); ``gates.collapse_message(item)`` says
 whether a verifier collapse (below 20 %) comes from the verifier (it rejects the class's real
 images too: it learned the imbalance) or from the generator (noise, or images the verifier
 does not recognise). For batches, ``gates.prepare(images, classes)`` does the
@@ -71,6 +72,7 @@ from genaug.generation._gates import (
     FunctionGate,
     GateChain,
     GateResult,
+    GateSpec,
     PHashGate,
     PixelStatisticsGate,
     QualityGate,
@@ -99,6 +101,7 @@ __all__ = [
     "GateAcceptanceWarning",
     "GateChain",
     "GateResult",
+    "GateSpec",
     "GeneratedImage",
     "GenerationConfig",
     "GenerationError",

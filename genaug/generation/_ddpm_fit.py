@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genaug.data import infer_color_mode
+from genaug.data import channels_of, infer_color_mode
 from genaug.exceptions import ConfigError, DatasetError
 from genaug.generation._ddpm_model import (
     MODEL_SIZES,
@@ -202,7 +202,7 @@ class _FitRun:
             raise DatasetError("no usable images to train the generator on")
         if self.color_mode == "auto":
             self.color_mode = infer_color_mode(index)
-        self.channels = 1 if self.color_mode == "grayscale" else 3
+        self.channels = channels_of(self.color_mode)
         self.device = resolve_device(self.device)
         self.dtype = resolve_dtype(self.device, self.precision)
         self.precision_name = precision_name(self.dtype)

@@ -14,7 +14,6 @@ stateless gates and computes what the stateful gates compare (a pHash each), in 
 from __future__ import annotations
 
 import threading
-import warnings
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from genaug.exceptions import ConfigError, GateAcceptanceWarning
+from genaug.exceptions import ConfigError
 from genaug.generation._image_metrics import (
     HashSet,
     border_means,
@@ -749,17 +748,15 @@ class GateChain:
                             "passed": passed, "rate": passed / checked})
         return out
 
-    def warn_collapsed(self, **kwargs) -> list[str]:
-        """Emit a :class:`GateAcceptanceWarning` (once per class and gate); return messages."""
+    def new_collapse_messages(self) -> list[str]:
+        """:meth:`collapse_message` of each gate whose acceptance of a class has collapsed
+        since the last call: once per class and gate, for the caller to warn with."""
         messages = []
-        for item in self.collapsed(**kwargs):
+        for item in self.collapsed():
             key = (item["class"], item["gate"])
-            if key in self._warned:
-                continue
-            self._warned.add(key)
-            message = self.collapse_message(item)
-            warnings.warn(message, GateAcceptanceWarning, stacklevel=2)
-            messages.append(message)
+            if key not in self._warned:
+                self._warned.add(key)
+                messages.append(self.collapse_message(item))
         return messages
 
     def collapse_message(self, item: dict) -> str:
@@ -834,24 +831,17 @@ def real_image_loader(paths_by_class: Mapping[str, Sequence[str]], *, image_size
     return reference_images
 
 
-def build_gate_chain(
-    *,
-    blur_min: float | None = 60.0,
-    structure_min: float | None = 0.5,
-    phash_max: int | None = 4,
-    verify_model=None,
-    verify_threshold: float = 0.6,
-    select_model=None,
-    select_method: str = "feature-distance",
-    select_max_ratio: float = 2.0,
-    pixel_statistics: bool = False,
-    class_names: Sequence[str] | None = None,
-    reference_images: Callable[[str], Iterable[np.ndarray]] | None = None,
-    training_images: Callable[[str], Iterable[np.ndarray]] | None = None,
-    extra_gates: Sequence[QualityGate] = (),
-) -> GateChain:
-    """The standard gate chain: blur, structure, pixel statistics (when asked), verifier and
-    feature selection (when their models are given), extra gates, pHash.
+#: ``select_method`` values of :class:`GateSpec`.
+SELECT_METHODS = ("feature-distance", "class-margin")
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """The settings of the standard gate chain, validated once; :meth:`build` makes the chain.
+
+    The chain is blur, structure, pixel statistics (when asked), verifier and feature
+    selection (when their models are given), extra gates, pHash. ``generate_cache``, the live
+    producer and ``genaug generate`` all take one of these.
 
     Parameters
     ----------
@@ -865,54 +855,96 @@ def build_gate_chain(
         The reference classifier (trained on the real data with balanced sampling).
     verify_threshold : float, default 0.6
     select_model : path-like, FeatureExtractor, FeatureDistanceGate or ClassMarginGate, optional
-        A classifier trained with balanced sampling whose features select, against
-        ``training_images``.
+        A classifier trained with balanced sampling whose features select, against the
+        real training images.
     select_method : {"feature-distance", "class-margin"}, default "feature-distance"
         How ``select_model``'s features select: :class:`FeatureDistanceGate` (within
         ``select_max_ratio`` class radii) or :class:`ClassMarginGate` (its own class ranks
-        first; needs ``class_names``).
+        first; needs the class names).
     select_max_ratio : float, default 2.0
         Largest distance to the class centre, in class radii, that the feature-distance
         gate keeps (2: the "in" and "near" bands; 1: "in" only).
     pixel_statistics : bool, default False
         Add :class:`PixelStatisticsGate` (background level and intensity histogram against
-        ``training_images``). Off by default: its tolerances are not measured yet.
-    class_names : sequence of str, optional
-        The dataset's classes (for a verification model that names none).
-    reference_images : callable, optional
-        ``reference_images(class_name)`` -> the real images of the class for the pHash gate,
-        already at the output size and colour mode.
-    training_images : callable, optional
-        The same for the class's real **training** images only, which the selection and
-        pixel-statistics gates measure against (default: ``reference_images``).
+        the real training images). Off by default: its tolerances are not measured yet.
     extra_gates : sequence of QualityGate
-        User gates (e.g. a single-face check).
+        User gates (e.g. a single-face check), kept as a tuple.
     """
-    training_images = training_images or reference_images
-    gates: list[QualityGate] = []
-    if blur_min is not None:
-        gates.append(BlurGate(threshold=blur_min))
-    if structure_min is not None:
-        gates.append(StructureGate(threshold=structure_min))
-    if pixel_statistics:
-        gates.append(PixelStatisticsGate(reference_images=training_images))
-    if verify_model is not None:
-        verifier = (verify_model if isinstance(verify_model, VerifierGate)
-                    else VerifierGate(verify_model, threshold=verify_threshold))
-        if class_names is not None:
-            verifier.bind_classes(class_names)
-        gates.append(verifier)
-    if select_model is not None:
-        gates.append(_selection_gate(select_model, select_method, select_max_ratio,
-                                     class_names, training_images))
-    gates.extend(extra_gates)
-    if phash_max is not None:
-        gates.append(PHashGate(threshold=phash_max, reference_images=reference_images))
-    return GateChain(gates, reference_images=reference_images)
+
+    blur_min: float | None = 60.0
+    structure_min: float | None = 0.5
+    phash_max: int | None = 4
+    verify_model: object = None
+    verify_threshold: float = 0.6
+    select_model: object = None
+    select_method: str = "feature-distance"
+    select_max_ratio: float = 2.0
+    pixel_statistics: bool = False
+    extra_gates: Sequence[QualityGate] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "extra_gates", tuple(self.extra_gates))
+        if self.select_method not in SELECT_METHODS:
+            raise ConfigError(f"`select_method` must be one of {', '.join(SELECT_METHODS)}, "
+                              f"got {self.select_method!r}")
+
+    @property
+    def uses_models(self) -> bool:
+        """Whether a gate runs a classifier (the verifier or the feature selection)."""
+        return bool(self.verify_model) or bool(self.select_model)
+
+    def build(self, *, class_names: Sequence[str] | None = None,
+              reference_images: Callable[[str], Iterable[np.ndarray]] | None = None,
+              training_images: Callable[[str], Iterable[np.ndarray]] | None = None
+              ) -> GateChain:
+        """The chain of these settings.
+
+        Parameters
+        ----------
+        class_names : sequence of str, optional
+            The dataset's classes (for a verification model that names none).
+        reference_images : callable, optional
+            ``reference_images(class_name)`` -> the real images of the class for the pHash
+            gate, already at the output size and colour mode.
+        training_images : callable, optional
+            The same for the class's real **training** images only, which the selection and
+            pixel-statistics gates measure against (default: ``reference_images``).
+        """
+        training_images = training_images or reference_images
+        gates: list[QualityGate] = []
+        if self.blur_min is not None:
+            gates.append(BlurGate(threshold=self.blur_min))
+        if self.structure_min is not None:
+            gates.append(StructureGate(threshold=self.structure_min))
+        if self.pixel_statistics:
+            gates.append(PixelStatisticsGate(reference_images=training_images))
+        if self.verify_model is not None:
+            verifier = (self.verify_model if isinstance(self.verify_model, VerifierGate)
+                        else VerifierGate(self.verify_model, threshold=self.verify_threshold))
+            if class_names is not None:
+                verifier.bind_classes(class_names)
+            gates.append(verifier)
+        if self.select_model is not None:
+            gates.append(_selection_gate(self.select_model, self.select_method,
+                                         self.select_max_ratio, class_names, training_images))
+        gates.extend(self.extra_gates)
+        if self.phash_max is not None:
+            gates.append(PHashGate(threshold=self.phash_max, reference_images=reference_images))
+        return GateChain(gates, reference_images=reference_images)
 
 
-#: ``select_method`` values of :func:`build_gate_chain`.
-SELECT_METHODS = ("feature-distance", "class-margin")
+def build_gate_chain(*, class_names: Sequence[str] | None = None,
+                     reference_images: Callable[[str], Iterable[np.ndarray]] | None = None,
+                     training_images: Callable[[str], Iterable[np.ndarray]] | None = None,
+                     **settings) -> GateChain:
+    """The standard gate chain: ``GateSpec(**settings).build(...)``.
+
+    ``settings`` are the fields of :class:`GateSpec` (``blur_min``, ``phash_max``,
+    ``verify_model``, ...); the other arguments are those of :meth:`GateSpec.build`.
+    """
+    return GateSpec(**settings).build(class_names=class_names,
+                                      reference_images=reference_images,
+                                      training_images=training_images)
 
 
 def _selection_gate(model, method: str, max_ratio: float, class_names,
@@ -920,9 +952,6 @@ def _selection_gate(model, method: str, max_ratio: float, class_names,
     """The feature-space gate of ``select_model`` (a ready gate is used as it is)."""
     if isinstance(model, (FeatureDistanceGate, ClassMarginGate)):
         return model
-    if method not in SELECT_METHODS:
-        raise ConfigError(f"`select_method` must be one of {', '.join(SELECT_METHODS)}, got "
-                          f"{method!r}")
     if method == "feature-distance":
         return FeatureDistanceGate(model, reference_images=training_images,
                                    threshold=max_ratio)

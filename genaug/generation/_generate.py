@@ -18,7 +18,7 @@ import shutil
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,14 +26,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from genaug.cache import (
+    ENV_REPORT,
+    GENERATION_RUN,
+    GENERATION_SUMMARY,
+    REJECTIONS_LOG,
+    CacheWriter,
+    RejectionLog,
+    SyntheticCache,
+    read_rejections,
+)
 from genaug.exceptions import CacheError, ConfigError, GateAcceptanceWarning
 from genaug.generation._base import GenerationRequest, GeneratorBackend
-from genaug.generation._gates import (
-    GateChain,
-    VerifierGate,
-    build_gate_chain,
-    real_image_loader,
-)
+from genaug.generation._gates import GateChain, GateSpec, VerifierGate, real_image_loader
 from genaug.generation._pipeline import (
     Candidate,
     LocalProducer,
@@ -55,10 +60,6 @@ from genaug.generation._utils import (
     progress_bar,
 )
 
-SUMMARY_FILE = "generation_summary.json"
-ENV_REPORT = "env_report.json"
-REJECTIONS_FILE = "generation_rejections.jsonl"
-RUN_FILE = "generation_run.json"
 SEED_RULE = ("attempt 0: sha256([plan_seed, class, index, 0]); retry k: "
              "sha256([plan_seed, class, index, k]); first 31 bits")
 
@@ -68,17 +69,7 @@ def generate_cache(
     *,
     backend: GeneratorBackend,
     cache_dir,
-    gates: GateChain | None = None,
-    blur_min: float | None = 60.0,
-    structure_min: float | None = 0.5,
-    phash_max: int | None = 4,
-    verify_model=None,
-    verify_threshold: float = 0.6,
-    select_model=None,
-    select_method: str = "feature-distance",
-    select_max_ratio: float = 2.0,
-    pixel_statistics: bool = False,
-    extra_gates: Sequence = (),
+    gates: GateSpec | GateChain | None = None,
     max_retries: int = 3,
     image_size: tuple[int, int] | int | None = None,
     color_mode: str | None = None,
@@ -101,15 +92,13 @@ def generate_cache(
         cluster; the cache is the same as this process would make).
     cache_dir : path-like
         The cache (created if needed; an existing one is resumed).
-    gates : GateChain, optional
-        A ready chain; otherwise the standard one is built from ``blur_min``,
-        ``structure_min``, ``phash_max``, ``verify_model``, ``verify_threshold``,
-        ``select_model``, ``select_method``, ``select_max_ratio``, ``pixel_statistics`` and
-        ``extra_gates`` (:func:`build_gate_chain`). The selection gate of ``select_model``
-        (feature distance or class margin) and the pixel-statistics gate measure against the
-        real images of the plan's data (embedded once per class and run): its training split
-        when the plan records one (a plan of variations), else all of them; give the plan a
-        folder of training images only to keep held-out images out of these statistics.
+    gates : GateSpec or GateChain, optional
+        The settings of the standard chain (default: ``GateSpec()``), or a ready chain. The
+        selection gate of ``select_model`` (feature distance or class margin) and the
+        pixel-statistics gate measure against the real images of the plan's data (embedded
+        once per class and run): its training split when the plan records one (a plan of
+        variations), else all of them; give the plan a folder of training images only to
+        keep held-out images out of these statistics.
     max_retries : int, default 3
         A rejected image is made again with a new deterministic seed at most this many times.
     image_size : int or (h, w), optional
@@ -145,13 +134,8 @@ def generate_cache(
     """
     if not isinstance(plan, GenerationPlan):
         plan = GenerationPlan.load(plan)
-    if gates is None:
-        gates = dict(blur_min=blur_min, structure_min=structure_min, phash_max=phash_max,
-                     verify_model=verify_model, verify_threshold=verify_threshold,
-                     select_model=select_model, select_method=select_method,
-                     select_max_ratio=select_max_ratio, pixel_statistics=pixel_statistics,
-                     extra_gates=extra_gates)
-    run = _GenerationRun(plan, backend=backend, cache_dir=Path(cache_dir), gates=gates,
+    run = _GenerationRun(plan, backend=backend, cache_dir=Path(cache_dir),
+                         gates=GateSpec() if gates is None else gates,
                          max_retries=max_retries, image_size=image_size,
                          color_mode=color_mode, batch_size=batch_size,
                          img2img_fraction=img2img_fraction, data=data,
@@ -171,14 +155,44 @@ class _ClassState:
     requested: set[tuple[int, int]] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class _RealData:
+    """Step 1's result: the output's size and colour mode, and the real images by class."""
+
+    image_size: tuple[int, int]
+    color_mode: str
+    #: the classes the plan still asks images of
+    todo_classes: tuple[str, ...]
+    paths: dict[str, list[str]]
+    ids: dict[str, list[str]]
+    path_by_id: dict[str, str]
+    #: the real images the selection and pixel-statistics gates measure against
+    training_paths: dict[str, list[str]]
+    #: each class's seeded order of the real images that variations start from
+    source_order: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class _OpenCache:
+    """Step 3's result: the locked cache and what earlier runs decided."""
+
+    writer: CacheWriter
+    #: whether this run made the folder (removed again when the run writes nothing)
+    created: bool
+    existing: dict[str, dict]
+    rejections: RejectionLog
+    logged_before: int
+
+
 class _GenerationRun:
-    """One :func:`generate_cache` call. :meth:`__call__` lists its steps; the sampling loop
-    runs in the calling thread, :meth:`_commit` in the ordered consumer's."""
+    """One :func:`generate_cache` call. :meth:`__call__` lists its steps, each returning
+    what the next ones need; the sampling loop runs in the calling thread, :meth:`_commit`
+    in the ordered consumer's."""
 
     def __init__(self, plan: GenerationPlan, *, backend: GeneratorBackend, cache_dir: Path,
-                 gates, max_retries: int, image_size, color_mode, batch_size,
-                 img2img_fraction: float, data, max_seconds, workers, progress: bool,
-                 parameters, echo):
+                 gates: GateSpec | GateChain, max_retries: int, image_size, color_mode,
+                 batch_size, img2img_fraction: float, data, max_seconds, workers,
+                 progress: bool, parameters, echo):
         if max_retries < 0:
             raise ConfigError(f"`max_retries` must not be negative, got {max_retries}")
         if not 0.0 <= img2img_fraction <= 1.0:
@@ -189,11 +203,14 @@ class _GenerationRun:
             raise ConfigError(f"`max_seconds` must be positive, got {max_seconds}")
         if workers is not None and workers < 1:
             raise ConfigError(f"`workers` must be at least 1, got {workers}")
+        self.job_size = int(batch_size or backend.batch_size)
+        if self.job_size < 1:
+            raise ConfigError(f"`batch_size` must be at least 1, got {batch_size}")
         self.plan, self.backend, self.cache_dir = plan, backend, cache_dir
-        self.gates = gates
+        self.gate_settings = gates
         self.max_retries, self.img2img_fraction = int(max_retries), float(img2img_fraction)
-        self.image_size, self.color_mode, self.batch_size = image_size, color_mode, batch_size
-        self.data, self.max_seconds = data, max_seconds
+        self.asked_size, self.asked_color_mode = image_size, color_mode
+        self.data_source, self.max_seconds = data, max_seconds
         self.workers = int(workers or min(4, os.cpu_count() or 1))
         self.progress, self.parameters = progress, parameters
         self.echo = echo
@@ -202,24 +219,25 @@ class _GenerationRun:
         self.clock = time.perf_counter()
         self.times = StageTimes()
         self.messages: list[str] = []
-        self.warned: set[tuple[str, str]] = set()
         self.stopped_by: str | None = None
         self.producer = None
         self.accepted = self.rejected = 0
 
     def __call__(self) -> dict:
         # 1. Read the real data: output size and colour mode, the sources of variations.
-        self._read_data()
+        self.real = self._read_data()
         # 2. Build the gate chain and the fingerprint a resumed run must match.
-        self._build_gates()
+        self.gates = self._build_gates(self.real)
+        self.preparation = Preparation(self.real.image_size, self.real.color_mode, self.gates)
+        self.fingerprint = self._fingerprint(self.real, self.gates)
         # 3. Open the cache: lock it, refuse other settings, read earlier runs' decisions.
-        self._open_cache()
+        self.cache = self._open_cache(self.fingerprint)
         failed, interrupted = True, False
         try:
             # 4. Order what is left round-robin across classes (earlier images registered).
-            work = self._order_work()
+            self.classes, self.bar, first_attempts = self._order_work()
             # 5. Sample, prepare and commit, overlapped, until done or out of time.
-            self._produce(work)
+            self._produce(first_attempts)
             failed = False
         except KeyboardInterrupt:
             interrupted = True
@@ -230,12 +248,12 @@ class _GenerationRun:
         return summary
 
     # -- 1. the real data ----------------------------------------------------------------
-    def _read_data(self) -> None:
+    def _read_data(self) -> _RealData:
         from genaug.data import DatasetIndex
         from genaug.generation._ddpm_fit import infer_color_mode
 
         plan, backend = self.plan, self.backend
-        source = self.data if self.data is not None else plan.data
+        source = self.data_source if self.data_source is not None else plan.data
         index = None
         if source is not None:
             with warnings.catch_warnings():  # the plan chose its classes on purpose
@@ -247,52 +265,54 @@ class _GenerationRun:
             if changed:
                 self.say(f"warning: the data changed since the plan was made: "
                          f"{', '.join(changed)}")
-        size = self.image_size
+        size = self.asked_size
         if isinstance(size, int):
             size = (size, size)
         size = tuple(size) if size else (_modal_size(index) or backend.native_size)
         if size is None:
             raise ConfigError("give `image_size`: neither real images nor the generator fix it")
-        mode = self.color_mode
+        mode = self.asked_color_mode
         if mode is None:
             mode = (infer_color_mode(index) if index is not None and len(index)
                     else backend.native_color_mode)
         if mode not in ("grayscale", "rgb"):
             raise ConfigError(f"`color_mode` must be grayscale or rgb, got {mode!r}")
-        self.image_size, self.color_mode = size, mode
-        self.todo_classes = [c for c in plan.class_names if plan.classes[c]["generate"] > 0]
-        impossible = [c for c in self.todo_classes if not backend.can_generate(c)]
+        todo = tuple(c for c in plan.class_names if plan.classes[c]["generate"] > 0)
+        impossible = [c for c in todo if not backend.can_generate(c)]
         if impossible:
             raise ConfigError(
                 f"the {backend.backend_name} generator cannot make class(es) "
                 f"{', '.join(impossible)} (it knows {', '.join(backend.class_names or ())}); "
                 "a class with no real image needs a prompt-driven generator (`sd_model`)")
-        self.real_paths: dict[str, list[str]] = {c: [] for c in plan.class_names}
-        self.real_ids: dict[str, list[str]] = {c: [] for c in plan.class_names}
+        paths: dict[str, list[str]] = {c: [] for c in plan.class_names}
+        ids: dict[str, list[str]] = {c: [] for c in plan.class_names}
         if index is not None:
             for path, label, rid in zip(index.paths, index.labels, index.ids):
-                self.real_paths[index.class_names[label]].append(path)
-                self.real_ids[index.class_names[label]].append(rid)
-        self.real_path_by_id = {rid: path for paths, ids in zip(self.real_paths.values(),
-                                                                 self.real_ids.values())
-                                for path, rid in zip(paths, ids)}
-        self.training_paths = self._training_paths(index)
-        self._check_variation_plan()
-        self.source_order = {
+                paths[index.class_names[label]].append(path)
+                ids[index.class_names[label]].append(rid)
+        path_by_id = {rid: path for class_paths, class_ids in zip(paths.values(), ids.values())
+                      for path, rid in zip(class_paths, class_ids)}
+        training_paths = self._training_paths(index, paths)
+        self._check_variation_plan(todo, path_by_id)
+        source_order = {
             c: np.random.default_rng(derive_seed(plan.seed, c, "sources")).permutation(
-                len(paths)) for c, paths in self.real_paths.items() if paths}
+                len(class_paths)) for c, class_paths in paths.items() if class_paths}
+        return _RealData(image_size=(int(size[0]), int(size[1])), color_mode=mode,
+                         todo_classes=todo, paths=paths, ids=ids, path_by_id=path_by_id,
+                         training_paths=training_paths, source_order=source_order)
 
-    def _training_paths(self, index) -> dict[str, list[str]]:
+    def _training_paths(self, index, paths: dict[str, list[str]]) -> dict[str, list[str]]:
         """Each class's real training images: the plan's training split when it records one
         (a plan of variations), else all of the real images."""
         split = (self.plan.variation or {}).get("split")
         if index is None or split is None:
-            return self.real_paths
+            return paths
         train = split_like_train(index, val_split=split["val_split"],
                                  test_split=split["test_split"], seed=split["seed"]).train
         return {c: list(train.paths_by_class().get(c, ())) for c in self.plan.class_names}
 
-    def _check_variation_plan(self) -> None:
+    def _check_variation_plan(self, todo_classes: tuple[str, ...],
+                              path_by_id: dict[str, str]) -> None:
         """A plan of variations needs its source images and a backend noising them as much
         as the plan says."""
         variation = self.plan.variation
@@ -308,95 +328,97 @@ class _GenerationRun:
             raise ConfigError(f"the plan makes variations at strength {variation['strength']} "
                               f"but the backend noises them to {self.backend.strength}; load "
                               f"it with strength={variation['strength']}")
-        missing = sorted({rid for name in self.todo_classes for rid in
-                          self.plan.classes[name]["source_ids"]} - set(self.real_path_by_id))
+        missing = sorted({rid for name in todo_classes for rid in
+                          self.plan.classes[name]["source_ids"]} - set(path_by_id))
         if missing:
             raise ConfigError(f"{len(missing)} source image(s) of the plan are not in the data "
                               f"(first: {missing[0]}); make the plan again")
 
     # -- 2. gates and fingerprint --------------------------------------------------------
-    def _build_gates(self) -> None:
-        reference_images = real_image_loader(self.real_paths, image_size=self.image_size,
-                                             color_mode=self.color_mode)
-        training_images = real_image_loader(self.training_paths, image_size=self.image_size,
-                                            color_mode=self.color_mode)
-        if not isinstance(self.gates, GateChain):
-            self.gates = build_gate_chain(**self.gates, class_names=self.plan.class_names,
-                                          reference_images=reference_images,
-                                          training_images=training_images)
-        for gate in self.gates.gates:
+    def _build_gates(self, real: _RealData) -> GateChain:
+        gates = self.gate_settings
+        if isinstance(gates, GateSpec):
+            gates = gates.build(
+                class_names=self.plan.class_names,
+                reference_images=real_image_loader(real.paths, image_size=real.image_size,
+                                                   color_mode=real.color_mode),
+                training_images=real_image_loader(real.training_paths,
+                                                  image_size=real.image_size,
+                                                  color_mode=real.color_mode))
+        for gate in gates.gates:
             if isinstance(gate, VerifierGate):
                 gate.bind_classes(self.plan.class_names)
-        self.preparation = Preparation(self.image_size, self.color_mode, self.gates)
-        self.job_size = int(self.batch_size or self.backend.batch_size)
-        if self.job_size < 1:
-            raise ConfigError(f"`batch_size` must be at least 1, got {self.batch_size}")
-        self.fingerprint = {
+        return gates
+
+    def _fingerprint(self, real: _RealData, gates: GateChain) -> dict:
+        fingerprint = {
             "plan_sha256": self.plan.sha256,
             "generator": {k: self.backend.info().get(k) for k in ("backend", "model_hash")},
             "backend_settings": _backend_settings(self.backend),
-            "image_size": list(self.image_size),
-            "color_mode": self.color_mode,
+            "image_size": list(real.image_size),
+            "color_mode": real.color_mode,
             "max_retries": self.max_retries,
             "img2img_fraction": self.img2img_fraction,
             "gates": [{k: g[k] for k in ("name", "threshold", "type")}
-                      for g in self.gates.describe()],
+                      for g in gates.describe()],
         }
         lora = self.backend.info().get("lora_sha256")
         if lora:  # resuming with another adapter, or none, fails
-            self.fingerprint["generator"]["lora_sha256"] = lora
+            fingerprint["generator"]["lora_sha256"] = lora
+        return fingerprint
 
     # -- 3. the cache --------------------------------------------------------------------
-    def _open_cache(self) -> None:
-        from genaug.cache import CacheWriter, SyntheticCache
-
-        self.created = not self.cache_dir.exists()
+    def _open_cache(self, fingerprint: dict) -> _OpenCache:
+        created = not self.cache_dir.exists()
         writer = None
         try:
             # the writer locks the cache first: nothing is read while another run writes
             writer = CacheWriter(self.cache_dir)
-            self.existing = {r["id"]: r for r in SyntheticCache(self.cache_dir).records}
-            _check_run(self.cache_dir, self.fingerprint, empty=not self.existing)
-            self.rejections = _AppendLog(self.cache_dir / REJECTIONS_FILE)
+            existing = {r["id"]: r for r in SyntheticCache(self.cache_dir).records}
+            _check_run(self.cache_dir, fingerprint, empty=not existing)
+            rejections = RejectionLog(self.cache_dir)
         except BaseException:
             if writer is not None:
                 writer.close()
-            if self.created:
+            if created:
                 shutil.rmtree(self.cache_dir, ignore_errors=True)
             raise
-        self.writer = writer
-        self.logged_before = len(self.rejections.entries)
+        return _OpenCache(writer=writer, created=created, existing=existing,
+                          rejections=rejections, logged_before=len(rejections.entries))
 
     # -- 4. the order of the work ----------------------------------------------------------
-    def _order_work(self) -> list[Work]:
-        exhausted = {e["id"] for e in self.rejections.entries if e.get("exhausted")}
-        self.classes: dict[str, _ClassState] = {}
+    def _order_work(self) -> tuple[dict[str, _ClassState], object, list[Work]]:
+        """Each class's pending entries, the progress bar, and the first attempts in
+        round-robin order."""
+        exhausted = {e["id"] for e in self.cache.rejections.entries if e.get("exhausted")}
+        classes: dict[str, _ClassState] = {}
         total = left = 0
-        for class_name in self.todo_classes:
+        for class_name in self.real.todo_classes:
             items = self.plan.items(class_name)
-            pending = [it for it in items
-                       if it.record_id not in self.existing and it.record_id not in exhausted]
+            pending = [it for it in items if it.record_id not in self.cache.existing
+                       and it.record_id not in exhausted]
             total, left = total + len(items), left + len(pending)
             if not pending:
                 continue
             # earlier runs' accepted images take part in the near-duplicate checks
             self.gates.register_many(self._accepted_images(items), class_name)
-            self.classes[class_name] = _ClassState(
+            classes[class_name] = _ClassState(
                 pending, requested={(it.index, 0) for it in pending})
-        self.bar = progress_bar(total=total, initial=total - left, desc="generate",
-                                enabled=self.progress)
-        return interleave({c: [(it, 0) for it in s.items] for c, s in self.classes.items()})
+        bar = progress_bar(total=total, initial=total - left, desc="generate",
+                           enabled=self.progress)
+        return classes, bar, interleave({c: [(it, 0) for it in state.items]
+                                         for c, state in classes.items()})
 
     def _accepted_images(self, items: list[PlanItem]) -> list[np.ndarray]:
         images = []
         for item in items:
-            record = self.existing.get(item.record_id)
+            record = self.cache.existing.get(item.record_id)
             if record is None:
                 continue
             try:
                 with Image.open(self.cache_dir / record["path"]) as image:
-                    images.append(normalize_image(np.asarray(image), self.image_size,
-                                                  self.color_mode))
+                    images.append(normalize_image(np.asarray(image), self.real.image_size,
+                                                  self.real.color_mode))
             except Exception:  # noqa: BLE001 - a damaged file is reported by the integrity pass
                 continue
         return images
@@ -459,17 +481,17 @@ class _GenerationRun:
             prompt=item.prompt if prompts else None,
             negative_prompt=item.negative_prompt if prompts else None,
             attributes=dict(item.attributes))
-        sources = self.real_paths.get(item.class_name)
+        sources = self.real.paths.get(item.class_name)
         source_id = item.source_id  # the plan chose a training image
         if source_id is None and sources and self.img2img_fraction and is_variation(
                 item.index, self.img2img_fraction):
-            pick = int(self.source_order[item.class_name][item.index % len(sources)])
-            source_id = self.real_ids[item.class_name][pick]
+            pick = int(self.real.source_order[item.class_name][item.index % len(sources)])
+            source_id = self.real.ids[item.class_name][pick]
         if source_id is not None:
             from genaug.data import load_image
 
             native = "rgb" if self.backend.native_color_mode == "rgb" else "grayscale"
-            request.source_image = load_image(self.real_path_by_id[source_id],
+            request.source_image = load_image(self.real.path_by_id[source_id],
                                               color_mode=native)
             request.source_id = source_id
         return request
@@ -492,7 +514,7 @@ class _GenerationRun:
             touched.append(candidate.item.class_name)
         for class_name in dict.fromkeys(touched):
             self._decide(class_name, self.classes[class_name])
-        self.messages.extend(_collapse_check(self.gates, self.warned))
+        self.messages.extend(self.gates.new_collapse_messages())
         self.bar.set_postfix_str(self._postfix())
 
     def _postfix(self) -> str:
@@ -523,7 +545,7 @@ class _GenerationRun:
                     self.accepted += 1
                 else:
                     self.rejected += 1
-                    self.rejections.append({
+                    self.cache.rejections.append({
                         "id": item.record_id, "class": class_name, "plan_index": item.index,
                         "attempt": state.attempt + 1,
                         "seed": candidate.provenance.get("seed"), "quality": quality,
@@ -542,7 +564,7 @@ class _GenerationRun:
                       attempts=candidate.attempt + 1, plan_index=item.index)
         if self.backend.uses_prompts:
             fields["prompt_set_sha256"] = self.plan.prompt_set_sha256
-        self.writer.add(candidate.png, class_name=item.class_name,
+        self.cache.writer.add(candidate.png, class_name=item.class_name,
                         record_id=item.record_id, **fields)
 
     def _emit_messages(self) -> None:
@@ -557,41 +579,39 @@ class _GenerationRun:
     def _close(self, *, failed: bool, interrupted: bool) -> dict | None:
         wrote_nothing = False
         try:
-            self.rejections.close()
-            wrote_nothing = (not self.existing and not self.writer.existing_ids()
-                             and len(self.rejections.entries) == self.logged_before)
+            self.cache.rejections.close()
+            wrote_nothing = (not self.cache.existing and not self.cache.writer.existing_ids()
+                             and len(self.cache.rejections.entries) == self.cache.logged_before)
             if failed and wrote_nothing:
                 return None
             return self._write_reports(interrupted=interrupted)
         finally:
             try:
-                self.writer.close()  # the lock is held until the reports are written
+                self.cache.writer.close()  # the lock is held until the reports are written
             finally:
-                if failed and wrote_nothing and self.created:
+                if failed and wrote_nothing and self.cache.created:
                     # nothing to resume: leave no folder that would block a run with new
                     # settings
                     shutil.rmtree(self.cache_dir, ignore_errors=True)
 
     def _write_reports(self, *, interrupted: bool) -> dict:
-        from genaug.cache import SyntheticCache
         from genaug.io import atomic_write_bytes
 
         cache = SyntheticCache(self.cache_dir, class_names=self.plan.class_names)
-        problems = cache.verify_files(image_size=self.image_size,
-                                      color_mode=self.color_mode).lines()
+        problems = cache.verify_files(image_size=self.real.image_size,
+                                      color_mode=self.real.color_mode).lines()
         integrity = {"checked": len(cache.records), "ok": not problems, "problems": problems}
-        summary = summarize(self.plan, cache.records,
-                            _AppendLog(self.cache_dir / REJECTIONS_FILE).entries)
+        summary = summarize(self.plan, cache.records, read_rejections(self.cache_dir))
         all_done = all(c["pending"] == 0 for c in summary["classes"].values())
         seconds = time.perf_counter() - self.clock
-        accepted_now = len(self.writer.existing_ids()) - len(self.existing)
+        accepted_now = len(self.cache.writer.existing_ids()) - len(self.cache.existing)
         summary.update(
             complete=bool(not interrupted and all_done and integrity["ok"]),
             interrupted=interrupted,
             stopped_by="interrupt" if interrupted else self.stopped_by,
             cache=str(self.cache_dir),
-            image_size=list(self.image_size),
-            color_mode=self.color_mode,
+            image_size=list(self.real.image_size),
+            color_mode=self.real.color_mode,
             generator=self.backend.info(),
             gates=self.gates.describe(),
             integrity=integrity,
@@ -605,7 +625,7 @@ class _GenerationRun:
             summary["cluster"] = report()
         if problems:
             self.say(f"integrity: {len(problems)} problem(s): " + "; ".join(problems[:3]))
-        atomic_write_bytes(self.cache_dir / SUMMARY_FILE,
+        atomic_write_bytes(self.cache_dir / GENERATION_SUMMARY,
                            (json.dumps(summary, indent=2, default=str) + "\n").encode())
         atomic_write_bytes(self.cache_dir / ENV_REPORT,
                            (json.dumps(self._environment(summary), indent=2, default=str)
@@ -632,8 +652,8 @@ class _GenerationRun:
                        "sampler_runtime": getattr(backend, "runtime", "eager")},
             "generator": backend.info(),
             "backend_settings": _backend_settings(backend),
-            "options": {"max_retries": self.max_retries, "image_size": list(self.image_size),
-                        "color_mode": self.color_mode, "batch_size": self.job_size,
+            "options": {"max_retries": self.max_retries, "image_size": list(self.real.image_size),
+                        "color_mode": self.real.color_mode, "batch_size": self.job_size,
                         "img2img_fraction": self.img2img_fraction,
                         "max_seconds": self.max_seconds, "workers": self.workers,
                         "gates": self.gates.describe()},
@@ -647,47 +667,6 @@ class _GenerationRun:
         if cluster:
             environment["cluster"] = cluster
         return environment
-
-
-class _AppendLog:
-    """A JSON-lines file appended one fsynced line at a time."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.entries = []
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue  # a line torn by a crash
-                if isinstance(entry, dict) and "id" in entry and "attempt" in entry:
-                    self.entries.append(entry)
-        self._handle = None
-
-    def append(self, entry: dict) -> None:
-        if self._handle is None:
-            if self.path.exists() and self.path.stat().st_size:
-                with open(self.path, "rb") as handle:
-                    handle.seek(-1, os.SEEK_END)
-                    torn = handle.read(1) != b"\n"
-                if torn:
-                    with open(self.path, "ab") as handle:
-                        handle.write(b"\n")
-            self._handle = open(self.path, "ab", buffering=0)
-        size = os.fstat(self._handle.fileno()).st_size
-        try:
-            self._handle.write((json.dumps(entry, sort_keys=True) + "\n").encode())
-            os.fsync(self._handle.fileno())
-        except OSError as error:  # a full disk: no part of the line stays
-            os.ftruncate(self._handle.fileno(), size)
-            raise CacheError(f"cannot write {self.path}: {error.strerror or error}") from None
-        self.entries.append(entry)
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
 
 
 def _modal_size(index) -> tuple[int, int] | None:
@@ -705,23 +684,12 @@ def _backend_settings(backend: GeneratorBackend) -> dict:
 
 
 
-def _collapse_check(gates: GateChain, warned: set) -> list[str]:
-    """Messages for classes whose acceptance by a gate collapsed, once per class and gate."""
-    new = []
-    for item in gates.collapsed():
-        key = (item["class"], item["gate"])
-        if key not in warned:
-            warned.add(key)
-            new.append(gates.collapse_message(item))
-    return new
-
-
 def _check_run(cache_dir: Path, fingerprint: dict, *, empty: bool) -> None:
     """Refuse to resume a cache made with other settings, unless it holds no image: then
     there is nothing to keep, and the run starts it afresh (its rejection log too)."""
     from genaug.io import atomic_write_bytes
 
-    path = cache_dir / RUN_FILE
+    path = cache_dir / GENERATION_RUN
     wanted = json.loads(json.dumps(fingerprint))
     try:
         before = json.loads(path.read_text()) if path.is_file() else None
@@ -736,5 +704,5 @@ def _check_run(cache_dir: Path, fingerprint: dict, *, empty: bool) -> None:
             "rerun with the same plan, generator and options to resume, or use a new "
             "`cache_dir`")
     if before is not None:
-        (cache_dir / REJECTIONS_FILE).unlink(missing_ok=True)
+        (cache_dir / REJECTIONS_LOG).unlink(missing_ok=True)
     atomic_write_bytes(path, (json.dumps(fingerprint, indent=2) + "\n").encode())

@@ -1,4 +1,8 @@
-"""The balance plan: how many images each class needs, with prompts and attribute quotas."""
+"""The generation plan: how many images each class needs, with prompts and attribute quotas.
+
+Not to be confused with :class:`genaug.sampling.BalancePlan`, which decides what each
+training epoch draws.
+"""
 
 from __future__ import annotations
 

@@ -18,21 +18,16 @@ FIRST_ATTEMPT_GOAL = 0.8
 def summarize(plan: GenerationPlan, records: list[dict], rejections: list[dict]) -> dict:
     """Per class: requested, accepted, rejected by gate, first-attempt success rate (goal 80 %).
 
-    Computed from the cache records and the rejection log, so it is the same however many
-    runs the cache took.
+    Computed from the cache records and the rejection log (one entry per id and attempt, as
+    :func:`genaug.cache.read_rejections` gives it), so it is the same however many runs the
+    cache took.
     """
-    seen, unique = set(), []
-    for entry in rejections:
-        key = (entry["id"], entry["attempt"])
-        if key not in seen:
-            seen.add(key)
-            unique.append(entry)
     ids = {c: {it.record_id for it in plan.items(c)} for c in plan.class_names
            if plan.classes[c]["generate"]}
     classes, warnings_ = {}, []
     for class_name, planned in ids.items():
         accepted = [r for r in records if r["class"] == class_name and r["id"] in planned]
-        rejected = [e for e in unique if e.get("class") == class_name and e["id"] in planned]
+        rejected = [e for e in rejections if e.get("class") == class_name and e["id"] in planned]
         exhausted = {e["id"] for e in rejected if e.get("exhausted")}
         by_gate, checked, passed = Counter(), Counter(), Counter()
         for quality in [r.get("quality") or {} for r in accepted] + [

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from genaug.data import convert_mode, resize_array
+from genaug.data import channels_of, convert_mode, resize_array
 from genaug.exceptions import ConfigError, GenerationError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -148,7 +148,7 @@ def normalize_image(image, image_size=None, color_mode: str | None = None) -> np
     """Bring an image to ``image_size`` (h, w) and ``color_mode``; returns uint8 HxWxC."""
     array = to_uint8_hwc(image)
     if color_mode is not None:
-        want = {"grayscale": 1, "rgb": 3, "rgba": 4}[color_mode]
+        want = channels_of(color_mode)
         if array.shape[2] != want:
             source = array[:, :, 0] if array.shape[2] == 1 else array
             array = np.asarray(convert_mode(Image.fromarray(source), color_mode))

@@ -29,7 +29,7 @@ def share_gpu_with_torch() -> None:
 
 
 def build_worker(generator, *, device: str, class_names, image_size, color_mode: str,
-                 reference_paths=None, cache_dir=None, backend_options=None, gate_options=None):
+                 reference_paths=None, cache_dir=None, backend_options=None, gates=None):
     """The standard live :class:`GenerationWorker`: a generator loaded offline, the standard
     gate chain against the real images of each class, and a cache writer.
 
@@ -51,22 +51,20 @@ def build_worker(generator, *, device: str, class_names, image_size, color_mode:
     backend_options : dict, optional
         Passed to :func:`genaug.generation.load_backend` (``steps``, ``guidance_scale``,
         ``lora``...).
-    gate_options : dict, optional
-        Passed to :func:`genaug.generation.build_gate_chain` (``blur_min``,
-        ``structure_min``, ``phash_max``, ``verify_model``...; None leaves a gate out).
+    gates : GateSpec, optional
+        The gate settings (default: ``GateSpec()``, the standard chain).
     """
     from genaug.cache import CacheWriter
-    from genaug.generation import build_gate_chain, load_backend, real_image_loader
+    from genaug.generation import GateSpec, load_backend, real_image_loader
     from genaug.live._worker import GenerationWorker
 
-    gate_options = dict(gate_options or {})
-    if gate_options.get("verify_model") or gate_options.get("select_model"):
+    spec = GateSpec() if gates is None else gates
+    if spec.uses_models:
         share_gpu_with_torch()  # the verifier's Keras may be TensorFlow, here in this process
     backend = load_backend(generator, device=device, **(backend_options or {}))
     reference_images = real_image_loader(reference_paths or {}, image_size=image_size,
                                          color_mode=color_mode)
-    gates = build_gate_chain(class_names=class_names, reference_images=reference_images,
-                             **gate_options)
+    gates = spec.build(class_names=class_names, reference_images=reference_images)
     writer = CacheWriter(cache_dir) if cache_dir is not None else None
     return GenerationWorker(backend, class_names=class_names, image_size=image_size,
                             color_mode=color_mode, gates=gates, cache_writer=writer)
@@ -74,10 +72,7 @@ def build_worker(generator, *, device: str, class_names, image_size, color_mode:
 
 def start_live_source(generator, train, *, image_size, color_mode: str, cache_dir,
                       device: str = "cuda", producer: str = "auto", capacity: int = 256,
-                      max_reuse: int = 4, verify_model=None, verify_threshold: float = 0.6,
-                      select_model=None, select_method: str = "feature-distance",
-                      select_max_ratio: float = 2.0, lora=None,
-                      seed: int = 0, log=print):
+                      max_reuse: int = 4, gates=None, lora=None, seed: int = 0, log=print):
     """Start the live producer of a training run, or return None (with a message) when it
     cannot run.
 
@@ -103,14 +98,12 @@ def start_live_source(generator, train, *, image_size, color_mode: str, cache_di
         CPU (``benchmarks/live_step_time.py``; docs/performance.md).
     capacity, max_reuse : int
         Buffered images per class, and draws one fresh image may serve.
-    verify_model : path-like, optional
-        A reference classifier for the verification gate, at ``verify_threshold``.
-    select_model : path-like, optional
-        A classifier trained with balanced sampling whose features gate the live images
-        against the training split's real images (the gate of ``genaug generate
-        --select``): by ``select_method``, ``"feature-distance"`` (within
-        ``select_max_ratio`` class radii) or ``"class-margin"`` (only an image whose own
-        class ranks first).
+    gates : GateSpec, optional
+        The gate settings (default: ``GateSpec()``, the standard chain), e.g. a reference
+        classifier for the verification gate (``verify_model``, path-like so a child process
+        can load it) or the feature-space selection of ``genaug generate
+        --synthetic-select`` (``select_model``, ``select_method``), measured against the
+        training split's real images.
     lora : path-like, optional
         A LoRA adapter written by ``genaug fit-lora`` for a Stable Diffusion ``generator``.
     seed : int
@@ -136,18 +129,11 @@ def start_live_source(generator, train, *, image_size, color_mode: str, cache_di
     if producer not in ("process", "thread"):
         raise ConfigError(f"`producer` must be auto, process or thread, got {producer}")
     share_gpu_with_torch()
-    gate_options = {}
-    if verify_model:
-        gate_options = {"verify_model": str(verify_model),
-                        "verify_threshold": verify_threshold}
-    if select_model:
-        gate_options.update(select_model=str(select_model), select_method=select_method,
-                            select_max_ratio=select_max_ratio)
     factory = functools.partial(
         build_worker, generator, device=device, class_names=train.class_names,
         image_size=tuple(image_size), color_mode=color_mode,
         reference_paths=train.paths_by_class(), cache_dir=Path(cache_dir),
-        backend_options={"lora": str(lora)} if lora else None, gate_options=gate_options)
+        backend_options={"lora": str(lora)} if lora else None, gates=gates)
     worker = SubprocessWorker(factory) if producer == "process" else factory()
     source = LiveSource(worker, class_names=train.class_names, capacity=capacity,
                         max_reuse=max_reuse, seed=seed)

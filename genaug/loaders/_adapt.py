@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 import keras
 import numpy as np
 
-from genaug.data import check_color_mode
+from genaug.data import channels_of
 from genaug.exceptions import ConfigError
 
 SELECTIONS = ("feature-distance", "class-margin")
@@ -180,6 +180,6 @@ def all_images(source, extractor) -> np.ndarray:
     input format."""
     size, mode = tuple(extractor.image_size), extractor.color_mode
     if len(source) == 0:
-        return np.zeros((0, *size, check_color_mode(mode)), dtype=np.uint8)
+        return np.zeros((0, *size, channels_of(mode)), dtype=np.uint8)
     return np.stack([source.load(i, image_size=size, color_mode=mode)
                      for i in range(len(source))])

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from genaug.exceptions import ConfigError
-from genaug.sampling import rng_for
+from genaug.loaders._keras_hooks import seed_generators, seed_of, set_seed
+from genaug.sampling import Stream, rng_for
 
 # Seed generators are shared state: one batch at a time sets them and draws from them.
 _SEEDING = threading.Lock()
@@ -104,48 +105,16 @@ class BatchAugment:
 
         self.augment = augment
         self.seed = int(seed)
-        self.generators = (_seed_generators(augment)
+        self.generators = (seed_generators(augment)
                            if isinstance(augment, keras.layers.Layer) else [])
-        self.bases = [abs(int(keras.ops.convert_to_numpy(g.state.value)[0]))
-                      for g in self.generators]
+        self.bases = [seed_of(g) for g in self.generators]
 
     def __call__(self, batch: np.ndarray, *, epoch: int, index: int) -> np.ndarray:
         if not self.generators:
             return apply_augment(self.augment, batch)
-        import keras
-
-        states = rng_for(self.seed, 8, epoch, index).integers(1, 2**31 - 1,
-                                                              size=len(self.generators))
+        states = rng_for(self.seed, Stream.AUGMENTATION, epoch, index).integers(
+            1, 2**31 - 1, size=len(self.generators))
         with _SEEDING:
             for generator, base, state in zip(self.generators, self.bases, states):
-                mixed = int(rng_for(int(state), base).integers(1, 2**31 - 1))
-                generator.state.assign(keras.ops.convert_to_tensor(
-                    [mixed, 0], dtype=generator.state.dtype))
+                set_seed(generator, int(rng_for(int(state), base).integers(1, 2**31 - 1)))
             return apply_augment(self.augment, batch)
-
-
-def _seed_generators(layer) -> list:
-    """Every :class:`keras.random.SeedGenerator` a layer (and its sub-layers) holds, in a
-    fixed order."""
-    import keras
-
-    found, seen = [], set()
-
-    def visit(item):
-        if id(item) in seen:
-            return
-        seen.add(id(item))
-        if isinstance(item, keras.random.SeedGenerator):
-            found.append(item)
-        elif isinstance(item, keras.layers.Layer):
-            for value in vars(item).values():
-                visit(value)
-        elif isinstance(item, (list, tuple)):
-            for value in item:
-                visit(value)
-        elif isinstance(item, dict):
-            for value in item.values():
-                visit(value)
-
-    visit(layer)
-    return found

@@ -14,8 +14,9 @@ import numpy as np
 from genaug.exceptions import ConfigError
 from genaug.loaders._augment import BatchAugment
 from genaug.loaders._data import adapt_data
+from genaug.loaders._keras_hooks import check_fit_class_weight
 from genaug.loaders._options import SamplingOptions
-from genaug.loaders._sampler import EpochSampler, build_sampler, check_fit_class_weight
+from genaug.loaders._sampler import EpochSampler, build_sampler
 from genaug.loaders._slots import SlotReader
 from genaug.loaders._stored import StoredSource, stored
 from genaug.sampling import DEFAULT_CAP, SYNTHETIC, SyntheticRecipe
@@ -50,6 +51,11 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         Keras layers draw from a random state set from ``(seed, epoch, batch index)``, so
         batches are the same whatever ``workers`` is (see :class:`BatchAugment`).
     balance : {"balanced_batches", "oversample", "none"}, default "balanced_batches"
+        How an epoch draws the classes (:class:`~genaug.sampling.Balance`). The default is
+        what this class is named for: every batch holds each class equally, as in
+        imbalanced-learn's ``BalancedBatchGenerator``.
+        (:func:`~genaug.image_dataset_from_directory` defaults to ``"oversample"``, the
+        shuffled stream of the Keras loader it replaces.)
     epoch_size : int, "max" or None
         Samples per epoch; default: classes x largest class.
     class_weight : dict, "balanced" or None

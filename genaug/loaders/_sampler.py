@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -10,7 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from genaug.data import DatasetIndex
-from genaug.exceptions import ConfigError, DoubleCorrectionWarning
+from genaug.exceptions import ConfigError
 from genaug.loaders._options import SamplingOptions
 from genaug.sampling import (
     DEFAULT_CAP,
@@ -366,60 +365,3 @@ def build_sampler(data, options: SamplingOptions, *, synthetic_cache=None,
                                 exclude_source_ids=options.exclude_source_ids
                                 | frozenset(held_out_ids))
     return EpochSampler(real, options, synthetic=synthetic, live_classes=live_classes)
-
-
-def check_fit_class_weight(sampler: EpochSampler, *, frames: int = 4) -> None:
-    """Check ``model.fit(class_weight=...)`` against the loader's classes, and warn (once)
-    when it reweights a loader that already balances.
-
-    Keras has no public way to tell a dataset about ``class_weight``: it hands the weights to
-    its data adapter (``PyDatasetAdapter.class_weight``; ``TFDatasetAdapter`` maps them onto
-    the dataset in its ``__init__``). The loaders call this from the hooks Keras runs in those
-    adapters (``on_epoch_begin``, ``Dataset.map``), before the first step, and look at the
-    caller's frames for the adapter's ``class_weight``. Class weights applied any other way
-    are not seen.
-
-    Raises
-    ------
-    ConfigError
-        When the weights miss one of the loader's classes or name a class it does not have
-        (Keras itself would fail deep in its adapter, or weigh the missing classes 0).
-    """
-    weights = _fit_class_weight(sys._getframe(1), frames)
-    if weights is None:
-        return
-    names = sampler.class_names
-    unknown = sorted(str(key) for key in weights
-                     if not isinstance(key, (int, np.integer)) or not 0 <= key < len(names))
-    missing = [f"{c} ({names[c]})" for c in range(len(names)) if c not in weights]
-    if unknown or missing:
-        raise ConfigError(
-            "model.fit(class_weight=...) must give one weight per class index 0.."
-            f"{len(names) - 1}: " + "; ".join(
-                part for part in (f"missing {', '.join(missing)}" if missing else "",
-                                  f"unknown {', '.join(unknown)}" if unknown else "") if part))
-    if sampler.plan.mode == Balance.NONE or sampler._warned_fit_weights:
-        return
-    sampler._warned_fit_weights = True
-    warnings.warn(
-        f"model.fit(class_weight=...) on a loader that already balances the classes "
-        f"(balance={sampler.plan.mode.value!r}) corrects the imbalance twice; give the "
-        "loader class_weight='balanced' instead (it weighs the distribution the "
-        "loader delivers) or use balance='none'", DoubleCorrectionWarning,
-        stacklevel=2)
-
-
-def _fit_class_weight(frame, frames: int):
-    """The ``class_weight`` of the Keras data adapter among the ``frames`` callers of
-    ``frame``, or None."""
-    for _ in range(frames):
-        frame = frame.f_back
-        if frame is None:
-            return None
-        owner = frame.f_locals.get("self")
-        if not type(owner).__module__.startswith("keras."):
-            continue
-        weights = frame.f_locals.get("class_weight", getattr(owner, "class_weight", None))
-        if weights is not None:
-            return weights
-    return None

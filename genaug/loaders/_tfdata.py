@@ -19,15 +19,16 @@ from tqdm.auto import tqdm
 from genaug.data import (
     PROGRESS_FROM,
     StoreDecoder,
-    check_color_mode,
+    channels_of,
     load_image,
     read_header,
     resize_array,
 )
 from genaug.exceptions import ConfigError
 from genaug.loaders._data import adapt_data
+from genaug.loaders._keras_hooks import watch_class_weight_map
 from genaug.loaders._options import SamplingOptions
-from genaug.loaders._sampler import EpochSampler, build_sampler, check_fit_class_weight
+from genaug.loaders._sampler import EpochSampler, build_sampler
 from genaug.loaders._slots import SlotReader
 from genaug.loaders._stored import check_cache, store_builder
 from genaug.sampling import DEFAULT_CAP, SYNTHETIC
@@ -96,7 +97,7 @@ class _TFPipeline:
 
     def __init__(self, sampler, *, image_size, color_mode, interpolation, label_mode,
                  crop_to_aspect_ratio, pad_to_aspect_ratio, data_format, augment, cache):
-        self.channels = check_color_mode(color_mode)
+        self.channels = channels_of(color_mode)
         if label_mode not in LABEL_MODES:
             raise ConfigError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
         self.num_classes = len(sampler.class_names)
@@ -544,16 +545,8 @@ class _TFPipeline:
         dataset.adapt_synthetic = self.adapt_synthetic
         dataset.decode_failures = self.reader.decode_failures
         dataset._pipeline = self  # for tests: the store and the gather
-        # Keras applies fit(class_weight=...) by mapping it onto the dataset: warn when that
-        # corrects a balanced loader a second time.
-        keras_map = dataset.map
-
-        def map_and_check(*args, **kwargs):
-            check_fit_class_weight(sampler)
-            return keras_map(*args, **kwargs)
-
-        dataset.map = map_and_check
-        return dataset
+        # warn when fit(class_weight=...) corrects a balanced loader a second time
+        return watch_class_weight_map(dataset, sampler)
 
 
 def _graph(function):
@@ -631,6 +624,11 @@ def image_dataset_from_directory(
     Additional parameters
     ---------------------
     balance : {"none", "oversample", "balanced_batches"}, default "oversample"
+        How an epoch draws the classes (:class:`~genaug.sampling.Balance`). The default keeps
+        what the Keras loader it replaces gives, a shuffled stream of images, with every class
+        drawn to its target; ``"balanced_batches"`` (the default of
+        :class:`~genaug.BalancedBatchGenerator`, named for it) also holds each class equal in
+        every batch.
     epoch_size, class_weight, sample_weights, synthetic_cache, synthetic_ratio, synthetic_cap,
     synthetic_pool_cap, synthetic_classes, synthetic_weight, synthetic_fill_to,
     synthetic_label_smoothing, mixup, synthetic, schedule, exclude_source_ids, synthetic_ids,

@@ -19,10 +19,13 @@ from genaug.sampling._plan import (
     BalancePlan,
     Batched,
     EpochPlan,
+    Stream,
     largest_remainder,
+    real_image_stream,
     resolve_seed,
     rng_for,
     stream_take,
+    synthetic_image_stream,
 )
 from genaug.sampling._pool import capped_pool, check_pool_cap, pool_limits, quota_pool
 from genaug.sampling._recipe import (
@@ -68,6 +71,7 @@ __all__ = [
     "RecipeFlag",
     "RecipeOption",
     "SYNTHETIC",
+    "Stream",
     "SyntheticMixer",
     "SyntheticRecipe",
     "allocate_by_confusion",
@@ -85,10 +89,12 @@ __all__ = [
     "largest_remainder",
     "pool_limits",
     "quota_pool",
+    "real_image_stream",
     "resolve_fill_to",
     "resolve_seed",
     "rng_for",
     "select_by_class_margin",
     "select_by_feature_distance",
     "stream_take",
+    "synthetic_image_stream",
 ]

@@ -13,7 +13,14 @@ import numpy as np
 
 from genaug.exceptions import ConfigError
 from genaug.sampling._fill import fill_shares, resolve_fill_to
-from genaug.sampling._plan import Batched, EpochPlan, rng_for, stream_take
+from genaug.sampling._plan import (
+    Batched,
+    EpochPlan,
+    Stream,
+    rng_for,
+    stream_take,
+    synthetic_image_stream,
+)
 from genaug.sampling._recipe import SyntheticRecipe
 
 #: The ``source`` of a slot in a :class:`MixedEpoch`: a real image, or a synthetic one.
@@ -151,7 +158,7 @@ class SyntheticMixer:
 
     def mix(self, plan: EpochPlan) -> MixedEpoch:
         epoch, n = plan.epoch, len(plan)
-        rng = rng_for(self.seed, 5, epoch)
+        rng = rng_for(self.seed, Stream.MIXER, epoch)
         factor = self.factor(epoch)
         synthetic = plan.real_index < 0  # classes with no real image: synthetic by necessity
         usable = ((np.array([len(p) > 0 for p in self.pool]) | self.live_classes) & self.eligible
@@ -171,7 +178,7 @@ class SyntheticMixer:
                 continue
             per_epoch = int((plan.labels == c).sum())
             picks = stream_take(len(self.pool[c]), epoch * per_epoch, len(slots),
-                                seed=self.seed, key=2000 + int(c))
+                                seed=self.seed, key=synthetic_image_stream(c))
             index[slots] = self.pool[c][picks]
         partner = np.full(n, -1, dtype=np.int64)
         lam = np.ones(n, dtype=np.float32)
@@ -207,7 +214,7 @@ class SyntheticMixer:
             if not len(eligible):
                 continue
             ratio = self.recipe.ratio if not isinstance(self.recipe.ratio, tuple) else \
-                rng_for(self.seed, 6, plan.epoch, b).uniform(*self.recipe.ratio)
+                rng_for(self.seed, Stream.BATCH_RATIO, plan.epoch, b).uniform(*self.recipe.ratio)
             want = int(round(factor * ratio * len(eligible)))
             # Repeated draws go first, then originals; random order within each group.
             order = rng.permutation(eligible)

@@ -9,7 +9,7 @@ any epoch can be rebuilt from ``(seed, epoch)`` alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, IntEnum
 
 import numpy as np
 
@@ -48,6 +48,58 @@ def resolve_seed(seed: int | None) -> int:
     if isinstance(seed, (bool, float)) or int(seed) != seed or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     return int(seed)
+
+
+class Stream(IntEnum):
+    """The first key after the seed of each random stream (:func:`rng_for`).
+
+    One value per use, so no two uses draw the same numbers. The per-class streams of real
+    and synthetic images take their keys from :func:`real_image_stream` and
+    :func:`synthetic_image_stream`, which stay clear of these values.
+    """
+
+    #: Which classes take the remainder slots of a balanced epoch.
+    REMAINDER_CLASSES = 1
+    #: The slot order of an epoch without balancing.
+    UNBALANCED_ORDER = 2
+    #: The slot order of an oversampled epoch.
+    OVERSAMPLE_ORDER = 3
+    #: The class order inside each balanced batch.
+    BATCH_CLASSES = 4
+    #: The mixer's choices within an epoch (slots to replace, mixup partners).
+    MIXER = 5
+    #: A batch's synthetic ratio drawn from a range.
+    BATCH_RATIO = 6
+    #: Which synthetic images a class keeps under its pool quota.
+    POOL_QUOTA = 7
+    #: The augmentation layers' seeds of each batch.
+    AUGMENTATION = 8
+
+
+#: Below this many classes the per-class stream keys keep their first layout
+#: (real images ``1000 + c``, synthetic images ``2000 + c``), so seeded runs repeat exactly.
+_FIRST_LAYOUT_CLASSES = 1000
+
+
+def real_image_stream(class_index: int) -> int:
+    """The stream key of class ``class_index``'s real images (see :func:`stream_take`).
+
+    Past the first layout's 1,000 classes the real and synthetic keys interleave above every
+    key of that layout (real even, synthetic odd), so no two classes or kinds share one.
+    """
+    c = int(class_index)
+    if c < _FIRST_LAYOUT_CLASSES:
+        return 1000 + c
+    return 3 * _FIRST_LAYOUT_CLASSES + 2 * (c - _FIRST_LAYOUT_CLASSES)
+
+
+def synthetic_image_stream(class_index: int) -> int:
+    """The stream key of class ``class_index``'s synthetic images (see
+    :func:`real_image_stream`)."""
+    c = int(class_index)
+    if c < _FIRST_LAYOUT_CLASSES:
+        return 2000 + c
+    return real_image_stream(c) + 1
 
 
 def rng_for(seed: int, *keys: int) -> np.random.Generator:
@@ -197,7 +249,8 @@ class BalancePlan:
             )
         targets = np.zeros(self.num_classes, dtype=np.int64)
         # Remainder slots go to classes in a seeded order, not always the first classes.
-        order = rng_for(self.seed, 1).permutation(np.flatnonzero(self.active))
+        order = rng_for(self.seed, Stream.REMAINDER_CLASSES).permutation(
+            np.flatnonzero(self.active))
         share = largest_remainder(np.ones(k), int(epoch_size))
         targets[order] = share
         return targets
@@ -216,7 +269,7 @@ class BalancePlan:
         if self.mode == "none":
             order = np.arange(len(self.labels))
             if self.shuffle:
-                order = rng_for(self.seed, 2, epoch).permutation(order)
+                order = rng_for(self.seed, Stream.UNBALANCED_ORDER, epoch).permutation(order)
             return EpochPlan(epoch, self.labels[order], order,
                              np.zeros(len(order), dtype=bool), self.batch_size)
         if self.mode == "balanced_batches":
@@ -232,14 +285,14 @@ class BalancePlan:
                 continue
             # Start at epoch * target so consecutive epochs continue the class's stream.
             picks = stream_take(n_real, epoch * int(self.targets[c]), len(slots),
-                                seed=self.seed, key=1000 + c)
+                                seed=self.seed, key=real_image_stream(c))
             real_index[slots] = self.members[c][picks]
             _, first = np.unique(picks, return_index=True)
             dup = np.ones(len(slots), dtype=bool)
             dup[first] = False
             duplicate[slots] = dup
         if self.mode == "oversample" and self.shuffle:
-            order = rng_for(self.seed, 3, epoch).permutation(len(labels))
+            order = rng_for(self.seed, Stream.OVERSAMPLE_ORDER, epoch).permutation(len(labels))
             labels, real_index, duplicate = labels[order], real_index[order], duplicate[order]
         return EpochPlan(epoch, labels, real_index, duplicate, self.batch_size)
 
@@ -252,7 +305,7 @@ class BalancePlan:
         then holds each class equally too (+-1).
         """
         classes = np.flatnonzero(self.active)
-        rng = rng_for(self.seed, 4, epoch)
+        rng = rng_for(self.seed, Stream.BATCH_CLASSES, epoch)
         rotation = rng.permutation(classes)
         labels, position = [], 0
         total = self.epoch_size

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from genaug.exceptions import ConfigError
-from genaug.sampling._plan import rng_for
+from genaug.sampling._plan import Stream, rng_for
 
 
 def check_pool_cap(pool_cap):
@@ -62,5 +62,7 @@ def quota_pool(synthetic_labels, quotas, *, seed: int) -> np.ndarray:
         members = np.flatnonzero(labels == c)
         if 0 <= quota < len(members):
             keep[members] = False
-            keep[rng_for(seed, 7, c).choice(members, size=int(quota), replace=False)] = True
+            kept = rng_for(seed, Stream.POOL_QUOTA, c).choice(members, size=int(quota),
+                                                              replace=False)
+            keep[kept] = True
     return np.flatnonzero(keep)

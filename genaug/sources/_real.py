@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from genaug.data import DatasetIndex, load_image, resize_array
+from genaug.data import COLOR_MODES, DatasetIndex, load_image, resize_array
 from genaug.exceptions import ConfigError, DatasetError
 
 #: The colour mode of an in-memory array, by its channel count.
-CHANNEL_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
+CHANNEL_MODES = {channels: mode for mode, channels in COLOR_MODES.items()}
 
 
 class RealSource:

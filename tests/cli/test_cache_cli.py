@@ -36,7 +36,7 @@ def source(image_folder_factory, tmp_path):
 
 def test_import_writes_external_records_and_reports_skipped_files(source, tmp_path):
     cache = tmp_path / "cache"
-    result = invoke("cache", "import", source, "--cache", cache)
+    result = invoke("cache", "import", source, "--synthetic-cache", cache)
     assert result.exit_code == 0, result.output
     assert "imported 5 image(s)" in result.stdout and "(0 already present)" in result.stdout
     assert "broken.png: unreadable or corrupt" in result.stdout
@@ -55,10 +55,10 @@ def test_import_writes_external_records_and_reports_skipped_files(source, tmp_pa
 
 def test_reimport_adds_nothing(source, tmp_path):
     cache = tmp_path / "cache"
-    assert invoke("cache", "import", source, "--cache", cache).exit_code == 0
+    assert invoke("cache", "import", source, "--synthetic-cache", cache).exit_code == 0
     before = (cache / META_JSONL).read_text()
     files = sorted(p.relative_to(cache) for p in cache.rglob("*.png"))
-    again = invoke("cache", "import", source, "--cache", cache)
+    again = invoke("cache", "import", source, "--synthetic-cache", cache)
     assert again.exit_code == 0
     assert "imported 0 image(s)" in again.stdout and "(5 already present)" in again.stdout
     assert (cache / META_JSONL).read_text() == before
@@ -71,7 +71,8 @@ def test_source_map_ids_land_in_records(source, tmp_path):
                           "dog/dog_000.png,dog/real_017.png\n"
                           "./snake/snake_001.png , snake/real_002.png\n")
     cache = tmp_path / "cache"
-    result = invoke("cache", "import", source, "--cache", cache, "--source-map", source_map)
+    result = invoke("cache", "import", source, "--synthetic-cache", cache,
+                    "--source-map", source_map)
     assert result.exit_code == 0, result.output
     by_origin = {r["attributes"]["imported_from"]: r["source_id"] for r in records(cache)}
     assert by_origin == {"dog/dog_000.png": "dog/real_017.png", "dog/dog_001.png": None,
@@ -87,7 +88,7 @@ def test_source_map_ids_land_in_records(source, tmp_path):
 def test_source_map_entries_that_match_no_file_are_warned_about(source, tmp_path):
     source_map = tmp_path / "map.csv"
     source_map.write_text("dog/dog_000.png,dog/real_1.png\ndog/dgo_001.png,dog/real_2.png\n")
-    result = invoke("cache", "import", source, "--cache", tmp_path / "c",
+    result = invoke("cache", "import", source, "--synthetic-cache", tmp_path / "c",
                     "--source-map", source_map)
     assert result.exit_code == 0
     assert "warning: 1 --source-map entry names no imported file: dog/dgo_001.png" \
@@ -96,7 +97,8 @@ def test_source_map_entries_that_match_no_file_are_warned_about(source, tmp_path
 
 def test_import_only_the_given_classes(source, tmp_path):
     with pytest.warns(UserWarning, match="folders not in class_names are ignored: snake"):
-        result = invoke("cache", "import", source, "--cache", tmp_path / "c", "--classes", "dog")
+        result = invoke("cache", "import", source, "--synthetic-cache", tmp_path / "c",
+                        "--classes", "dog")
     assert result.exit_code == 0 and "imported 3 image(s)" in result.stdout
     assert {r["class"] for r in records(tmp_path / "c")} == {"dog"}
 
@@ -108,7 +110,7 @@ def test_import_keeps_grey_images_grey_and_rescales_16_bit(image_folder_factory,
     image_folder_factory({"alpha": 1}, mode="RGBA", root=root, seed=3)
     image_folder_factory({"pal": 1}, mode="P", root=root, seed=4)
     cache = tmp_path / "cache"
-    assert invoke("cache", "import", root, "--cache", cache).exit_code == 0
+    assert invoke("cache", "import", root, "--synthetic-cache", cache).exit_code == 0
     modes = {}
     for row in records(cache):
         with Image.open(cache / row["path"]) as image:
@@ -120,7 +122,7 @@ def test_import_keeps_grey_images_grey_and_rescales_16_bit(image_folder_factory,
 
 def test_imported_files_honour_the_umask(source, tmp_path):
     cache = tmp_path / "cache"
-    assert invoke("cache", "import", source, "--cache", cache).exit_code == 0
+    assert invoke("cache", "import", source, "--synthetic-cache", cache).exit_code == 0
     umask = os.umask(0)
     os.umask(umask)
     expected = 0o666 & ~umask
@@ -134,7 +136,7 @@ def test_imported_files_honour_the_umask(source, tmp_path):
 
 def test_check_lists_counts_and_problems(source, tmp_path):
     cache = tmp_path / "cache"
-    assert invoke("cache", "import", source, "--cache", cache).exit_code == 0
+    assert invoke("cache", "import", source, "--synthetic-cache", cache).exit_code == 0
     victim = records(cache)[0]
     (cache / victim["path"]).unlink()
     with open(cache / META_JSONL, "a") as handle:
@@ -156,7 +158,7 @@ def test_check_lists_counts_and_problems(source, tmp_path):
 
 def test_check_without_classes_counts_everything(source, tmp_path):
     cache = tmp_path / "cache"
-    invoke("cache", "import", source, "--cache", cache)
+    invoke("cache", "import", source, "--synthetic-cache", cache)
     result = invoke("cache", "check", cache)
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [f"5 usable record(s) in {cache}", "  dog: 3",
@@ -165,7 +167,7 @@ def test_check_without_classes_counts_everything(source, tmp_path):
 
 def test_check_reports_leftovers_of_a_kill_and_repair_removes_them(source, tmp_path):
     cache = tmp_path / "cache"
-    invoke("cache", "import", source, "--cache", cache)
+    invoke("cache", "import", source, "--synthetic-cache", cache)
     kept, gone = records(cache)[:2]
     orphan = cache / "dog" / "orphan.png"
     orphan.write_bytes((cache / kept["path"]).read_bytes())
@@ -201,7 +203,7 @@ def test_repair_refuses_while_a_writer_holds_the_cache(source, tmp_path):
     from genaug.cache import CacheWriter
 
     cache = tmp_path / "cache"
-    invoke("cache", "import", source, "--cache", cache)
+    invoke("cache", "import", source, "--synthetic-cache", cache)
     with CacheWriter(cache):
         assert_user_error(invoke("cache", "check", cache, "--repair"),
                           "another process is writing into")
@@ -217,7 +219,7 @@ def assert_user_error(result, match):
 
 
 def test_import_from_a_missing_folder(tmp_path):
-    result = invoke("cache", "import", tmp_path / "nope", "--cache", tmp_path / "c")
+    result = invoke("cache", "import", tmp_path / "nope", "--synthetic-cache", tmp_path / "c")
     assert_user_error(result, "data directory not found")
     assert not (tmp_path / "c").exists()
 
@@ -225,13 +227,13 @@ def test_import_from_a_missing_folder(tmp_path):
 def test_import_into_a_file(source, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("keep")
-    assert_user_error(invoke("cache", "import", source, "--cache", blocker),
+    assert_user_error(invoke("cache", "import", source, "--synthetic-cache", blocker),
                       "cannot write synthetic cache")
     assert blocker.read_text() == "keep"
 
 
 def test_import_with_a_missing_source_map(source, tmp_path):
-    result = invoke("cache", "import", source, "--cache", tmp_path / "c",
+    result = invoke("cache", "import", source, "--synthetic-cache", tmp_path / "c",
                     "--source-map", tmp_path / "nomap.csv")
     assert_user_error(result, "source map not found")
 
@@ -239,7 +241,8 @@ def test_import_with_a_missing_source_map(source, tmp_path):
 def test_import_with_a_malformed_source_map(source, tmp_path):
     bad = tmp_path / "map.csv"
     bad.write_text("dog/dog_000.png\n")
-    result = invoke("cache", "import", source, "--cache", tmp_path / "c", "--source-map", bad)
+    result = invoke("cache", "import", source, "--synthetic-cache", tmp_path / "c",
+                    "--source-map", bad)
     assert_user_error(result, "need file,source_id")
 
 
@@ -249,4 +252,10 @@ def test_check_a_missing_cache(tmp_path):
 
 def test_import_requires_a_cache_option(source):
     result = invoke("cache", "import", source)
-    assert result.exit_code == 2 and "Missing option '--cache'" in result.stderr
+    assert result.exit_code == 2 and "Missing option '--synthetic-cache'." in result.stderr
+
+
+def test_import_keeps_its_old_cache_flag_for_one_release_out_of_the_help(source, tmp_path):
+    assert invoke("cache", "import", source, "--cache", tmp_path / "c").exit_code == 0
+    assert len(records(tmp_path / "c")) == 3 + 2
+    assert "--cache" not in invoke("cache", "import", "--help").output

@@ -1,4 +1,4 @@
-"""Issue 15, point 9: what the commands print and the options they share.
+"""What the commands print and the options they share.
 
 Warnings are one ``warning: ...`` line each, without the Python file and source line that
 raised them; ``--color-mode`` defaults to ``auto`` (resolved from the data) in every command.

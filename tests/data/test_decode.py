@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genaug.data import check_color_mode, convert_mode, load_image, resize_array
+from genaug.data import channels_of, convert_mode, load_image, resize_array
 
 # (PIL mode written, file extension): the mixed bag real datasets contain.
 MODES = [("RGB", "png"), ("RGBA", "png"), ("L", "png"), ("P", "png"), ("I;16", "png"),
@@ -128,7 +128,7 @@ def test_corrupt_files_raise_for_the_caller_to_skip(tmp_path, content):
 
 def test_bad_colour_mode_is_one_clear_line(tmp_path):
     with pytest.raises(ValueError, match=r"color_mode must be one of .*'bgr'"):
-        check_color_mode("bgr")
+        channels_of("bgr")
     with pytest.raises(ValueError, match="color_mode must be one of"):
         load_image(write(tmp_path / "x.png", np.zeros((2, 2, 3), np.uint8)), color_mode="hsv")
 

@@ -11,7 +11,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from genaug.cache import CacheWriter
+from genaug.cache import REJECTIONS_LOG, CacheWriter
 
 CLASS_COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 200)}
 
@@ -58,7 +58,7 @@ def make_cache(root, counts: dict[str, int], *, seed: int = 1, size: int = 16,
                                                    "passed": True}})
     if rejections:
         lines = "".join(json.dumps(entry) + "\n" for entry in rejections)
-        (root / "generation_rejections.jsonl").write_text(lines)
+        (root / REJECTIONS_LOG).write_text(lines)
     return root
 
 

@@ -142,7 +142,7 @@ def test_report_page_images_load_in_headless_chromium(tiny_data, tiny_cache, tmp
 
 def test_the_report_shows_both_synthetic_shares_and_which_cap_bounds_each(tiny_data, tiny_cache,
                                                                           tmp_path):
-    """Issue 15, point 8: under synthetic_cap 0.6 a class's draws stay at 60 % per epoch while
+    """Under synthetic_cap 0.6 a class's draws stay at 60 % per epoch while
     it trains on more distinct synthetic images; the report names both figures."""
     index = DatasetIndex.load(tiny_data)
     out = tmp_path / "outputs"

@@ -60,7 +60,7 @@ def no_space(*args, **kwargs):
 def test_generate_onto_a_full_tmpfs(small_disk, plan, generator):
     cache = small_disk / "cache"
     result = CliRunner().invoke(main, ["generate", "--plan", str(plan), "--generator",
-                                       str(generator), "--cache", str(cache), *GENERATE])
+                                       str(generator), "--synthetic-cache", str(cache), *GENERATE])
     assert_one_error_line(result, "No space left on device")
     assert_clean_cache(cache)
 
@@ -80,7 +80,7 @@ def test_generate_when_a_record_cannot_be_written(plan, generator, tmp_path, mon
     monkeypatch.setattr(_cache, "_append", append_until_full)
     cache = tmp_path / "cache"
     result = CliRunner().invoke(main, ["generate", "--plan", str(plan), "--generator",
-                                       str(generator), "--cache", str(cache), *GENERATE])
+                                       str(generator), "--synthetic-cache", str(cache), *GENERATE])
     assert_one_error_line(result, "No space left on device")
     assert_clean_cache(cache)
     assert len(SyntheticCache(cache)) == 5

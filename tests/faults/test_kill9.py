@@ -38,7 +38,8 @@ def assert_consistent(cache) -> SyntheticCache:
 def test_generate_killed_anywhere_resumes_to_the_full_plan_without_duplicates(
         plan, generator, tmp_path):
     cache = tmp_path / "cache"
-    args = ["generate", "--plan", plan, "--generator", generator, "--cache", cache, *GENERATE]
+    args = ["generate", "--plan", plan, "--generator", generator, "--synthetic-cache", cache,
+            *GENERATE]
     planned = json.loads(plan.read_text())
     total = sum(c["generate"] for c in planned["classes"].values())
     # kill at the n-th file: a temporary image (odd) or an image and its record (even)
@@ -63,7 +64,8 @@ def test_generate_killed_anywhere_resumes_to_the_full_plan_without_duplicates(
 
 def test_a_second_generate_on_one_cache_refuses_with_one_line(plan, generator, tmp_path):
     cache = tmp_path / "cache"
-    args = ["generate", "--plan", plan, "--generator", generator, "--cache", cache, *GENERATE]
+    args = ["generate", "--plan", plan, "--generator", generator, "--synthetic-cache", cache,
+            *GENERATE]
     first = subprocess.Popen([sys.executable, "-c", CLI, *map(str, args)], cwd=tmp_path,
                              env=genaug_env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -79,7 +81,7 @@ def test_a_second_generate_on_one_cache_refuses_with_one_line(plan, generator, t
     assert second.returncode == 2
     assert second.stderr.splitlines() == [
         f"Error: another process is writing into {cache} (genaug generate, a live run or an "
-        "import); wait for it or use another --cache"], second.stderr
+        "import); wait for it or use another --synthetic-cache"], second.stderr
 
 
 def export_files(out) -> dict:

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -79,7 +80,7 @@ def test_generate_errors_are_one_line(runner, tiny_generator, tiny_sd, tmp_path)
             str(tmp_path / "nope.json"),
             "--generator",
             str(tiny_generator),
-            "--cache",
+            "--synthetic-cache",
             str(tmp_path / "c"),
         ],
     )
@@ -92,7 +93,7 @@ def test_generate_errors_are_one_line(runner, tiny_generator, tiny_sd, tmp_path)
                 "generate",
                 "--plan",
                 str(tmp_path / "plan.json"),
-                "--cache",
+                "--synthetic-cache",
                 str(tmp_path / "c"),
                 *extra,
             ],
@@ -106,7 +107,7 @@ def test_generate_errors_are_one_line(runner, tiny_generator, tiny_sd, tmp_path)
             str(tmp_path / "plan.json"),
             "--generator",
             str(tiny_generator),
-            "--cache",
+            "--synthetic-cache",
             str(tmp_path / "c"),
         ],
     )
@@ -176,7 +177,7 @@ def test_fit_generator_and_generate_commands(runner, shapes_dir, tmp_path, monke
         str(plan),
         "--generator",
         str(generator),
-        "--cache",
+        "--synthetic-cache",
         str(cache),
         "--no-pixel-check",
         "--steps",
@@ -216,7 +217,7 @@ def test_generate_that_accepts_nothing_exits_non_zero_with_one_line(runner, tiny
         "    return FunctionGate('never', lambda image, c: 0.0, threshold=1.0)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     result = runner.invoke(main, ["generate", "--plan", str(plan), "--generator",
-                                  str(tiny_generator), "--cache", str(tmp_path / "c"),
+                                  str(tiny_generator), "--synthetic-cache", str(tmp_path / "c"),
                                   "--no-pixel-check", "--steps", "1", "--max-retries", "0",
                                   "--gate", "strict_gates:never", "--quiet"])
     assert result.exit_code == 1, result.output
@@ -231,7 +232,7 @@ def test_generate_errors_name_the_command_line_flags(runner, tiny_generator, sha
     runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "8", "--out", str(plan)])
     # the undertrained generator makes noise, which the pixel check refuses
     result = runner.invoke(main, ["generate", "--plan", str(plan), "--generator",
-                                  str(tiny_generator), "--cache", str(tmp_path / "c"),
+                                  str(tiny_generator), "--synthetic-cache", str(tmp_path / "c"),
                                   "--steps", "1", "--quiet"])
     assert result.exit_code == 2 and "Error: the generated batch" in result.output
     assert "--sampler ddim" in result.output and "--no-pixel-check" in result.output
@@ -246,9 +247,9 @@ def test_generate_max_seconds_stops_and_says_how_to_continue(runner, tiny_genera
                                                              shapes_dir, tmp_path):
     plan = tmp_path / "plan.json"
     runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "8", "--out", str(plan)])
-    args = ["generate", "--plan", str(plan), "--generator", str(tiny_generator), "--cache",
-            str(tmp_path / "c"), "--no-pixel-check", "--steps", "1", "--blur-min", "0",
-            "--structure-min", "0", "--quiet"]
+    args = ["generate", "--plan", str(plan), "--generator", str(tiny_generator),
+            "--synthetic-cache", str(tmp_path / "c"), "--no-pixel-check", "--steps", "1",
+            "--blur-min", "0", "--structure-min", "0", "--quiet"]
     stopped = runner.invoke(main, [*args, "--max-seconds", "0.001"])  # before the first batch
     assert "stopped after --max-seconds 0.001: 7 images pending" in stopped.output
     assert stopped.exit_code == 1 and "none of the 7 planned images" in stopped.output
@@ -265,17 +266,28 @@ def test_a_variation_plan_is_generated_at_its_own_strength(runner, tiny_generato
     assert made.exit_code == 0, made.output
     assert "variations of training images: 7 (strength 0.4" in made.output
     result = runner.invoke(main, ["generate", "--plan", str(plan), "--generator",
-                                  str(tiny_generator), "--cache", str(tmp_path / "c"),
+                                  str(tiny_generator), "--synthetic-cache", str(tmp_path / "c"),
                                   "--no-pixel-check", "--steps", "2", "--blur-min", "0",
                                   "--structure-min", "0", "--phash-max", "-1", "--quiet"])
     assert result.exit_code == 0, result.output
     records = SyntheticCache(tmp_path / "c").records
     assert len(records) == 7 and all(r["strength"] == 0.4 and r["source_id"] for r in records)
     other = runner.invoke(main, ["generate", "--plan", str(plan), "--generator",
-                                 str(tiny_generator), "--cache", str(tmp_path / "d"),
+                                 str(tiny_generator), "--synthetic-cache", str(tmp_path / "d"),
                                  "--strength", "0.6", "--quiet"])
     assert other.exit_code == 2 and other.output.count("Error:") == 1
     assert "plan makes variations at strength 0.4" in other.output
     bad = runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "8",
                                "--variation-strength", "0", "--out", str(tmp_path / "p.json")])
     assert bad.exit_code == 2 and not (tmp_path / "p.json").exists()
+
+
+def test_generate_keeps_its_old_flags_for_one_release_out_of_the_help(runner, tmp_path):
+    old = runner.invoke(main, ["generate", "--plan", str(tmp_path / "plan.json"),
+                               "--generator", str(tmp_path), "--cache", str(tmp_path / "c"),
+                               "--select", "class-margin"])
+    assert old.exit_code == 2
+    assert "Error: --synthetic-select class-margin and --select-model go together" in old.output
+    shown = runner.invoke(main, ["generate", "--help"]).output
+    assert "--synthetic-cache" in shown and "--synthetic-select" in shown
+    assert "--cache" not in shown and not re.search(r"--select(?![-\w])", shown)

@@ -196,7 +196,7 @@ def test_generate_samples_a_distilled_generator_at_its_steps_by_default(distille
     plan = tmp_path / "plan.json"
     runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "8", "--out", str(plan)])
     result = runner.invoke(main, ["generate", "--plan", str(plan), "--generator",
-                                  str(distilled), "--cache", str(tmp_path / "c"),
+                                  str(distilled), "--synthetic-cache", str(tmp_path / "c"),
                                   "--no-pixel-check", "--blur-min", "0", "--structure-min",
                                   "0", "--phash-max", "-1", "--quiet"])
     assert result.exit_code == 0, result.output

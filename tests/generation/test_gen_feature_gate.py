@@ -13,6 +13,7 @@ from genaug.exceptions import ConfigError
 from genaug.generation import (
     FeatureDistanceGate,
     GateChain,
+    GateSpec,
     build_gate_chain,
     generate_cache,
     make_plan,
@@ -82,8 +83,9 @@ def selector(shapes_dir, tmp_path_factory):
 def test_generate_gates_with_the_selection_model(shapes_dir, selector, tmp_path):
     plan = make_plan(shapes_dir, target_per_class=9)
     summary = generate_cache(plan, backend=FakeBackend(), cache_dir=tmp_path / "c",
-                             select_model=selector, select_max_ratio=3.0, blur_min=None,
-                             structure_min=None, phash_max=None, progress=False)
+                             gates=GateSpec(select_model=selector, select_max_ratio=3.0,
+                                            blur_min=None, structure_min=None, phash_max=None),
+                             progress=False)
     assert [g["name"] for g in summary["gates"]] == ["feature_distance"]
     assert summary["gates"][0]["model"] == str(selector)
     for record in SyntheticCache(tmp_path / "c").records:
@@ -99,15 +101,15 @@ def test_generate_cli_selection_options(shapes_dir, selector, tiny_generator, tm
     runner = CliRunner()
     plan = tmp_path / "plan.json"
     runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "8", "--out", str(plan)])
-    base = ["generate", "--plan", str(plan), "--generator", str(tiny_generator), "--cache",
-            str(tmp_path / "c")]
-    alone = runner.invoke(main, [*base, "--select", "feature-distance"])
-    assert alone.exit_code == 2 and "--select feature-distance and --select-model go" \
+    base = ["generate", "--plan", str(plan), "--generator", str(tiny_generator),
+            "--synthetic-cache", str(tmp_path / "c")]
+    alone = runner.invoke(main, [*base, "--synthetic-select", "feature-distance"])
+    assert alone.exit_code == 2 and "--synthetic-select feature-distance and --select-model go" \
         in alone.output
-    missing = runner.invoke(main, [*base, "--select", "feature-distance", "--select-model",
-                                   str(tmp_path / "none.keras")])
+    missing = runner.invoke(main, [*base, "--synthetic-select", "feature-distance",
+                                   "--select-model", str(tmp_path / "none.keras")])
     assert missing.exit_code == 2 and "Error: model not found" in missing.output
-    result = runner.invoke(main, [*base, "--select", "feature-distance", "--select-model",
+    result = runner.invoke(main, [*base, "--synthetic-select", "feature-distance", "--select-model",
                                   str(selector), "--no-pixel-check", "--steps", "1",
                                   "--blur-min", "0", "--structure-min", "0", "--quiet"])
     summary = json.loads((tmp_path / "c" / "generation_summary.json").read_text())

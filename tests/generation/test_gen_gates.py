@@ -1,10 +1,14 @@
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 
+from genaug.exceptions import ConfigError
 from genaug.generation import (
     BlurGate,
     FunctionGate,
-    GateAcceptanceWarning,
+    GateSpec,
     PHashGate,
     VerifierGate,
     build_gate_chain,
@@ -120,16 +124,15 @@ def test_chain_records_every_gate_registers_accepted_images_and_takes_user_gates
     assert rates["by_gate"]["blur"] == pytest.approx(2 / 3, abs=1e-3)
 
 
-def test_acceptance_collapse_warns_loudly():
+def test_acceptance_collapse_is_said_once_per_class_and_gate():
     chain = build_gate_chain(blur_min=60, phash_max=None)
     for _ in range(25):
         chain.check(smooth(), "rare")
     chain.check(checkerboard(), "common")
-    with pytest.warns(GateAcceptanceWarning, match="ACCEPTANCE COLLAPSE: gate 'blur' .* 0 of "
-                                                   "25 candidates of class 'rare'"):
-        messages = chain.warn_collapsed()
-    assert len(messages) == 1
-    assert chain.warn_collapsed() == []  # once per class and gate
+    (message,) = chain.new_collapse_messages()
+    assert re.search("ACCEPTANCE COLLAPSE: gate 'blur' .* 0 of 25 candidates of class 'rare'",
+                     message)
+    assert chain.new_collapse_messages() == []
 
 
 def test_structure_gate_rejects_noise_and_is_in_the_default_chain():
@@ -227,3 +230,16 @@ def test_prepared_batches_give_the_verdicts_of_one_by_one_checks():
     assert got == expected
     assert [p for p, _ in got] == [True, False, True, False, False, True]
     assert batched.acceptance_rates() == one_by_one.acceptance_rates()
+
+
+def test_the_gate_settings_are_one_frozen_value_checked_once():
+    spec = GateSpec(blur_min=None, phash_max=2, extra_gates=[FunctionGate("f", lambda i, c: 1.0,
+                                                                         threshold=0.5)])
+    assert isinstance(spec.extra_gates, tuple) and not spec.uses_models
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.blur_min = 60
+    assert [g.name for g in spec.build().gates] == ["structure", "f", "phash"]
+    assert ([g.name for g in build_gate_chain(blur_min=None, phash_max=2).gates]
+            == ["structure", "phash"])
+    with pytest.raises(ConfigError, match="`select_method` must be one of"):
+        GateSpec(select_method="nearest")

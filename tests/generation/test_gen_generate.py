@@ -7,10 +7,11 @@ import pytest
 from _gen_helpers import FakeBackend, coin
 from PIL import Image
 
-from genaug.cache import SyntheticCache
+from genaug.cache import ENV_REPORT, GENERATION_SUMMARY, REJECTIONS_LOG, SyntheticCache
 from genaug.exceptions import CacheError, ConfigError
 from genaug.generation import (
     FunctionGate,
+    GateSpec,
     GenerationError,
     GenerationRequest,
     VerifierGate,
@@ -19,7 +20,6 @@ from genaug.generation import (
     load_backend,
     make_plan,
 )
-from genaug.generation._generate import ENV_REPORT, REJECTIONS_FILE, SUMMARY_FILE
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +64,8 @@ def comparable(cache_dir):
 
 def test_generate_writes_a_verified_cache_with_provenance(backend, plan, tmp_path):
     cache = tmp_path / "cache"
-    options = dict(structure_min=None, blur_min=10, image_size=24, color_mode="rgb",
-                   progress=False)
+    options = dict(gates=GateSpec(structure_min=None, blur_min=10), image_size=24,
+                   color_mode="rgb", progress=False)
     summary = generate_cache(plan, backend=backend, cache_dir=cache, **options,
                              parameters={"cli": "test"})
     assert summary["complete"] and summary["integrity"]["ok"]
@@ -83,7 +83,7 @@ def test_generate_writes_a_verified_cache_with_provenance(backend, plan, tmp_pat
             assert image.size == (24, 24) and image.mode == "RGB"
     seeds = {r["seed"] for r in records}
     assert len(seeds) == len(records)
-    stored = json.loads((cache / SUMMARY_FILE).read_text())
+    stored = json.loads((cache / GENERATION_SUMMARY).read_text())
     assert set(stored["classes"]) == {"bar", "ring"}
     ring = stored["classes"]["ring"]
     assert ring["requested"] == 6 and {
@@ -107,19 +107,12 @@ def test_generate_writes_a_verified_cache_with_provenance(backend, plan, tmp_pat
 
 def test_retries_stop_at_the_limit_with_new_deterministic_seeds(backend, plan, tmp_path):
     never = FunctionGate("never", lambda image, c: 0.0, threshold=1.0)
-    summary = generate_cache(
-        plan,
-        backend=backend,
-        cache_dir=tmp_path / "c",
-        structure_min=None,
-        blur_min=None,
-        phash_max=None,
-        extra_gates=[never],
-        max_retries=2,
-        progress=False,
-    )
+    summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
+                             gates=GateSpec(structure_min=None, blur_min=None, phash_max=None,
+                                            extra_gates=[never]),
+                             max_retries=2, progress=False)
     assert summary["totals"]["accepted"] == 0 and summary["totals"]["exhausted"] == 9
-    log = [json.loads(line) for line in (tmp_path / "c" / REJECTIONS_FILE).read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "c" / REJECTIONS_LOG).read_text().splitlines()]
     assert len(log) == 9 * 3
     ring0 = [e for e in log if e["id"] == "ring-000000"]
     assert [e["attempt"] for e in ring0] == [1, 2, 3]
@@ -135,18 +128,12 @@ def test_retries_stop_at_the_limit_with_new_deterministic_seeds(backend, plan, t
 
 @pytest.mark.parametrize("at_call", [2, 4])
 def test_resume_after_interruption_gives_the_uninterrupted_cache(backend, plan, tmp_path, at_call):
-    options = dict(
-        structure_min=None,
-        blur_min=10,
-        phash_max=20,
-        max_retries=2,
-        batch_size=2,
-        progress=False,
-        extra_gates=[FunctionGate("coin", coin, threshold=1.0)],
-    )
+    options = dict(gates=GateSpec(structure_min=None, blur_min=10, phash_max=20,
+                                  extra_gates=[FunctionGate("coin", coin, threshold=1.0)]),
+                   max_retries=2, batch_size=2, progress=False)
     generate_cache(plan, backend=backend, cache_dir=tmp_path / "whole", **options)
     expected = comparable(tmp_path / "whole")
-    log = (tmp_path / "whole" / REJECTIONS_FILE).read_text().splitlines()
+    log = (tmp_path / "whole" / REJECTIONS_LOG).read_text().splitlines()
     assert len(log) > 0  # retries happened
 
     broken = tmp_path / "resumed"
@@ -154,7 +141,7 @@ def test_resume_after_interruption_gives_the_uninterrupted_cache(backend, plan, 
         generate_cache(plan, backend=Interrupting(backend, at_call), cache_dir=broken, **options)
     partial = SyntheticCache(broken)
     assert not partial.problems and len(partial) < len(expected)  # consistent, unfinished
-    interrupted = json.loads((broken / SUMMARY_FILE).read_text())
+    interrupted = json.loads((broken / GENERATION_SUMMARY).read_text())
     assert interrupted["interrupted"] and not interrupted["complete"]
     summary = generate_cache(plan, backend=backend, cache_dir=broken, **options)
     assert summary["complete"]
@@ -164,24 +151,12 @@ def test_resume_after_interruption_gives_the_uninterrupted_cache(backend, plan, 
 
 
 def test_resume_refuses_other_settings_and_unknown_classes(backend, plan, shapes_dir, tmp_path):
-    generate_cache(
-        plan,
-        backend=backend,
-        cache_dir=tmp_path / "c",
-        structure_min=None,
-        blur_min=10,
-        progress=False,
-    )
+    generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
+                   gates=GateSpec(structure_min=None, blur_min=10), progress=False)
     with pytest.raises(CacheError, match="different settings .*max_retries"):
-        generate_cache(
-            plan,
-            backend=backend,
-            cache_dir=tmp_path / "c",
-            structure_min=None,
-            blur_min=10,
-            max_retries=1,
-            progress=False,
-        )
+        generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
+                       gates=GateSpec(structure_min=None, blur_min=10), max_retries=1,
+                       progress=False)
     with pytest.warns(UserWarning, match="not in class_names"):
         new = make_plan(shapes_dir, target_per_class=2, class_names=["ring", "cube"])
     with pytest.raises(ConfigError, match="cannot make class.*cube"):
@@ -198,14 +173,9 @@ def test_two_runs_cannot_write_one_cache_at_once(backend, plan, tmp_path):
             generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", progress=False)
     finally:
         held.close()
-    assert generate_cache(
-        plan,
-        backend=backend,
-        cache_dir=tmp_path / "c",
-        structure_min=None,
-        blur_min=10,
-        progress=False,
-    )["complete"]
+    assert generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
+                          gates=GateSpec(structure_min=None, blur_min=10),
+                          progress=False)["complete"]
 
 
 def test_noise_from_the_generator_is_refused_and_leaves_no_cache(tiny_generator, plan,
@@ -219,36 +189,29 @@ def test_noise_from_the_generator_is_refused_and_leaves_no_cache(tiny_generator,
     # the next run, with other settings, goes ahead
     summary = generate_cache(plan, backend=load_backend(tiny_generator, steps=1,
                                                         pixel_check=False),
-                             cache_dir=tmp_path / "c", structure_min=None, blur_min=None,
-                             progress=False)
+                             cache_dir=tmp_path / "c",
+                             gates=GateSpec(structure_min=None, blur_min=None), progress=False)
     assert summary["totals"]["accepted"] > 0
 
 
 def test_a_cache_without_images_does_not_block_other_settings(backend, plan, tmp_path):
     never = FunctionGate("never", lambda image, c: 0.0, threshold=1.0)
     empty = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
-                           extra_gates=[never], max_retries=0, progress=False)
-    assert empty["totals"]["accepted"] == 0 and (tmp_path / "c" / REJECTIONS_FILE).is_file()
+                           gates=GateSpec(extra_gates=[never]), max_retries=0, progress=False)
+    assert empty["totals"]["accepted"] == 0 and (tmp_path / "c" / REJECTIONS_LOG).is_file()
     summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
-                             structure_min=None, blur_min=None, progress=False)
+                             gates=GateSpec(structure_min=None, blur_min=None), progress=False)
     assert summary["totals"]["accepted"] > 0
-    log = tmp_path / "c" / REJECTIONS_FILE
+    log = tmp_path / "c" / REJECTIONS_LOG
     assert not log.exists() or "never" not in log.read_text()  # started afresh
     with pytest.raises(CacheError, match="different settings"):  # now it has images to keep
         generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", progress=False)
 
 
 def test_variations_use_real_sources(backend, plan, tmp_path):
-    generate_cache(
-        plan,
-        backend=backend,
-        cache_dir=tmp_path / "c",
-        structure_min=None,
-        blur_min=None,
-        phash_max=None,
-        img2img_fraction=0.5,
-        progress=False,
-    )
+    generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
+                   gates=GateSpec(structure_min=None, blur_min=None, phash_max=None),
+                   img2img_fraction=0.5, progress=False)
     records = SyntheticCache(tmp_path / "c").records
     sources = [r["source_id"] for r in records if r["plan_index"] % 2 == 1]
     assert sources and all(
@@ -276,17 +239,10 @@ class _Unsure:
 def test_verifier_collapse_is_reported_per_class_and_loudly(backend, plan, tmp_path):
     messages = []
     verifier = VerifierGate(_Unsure(), threshold=0.6)  # classes bound from the plan
-    summary = generate_cache(
-        plan,
-        backend=backend,
-        cache_dir=tmp_path / "c",
-        structure_min=None,
-        blur_min=None,
-        phash_max=None,
-        verify_model=verifier,
-        progress=False,
-        echo=messages.append,
-    )
+    summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
+                             gates=GateSpec(structure_min=None, blur_min=None, phash_max=None,
+                                            verify_model=verifier),
+                             progress=False, echo=messages.append)
     ring = summary["classes"]["ring"]
     assert ring["gate_acceptance"] == {"verifier": 0.0} and ring["exhausted"] == 6
     assert summary["this_run_acceptance"]["ring"]["by_gate"] == {"verifier": 0.0}
@@ -320,8 +276,9 @@ def test_the_next_job_samples_while_this_one_is_gated(shapes_dir, tmp_path):
         return 1.0
 
     summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
-                             structure_min=None, blur_min=None, phash_max=None,
-                             extra_gates=[FunctionGate("slow", slow, threshold=0.0)],
+                             gates=GateSpec(structure_min=None, blur_min=None, phash_max=None,
+                                            extra_gates=[FunctionGate("slow", slow,
+                                                                      threshold=0.0)]),
                              progress=False, workers=2)
     assert overlapped == [True]
     split = summary["time_split"]
@@ -331,8 +288,9 @@ def test_the_next_job_samples_while_this_one_is_gated(shapes_dir, tmp_path):
 
 
 def test_the_cache_does_not_depend_on_batching_or_workers(backend, plan, tmp_path):
-    options = dict(structure_min=None, blur_min=10, phash_max=20, max_retries=2,
-                   extra_gates=[FunctionGate("coin", coin, threshold=1.0)], progress=False)
+    options = dict(gates=GateSpec(structure_min=None, blur_min=10, phash_max=20,
+                                  extra_gates=[FunctionGate("coin", coin, threshold=1.0)]),
+                   max_retries=2, progress=False)
     generate_cache(plan, backend=backend, cache_dir=tmp_path / "a", batch_size=3, workers=1,
                    **options)
     generate_cache(plan, backend=backend, cache_dir=tmp_path / "b", batch_size=7, workers=3,
@@ -352,7 +310,8 @@ def test_every_batch_is_sampled_at_one_shape_so_no_image_depends_on_its_batch(
 
     backend.predictor._predict = spy
     generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", batch_size=3,
-                   structure_min=None, blur_min=None, phash_max=None, progress=False)
+                   gates=GateSpec(structure_min=None, blur_min=None, phash_max=None),
+                   progress=False)
     assert set(shapes) == {4}  # jobs of 3, each padded to the batch size
     assert backend.fixed_shape is False  # the run's setting does not outlive it
     shapes.clear()
@@ -361,7 +320,8 @@ def test_every_batch_is_sampled_at_one_shape_so_no_image_depends_on_its_batch(
 
 
 def test_batches_mix_classes_so_a_stopped_run_fills_every_class_partly(plan, tmp_path):
-    lenient = dict(structure_min=None, blur_min=None, phash_max=None, progress=False)
+    lenient = dict(gates=GateSpec(structure_min=None, blur_min=None, phash_max=None),
+                   progress=False)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C during the third batch of two
         generate_cache(plan, backend=Interrupting(FakeBackend(batch_size=2), 3),
                        cache_dir=tmp_path / "c", **lenient)
@@ -396,7 +356,8 @@ class ClockedBackend(FakeBackend):
 
 def test_max_seconds_stops_with_every_class_partly_filled_and_a_rerun_completes(
         plan, tmp_path, monkeypatch):
-    lenient = dict(structure_min=None, blur_min=None, phash_max=None, progress=False)
+    lenient = dict(gates=GateSpec(structure_min=None, blur_min=None, phash_max=None),
+                   progress=False)
     generate_cache(plan, backend=FakeBackend(batch_size=2), cache_dir=tmp_path / "whole",
                    **lenient)
     clock = StepClock()
@@ -416,7 +377,8 @@ def test_max_seconds_stops_with_every_class_partly_filled_and_a_rerun_completes(
 
 
 def test_the_integrity_pass_reports_a_damaged_image(backend, plan, tmp_path):
-    options = dict(structure_min=None, blur_min=None, image_size=24, progress=False)
+    options = dict(gates=GateSpec(structure_min=None, blur_min=None), image_size=24,
+                   progress=False)
     generate_cache(plan, backend=backend, cache_dir=tmp_path / "c", **options)
     record = SyntheticCache(tmp_path / "c").records[0]
     (tmp_path / "c" / record["path"]).write_bytes(b"garbage")

@@ -112,7 +112,7 @@ def test_generate_records_the_adapter_and_will_not_resume_with_another(adapter, 
     made = runner.invoke(main, ["plan", str(shapes_dir), "--target-per-class", "4",
                                 "--out", str(plan)])
     assert made.exit_code == 0, made.output
-    common = ["generate", "--plan", str(plan), "--sd-model", str(tiny_sd), "--cache",
+    common = ["generate", "--plan", str(plan), "--sd-model", str(tiny_sd), "--synthetic-cache",
               str(cache), "--steps", "2", "--blur-min", "0", "--structure-min", "0",
               "--phash-max", "-1", "--device", "cpu", "--quiet"]
     result = runner.invoke(main, [*common, "--lora", str(adapter)])
@@ -313,6 +313,6 @@ def test_an_adapter_is_checked_against_its_base_model_and_its_config(adapter, ti
 def test_generate_lora_needs_sd_model(adapter, tiny_generator, tmp_path):
     result = CliRunner().invoke(main, ["generate", "--plan", str(tmp_path / "p.json"),
                                        "--generator", str(tiny_generator), "--lora",
-                                       str(adapter), "--cache", str(tmp_path / "c")])
+                                       str(adapter), "--synthetic-cache", str(tmp_path / "c")])
     assert result.exit_code == 2 and "--lora adapts a Stable Diffusion" in result.stderr
     assert not (tmp_path / "c").exists()

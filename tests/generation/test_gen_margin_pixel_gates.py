@@ -9,12 +9,13 @@ from _gen_helpers import MeanFeature, PlacedBackend
 from click.testing import CliRunner
 from PIL import Image
 
-from genaug.cache import SyntheticCache
+from genaug.cache import REJECTIONS_LOG, SyntheticCache
 from genaug.cli import main
 from genaug.exceptions import ConfigError
 from genaug.generation import (
     ClassMarginGate,
     GateChain,
+    GateSpec,
     PixelStatisticsGate,
     build_gate_chain,
     generate_cache,
@@ -141,9 +142,10 @@ def write_classes(root, images_by_class):
     return root
 
 
-def no_standard_gates():
-    return dict(blur_min=None, structure_min=None, phash_max=None, max_retries=1,
-                progress=False)
+def no_standard_gates(**gates):
+    """``generate_cache`` options with the blur, structure and pHash gates off, and ``gates``."""
+    return dict(gates=GateSpec(blur_min=None, structure_min=None, phash_max=None, **gates),
+                max_retries=1, progress=False)
 
 
 def test_generate_drops_images_nearer_another_class_per_class(tmp_path):
@@ -154,14 +156,14 @@ def test_generate_drops_images_nearer_another_class_per_class(tmp_path):
     plan = make_plan(data, target_per_class=6)
     backend = PlacedBackend({"dark": flat(185, 16), "bright": flat(200, 16)})
     summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
-                             select_model=MeanFeature((8, 8)), select_method="class-margin",
-                             **no_standard_gates())
+                             **no_standard_gates(select_model=MeanFeature((8, 8)),
+                                                 select_method="class-margin"))
     assert [g["name"] for g in summary["gates"]] == ["class_margin"]
     dark, bright = summary["classes"]["dark"], summary["classes"]["bright"]
     assert (dark["accepted"], dark["rejected_by_gate"]) == (0, {"class_margin": 4})
     assert (bright["accepted"], bright["rejected_by_gate"]) == (2, {})
     rejections = [json.loads(line) for line in
-                  (tmp_path / "c" / "generation_rejections.jsonl").read_text().splitlines()]
+                  (tmp_path / "c" / REJECTIONS_LOG).read_text().splitlines()]
     assert {r["class"] for r in rejections} == {"dark"}
     assert all(r["quality"]["class_margin"]["score"] > 1 for r in rejections)
     assert {r["class"] for r in SyntheticCache(tmp_path / "c").records} == {"bright"}
@@ -173,7 +175,7 @@ def test_generate_rejects_a_grey_background_for_a_black_class(tmp_path):
     plan = make_plan(data, target_per_class=6)
     backend = PlacedBackend({"black": framed(128, 200), "white": framed(253, 45)})
     summary = generate_cache(plan, backend=backend, cache_dir=tmp_path / "c",
-                             pixel_statistics=True, **no_standard_gates())
+                             **no_standard_gates(pixel_statistics=True))
     black, white = summary["classes"]["black"], summary["classes"]["white"]
     assert (black["accepted"], black["rejected_by_gate"]) == (0, {"pixel_statistics": 4})
     assert (white["accepted"], white["rejected_by_gate"]) == (2, {})
@@ -190,15 +192,15 @@ def test_the_gates_measure_against_the_training_split_of_a_variation_plan(tmp_pa
     backend = PlacedBackend({})
     backend.supports_source_images, backend.strength = True, 0.5
     run = _GenerationRun(plan, backend=backend, cache_dir=tmp_path / "c",
-                         gates=dict(pixel_statistics=True, blur_min=None, structure_min=None),
+                         gates=GateSpec(pixel_statistics=True, blur_min=None, structure_min=None),
                          max_retries=0, image_size=None, color_mode=None, batch_size=None,
                          img2img_fraction=0.0, data=None, max_seconds=None, workers=1,
                          progress=False, parameters=None, echo=None)
-    run._read_data()
-    run._build_gates()
-    training = {run.real_path_by_id[i] for i in plan.classes["black"]["source_ids"]}
-    assert set(run.training_paths["black"]) == training and len(training) < 10
-    pixel, phash = run.gates.get("pixel_statistics"), run.gates.get("phash")
+    real = run._read_data()
+    gates = run._build_gates(real)
+    training = {real.path_by_id[i] for i in plan.classes["black"]["source_ids"]}
+    assert set(real.training_paths["black"]) == training and len(training) < 10
+    pixel, phash = gates.get("pixel_statistics"), gates.get("phash")
     assert len(list(pixel.reference_images("black"))) == len(training)
     assert len(list(phash.reference_images("black"))) == 10  # copies of any real image
 
@@ -214,14 +216,15 @@ def test_generate_cli_class_margin_and_pixel_statistics(tmp_path, monkeypatch):
     backend = PlacedBackend({"black": framed(128, 200), "white": framed(253, 45)})
     backend.close = lambda: None
     monkeypatch.setattr(genaug.generation, "load_backend", lambda *a, **kw: backend)
-    base = ["generate", "--plan", str(plan), "--generator", str(tmp_path), "--cache",
+    base = ["generate", "--plan", str(plan), "--generator", str(tmp_path), "--synthetic-cache",
             str(tmp_path / "c"), "--blur-min", "0", "--structure-min", "0", "--phash-max",
             "-1", "--max-retries", "0", "--quiet"]
-    alone = runner.invoke(main, [*base, "--select", "class-margin"])
-    assert alone.exit_code == 2 and "--select class-margin and --select-model go" \
+    alone = runner.invoke(main, [*base, "--synthetic-select", "class-margin"])
+    assert alone.exit_code == 2 and "--synthetic-select class-margin and --select-model go" \
         in alone.output
     model_only = runner.invoke(main, [*base, "--select-model", str(plan)])
-    assert model_only.exit_code == 2 and "--select-model needs --select" in model_only.output
+    assert model_only.exit_code == 2
+    assert "--select-model needs --synthetic-select" in model_only.output
     result = runner.invoke(main, [*base, "--pixel-statistics"])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "c" / "generation_summary.json").read_text())

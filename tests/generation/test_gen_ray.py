@@ -1,4 +1,4 @@
-"""Generation on Ray (issue 11): a local cluster of 2 CPUs and the tiny DDPM.
+"""Generation on Ray: a local cluster of 2 CPUs and the tiny DDPM.
 
 One cluster and one backend of 2 workers serve the whole module: starting a Ray worker that
 imports torch is the slow part. The cluster listens on the loopback interface only.
@@ -19,17 +19,17 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from genaug.cache import SyntheticCache
+from genaug.cache import ENV_REPORT, GENERATION_SUMMARY, REJECTIONS_LOG, SyntheticCache
 from genaug.cli import main
 from genaug.exceptions import ConfigError
-from genaug.generation import generate_cache, load_backend, make_plan, summary_lines
-from genaug.generation._generate import ENV_REPORT, REJECTIONS_FILE, SUMMARY_FILE
+from genaug.generation import GateSpec, generate_cache, load_backend, make_plan, summary_lines
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="pip install 'genaug[ray]'")
 BACKEND = dict(device="cpu", steps=2, pixel_check=False)
-OPTIONS = dict(structure_min=None, blur_min=10, phash_max=20, max_retries=2,
-               extra_gates=[_gen_helpers.coin_gate()], progress=False)
+OPTIONS = dict(gates=GateSpec(structure_min=None, blur_min=10, phash_max=20,
+                             extra_gates=[_gen_helpers.coin_gate()]),
+               max_retries=2, progress=False)
 #: the same run on the command line
 COMMAND = ["--device", "cpu", "--steps", "2", "--no-pixel-check", "--structure-min", "0",
            "--blur-min", "10", "--phash-max", "20", "--max-retries", "2",
@@ -88,10 +88,10 @@ def assert_same_cache(made, expected):
             assert np.array_equal(np.asarray(a), np.asarray(b))
 
     def rejections(cache):  # a resumed run logs again what it decides again: one each
-        return sorted(set((cache / REJECTIONS_FILE).read_text().splitlines()))
+        return sorted(set((cache / REJECTIONS_LOG).read_text().splitlines()))
 
     assert rejections(made) == rejections(expected)
-    summaries = [json.loads((c / SUMMARY_FILE).read_text()) for c in (made, expected)]
+    summaries = [json.loads((c / GENERATION_SUMMARY).read_text()) for c in (made, expected)]
     assert summaries[0]["classes"] == summaries[1]["classes"]
 
 
@@ -167,7 +167,7 @@ def test_ctrl_c_leaves_a_consistent_cache_that_the_same_command_resumes(
     plan_path = plan.save(tmp_path / "plan.json")
     cache = tmp_path / "c"
     command = ["generate", "--plan", str(plan_path), "--generator", str(tiny_generator),
-               "--cache", str(cache), "--batch-size", "4", *COMMAND]
+               "--synthetic-cache", str(cache), "--batch-size", "4", *COMMAND]
     # one more worker; the module's two hold both CPUs of the cluster
     on_ray = [*command, "--ray", "--ray-workers", "1", "--ray-cpus-per-worker", "0"]
     helpers = os.path.dirname(_gen_helpers.__file__)
@@ -191,7 +191,7 @@ def test_ctrl_c_leaves_a_consistent_cache_that_the_same_command_resumes(
     assert "is consistent; run the same command again" in stderr
     partial = SyntheticCache(cache)
     assert not partial.problems and 2 <= len(partial) < len(SyntheticCache(reference))
-    stopped = json.loads((cache / SUMMARY_FILE).read_text())
+    stopped = json.loads((cache / GENERATION_SUMMARY).read_text())
     assert stopped["interrupted"] and not stopped["complete"]
     assert not list(cache.rglob(".*.tmp"))
     # the same command resumes it without Ray, and (a copy of it) on Ray
@@ -215,7 +215,7 @@ def test_without_ray_one_line_names_the_extra(tiny_generator, plan, tmp_path, mo
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     plan_path = plan.save(tmp_path / "plan.json")
     command = ["generate", "--plan", str(plan_path), "--generator", str(tiny_generator),
-               "--cache", str(tmp_path / "c"), *COMMAND]
+               "--synthetic-cache", str(tmp_path / "c"), *COMMAND]
     for extra, message in ((["--ray"], "ray is not installed; install the extra: "
                                        'pip install "genaug[ray]"'),
                            (["--ray-workers", "2"], "--ray-workers apply to generation on "

@@ -8,6 +8,7 @@ from _gen_helpers import shape_image
 from genaug.cache import SyntheticCache
 from genaug.exceptions import ConfigError
 from genaug.generation import (
+    GateSpec,
     GenerationRequest,
     StableDiffusionBackend,
     generate_cache,
@@ -78,16 +79,9 @@ def test_sd_cache_has_prompts_sources_and_the_prompt_set_hash(sd, shapes_dir, tm
                 "attributes": {"lighting": ["day", "night"]},
             },
         )
-    summary = generate_cache(
-        plan,
-        backend=sd,
-        cache_dir=tmp_path / "c",
-        structure_min=None,
-        blur_min=None,
-        phash_max=None,
-        img2img_fraction=1.0,
-        progress=False,
-    )
+    summary = generate_cache(plan, backend=sd, cache_dir=tmp_path / "c",
+                             gates=GateSpec(structure_min=None, blur_min=None, phash_max=None),
+                             img2img_fraction=1.0, progress=False)
     assert summary["complete"]
     records = SyntheticCache(tmp_path / "c").records
     assert len(records) == 1 + 4 and {r["class"] for r in records} == {"ring", "new_shape"}

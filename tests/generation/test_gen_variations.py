@@ -10,6 +10,7 @@ from genaug.cache import SyntheticCache
 from genaug.data import DatasetIndex, split_dataset
 from genaug.exceptions import ConfigError
 from genaug.generation import (
+    GateSpec,
     GenerationPlan,
     GenerationRequest,
     generate_cache,
@@ -17,7 +18,7 @@ from genaug.generation import (
     make_plan,
 )
 
-NO_GATES = dict(structure_min=None, blur_min=None, phash_max=None, progress=False)
+NO_GATES = dict(gates=GateSpec(structure_min=None, blur_min=None, phash_max=None), progress=False)
 
 
 def test_a_variation_plan_draws_its_sources_from_the_training_split_only(shapes_dir, tmp_path):

@@ -34,11 +34,13 @@ def unchecked_backend(monkeypatch):
 @pytest.fixture
 def lenient_gates(monkeypatch):
     """Its noise would (rightly) fail the blur and structure gates too: leave those out."""
-    import genaug.generation
+    from dataclasses import replace
 
-    build = genaug.generation.build_gate_chain
-    monkeypatch.setattr(genaug.generation, "build_gate_chain",
-                        lambda **kw: build(**kw, blur_min=None, structure_min=None))
+    from genaug.generation import GateSpec
+
+    build = GateSpec.build
+    monkeypatch.setattr(GateSpec, "build", lambda spec, **kw: build(
+        replace(spec, blur_min=None, structure_min=None), **kw))
 
 
 @pytest.fixture
@@ -82,20 +84,23 @@ def test_fit_consumes_fresh_images_and_persists_them(live_data, tmp_path, unchec
 def test_the_selection_gate_runs_in_the_live_producer(live_data, tmp_path, unchecked_backend,
                                                       monkeypatch, reference_classifier,
                                                       method, gate):
-    import genaug.generation
+    from dataclasses import replace
 
-    build = genaug.generation.build_gate_chain
+    from genaug.generation import ClassMarginGate, GateSpec
+
+    build = GateSpec.build
     seen = {}
 
-    def lenient(**kw):  # the tiny generator's noise is far from every class: keep it all
-        seen.update(kw)
-        if kw["select_method"] == "class-margin":
-            kw["select_model"] = genaug.generation.ClassMarginGate(
-                kw["select_model"], reference_images=kw["reference_images"],
-                class_names=kw["class_names"], threshold=1e9)
-        return build(**{**kw, "select_max_ratio": 1e9}, blur_min=None, structure_min=None)
+    def lenient(spec, **kw):  # the tiny generator's noise is far from every class: keep it all
+        seen["spec"] = spec
+        select_model = spec.select_model
+        if spec.select_method == "class-margin":
+            select_model = ClassMarginGate(select_model, reference_images=kw["reference_images"],
+                                           class_names=kw["class_names"], threshold=1e9)
+        return build(replace(spec, select_model=select_model, select_max_ratio=1e9,
+                             blur_min=None, structure_min=None), **kw)
 
-    monkeypatch.setattr(genaug.generation, "build_gate_chain", lenient)
+    monkeypatch.setattr(GateSpec, "build", lenient)
     data, generator = live_data
     cache = tmp_path / "cache"
     _, metrics = train(tmp_path, str(data), "--live-generator", str(generator),
@@ -103,8 +108,8 @@ def test_the_selection_gate_runs_in_the_live_producer(live_data, tmp_path, unche
                        "--synthetic-cache", str(cache), "--live-buffer", "16",
                        "--synthetic-select", method,
                        "--select-model", str(reference_classifier), "--live-producer", "thread")
-    assert seen["select_model"] == str(reference_classifier)
-    assert seen["select_method"] == method
+    assert seen["spec"].select_model == str(reference_classifier)
+    assert seen["spec"].select_method == method
     live = metrics["live"]
     assert live["generated"] > 0 and live["producer_error"] is None
     assert "rejected_by_gate" in live and "rejected_by_class" in live

@@ -11,7 +11,7 @@ from _live_helpers import fit_with_live
 
 from genaug.cache import SyntheticCache
 from genaug.exceptions import ConfigError
-from genaug.generation import GenerationError
+from genaug.generation import GateSpec, GenerationError
 from genaug.live import LiveSource, RemoteTraceback, SubprocessWorker, build_worker
 
 CLASSES = ["cat", "dog", "snake"]
@@ -24,7 +24,7 @@ def factory(generator, cache=None, **backend_options):
         build_worker, str(generator), device="cpu", class_names=CLASSES, image_size=(8, 8),
         color_mode="rgb", cache_dir=None if cache is None else str(cache),
         backend_options={"steps": 2, "pixel_check": False, **backend_options},
-        gate_options={"blur_min": None, "structure_min": None})
+        gates=GateSpec(blur_min=None, structure_min=None))
 
 
 def alive(pid):
@@ -116,6 +116,7 @@ def test_ctrl_c_stops_training_and_child_and_leaves_a_consistent_cache(live_data
     cache = tmp_path / "cache"
     script = (
         "import functools, signal, sys, time\n"
+        "from genaug.generation import GateSpec\n"
         "from genaug.live import LiveSource, SubprocessWorker, build_worker\n"
         "if __name__ == '__main__':\n"
         # A background job (the suite run with `&`, CI) starts with SIGINT ignored and Python
@@ -125,7 +126,7 @@ def test_ctrl_c_stops_training_and_child_and_leaves_a_consistent_cache(live_data
         "device='cpu', class_names=['cat', 'dog', 'snake'], image_size=(8, 8), "
         f"color_mode='rgb', cache_dir={str(cache)!r}, "
         "backend_options={'steps': 2, 'pixel_check': False}, "
-        "gate_options={'blur_min': None, 'structure_min': None}))\n"
+        "gates=GateSpec(blur_min=None, structure_min=None)))\n"
         "    print(worker.pid, flush=True)\n"
         "    try:\n"
         "        with LiveSource(worker, class_names=['cat', 'dog', 'snake'], batch_size=4):\n"

@@ -1,5 +1,6 @@
-"""Issue 16's levers through both loaders: cool-down, fill threshold, synthetic label smoothing
-and synthetic weight. Synthetic cache images are plain white; the real ones are noise."""
+"""The synthetic recipe's levers through both loaders: cool-down, fill threshold, synthetic
+label smoothing and synthetic weight. Synthetic cache images are plain white; the real ones
+are noise."""
 
 import numpy as np
 import pytest

@@ -180,7 +180,7 @@ def test_unknown_augmentation_is_a_clear_error():
         build_augmentation(["randaugment"])
 
 
-# --- issue 15: the loaders keep every promise ---------------------------------------------
+# --- the loaders keep every promise ------------------------------------------------------
 
 
 def test_a_manifests_split_column_is_obeyed(split_manifest, make_cache, tmp_path):

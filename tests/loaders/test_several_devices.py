@@ -1,4 +1,4 @@
-"""Balanced batches on several devices (issue 11): a distribution strategy gives each replica
+"""Balanced batches on several devices: a distribution strategy gives each replica
 consecutive slots of the global batch, so each replica's share must be balanced on its own.
 
 ``tf.distribute.MirroredStrategy`` and Keras 3's ``keras.distribution.DataParallel`` (JAX) run

@@ -177,7 +177,7 @@ def tiny_model(classes=3, size=16):
     return model
 
 
-# --- issue 15: the loaders keep every promise ---------------------------------------------
+# --- the loaders keep every promise ------------------------------------------------------
 
 
 def test_a_manifests_test_rows_are_never_loaded_and_its_validation_rows_validate(
@@ -291,7 +291,7 @@ def test_fit_class_weight_on_a_balancing_loader_warns(small_dataset):
     assert not [w for w in caught if "twice" in str(w.message)]
 
 
-# --- issue 14: an index that reads headers only, a resize skipped where it changes nothing --
+# --- an index that reads headers only, a resize skipped where it changes nothing ----------
 
 
 def test_a_file_that_turns_out_corrupt_at_decode_time_is_substituted_and_reported(

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from genaug.exceptions import ConfigError
-from genaug.sampling import BalancePlan, stream_take
+from genaug.sampling import (
+    BalancePlan,
+    Stream,
+    real_image_stream,
+    rng_for,
+    stream_take,
+    synthetic_image_stream,
+)
 
 LABELS = np.array([0] * 40 + [1] * 3 + [2] * 11)
 
@@ -117,3 +124,17 @@ def test_stream_take_is_contiguous_across_calls():
     np.testing.assert_array_equal(whole, parts)
     for cycle in range(4):
         assert sorted(whole[cycle * 5:(cycle + 1) * 5].tolist()) == list(range(5))
+
+
+def test_per_class_stream_keys_never_collide_and_keep_their_first_layout():
+    classes = range(5000)
+    real = [real_image_stream(c) for c in classes]
+    synthetic = [synthetic_image_stream(c) for c in classes]
+    keys = real + synthetic
+    assert len(set(keys)) == len(keys)
+    assert not set(keys) & {int(s) for s in Stream}
+    # numpy seeds ignore trailing zeros, so the streams themselves are compared too
+    first_draws = {rng_for(7, key, 0).integers(2**63) for key in keys}
+    assert len(first_draws) == len(keys)
+    assert real[:1000] == [1000 + c for c in range(1000)]
+    assert synthetic[:1000] == [2000 + c for c in range(1000)]

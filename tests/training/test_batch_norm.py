@@ -1,4 +1,4 @@
-"""Issue 15, point 6: short runs must not collapse to one class because batch-norm inference
+"""Short runs must not collapse to one class because batch-norm inference
 statistics lag behind the weights; they are recomputed from the final weights."""
 
 import json

@@ -1,4 +1,5 @@
-"""Issue 16's levers in a training run: CLI options -> TrainConfig -> loaders -> reports."""
+"""The synthetic recipe's levers in a training run: CLI options -> TrainConfig -> loaders ->
+reports."""
 
 import json
 

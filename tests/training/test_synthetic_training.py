@@ -125,7 +125,7 @@ def test_synthetic_options_without_a_cache_are_a_user_error(small_dataset, tmp_p
 
 def test_both_synthetic_shares_are_reported_with_the_cap_that_bounds_each(
         image_folder_factory, tmp_path, cache_for):
-    """Issue 15, point 8: synthetic_cap bounds each epoch's draws; over a run a class trains on
+    """synthetic_cap bounds each epoch's draws; over a run a class trains on
     more distinct synthetic images than that share of its images, and both figures say so."""
     data = image_folder_factory({"cat": 40, "dog": 5})
     test = image_folder_factory({"cat": 3, "dog": 3})
@@ -154,7 +154,7 @@ def test_both_synthetic_shares_are_reported_with_the_cap_that_bounds_each(
 
 def test_the_pool_cap_bounds_the_distinct_synthetic_images_of_a_run(image_folder_factory,
                                                                     tmp_path, cache_for):
-    """Issue 15, point 8: ``--synthetic-pool-cap`` bounds what the default run above exceeds,
+    """``--synthetic-pool-cap`` bounds what the default run above exceeds,
     the share of a class's training images that are distinct synthetic images."""
     data = image_folder_factory({"cat": 40, "dog": 5})
     test = image_folder_factory({"cat": 3, "dog": 3})
