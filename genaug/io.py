@@ -1,4 +1,5 @@
-"""Writing outputs safely: whole files only (temporary name, then rename), JSON-ready values."""
+"""Writing outputs safely: whole files only (temporary name, then rename), JSON-ready values,
+and the package versions every output records."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import glob
 import json
 import math
 import os
+import platform
 import shutil
+import sys
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +208,36 @@ def write_json(path, data) -> Path:
     text = json.dumps(to_jsonable(data), indent=2) + "\n"
     atomic_write_bytes(Path(path), text.encode("utf-8"))
     return Path(path)
+
+
+def check_writable(*folders) -> None:
+    """Create ``folders`` and write a file in each, so a run fails before its work, not after
+    it, when an output folder cannot be written (:class:`~genaug.exceptions.OutputError`)."""
+    for folder in folders:
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".genaug-write-test"):
+                pass
+        except OSError as error:
+            raise OutputError(f"cannot write to {folder}: {error.strerror or error}") from None
+
+
+#: The packages whose versions shape genaug's outputs (images, models, scores).
+VERSIONED_PACKAGES = ("genaug", "numpy", "torch", "diffusers", "transformers", "safetensors",
+                      "tensorflow", "tensorflow-cpu", "keras", "scikit-learn", "pillow",
+                      "imagehash", "scipy")
+
+
+def package_versions() -> dict:
+    """Python, the platform and the installed version of each of :data:`VERSIONED_PACKAGES`
+    (None when not installed); ``tensorflow`` reports ``tensorflow-cpu`` where that is the
+    build installed."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    if out.get("tensorflow") is None and out.get("tensorflow-cpu"):
+        out["tensorflow"] = out["tensorflow-cpu"]
+    return out

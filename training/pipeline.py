@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import platform
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -13,20 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from genaug.cache import STATUS_FILE, SyntheticCache
-from genaug.data import (
-    DatasetIndex,
-    DatasetSplits,
-    channels_of,
-    digits_longtail,
-    split_dataset,
-)
+from genaug.data import DatasetSplits, channels_of, load_splits
 from genaug.exceptions import (
     ConfigError,
     ConvergenceWarning,
     DatasetError,
     DoubleCorrectionWarning,
 )
-from genaug.io import write_json
+from genaug.io import check_writable, package_versions, write_json
 from genaug.sampling import RampSchedule, SyntheticRecipe
 
 #: The metadata of a ``TrainConfig`` field that only means something with synthetic images:
@@ -39,7 +31,7 @@ class TrainConfig:
     """Every option of a training run; ``dataclasses.replace`` derives variants.
 
     ``color_mode="auto"`` is resolved from the data when the run starts
-    (:func:`genaug.data.infer_color_mode`); :func:`build_loaders` takes a resolved mode.
+    (:func:`genaug.data.infer_color_mode`); :meth:`loaders` takes a resolved mode.
     ``synthetic`` is the run's :class:`~genaug.sampling.SyntheticRecipe` (its schedule is
     resolved against ``epochs``). Fields marked :data:`SYNTHETIC_ONLY` only mean something
     with synthetic images.
@@ -83,6 +75,17 @@ class TrainConfig:
     synthetic_allocation: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
     verbose: int = 1
 
+    @property
+    def selects_after_warmup(self) -> bool:
+        """Whether the run's own model selects the synthetic images after its warm-up."""
+        return bool(self.synthetic_select and not self.select_model)
+
+    def splits(self) -> DatasetSplits:
+        """The run's real images, split (:func:`genaug.data.load_splits`)."""
+        return load_splits(self.data_dir, test_dir=self.test_dir, class_names=self.classes,
+                           validation_split=self.val_split, test_split=self.test_split,
+                           seed=self.seed)
+
     def sampling_options(self, *, train_size: int, class_weight=None,
                          sample_weights: bool | None = None, schedule=None,
                          synthetic_ids=None):
@@ -105,116 +108,32 @@ class TrainConfig:
             class_weight=class_weight, sample_weights=sample_weights, synthetic=self.synthetic,
             schedule=schedule, synthetic_ids=synthetic_ids)
 
+    def loader_kind(self) -> str:
+        """``"tfdata"`` or ``"pydataset"`` (:func:`genaug.loaders.choose_loader`)."""
+        from genaug.loaders import choose_loader
 
-def _log(config: TrainConfig, message: str) -> None:
-    if config.verbose:
-        print(message, flush=True)
+        return choose_loader(self.loader, live=bool(self.live_generator),
+                             redraws_pool=self.selects_after_warmup
+                             and self.synthetic.pool_cap is not None)
 
+    def loaders(self, splits: DatasetSplits, *, synthetic=None, schedule=None,
+                class_weight=None, sample_weights=False, live_source=None, synthetic_ids=None):
+        """The run's training, validation and test loaders
+        (:func:`genaug.loaders.build_loaders`); ``synthetic_ids``: the synthetic images the
+        training loader may draw (a selection)."""
+        from genaug.loaders import build_augmentation, build_loaders
 
-def check_output_dirs(*dirs) -> None:
-    """Fail before training, not after, when an output folder cannot be written."""
-    for directory in dirs:
-        try:
-            Path(directory).mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=directory, prefix=".genaug-write-test"):
-                pass
-        except OSError as error:
-            raise ConfigError(f"cannot write to {directory}: {error.strerror or error}") from None
-
-
-def resolve_splits(config: TrainConfig) -> DatasetSplits:
-    """Index the data and split off validation and test sets (:func:`genaug.data.split_dataset`:
-    a manifest's split column, else stratified and seeded)."""
-    data_dir, test_dir = config.data_dir, config.test_dir
-    if data_dir is None:
-        data_dir, default_test = digits_longtail()
-        test_dir = test_dir or default_test
-    index = DatasetIndex.load(data_dir, class_names=config.classes)
-    if len(index) == 0:
-        raise DatasetError(f"no readable images in {data_dir}")
-    test_index = None
-    if test_dir is not None:
-        test_index = DatasetIndex.load(test_dir, class_names=index.class_names)
-    splits = split_dataset(index, validation_split=config.val_split or None,
-                           test_split=config.test_split, test_index=test_index, seed=config.seed)
-    if test_index is not None:
-        splits = replace(splits, test_source=f"--test-dir {test_dir}")
-    if splits.test is None or len(splits.test) == 0:
-        raise DatasetError("the test set is empty")
-    return splits
-
-
-def _use_tf_loader(config: TrainConfig) -> bool:
-    import keras
-
-    if config.loader == "pydataset" or config.live_generator:
-        return False
-    available = keras.backend.backend() == "tensorflow"
-    if config.loader == "tfdata" and not available:
-        raise ConfigError("--loader tfdata needs the TensorFlow Keras backend")
-    # A selection after the warm-up under a pool cap redraws the pool beyond the files a
-    # tf.data loader listed (AdaptAfterWarmup).
-    redraws = bool(config.synthetic_select and not config.select_model
-                   and config.synthetic.pool_cap is not None)
-    if config.loader == "tfdata" and redraws:
-        raise ConfigError("--synthetic-select after the warm-up with --synthetic-pool-cap "
-                          "needs --loader pydataset")
-    return available and not redraws
-
-
-def build_loaders(config: TrainConfig, splits: DatasetSplits, *, synthetic=None, schedule=None,
-                  class_weight=None, sample_weights=False, live_source=None,
-                  synthetic_ids=None):
-    """Training, validation and test loaders, each from :func:`genaug.loaders.build_sampler`.
-
-    ``synthetic_ids``: the synthetic images the training loader may draw (a selection).
-    """
-    from genaug.loaders import BalancedBatchGenerator, build_augmentation, build_sampler
-
-    options = config.sampling_options(train_size=len(splits.train), class_weight=class_weight,
-                                      sample_weights=sample_weights, schedule=schedule,
-                                      synthetic_ids=synthetic_ids)
-    train_sampler = build_sampler(
-        splits.train, options, synthetic_cache=synthetic, held_out_ids=splits.held_out_ids(),
-        live_classes=live_source.live_classes if live_source is not None else ())
-    plain = options.evaluation(shuffle=False)
-    samplers = [train_sampler] + [build_sampler(part, plain) if part is not None else None
-                                  for part in (splits.validation, splits.test)]
-    augment = None
-    if config.augment:
-        augment = build_augmentation(config.augment, backend=config.augment_backend,
-                                     seed=config.seed)
-    decoding = dict(image_size=(config.image_size, config.image_size),
-                    color_mode=config.color_mode)
-    if _use_tf_loader(config):
-        from genaug.loaders import make_tf_dataset
-
-        def loader(sampler, augment=None):
-            return make_tf_dataset(sampler, augment=augment, cache=config.cache, **decoding)
-    else:
-        def loader(sampler, augment=None):
-            return BalancedBatchGenerator.from_sampler(
-                sampler, augment=augment, cache=config.cache,
-                live_source=live_source if sampler is train_sampler else None, **decoding)
-    train, validation, test = (loader(sampler, augment if sampler is train_sampler else None)
-                               if sampler is not None else None for sampler in samplers)
-    return train, train_sampler, validation, test
-
-
-def versions() -> dict:
-    import keras
-    import sklearn
-
-    out = {"python": platform.python_version(), "numpy": np.__version__,
-           "keras": keras.__version__, "keras_backend": keras.backend.backend(),
-           "scikit-learn": sklearn.__version__}
-    for name in ("tensorflow", "torch"):
-        if name in sys.modules:
-            out[name] = sys.modules[name].__version__
-    from genaug import __version__
-
-    out["genaug"] = __version__
-    return out
+        options = self.sampling_options(train_size=len(splits.train), class_weight=class_weight,
+                                        sample_weights=sample_weights, schedule=schedule,
+                                        synthetic_ids=synthetic_ids)
+        augment = None
+        if self.augment:
+            augment = build_augmentation(self.augment, backend=self.augment_backend,
+                                         seed=self.seed)
+        return build_loaders(splits, options, image_size=(self.image_size, self.image_size),
+                             color_mode=self.color_mode, loader=self.loader_kind(),
+                             cache=self.cache, augment=augment, synthetic_cache=synthetic,
+                             live_source=live_source)
 
 
 def run_training(config: TrainConfig) -> dict:
@@ -277,8 +196,8 @@ class TrainingRun:
         live = self.start_live(data)
         try:
             # 5. Build the training, validation and test loaders.
-            train, sampler, validation, test = build_loaders(
-                data.config, data.splits, synthetic=data.synthetic,
+            train, validation, test = data.config.loaders(
+                data.splits, synthetic=data.synthetic,
                 schedule=schedule, class_weight=weighting.sampler_class_weight,
                 sample_weights=weighting.sample_weights, live_source=live,
                 synthetic_ids=data.synthetic_ids)
@@ -295,8 +214,8 @@ class TrainingRun:
 
     def split(self) -> RunData:
         _check_config(self.config)
-        _use_tf_loader(self.config)  # a loader the run cannot use fails before any output
-        config, splits = self.config, resolve_splits(self.config)
+        self.config.loader_kind()  # a loader the run cannot use fails before any output
+        config, splits = self.config, self.config.splits()
         if config.synthetic_allocation and splits.validation is None:
             raise ConfigError("--synthetic-allocation confusion measures the model on the "
                               "validation split: give --val-split above 0 (or validation rows "
@@ -305,16 +224,13 @@ class TrainingRun:
             from genaug.data import infer_color_mode
 
             config = replace(config, color_mode=infer_color_mode(splits.index))
-        check_output_dirs(config.output_dir, config.model_dir)
+        check_writable(config.output_dir, config.model_dir)
         self.timings["index_s"] = time.perf_counter() - self.started
         self.log(f"{len(splits.train)} training, "
                  f"{len(splits.validation) if splits.validation else 0} validation and "
                  f"{len(splits.test)} test images ({config.color_mode}); "
                  f"test set: {splits.test_source}")
-        # A split made from the index carries the index's skipped list: dedupe by path.
-        skipped = tuple({"path": path, "reason": reason} for path, reason in
-                        {f.path: f.reason for f in (*splits.index.skipped,
-                                                    *splits.test.skipped)}.items())
+        skipped = tuple({"path": f.path, "reason": f.reason} for f in splits.skipped)
         for item in skipped:
             self.log(f"skipped {item['path']}: {item['reason']}")
         return RunData(config, splits, skipped)
@@ -408,7 +324,7 @@ class TrainingRun:
         balance, epoch_size = "none", None
         if config.balanced or config.balanced_batches:  # as long as a plain epoch, as
             balance = "balanced_batches" if config.balanced_batches else "oversample"
-            epoch_size = len(train)  # build_loaders makes it
+            epoch_size = len(train)  # the training loader makes it
         with warnings.catch_warnings():  # synthetic-only classes just add no real images here
             warnings.filterwarnings("ignore", message="classes with no training image")
             loader = BalancedBatchGenerator(
@@ -470,8 +386,7 @@ class TrainingRun:
 
     def evaluate(self, data: RunData, model, test, history: dict) -> dict:
         from genaug.classifier import save_classifier
-        from genaug.evidence import convergence
-        from training.evaluate import classification_metrics
+        from genaug.evidence import classification_metrics, convergence
 
         config, names = data.config, data.splits.class_names
         started = time.perf_counter()
@@ -494,6 +409,8 @@ class TrainingRun:
 
     def write_outputs(self, data: RunData, weighting: Weighting, metrics: dict, train,
                       validation, test, adaptation) -> dict:
+        import keras
+
         from genaug.loaders import training_status
         from training.evaluate import plot_confusion_matrix
 
@@ -518,7 +435,7 @@ class TrainingRun:
             test_set=data.splits.test_source,
             skipped_files=list(data.skipped),
             config=asdict(config),
-            versions=versions(),
+            versions={**package_versions(), "keras_backend": keras.backend.backend()},
         )
         if data.synthetic is not None:
             metrics["synthetic"] = {"cache": str(config.synthetic_cache),
@@ -542,28 +459,14 @@ class TrainingRun:
                               title=f"{config.model_name}: balanced accuracy "
                                     f"{metrics['balanced_accuracy']:.3f}")
         if config.verbose:
+            from genaug.evidence import per_class_table
+
             print(per_class_table(metrics))
         return metrics
 
     def log(self, message: str) -> None:
-        _log(self.config, message)
-
-
-def per_class_table(metrics: dict) -> str:
-    """The per-class table printed at the end of a run."""
-    names = metrics["class_names"]
-    width = max(12, *(len(n) for n in names))
-    counts = metrics.get("train_counts", {})
-    lines = [f"{'class':<{width}} {'train':>6} {'support':>7} {'precision':>9} {'recall':>7} "
-             f"{'f1':>6}"]
-    for name in names:
-        row = metrics["per_class"][name]
-        lines.append(f"{name:<{width}} {counts.get(name, 0):>6} {row['support']:>7} "
-                     f"{row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f}")
-    lines.append(f"accuracy {metrics['accuracy']:.3f}  balanced accuracy "
-                 f"{metrics['balanced_accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  "
-                 f"kappa {metrics['cohen_kappa']:.3f}")
-    return "\n".join(lines)
+        if self.config.verbose:
+            print(message, flush=True)
 
 
 def _check_config(config: TrainConfig) -> None:
@@ -586,14 +489,9 @@ def _check_config(config: TrainConfig) -> None:
     if config.live_verify_model and not config.live_generator:
         raise ConfigError("--live-verify-model needs --live-generator")
     if config.live_generator:  # fail before any folder is created, not in the producer
-        from genaug.generation import backend_kind, check_lora
+        from genaug.live import check_live_generator
 
-        kind = backend_kind(config.live_generator)
-        if config.live_lora:
-            if kind != "sd":
-                raise ConfigError("--live-lora adapts a Stable Diffusion checkpoint; "
-                                  f"--live-generator {config.live_generator} is a {kind} one")
-            check_lora(config.live_lora, option="--live-lora")
+        check_live_generator(config.live_generator, lora=config.live_lora)
     elif config.live_lora:
         raise ConfigError("--live-lora needs --live-generator (a Stable Diffusion checkpoint)")
     if config.live_verify_model and not Path(config.live_verify_model).is_file():

@@ -26,7 +26,7 @@ from genaug.data._index import (
     probe_image,
     skipped_summary,
 )
-from genaug.data._splits import DatasetSplits, split_dataset
+from genaug.data._splits import DatasetSplits, load_splits, split_dataset
 from genaug.data._store import (
     MEMORY_BUDGET_FRACTION,
     PROGRESS_FROM,
@@ -63,6 +63,7 @@ __all__ = [
     "digits_longtail",
     "encode_png",
     "infer_color_mode",
+    "load_splits",
     "load_image",
     "memory_budget",
     "pillow_decoder",

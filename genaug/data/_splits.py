@@ -12,7 +12,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from genaug.data._embedded import digits_longtail
 from genaug.data._index import DatasetIndex, SkippedFile
+from genaug.exceptions import DatasetError
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,34 @@ def split_dataset(index: DatasetIndex, *, validation_split: float | None = None,
     return DatasetSplits(index=index, train=_plain(index.subset(rest)), validation=validation,
                          test=test, validation_source=validation_source,
                          test_source=test_source, withheld=withheld)
+
+
+def load_splits(data_dir=None, *, test_dir=None, class_names=None,
+                validation_split: float | None = 0.1, test_split: float | None = 0.2,
+                seed: int | None = 0) -> DatasetSplits:
+    """Index ``data_dir`` (a folder or a manifest) and :func:`split_dataset` it.
+
+    ``data_dir=None`` takes the embedded long-tailed digits (and their test folder, unless
+    ``test_dir`` is given). ``test_dir`` is a separate test set indexed with the same class
+    names. A folder with no readable image, or a split that leaves no test image, raises a
+    :class:`~genaug.exceptions.DatasetError`.
+    """
+    if data_dir is None:
+        data_dir, default_test = digits_longtail()
+        test_dir = test_dir or default_test
+    index = DatasetIndex.load(data_dir, class_names=class_names)
+    if len(index) == 0:
+        raise DatasetError(f"no readable images in {data_dir}")
+    test_index = None
+    if test_dir is not None:
+        test_index = DatasetIndex.load(test_dir, class_names=index.class_names)
+    splits = split_dataset(index, validation_split=validation_split or None,
+                           test_split=test_split, test_index=test_index, seed=seed)
+    if test_index is not None:
+        splits = replace(splits, test_source=f"--test-dir {test_dir}")
+    if splits.test is None or len(splits.test) == 0:
+        raise DatasetError("the test set is empty")
+    return splits
 
 
 def _plain(part: DatasetIndex) -> DatasetIndex:

@@ -18,6 +18,7 @@ from genaug.evidence._compare import run_compare
 from genaug.evidence._compare_report import compare_markdown
 from genaug.evidence._distribution import fid, kid
 from genaug.evidence._features import train_feature_extractor
+from genaug.evidence._metrics import classification_metrics, per_class_table
 from genaug.evidence._quality import measure_quality, quality_table
 from genaug.evidence._report import build_report
 from genaug.evidence._ssim import ssim
@@ -30,6 +31,7 @@ __all__ = [
     "Arm",
     "PairedDifference",
     "build_report",
+    "classification_metrics",
     "compare_markdown",
     "convergence",
     "fid",
@@ -37,6 +39,7 @@ __all__ = [
     "measure_quality",
     "oracle_arm",
     "paired_difference",
+    "per_class_table",
     "parse_arms",
     "parse_seeds",
     "quality_table",

@@ -357,7 +357,7 @@ def _status(splits: DatasetSplits, cache, synthetic, plan: dict, linker: FileLin
 
 
 def _environment(status: dict, parameters: dict | None, **inputs) -> dict:
-    from genaug.generation import package_versions
+    from genaug.io import package_versions
 
     return {
         "created": status["created"],

@@ -87,7 +87,7 @@ from genaug.generation._plan import GenerationConfig, GenerationPlan, PlanItem, 
 from genaug.generation._ray import RayBackend  # registers load_backend(ray=...); no Ray import
 from genaug.generation._sd_backend import StableDiffusionBackend
 from genaug.generation._summary import summary_lines
-from genaug.generation._utils import normalize_image, package_versions
+from genaug.generation._utils import normalize_image
 
 __all__ = [
     "BACKENDS",
@@ -127,7 +127,6 @@ __all__ = [
     "load_backend",
     "make_plan",
     "normalize_image",
-    "package_versions",
     "real_image_loader",
     "summary_lines",
 ]

@@ -40,13 +40,13 @@ from genaug.generation._train_loop import TrainingResult, check_budget, train_st
 from genaug.generation._utils import (
     device_report,
     offline_hub,
-    package_versions,
     precision_name,
     quiet_diffusers,
     require_generation_extras,
     resolve_device,
     resolve_dtype,
 )
+from genaug.io import package_versions
 
 #: The DDIM step count of a fitted (not yet distilled) teacher, which the first round halves:
 #: DDIM at 64 steps is close to the fitted model's own quality on a cosine schedule.

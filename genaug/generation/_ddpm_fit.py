@@ -23,13 +23,13 @@ from genaug.generation._train_loop import TrainingResult, check_budget, train_st
 from genaug.generation._utils import (
     device_report,
     offline_hub,
-    package_versions,
     precision_name,
     quiet_diffusers,
     require_generation_extras,
     resolve_device,
     resolve_dtype,
 )
+from genaug.io import package_versions
 
 #: Learning-rate schedules after the linear warm-up: hold the rate, or decay it along a
 #: half cosine to zero at ``max_steps`` (diffusers.optimization names in brackets).

@@ -56,9 +56,9 @@ from genaug.generation._utils import (
     derive_seed,
     device_report,
     normalize_image,
-    package_versions,
     progress_bar,
 )
+from genaug.io import package_versions
 
 SEED_RULE = ("attempt 0: sha256([plan_seed, class, index, 0]); retry k: "
              "sha256([plan_seed, class, index, k]); first 31 bits")

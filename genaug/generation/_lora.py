@@ -30,7 +30,6 @@ from genaug.generation._train_loop import TrainingResult, check_budget, train_st
 from genaug.generation._utils import (
     device_report,
     offline_hub,
-    package_versions,
     precision_name,
     quiet_diffusers,
     require_generation_extras,
@@ -38,6 +37,7 @@ from genaug.generation._utils import (
     resolve_dtype,
     weights_sha256,
 )
+from genaug.io import package_versions
 
 #: diffusers' file name for LoRA weights in safetensors (``LORA_WEIGHT_NAME_SAFE``)
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"

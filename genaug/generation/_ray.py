@@ -350,7 +350,8 @@ class _GenerationWorker:
         import ray
 
         from genaug.generation._generate import _backend_settings
-        from genaug.generation._utils import device_report, package_versions
+        from genaug.generation._utils import device_report
+        from genaug.io import package_versions
 
         self._check()
         backend = self.backend

@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -158,20 +156,6 @@ def normalize_image(image, image_size=None, color_mode: str | None = None) -> np
         array = resize_array(array, tuple(image_size), "bicubic" if
                              max(image_size) > max(array.shape[:2]) else "area")
     return np.ascontiguousarray(array)
-
-
-def package_versions() -> dict:
-    """Versions of the packages that shape generated images (None when not installed)."""
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for name in ("genaug", "numpy", "torch", "diffusers", "transformers", "safetensors",
-                 "tensorflow", "tensorflow-cpu", "keras", "pillow", "imagehash", "scipy"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    if out.get("tensorflow") is None and out.get("tensorflow-cpu"):
-        out["tensorflow"] = out["tensorflow-cpu"]
-    return out
 
 
 def device_report(device: str | None = None) -> dict:

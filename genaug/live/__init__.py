@@ -8,11 +8,17 @@ in the training process or in a child process of its own (``SubprocessWorker``);
 """
 
 from genaug.live._buffer import FreshBuffer
-from genaug.live._factory import build_worker, share_gpu_with_torch, start_live_source
+from genaug.live._factory import (
+    build_worker,
+    check_live_generator,
+    share_gpu_with_torch,
+    start_live_source,
+)
 from genaug.live._process import RemoteTraceback, SubprocessWorker
 from genaug.live._source import LiveSource
 from genaug.live._worker import GenerationWorker, LiveBatch, LiveJob
 
 __all__ = ["FreshBuffer", "GenerationWorker", "LiveBatch", "LiveJob", "LiveSource",
-           "RemoteTraceback", "SubprocessWorker", "build_worker", "share_gpu_with_torch",
+           "RemoteTraceback", "SubprocessWorker", "build_worker", "check_live_generator",
+           "share_gpu_with_torch",
            "start_live_source"]

@@ -70,6 +70,20 @@ def build_worker(generator, *, device: str, class_names, image_size, color_mode:
                             color_mode=color_mode, gates=gates, cache_writer=writer)
 
 
+def check_live_generator(generator, *, lora=None) -> str:
+    """The kind of ``generator`` (:func:`genaug.generation.backend_kind`), checked with its
+    ``lora`` adapter, without loading torch: a run fails here before any output."""
+    from genaug.generation import backend_kind, check_lora
+
+    kind = backend_kind(generator)
+    if lora:
+        if kind != "sd":
+            raise ConfigError("--live-lora adapts a Stable Diffusion checkpoint; "
+                              f"--live-generator {generator} is a {kind} one")
+        check_lora(lora, option="--live-lora")
+    return kind
+
+
 def start_live_source(generator, train, *, image_size, color_mode: str, cache_dir,
                       device: str = "cuda", producer: str = "auto", capacity: int = 256,
                       max_reuse: int = 4, gates=None, lora=None, seed: int = 0, log=print):
@@ -111,6 +125,7 @@ def start_live_source(generator, train, *, image_size, color_mode: str, cache_di
     log : callable
         Receives the one-line messages.
     """
+    check_live_generator(generator, lora=lora)
     import torch
 
     from genaug.live._process import SubprocessWorker

@@ -195,7 +195,7 @@ def test_messy_dataset_trains_and_reports_skipped_files(run, image_folder_factor
 
 def test_image_in_a_format_tensorflow_cannot_decode_does_not_stop_training(
         image_folder_factory):
-    from training.pipeline import TrainConfig, build_loaders, resolve_splits
+    from training.pipeline import TrainConfig
 
     root = image_folder_factory({"a": 8, "b": 8})
     for name in ("a", "b"):  # TIFF data behind a .png name, in every split
@@ -205,8 +205,8 @@ def test_image_in_a_format_tensorflow_cannot_decode_does_not_stop_training(
             image.save(path, format="TIFF")
     config = TrainConfig(data_dir=str(root), balanced=True, image_size=16, batch_size=8,
                          color_mode="rgb", loader="tfdata", verbose=0)
-    splits = resolve_splits(config)
+    splits = config.splits()
     assert len(splits.index) == 16  # PIL reads them: nothing is skipped
-    train, _, _, _ = build_loaders(config, splits)
+    train, _, _ = config.loaders(splits)
     batches = [x.shape[0] for x, _ in train]
     assert sum(batches) == len(splits.train)

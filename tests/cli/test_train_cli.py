@@ -18,8 +18,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from genaug.cli import main
 from genaug.data import DatasetIndex
-from training.evaluate import classification_metrics
-from training.pipeline import TrainConfig, build_loaders, resolve_splits
+from training.pipeline import TrainConfig
 
 COUNTS = {"cat": 20, "dog": 4, "snake": 10}
 FAST = ["--image-size", "16", "--model-width", "8", "--batch-size", "8"]
@@ -141,7 +140,7 @@ def test_no_test_or_validation_image_is_ever_drawn_for_training(small_dataset):
 
     config = TrainConfig(data_dir=str(small_dataset), balanced=True, image_size=16,
                          batch_size=8, color_mode="rgb", loader="pydataset", verbose=0)
-    splits = resolve_splits(config)
+    splits = config.splits()
     held = set(splits.test.ids) | set(splits.validation.ids)
     assert not held & set(splits.train.ids)
     assert len(splits.train) + len(held) == len(splits.index)
@@ -149,7 +148,7 @@ def test_no_test_or_validation_image_is_ever_drawn_for_training(small_dataset):
     pixel_ids = {load_image(path, image_size=(16, 16)).tobytes(): image_id
                  for path, image_id in zip(index.paths, index.ids)}
     assert len(pixel_ids) == len(index)  # pixels tell every image apart
-    train, _, validation, test = build_loaders(config, splits)
+    train, validation, test = config.loaders(splits)
     drawn = delivered_ids(train, pixel_ids, epochs=5)
     assert set(drawn) == set(splits.train.ids)  # oversampled, from the training split only
     assert not set(drawn) & held
@@ -162,7 +161,7 @@ def test_a_manifest_listing_a_file_twice_cannot_leak(small_dataset):
             sorted(small_dataset.glob("*/*.png"))]
     manifest = small_dataset / "m.csv"
     manifest.write_text("path,label\n" + "\n".join(rows + rows) + "\n")
-    splits = resolve_splits(TrainConfig(data_dir=str(manifest), verbose=0))
+    splits = TrainConfig(data_dir=str(manifest), verbose=0).splits()
     assert not set(splits.test.ids) & set(splits.train.ids)
     assert len(splits.index) == sum(COUNTS.values())
 
@@ -192,27 +191,6 @@ def test_balanced_with_class_weights_warns_and_uses_the_delivered_distribution(
     assert max(expected.values()) / min(expected.values()) < 1.2
 
 
-# --- evaluation edge cases (training/evaluate.py) ------------------------------------------
-
-
-def test_metrics_over_all_classes_including_absent_ones():
-    metrics = classification_metrics([0, 0, 1, 1], [0, 1, 1, 2], ["a", "b", "c"])
-    assert metrics["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0,
-                                         "support": 0}
-    assert metrics["confusion_matrix"] == [[1, 1, 0], [0, 1, 1], [0, 0, 0]]
-    assert metrics["balanced_accuracy"] == pytest.approx(0.5)
-    # over the classes in the test set: F1 of a is 2/3, of b 1/2; c is left out
-    assert metrics["macro_f1"] == pytest.approx(7 / 12)
-
-
-def test_single_class_test_set_gives_valid_json():
-    # Bug fixed: Cohen's kappa is 0/0 when every true and predicted label is one class;
-    # scikit-learn returned NaN and metrics.json held the non-JSON token NaN.
-    metrics = classification_metrics(np.array([1, 1, 1]), np.array([1, 1, 1]), ["a", "b"])
-    assert metrics["cohen_kappa"] == 1.0 and metrics["accuracy"] == 1.0
-    json.dumps(metrics, allow_nan=False)
-
-
 def test_index_counts_match_the_fixture(small_dataset):
     assert DatasetIndex.load(small_dataset).counts().tolist() == list(COUNTS.values())
 
@@ -223,12 +201,12 @@ def test_cache_directory_reaches_the_loader(small_dataset, tmp_path, loader):
     config = TrainConfig(data_dir=str(small_dataset), balanced=True, image_size=16,
                          batch_size=8, color_mode="rgb", loader=loader, cache=str(store),
                          verbose=0)
-    train, *_ = build_loaders(config, resolve_splits(config))
+    train, *_ = config.loaders(config.splits())
     batch = next(iter(train)) if loader == "tfdata" else train[0]
     assert np.asarray(batch[0]).shape == (8, 16, 16, 3)
     assert len(list(store.glob("*.npy"))) == 1  # the training images, decoded once, kept there
     streamed = TrainConfig(**{**config.__dict__, "cache": "none"})
-    train, *_ = build_loaders(streamed, resolve_splits(streamed))
+    train, *_ = streamed.loaders(streamed.splits())
     np.testing.assert_array_equal(
         np.asarray((next(iter(train)) if loader == "tfdata" else train[0])[0]),
         np.asarray(batch[0]))

@@ -95,7 +95,7 @@ def test_synthetic_weight_and_soft_targets_reach_the_training_batches(
         image_folder_factory, white_cache, tmp_path, loader):
     import numpy as np
 
-    from training.pipeline import TrainingRun, build_loaders
+    from training.pipeline import TrainingRun
 
     data = image_folder_factory({"cat": 40, "dog": 6, "snake": 20})
     config = TrainConfig(data_dir=str(data), balanced=True, image_size=16, batch_size=8,
@@ -106,8 +106,8 @@ def test_synthetic_weight_and_soft_targets_reach_the_training_batches(
                          verbose=0)
     run = TrainingRun(config)  # the run's own steps 1-3 decide weights and schedule
     data = run.open_synthetic(run.split())
-    train, sampler, validation, _ = build_loaders(
-        data.config, data.splits, synthetic=data.synthetic, schedule=run.ramp_schedule(data),
+    train, _, _ = data.config.loaders(
+        data.splits, synthetic=data.synthetic, schedule=run.ramp_schedule(data),
         sample_weights=run.weighting(data).sample_weights)
     batches = list(train.as_numpy_iterator()) if loader == "tfdata" else \
         [train[i] for i in range(len(train))]
@@ -118,7 +118,7 @@ def test_synthetic_weight_and_soft_targets_reach_the_training_batches(
     np.testing.assert_allclose(w[~white], 1.0)
     np.testing.assert_allclose(y[white].max(axis=1), 0.8)
     assert (y[~white].max(axis=1) == 1.0).all()
-    assert sampler.categorical  # the run compiles categorical_crossentropy for these rows
+    assert train.sampler.categorical  # the run compiles categorical_crossentropy for these rows
 
 
 def test_confusion_allocation_after_the_warmup_sets_the_caps_the_sampler_draws_with(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from genaug.sampling import Balance, RampSchedule, SyntheticRecipe
-from training.pipeline import TrainConfig, build_loaders, resolve_splits
+from training.pipeline import TrainConfig
 
 
 def test_the_config_converts_to_one_options_object():
@@ -33,19 +33,19 @@ def test_a_manifests_test_rows_never_train_even_with_a_test_dir(image_folder_fac
     test_dir = image_folder_factory({"a": 2, "b": 2})
     config = TrainConfig(data_dir=str(root / "m.csv"), test_dir=str(test_dir), val_split=0.0,
                          loader="pydataset", verbose=0)
-    splits = resolve_splits(config)
+    splits = config.splits()
     assert splits.test_source == f"--test-dir {test_dir}"
     assert all(not i.endswith(("_000.png", "_001.png")) for i in splits.train.ids)
-    train, sampler, validation, test = build_loaders(config, splits)
-    assert len(sampler.real) == 12 and validation is None and len(test.sampler.real) == 4
+    train, validation, test = config.loaders(splits)
+    assert len(train.sampler.real) == 12 and validation is None and len(test.sampler.real) == 4
 
 
 @pytest.mark.parametrize("loader", ["pydataset", "tfdata"])
 def test_both_branches_build_from_the_factory(small_dataset, loader):
     config = TrainConfig(data_dir=str(small_dataset), balanced=True, image_size=16,
                          batch_size=8, loader=loader, color_mode="rgb", verbose=0)
-    splits = resolve_splits(config)
-    train, sampler, validation, test = build_loaders(config, splits)
-    assert sampler.plan.epoch_size == len(splits.train)
+    splits = config.splits()
+    train, validation, test = config.loaders(splits)
+    assert train.sampler.plan.epoch_size == len(splits.train)
     assert validation.sampler.plan.mode is Balance.NONE and not validation.sampler.options.shuffle
     assert len(test.sampler.real) == len(splits.test)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from genaug.cache import CacheWriter
 from genaug.cli import main
-from training.pipeline import TrainConfig, resolve_splits
+from training.pipeline import TrainConfig
 
 TINY = ["--epochs", "2", "--image-size", "16", "--model-width", "8", "--batch-size", "8",
         "--quiet"]
@@ -91,7 +91,7 @@ def test_synthetic_derived_from_a_test_image_is_excluded(image_folder_factory, t
     test = image_folder_factory({"cat": 3, "dog": 3})
     test_id = "dog/held_out.png"  # a name only the test folder has
     (test / "dog" / "dog_002.png").rename(test / test_id)
-    splits = resolve_splits(TrainConfig(data_dir=str(data), test_dir=str(test), verbose=0))
+    splits = TrainConfig(data_dir=str(data), test_dir=str(test), verbose=0).splits()
     assert test_id in splits.test.ids and test_id not in splits.index.ids
     # and a training image whose name the test folder does not have
     train_id = next(i for i in splits.train.ids if i.startswith("dog/") and
