@@ -26,6 +26,7 @@ from genaug.exceptions import (
     DatasetError,
     DoubleCorrectionWarning,
 )
+from genaug.generation import DEFAULT_VERIFY_THRESHOLD
 from genaug.io import write_json
 from genaug.sampling import RampSchedule, SyntheticRecipe
 
@@ -77,7 +78,7 @@ class TrainConfig:
     live_max_reuse: int = 4
     live_producer: str = "auto"
     live_verify_model: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
-    live_verify_threshold: float = 0.6
+    live_verify_threshold: float = DEFAULT_VERIFY_THRESHOLD
     synthetic_select: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
     select_model: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
     synthetic_allocation: str | None = field(default=None, metadata=SYNTHETIC_ONLY)

@@ -13,6 +13,7 @@ import click
 from genaug.cli._messages import cli_message
 from genaug.cli._options import RenamedOption, parse_class_list
 from genaug.exceptions import ConfigError
+from genaug.generation import DEFAULT_VERIFY_THRESHOLD
 
 
 def _echo_err(message: str) -> None:
@@ -211,8 +212,8 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
 @click.option("--verify-model", type=click.Path(),
               help="Reference classifier (.keras) trained on the real data with balanced "
                    "sampling; enables the verification gate.")
-@click.option("--verify-threshold", type=click.FloatRange(0, 1), default=0.6,
-              show_default=True)
+@click.option("--verify-threshold", type=click.FloatRange(0, 1),
+              default=DEFAULT_VERIFY_THRESHOLD, show_default=True)
 @click.option("--synthetic-select", "--select", "select", cls=RenamedOption,
               type=click.Choice(["feature-distance", "class-margin"]), default=None,
               help="Feature-space gate (needs --select-model): feature-distance keeps images "

@@ -66,6 +66,7 @@ from genaug.generation._ddpm_backend import DDPMBackend
 from genaug.generation._ddpm_distill import DistillResult, distill_generator
 from genaug.generation._ddpm_fit import FitResult, fit_generator
 from genaug.generation._gates import (
+    DEFAULT_VERIFY_THRESHOLD,
     BlurGate,
     ClassMarginGate,
     FeatureDistanceGate,
@@ -91,6 +92,7 @@ from genaug.generation._utils import normalize_image, package_versions
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_VERIFY_THRESHOLD",
     "BlurGate",
     "ClassMarginGate",
     "DDPMBackend",

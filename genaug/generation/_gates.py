@@ -38,6 +38,8 @@ from genaug.sampling import DEFAULT_RADIUS_FLOOR, ClassMargins, ClassPrototypes
 COLLAPSE_RATE = 0.2
 #: ... once at least this many of its candidates were checked.
 COLLAPSE_MIN_CHECKED = 20
+#: The default smallest probability of the intended class that the verifier keeps.
+DEFAULT_VERIFY_THRESHOLD = 0.6
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,7 @@ class PHashGate(QualityGate):
 
 class VerifierGate(QualityGate):
     """Keep images a reference classifier assigns to the intended class with probability at
-    least ``threshold`` (default 0.6).
+    least ``threshold`` (default :data:`DEFAULT_VERIFY_THRESHOLD`).
 
     Train the reference classifier on the real data **with balanced sampling**: one trained on
     long-tailed data learns the imbalance and rejects nearly every image of a rare class (as
@@ -236,13 +238,13 @@ class VerifierGate(QualityGate):
         The classifier's output order (read from the model's sidecar when loading a file).
     image_size : (h, w), optional
     color_mode : {"grayscale", "rgb"}, optional
-    threshold : float, default 0.6
+    threshold : float, default DEFAULT_VERIFY_THRESHOLD
     """
 
     name = "verifier"
 
     def __init__(self, model, *, class_names=None, image_size=None, color_mode=None,
-                 threshold: float = 0.6, batch_size: int = 256):
+                 threshold: float = DEFAULT_VERIFY_THRESHOLD, batch_size: int = 256):
         super().__init__(threshold=threshold)
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"`verify_threshold` must be in [0, 1], got {threshold}")
@@ -853,7 +855,8 @@ class GateSpec:
         Largest pHash distance counted as a near-duplicate; None leaves the gate out.
     verify_model : keras model, path-like or VerifierGate, optional
         The reference classifier (trained on the real data with balanced sampling).
-    verify_threshold : float, default 0.6
+    verify_threshold : float, default DEFAULT_VERIFY_THRESHOLD
+        Smallest probability of the intended class that the verifier keeps.
     select_model : path-like, FeatureExtractor, FeatureDistanceGate or ClassMarginGate, optional
         A classifier trained with balanced sampling whose features select, against the
         real training images.
@@ -875,7 +878,7 @@ class GateSpec:
     structure_min: float | None = 0.5
     phash_max: int | None = 4
     verify_model: object = None
-    verify_threshold: float = 0.6
+    verify_threshold: float = DEFAULT_VERIFY_THRESHOLD
     select_model: object = None
     select_method: str = "feature-distance"
     select_max_ratio: float = 2.0
