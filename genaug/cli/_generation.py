@@ -13,7 +13,7 @@ import click
 from genaug.cli._messages import cli_message
 from genaug.cli._options import RenamedOption, parse_class_list
 from genaug.exceptions import ConfigError
-from genaug.generation import DEFAULT_VERIFY_THRESHOLD
+from genaug.generation import DEFAULT_VARIATION_STRENGTH, DEFAULT_VERIFY_THRESHOLD
 
 
 def _echo_err(message: str) -> None:
@@ -262,7 +262,7 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
               help="Share of each class's images made as variations of its real images.")
 @click.option("--strength", type=click.FloatRange(0, 1, min_open=True),
               help="How far a variation may move from its real image (default: the plan's "
-                   "--variation-strength, else 0.6).")
+                   f"--variation-strength, else {DEFAULT_VARIATION_STRENGTH}).")
 @click.option("--pixel-check/--no-pixel-check", default=True, show_default=True,
               help="ddpm: refuse to write when the first batch looks like noise.")
 @click.option("--cuda-graph/--no-cuda-graph", default=None,
@@ -342,7 +342,8 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
     if Path(cache_dir).is_dir():  # refuse before loading the generator, not after
         lock_cache(Path(cache_dir)).close()
     if strength is None:
-        strength = plan_obj.variation["strength"] if plan_obj.variation else 0.6
+        strength = (plan_obj.variation["strength"] if plan_obj.variation
+                    else DEFAULT_VARIATION_STRENGTH)
     parameters["strength"] = strength
     # 0 (or -1 for pHash) turns a gate off on the command line; the library says None
     gates = GateSpec(blur_min=blur_min or None, structure_min=structure_min or None,

@@ -61,7 +61,12 @@ same cache as it would alone::
 
 from genaug.exceptions import GateAcceptanceWarning, GenerationError
 from genaug.generation._backends import BACKENDS, backend_kind, load_backend
-from genaug.generation._base import GeneratedImage, GenerationRequest, GeneratorBackend
+from genaug.generation._base import (
+    DEFAULT_VARIATION_STRENGTH,
+    GeneratedImage,
+    GenerationRequest,
+    GeneratorBackend,
+)
 from genaug.generation._ddpm_backend import DDPMBackend
 from genaug.generation._ddpm_distill import DistillResult, distill_generator
 from genaug.generation._ddpm_fit import FitResult, fit_generator
@@ -92,6 +97,7 @@ from genaug.generation._utils import normalize_image, package_versions
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_VARIATION_STRENGTH",
     "DEFAULT_VERIFY_THRESHOLD",
     "BlurGate",
     "ClassMarginGate",
