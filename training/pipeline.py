@@ -18,6 +18,7 @@ from genaug.exceptions import (
     DatasetError,
     DoubleCorrectionWarning,
 )
+from genaug.generation import DEFAULT_VERIFY_THRESHOLD
 from genaug.io import check_writable, package_versions, write_json
 from genaug.sampling import RampSchedule, SyntheticRecipe
 
@@ -69,7 +70,7 @@ class TrainConfig:
     live_max_reuse: int = 4
     live_producer: str = "auto"
     live_verify_model: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
-    live_verify_threshold: float = 0.6
+    live_verify_threshold: float = DEFAULT_VERIFY_THRESHOLD
     synthetic_select: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
     select_model: str | None = field(default=None, metadata=SYNTHETIC_ONLY)
     synthetic_allocation: str | None = field(default=None, metadata=SYNTHETIC_ONLY)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from genaug.cli._options import parse_class_list
+from genaug.sampling import DEFAULT_CAP
 
 
 @click.command("export")
@@ -23,7 +24,7 @@ from genaug.cli._options import parse_class_list
 @click.option("--target-per-class", type=int,
               help="Training images per class to fill up to with synthetic images "
                    "(default: the largest class's real training images).")
-@click.option("--synthetic-cap", type=float, default=0.6, show_default=True,
+@click.option("--synthetic-cap", type=float, default=DEFAULT_CAP, show_default=True,
               help="Largest synthetic share of a class's training images.")
 @click.option("--link", type=click.Choice(["hard", "copy", "symlink"]), default="hard",
               show_default=True,

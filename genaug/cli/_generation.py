@@ -11,8 +11,14 @@ from pathlib import Path
 import click
 
 from genaug.cli._messages import cli_message
-from genaug.cli._options import RenamedOption, parse_class_list
+from genaug.cli._options import (
+    RenamedOption,
+    gate_options,
+    gate_spec_from_options,
+    parse_class_list,
+)
 from genaug.exceptions import ConfigError
+from genaug.generation import DEFAULT_VARIATION_STRENGTH
 
 
 def _echo_err(message: str) -> None:
@@ -208,37 +214,8 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
 @click.option("--synthetic-cache", "--cache", "cache_dir", cls=RenamedOption,
               type=click.Path(), required=True,
               help="Synthetic cache directory (an existing one is resumed).")
-@click.option("--verify-model", type=click.Path(),
-              help="Reference classifier (.keras) trained on the real data with balanced "
-                   "sampling; enables the verification gate.")
-@click.option("--verify-threshold", type=click.FloatRange(0, 1), default=0.6,
-              show_default=True)
-@click.option("--synthetic-select", "--select", "select", cls=RenamedOption,
-              type=click.Choice(["feature-distance", "class-margin"]), default=None,
-              help="Feature-space gate (needs --select-model): feature-distance keeps images "
-                   "within --select-max-ratio class radii of their class's real images; "
-                   "class-margin only those whose own class ranks first (the rule of genaug "
-                   "train --synthetic-select class-margin, docs/generation.md).")
-@click.option("--select-model", type=click.Path(),
-              help="Classifier (.keras, trained with --balanced) whose features "
-                   "--synthetic-select uses.")
-@click.option("--select-max-ratio", type=click.FloatRange(min=0, min_open=True), default=2.0,
-              show_default=True,
-              help="Largest distance to the class centre, in class radii (2: the in and near "
-                   "bands; 1: in only).")
-@click.option("--pixel-statistics", is_flag=True,
-              help="Gate on the class's real pixel statistics: reject an image whose border "
-                   "mean (background level) or intensity histogram lies outside the spread "
-                   "of the class's real training images (off by default: not yet measured; "
-                   "docs/generation.md).")
+@gate_options
 @click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True)
-@click.option("--blur-min", type=click.FloatRange(min=0), default=60.0, show_default=True,
-              help="Minimum Laplacian variance (0 turns the gate off).")
-@click.option("--structure-min", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Minimum neighbour-pixel correlation; rejects noise (0 turns it off).")
-@click.option("--phash-max", type=click.IntRange(min=-1, max=64), default=4,
-              show_default=True,
-              help="Largest pHash distance counted as a near-duplicate (-1 turns it off).")
 @click.option("--gate", "gate_specs", multiple=True,
               help="Extra gate, package.module:factory returning a QualityGate (repeatable).")
 @click.option("--image-size", type=click.IntRange(8, 4096),
@@ -261,7 +238,7 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
               help="Share of each class's images made as variations of its real images.")
 @click.option("--strength", type=click.FloatRange(0, 1, min_open=True),
               help="How far a variation may move from its real image (default: the plan's "
-                   "--variation-strength, else 0.6).")
+                   f"--variation-strength, else {DEFAULT_VARIATION_STRENGTH}).")
 @click.option("--pixel-check/--no-pixel-check", default=True, show_default=True,
               help="ddpm: refuse to write when the first batch looks like noise.")
 @click.option("--cuda-graph/--no-cuda-graph", default=None,
@@ -294,27 +271,20 @@ def _nothing_accepted(summary: dict, cache_dir) -> str:
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
               default="auto", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, verify_threshold,
-             select, select_model, select_max_ratio, pixel_statistics, max_retries,
-             blur_min, structure_min,
-             phash_max, gate_specs, image_size, color_mode, batch_size, steps, guidance_scale,
-             sampler, img2img_fraction, strength, pixel_check, cuda_graph, compile,
-             max_seconds, workers, ray, ray_workers, ray_gpus_per_worker, ray_cpus_per_worker,
-             device, precision, quiet):
+def generate(plan_path, generator, sd_model, lora, cache_dir, max_retries, gate_specs,
+             image_size, color_mode, batch_size, steps, guidance_scale, sampler,
+             img2img_fraction, strength, pixel_check, cuda_graph, compile, max_seconds, workers,
+             ray, ray_workers, ray_gpus_per_worker, ray_cpus_per_worker, device, precision,
+             quiet, **gate_flags):
     """Generate the plan's images into a verified, resumable synthetic cache."""
     from genaug.cache import ENV_REPORT, GENERATION_SUMMARY, lock_cache
-    from genaug.generation import (
-        GateSpec,
-        GenerationPlan,
-        generate_cache,
-        load_backend,
-        summary_lines,
-    )
+    from genaug.generation import GenerationPlan, generate_cache, load_backend, summary_lines
 
     if bool(generator) == bool(sd_model):
         raise ConfigError("give exactly one of --generator (ddpm) or --sd-model (sd)")
     if lora and not sd_model:
         raise ConfigError("--lora adapts a Stable Diffusion checkpoint: give it with --sd-model")
+    select, select_model = gate_flags["select_method"], gate_flags["select_model"]
     if select and not select_model:
         raise ConfigError(f"--synthetic-select {select} and --select-model go together")
     if select_model and not select:
@@ -323,12 +293,7 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
     if select_model and not Path(select_model).is_file():
         raise ConfigError(f"model not found: {select_model}")
     parameters = dict(plan=plan_path, generator=generator, sd_model=sd_model, lora=lora,
-                      cache=cache_dir,
-                      verify_model=verify_model, verify_threshold=verify_threshold,
-                      select=select, select_model=select_model,
-                      select_max_ratio=select_max_ratio, pixel_statistics=pixel_statistics,
-                      max_retries=max_retries, blur_min=blur_min,
-                      structure_min=structure_min, phash_max=phash_max,
+                      cache=cache_dir, **gate_flags, max_retries=max_retries,
                       gates=list(gate_specs), image_size=image_size, color_mode=color_mode,
                       batch_size=batch_size, steps=steps, guidance_scale=guidance_scale,
                       sampler=sampler, img2img_fraction=img2img_fraction, strength=strength,
@@ -341,15 +306,11 @@ def generate(plan_path, generator, sd_model, lora, cache_dir, verify_model, veri
     if Path(cache_dir).is_dir():  # refuse before loading the generator, not after
         lock_cache(Path(cache_dir)).close()
     if strength is None:
-        strength = plan_obj.variation["strength"] if plan_obj.variation else 0.6
+        strength = (plan_obj.variation["strength"] if plan_obj.variation
+                    else DEFAULT_VARIATION_STRENGTH)
     parameters["strength"] = strength
-    # 0 (or -1 for pHash) turns a gate off on the command line; the library says None
-    gates = GateSpec(blur_min=blur_min or None, structure_min=structure_min or None,
-                     phash_max=None if phash_max < 0 else phash_max, verify_model=verify_model,
-                     verify_threshold=verify_threshold, select_model=select_model,
-                     select_method=select or "feature-distance",
-                     select_max_ratio=select_max_ratio, pixel_statistics=pixel_statistics,
-                     extra_gates=[_load_gate(spec) for spec in gate_specs])
+    gates = gate_spec_from_options(gate_flags,
+                                   extra_gates=[_load_gate(spec) for spec in gate_specs])
     options = {"strength": strength, "batch_size": batch_size,
                "ray": True if ray == "" else ray, "ray_workers": ray_workers,
                "ray_gpus_per_worker": ray_gpus_per_worker,

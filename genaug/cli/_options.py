@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
@@ -107,3 +109,47 @@ def recipe_from_options(options: dict):
         if value is not None:
             values[name], given_by[name] = value, parameter
     return SyntheticRecipe(**values)
+
+
+def _gate_click_type(flag):
+    """The click type of a :class:`~genaug.generation.GateFlag`."""
+    if flag.kind is Path:
+        return click.Path()
+    if flag.choices:
+        return click.Choice(flag.choices)
+    return _click_type(flag)
+
+
+def gate_options(function):
+    """Add one click option per :class:`~genaug.generation.GateSpec` field with a flag,
+    named by the field (so that library messages naming it print the flag), with the
+    field's default and help (:func:`gate_spec_from_options` reads them back)."""
+    from genaug.generation import GateSpec
+
+    defaults = GateSpec.defaults()
+    for name, flag in reversed(GateSpec.flags().items()):
+        names = (flag.name, *flag.old_names, name)
+        renamed = {"cls": RenamedOption} if flag.old_names else {}
+        if flag.kind is bool:
+            decorator = click.option(*names, is_flag=True, help=flag.help, **renamed)
+        else:
+            default = defaults[name] if flag.field_default else None
+            decorator = click.option(*names, type=_gate_click_type(flag), default=default,
+                                     show_default=default is not None, help=flag.help,
+                                     **renamed)
+        function = decorator(function)
+    return function
+
+
+def gate_spec_from_options(options: dict, *, extra_gates=()):
+    """The :class:`~genaug.generation.GateSpec` of the flags :func:`gate_options` added,
+    removed from ``options`` (the parsed values of a command), with ``extra_gates``. A flag
+    at its ``off`` value leaves its gate out; a flag not given keeps the field's default."""
+    from genaug.generation import GateSpec
+
+    values = {}
+    for name, flag in GateSpec.flags().items():
+        value = options.pop(name)
+        if value is not None:
+            values[name] = None if flag.off is not None and value == flag.off else value
+    return GateSpec(**values, extra_gates=extra_gates)

@@ -7,6 +7,7 @@ import os
 import click
 
 from genaug.cli._options import parse_class_list, recipe_from_options, recipe_options
+from genaug.generation import DEFAULT_VERIFY_THRESHOLD
 
 
 def parse_epoch_size(ctx, param, value):
@@ -81,8 +82,8 @@ def train_options(function):
         click.option("--live-verify-model", type=click.Path(),
                      help="Reference classifier (.keras, trained with --balanced) gating live "
                           "images, as genaug generate --verify-model does."),
-        click.option("--live-verify-threshold", type=click.FloatRange(0, 1), default=0.6,
-                     show_default=True),
+        click.option("--live-verify-threshold", type=click.FloatRange(0, 1),
+                     default=DEFAULT_VERIFY_THRESHOLD, show_default=True),
         click.option("--synthetic-select",
                      type=click.Choice(["feature-distance", "class-margin"]), default=None,
                      help="feature-distance: keep only the cache's images within twice their "

@@ -18,7 +18,7 @@ from genaug.data import DatasetIndex, DatasetSplits, SkippedFile, skipped_summar
 from genaug.exceptions import ConfigError, DatasetError, GenaugWarning, OutputError
 from genaug.export._links import LINK_MODES, FileLinker
 from genaug.io import atomic_directory, atomic_write_bytes, write_json
-from genaug.sampling import pool_limits, quota_pool
+from genaug.sampling import DEFAULT_CAP, pool_limits, quota_pool
 from genaug.sources import CacheSource
 
 #: Folder (and manifest) name of each split; genaug's manifests read ``val`` as validation.
@@ -102,7 +102,7 @@ class ExportResult:
 
 def export_dataset(data, *, out_dir, synthetic_cache=None, validation_split: float = 0.15,
                    test_split: float | None = 0.15, test_dir=None,
-                   target_per_class: int | None = None, synthetic_cap: float = 0.6,
+                   target_per_class: int | None = None, synthetic_cap: float = DEFAULT_CAP,
                    link: str = "hard", seed: int = 0, overwrite: bool = False,
                    class_names=None, parameters: dict | None = None) -> ExportResult:
     """Write a curated dataset: real images split, synthetic images added to training only.
@@ -133,7 +133,7 @@ def export_dataset(data, *, out_dir, synthetic_cache=None, validation_split: flo
     target_per_class : int, optional
         Training images (real + synthetic) each class is filled up to with synthetic images.
         Default: the largest class's real training images.
-    synthetic_cap : float in [0, 1), default 0.6
+    synthetic_cap : float in [0, 1), default :data:`~genaug.sampling.DEFAULT_CAP`
         Largest share of a class's training images that may be synthetic
         (:func:`genaug.sampling.pool_limits`); a class without real training images gets no
         synthetic image. Which images a class keeps is a seeded choice.

@@ -61,16 +61,23 @@ same cache as it would alone::
 
 from genaug.exceptions import GateAcceptanceWarning, GenerationError
 from genaug.generation._backends import BACKENDS, backend_kind, load_backend
-from genaug.generation._base import GeneratedImage, GenerationRequest, GeneratorBackend
+from genaug.generation._base import (
+    DEFAULT_VARIATION_STRENGTH,
+    GeneratedImage,
+    GenerationRequest,
+    GeneratorBackend,
+)
 from genaug.generation._ddpm_backend import DDPMBackend
 from genaug.generation._ddpm_distill import DistillResult, distill_generator
 from genaug.generation._ddpm_fit import FitResult, fit_generator
 from genaug.generation._gates import (
+    DEFAULT_VERIFY_THRESHOLD,
     BlurGate,
     ClassMarginGate,
     FeatureDistanceGate,
     FunctionGate,
     GateChain,
+    GateFlag,
     GateResult,
     GateSpec,
     PHashGate,
@@ -91,6 +98,8 @@ from genaug.generation._utils import normalize_image
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_VARIATION_STRENGTH",
+    "DEFAULT_VERIFY_THRESHOLD",
     "BlurGate",
     "ClassMarginGate",
     "DDPMBackend",
@@ -100,6 +109,7 @@ __all__ = [
     "FunctionGate",
     "GateAcceptanceWarning",
     "GateChain",
+    "GateFlag",
     "GateResult",
     "GateSpec",
     "GeneratedImage",

@@ -14,6 +14,9 @@ import numpy as np
 
 from genaug.exceptions import ConfigError
 
+#: The default noise level of a variation of a real image (``strength``; SDEdit, img2img).
+DEFAULT_VARIATION_STRENGTH = 0.6
+
 
 @dataclass
 class GenerationRequest:

@@ -8,7 +8,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from genaug.exceptions import ConfigError
-from genaug.generation._base import GeneratedImage, GenerationRequest, GeneratorBackend
+from genaug.generation._base import (
+    DEFAULT_VARIATION_STRENGTH,
+    GeneratedImage,
+    GenerationRequest,
+    GeneratorBackend,
+)
 from genaug.generation._ddpm_model import (
     GENERATOR_META,
     LAMBDA_MIN_CLIPPED,
@@ -47,7 +52,7 @@ class DDPMBackend(GeneratorBackend):
         Classifier-free guidance; 1.0 turns it off (and halves the work). Default: 2.0, or
         1.0 for a distilled generator, whose guidance is built into its weights (another
         value is refused with a warning).
-    strength : float, default 0.6
+    strength : float, default DEFAULT_VARIATION_STRENGTH
         For variations of real images (requests with ``source_image``): how much noise is
         added to the real image before denoising it (SDEdit); 1.0 ignores the source.
     batch_size : int, optional
@@ -75,7 +80,7 @@ class DDPMBackend(GeneratorBackend):
 
     def __init__(self, path, *, device=None, precision: str = "auto", sampler: str | None = None,
                  steps: int | None = None, guidance_scale: float | None = None,
-                 strength: float = 0.6,
+                 strength: float = DEFAULT_VARIATION_STRENGTH,
                  batch_size: int | None = None, pixel_check: bool = True,
                  cuda_graph: bool | None = None, compile: bool | str = False,
                  compile_cache_dir=None, lambda_min_clipped: float = LAMBDA_MIN_CLIPPED):

@@ -17,7 +17,8 @@ import threading
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 
@@ -32,12 +33,14 @@ from genaug.generation._image_metrics import (
     phash_batch,
 )
 from genaug.generation._utils import normalize_image
-from genaug.sampling import DEFAULT_RADIUS_FLOOR, ClassMargins, ClassPrototypes
+from genaug.sampling import DEFAULT_RADIUS_FLOOR, ClassMargins, ClassPrototypes, RecipeFlag
 
 #: A class whose acceptance by a gate falls below this share is reported loudly.
 COLLAPSE_RATE = 0.2
 #: ... once at least this many of its candidates were checked.
 COLLAPSE_MIN_CHECKED = 20
+#: The default smallest probability of the intended class that the verifier keeps.
+DEFAULT_VERIFY_THRESHOLD = 0.6
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,7 @@ class PHashGate(QualityGate):
 
 class VerifierGate(QualityGate):
     """Keep images a reference classifier assigns to the intended class with probability at
-    least ``threshold`` (default 0.6).
+    least ``threshold`` (default :data:`DEFAULT_VERIFY_THRESHOLD`).
 
     Train the reference classifier on the real data **with balanced sampling**: one trained on
     long-tailed data learns the imbalance and rejects nearly every image of a rare class (as
@@ -236,13 +239,13 @@ class VerifierGate(QualityGate):
         The classifier's output order (read from the model's sidecar when loading a file).
     image_size : (h, w), optional
     color_mode : {"grayscale", "rgb"}, optional
-    threshold : float, default 0.6
+    threshold : float, default DEFAULT_VERIFY_THRESHOLD
     """
 
     name = "verifier"
 
     def __init__(self, model, *, class_names=None, image_size=None, color_mode=None,
-                 threshold: float = 0.6, batch_size: int = 256):
+                 threshold: float = DEFAULT_VERIFY_THRESHOLD, batch_size: int = 256):
         super().__init__(threshold=threshold)
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"`verify_threshold` must be in [0, 1], got {threshold}")
@@ -836,12 +839,45 @@ SELECT_METHODS = ("feature-distance", "class-margin")
 
 
 @dataclass(frozen=True)
+class GateFlag(RecipeFlag):
+    """The ``genaug generate`` flag of a :class:`GateSpec` field.
+
+    A :class:`~genaug.sampling.RecipeFlag` (``name``, ``help``, ``kind`` and bounds) whose
+    ``kind`` may also be ``Path``: a file path, which the field takes as it is.
+
+    Attributes
+    ----------
+    choices : tuple of str
+        With ``kind=str``: the values the flag takes.
+    off : float, optional
+        The flag's value that leaves the gate out (the field's None): the command line has
+        no None.
+    field_default : bool, default True
+        Whether the flag's default is the field's (shown in ``--help``). False: None, so that
+        a command can tell whether the flag was given; not given, the field keeps its default.
+    old_names : tuple of str
+        Spellings the flag had before, still accepted for one release (not in ``--help``).
+    """
+
+    choices: tuple[str, ...] = ()
+    off: float | None = None
+    field_default: bool = True
+    old_names: tuple[str, ...] = ()
+
+
+def _flag(name: str, help: str, **settings) -> dict:
+    return {"flag": GateFlag(name, help, **settings)}
+
+
+@dataclass(frozen=True)
 class GateSpec:
     """The settings of the standard gate chain, validated once; :meth:`build` makes the chain.
 
     The chain is blur, structure, pixel statistics (when asked), verifier and feature
     selection (when their models are given), extra gates, pHash. ``generate_cache``, the live
-    producer and ``genaug generate`` all take one of these.
+    producer and ``genaug generate`` all take one of these. A field's :class:`GateFlag` (its
+    metadata ``"flag"``) is its ``genaug generate`` option: a new setting needs no
+    command-line code.
 
     Parameters
     ----------
@@ -853,7 +889,8 @@ class GateSpec:
         Largest pHash distance counted as a near-duplicate; None leaves the gate out.
     verify_model : keras model, path-like or VerifierGate, optional
         The reference classifier (trained on the real data with balanced sampling).
-    verify_threshold : float, default 0.6
+    verify_threshold : float, default DEFAULT_VERIFY_THRESHOLD
+        Smallest probability of the intended class that the verifier keeps.
     select_model : path-like, FeatureExtractor, FeatureDistanceGate or ClassMarginGate, optional
         A classifier trained with balanced sampling whose features select, against the
         real training images.
@@ -871,15 +908,39 @@ class GateSpec:
         User gates (e.g. a single-face check), kept as a tuple.
     """
 
-    blur_min: float | None = 60.0
-    structure_min: float | None = 0.5
-    phash_max: int | None = 4
-    verify_model: object = None
-    verify_threshold: float = 0.6
-    select_model: object = None
-    select_method: str = "feature-distance"
-    select_max_ratio: float = 2.0
-    pixel_statistics: bool = False
+    blur_min: float | None = field(default=60.0, metadata=_flag(
+        "--blur-min", "Minimum Laplacian variance (0 turns the gate off).", low=0, off=0))
+    structure_min: float | None = field(default=0.5, metadata=_flag(
+        "--structure-min", "Minimum neighbour-pixel correlation; rejects noise (0 turns it "
+        "off).", low=0, high=1, off=0))
+    phash_max: int | None = field(default=4, metadata=_flag(
+        "--phash-max", "Largest pHash distance counted as a near-duplicate (-1 turns it off).",
+        kind=int, low=-1, high=64, off=-1))
+    verify_model: object = field(default=None, metadata=_flag(
+        "--verify-model", "Reference classifier (.keras) trained on the real data with "
+        "balanced sampling; enables the verification gate.", kind=Path))
+    verify_threshold: float = field(default=DEFAULT_VERIFY_THRESHOLD, metadata=_flag(
+        "--verify-threshold", "Smallest probability of the intended class that the "
+        "verifier keeps.", low=0, high=1))
+    select_model: object = field(default=None, metadata=_flag(
+        "--select-model", "Classifier (.keras, trained with --balanced) whose features "
+        "--synthetic-select uses.", kind=Path))
+    # Not given, the command can refuse --select-model alone.
+    select_method: str = field(default="feature-distance", metadata=_flag(
+        "--synthetic-select", "Feature-space gate (needs --select-model): feature-distance "
+        "keeps images within --select-max-ratio class radii of their class's real images; "
+        "class-margin only those whose own class ranks first (the rule of genaug train "
+        "--synthetic-select class-margin, docs/generation.md).", kind=str,
+        choices=SELECT_METHODS, field_default=False, old_names=("--select",)))
+    select_max_ratio: float = field(default=2.0, metadata=_flag(
+        "--select-max-ratio", "Largest distance to the class centre, in class radii (2: the "
+        "in and near bands; 1: in only).", low=0, low_open=True))
+    pixel_statistics: bool = field(default=False, metadata=_flag(
+        "--pixel-statistics", "Gate on the class's real pixel statistics: reject an image "
+        "whose border mean (background level) or intensity histogram lies outside the spread "
+        "of the class's real training images (off by default: not yet measured; "
+        "docs/generation.md).", kind=bool))
+    # Objects only (a command line names them its own way: genaug generate --gate).
     extra_gates: Sequence[QualityGate] = ()
 
     def __post_init__(self):
@@ -887,6 +948,16 @@ class GateSpec:
         if self.select_method not in SELECT_METHODS:
             raise ConfigError(f"`select_method` must be one of {', '.join(SELECT_METHODS)}, "
                               f"got {self.select_method!r}")
+
+    @classmethod
+    def flags(cls) -> dict[str, GateFlag]:
+        """The :class:`GateFlag` of every field that has one, by field name, in field order."""
+        return {f.name: f.metadata["flag"] for f in fields(cls) if "flag" in f.metadata}
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """Every field's default, by field name."""
+        return {f.name: f.default for f in fields(cls)}
 
     @property
     def uses_models(self) -> bool:

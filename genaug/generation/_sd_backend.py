@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from genaug.exceptions import ConfigError
-from genaug.generation._base import GeneratedImage, GenerationRequest, GeneratorBackend
+from genaug.generation._base import (
+    DEFAULT_VARIATION_STRENGTH,
+    GeneratedImage,
+    GenerationRequest,
+    GeneratorBackend,
+)
 from genaug.generation._plan import DEFAULT_TEMPLATE
 from genaug.generation._utils import (
     normalize_image,
@@ -37,7 +42,7 @@ class StableDiffusionBackend(GeneratorBackend):
     precision : {"auto", "fp32", "bf16", "fp16"}
     steps : int, default 30
     guidance_scale : float, default 7.5
-    strength : float, default 0.6
+    strength : float, default DEFAULT_VARIATION_STRENGTH
         Image-to-image: how far a variation may move from its real source image.
     height, width : int, optional
         Output size; defaults to the checkpoint's native size.
@@ -58,8 +63,9 @@ class StableDiffusionBackend(GeneratorBackend):
     supports_source_images = True
 
     def __init__(self, path, *, device=None, precision: str = "auto", steps: int = 30,
-                 guidance_scale: float = 7.5, strength: float = 0.6, height: int | None = None,
-                 width: int | None = None, batch_size: int | None = None,
+                 guidance_scale: float = 7.5, strength: float = DEFAULT_VARIATION_STRENGTH,
+                 height: int | None = None, width: int | None = None,
+                 batch_size: int | None = None,
                  default_prompt: str = DEFAULT_TEMPLATE, lora=None):
         require_generation_extras()
         offline_hub()

@@ -291,3 +291,55 @@ def test_generate_keeps_its_old_flags_for_one_release_out_of_the_help(runner, tm
     shown = runner.invoke(main, ["generate", "--help"]).output
     assert "--synthetic-cache" in shown and "--synthetic-select" in shown
     assert "--cache" not in shown and not re.search(r"--select(?![-\w])", shown)
+
+
+def test_every_flag_of_every_gate_setting_is_an_option_of_generate():
+    from genaug.generation import GateSpec
+
+    options = {opt: param for param in main.get_command(None, "generate").params
+               for opt in param.opts}
+    defaults = GateSpec.defaults()
+    assert set(GateSpec.flags()) == set(defaults) - {"extra_gates"}
+    for name, flag in GateSpec.flags().items():
+        param = options[flag.name]
+        assert param.name == name and param.help == flag.help  # messages name the field
+        if flag.field_default and flag.kind is not bool:
+            assert param.default == defaults[name], flag.name
+
+
+def test_an_added_gate_setting_becomes_an_option_and_reaches_the_spec(monkeypatch):
+    """The generated options and their reading back know no gate setting by name."""
+    from dataclasses import dataclass, field
+
+    import click
+
+    import genaug.generation
+    from genaug.cli._options import gate_options, gate_spec_from_options
+    from genaug.generation import GateFlag, GateSpec
+
+    @dataclass(frozen=True)
+    class Extended(GateSpec):
+        colour_min: float | None = field(default=0.1, metadata={"flag": GateFlag(
+            "--colour-min", "Least saturation (0 turns it off).", low=0, high=1, off=0)})
+
+    monkeypatch.setattr(genaug.generation, "GateSpec", Extended)
+    seen = {}
+
+    @click.command()
+    @gate_options
+    def command(**options):
+        seen["spec"] = gate_spec_from_options(options)
+        seen["rest"] = options
+
+    result = CliRunner().invoke(command, ["--colour-min", "0.3", "--phash-max", "-1",
+                                          "--select", "class-margin"])
+    assert result.exit_code == 0, result.output
+    assert seen["spec"] == Extended(colour_min=0.3, phash_max=None, select_method="class-margin")
+    assert seen["rest"] == {}
+    assert CliRunner().invoke(command, ["--colour-min", "0"]).exit_code == 0
+    assert seen["spec"].colour_min is None  # its off value leaves the gate out
+    assert "--colour-min" in CliRunner().invoke(command, ["--help"]).output
+    added = next(param for param in command.params if param.name == "colour_min")
+    assert added.default == 0.1 and added.show_default
+    bad = CliRunner().invoke(command, ["--colour-min", "2"])
+    assert bad.exit_code == 2 and "Invalid value for '--colour-min'" in bad.output
