@@ -117,7 +117,7 @@ class TrainConfig:
                              redraws_pool=self.selects_after_warmup
                              and self.synthetic.pool_cap is not None)
 
-    def loaders(self, splits: DatasetSplits, *, synthetic=None, schedule=None,
+    def loaders(self, splits: DatasetSplits, *, synthetic_cache=None, schedule=None,
                 class_weight=None, sample_weights=False, live_source=None, synthetic_ids=None):
         """The run's training, validation and test loaders
         (:func:`genaug.loaders.build_loaders`); ``synthetic_ids``: the synthetic images the
@@ -133,7 +133,7 @@ class TrainConfig:
                                          seed=self.seed)
         return build_loaders(splits, options, image_size=(self.image_size, self.image_size),
                              color_mode=self.color_mode, loader=self.loader_kind(),
-                             cache=self.cache, augment=augment, synthetic_cache=synthetic,
+                             cache=self.cache, augment=augment, synthetic_cache=synthetic_cache,
                              live_source=live_source)
 
 
@@ -161,7 +161,7 @@ class RunData:
     splits: DatasetSplits
     skipped: tuple[dict, ...]
     cache: SyntheticCache | None = None
-    synthetic: object = None  # CacheSource, leakage-guarded
+    synthetic_source: object = None  # CacheSource, leakage-guarded
     synthetic_ids: frozenset[str] | None = None  # a --select-model selection's kept images
     selection: dict | None = None
 
@@ -198,7 +198,7 @@ class TrainingRun:
         try:
             # 5. Build the training, validation and test loaders.
             train, validation, test = data.config.loaders(
-                data.splits, synthetic=data.synthetic,
+                data.splits, synthetic_cache=data.synthetic_source,
                 schedule=schedule, class_weight=weighting.sampler_class_weight,
                 sample_weights=weighting.sample_weights, live_source=live,
                 synthetic_ids=data.synthetic_ids)
@@ -269,12 +269,12 @@ class TrainingRun:
                 load_feature_extractor(config.select_model), RealSource(data.splits.train),
                 synthetic, method=config.synthetic_select, log=self.log)
             self.timings["select_s"] = selection["seconds"]
-        return replace(data, cache=cache, synthetic=synthetic, synthetic_ids=ids,
+        return replace(data, cache=cache, synthetic_source=synthetic, synthetic_ids=ids,
                        selection=selection)
 
     def weighting(self, data: RunData) -> Weighting:
         config = data.config
-        sample_weights = data.synthetic is not None and config.synthetic.weight != 1.0
+        sample_weights = data.synthetic_source is not None and config.synthetic.weight != 1.0
         if not config.class_weights:
             return Weighting(sample_weights=sample_weights)
         if config.balanced or config.balanced_batches:
@@ -291,7 +291,7 @@ class TrainingRun:
 
     def ramp_schedule(self, data: RunData) -> RampSchedule | None:
         config = data.config
-        if data.synthetic is None:
+        if data.synthetic_source is None:
             return None
         return config.synthetic.schedule(epochs=config.epochs)
 
@@ -438,10 +438,10 @@ class TrainingRun:
             config=asdict(config),
             versions={**package_versions(), "keras_backend": keras.backend.backend()},
         )
-        if data.synthetic is not None:
+        if data.synthetic_source is not None:
             metrics["synthetic"] = {"cache": str(config.synthetic_cache),
-                                    "usable_images": len(data.synthetic),
-                                    "excluded_for_leakage": data.synthetic.excluded_leakage,
+                                    "usable_images": len(data.synthetic_source),
+                                    "excluded_for_leakage": data.synthetic_source.excluded_leakage,
                                     "problems": data.cache.problems.to_dict()}
             coverage = metrics["synthetic_coverage"] = status["synthetic_coverage"]
             self.log(f"synthetic images reached {', '.join(coverage['received']) or 'no class'}"

@@ -141,7 +141,7 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         self.sampler = sampler
         self.class_names = sampler.class_names
         self.real = sampler.real
-        self.synthetic = sampler.synthetic
+        self.synthetic_pool = sampler.synthetic_pool
         self.live_source = live_source
         self.skipped = tuple(skipped)
         self.image_size, self.color_mode = sampler.real.image_format(image_size, color_mode)
@@ -162,7 +162,7 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
                     interpolation=self.interpolation)
 
     def _stored_synthetic(self):
-        return stored(self.sampler.synthetic, self._store_option, **self._image_format())
+        return stored(self.sampler.synthetic_pool, self._store_option, **self._image_format())
 
     @property
     def seed(self) -> int:
@@ -188,8 +188,8 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         """Draw from the next batch on as :meth:`EpochSampler.adapt` says (a selection, per-class
         caps), mid-``fit``: :class:`~genaug.loaders.AdaptAfterWarmup` calls this."""
         self.sampler.adapt(synthetic_ids=synthetic_ids, synthetic_cap=synthetic_cap)
-        self.synthetic = self.sampler.synthetic
-        self.reader.synthetic = self._stored_synthetic()
+        self.synthetic_pool = self.sampler.synthetic_pool
+        self.reader.synthetic_pool = self._stored_synthetic()
 
     def on_epoch_begin(self) -> None:
         check_fit_class_weight(self.sampler)
@@ -223,7 +223,7 @@ class BalancedBatchGenerator(keras.utils.PyDataset):
         """The batch's images gathered from the image stores in one indexing per source, or
         None when a slot needs the fallback chain (a live generator, a mixup partner, a
         broken file, a synthetic slot without a cached image, a source not stored)."""
-        real, synthetic = self.reader.real, self.reader.synthetic
+        real, synthetic = self.reader.real, self.reader.synthetic_pool
         if self.live_source is not None or not isinstance(real, StoredSource) \
                 or (mixed.partner[part] >= 0).any():
             return None

@@ -113,7 +113,7 @@ class EpochSampler:
         The options the sampler was built with (what a status reports as asked for).
     offered : Source or None
         The synthetic images offered (``synthetic``), before a selection and the pool cap.
-    synthetic : Source or None
+    synthetic_pool : Source or None
         The synthetic images the epochs draw from; ``MixedEpoch.index`` indexes them.
     sample_weights : bool
         Whether the loaders return sample weights (``options.sample_weights``, by default
@@ -157,8 +157,8 @@ class EpochSampler:
         if synthetic is not None and recipe.pool_cap is not None:
             synthetic = synthetic.subset(capped_pool(synthetic.labels, self.real_counts,
                                                      recipe.pool_cap, seed=self.seed))
-        self.synthetic = synthetic if synthetic is not None and len(synthetic) else None
-        synthetic_counts = (self.synthetic.counts() if self.synthetic is not None
+        self.synthetic_pool = synthetic if synthetic is not None and len(synthetic) else None
+        synthetic_counts = (self.synthetic_pool.counts() if self.synthetic_pool is not None
                             else np.zeros(k, dtype=np.int64))
         # A live class counts as supplied; its pool may still be empty.
         synthetic_counts = synthetic_counts + self._live
@@ -183,8 +183,9 @@ class EpochSampler:
             fill_shares(self.real_counts, self.fill_to) > 0)
         self.caps = class_caps(recipe.cap, self.class_names, default=DEFAULT_CAP)
         self.mixer = None
-        if self.synthetic is not None or self._live.any():
-            pool = self.synthetic.labels if self.synthetic is not None else np.zeros(0, int)
+        if self.synthetic_pool is not None or self._live.any():
+            pool = (self.synthetic_pool.labels if self.synthetic_pool is not None
+                    else np.zeros(0, int))
             self.mixer = SyntheticMixer(pool, self.real.labels, eligible=self.eligible,
                                         recipe=recipe, caps=self.caps, fill_to=self.fill_to,
                                         schedule=options.schedule, live_classes=self._live,
@@ -334,8 +335,8 @@ class EpochSampler:
             "synthetic_fill_to": self.fill_to,
             "synthetic_fill": self.fill_summary(),
             "synthetic_label_smoothing": self.options.synthetic.label_smoothing,
-            "synthetic_pool": (dict(zip(self.class_names, self.synthetic.counts().tolist()))
-                               if self.synthetic is not None else {}),
+            "synthetic_pool": (dict(zip(self.class_names, self.synthetic_pool.counts().tolist()))
+                               if self.synthetic_pool is not None else {}),
             "seed": self.seed,
         }
 

@@ -45,7 +45,7 @@ class SlotReader:
     ----------
     real : Source
     synthetic : Source, optional
-        The cached synthetic pool the plan indexes.
+        The cached synthetic pool the plan indexes (``synthetic_pool``).
     live : FreshSource, optional
         A live generator; synthetic slots ask it first.
     image_size, color_mode, interpolation
@@ -61,7 +61,7 @@ class SlotReader:
                  live: FreshSource | None = None, *, image_size, color_mode,
                  interpolation: str = "bilinear"):
         self.real = real
-        self.synthetic = synthetic
+        self.synthetic_pool = synthetic
         self.live = live
         self.image_size = image_size
         self.color_mode = color_mode
@@ -77,7 +77,7 @@ class SlotReader:
         if self.live is not None:
             links.append(Fresh())
         if mixed.index[slot] >= 0:
-            links.append(Planned(self.synthetic, int(mixed.index[slot])))
+            links.append(Planned(self.synthetic_pool, int(mixed.index[slot])))
         if mixed.real_index[slot] >= 0:
             links.append(Planned(self.real, int(mixed.real_index[slot])))
         if self.live is not None:
@@ -94,7 +94,7 @@ class SlotReader:
             else:
                 image = self._first_readable(link, label)[1]
                 if image is not None and self.live is not None and position > 0:
-                    self.live.record_fallback("cache" if link.source is self.synthetic
+                    self.live.record_fallback("cache" if link.source is self.synthetic_pool
                                               else "real")
             if image is not None:
                 break

@@ -129,8 +129,8 @@ class _TFPipeline:
         # The pass that last delivered each window (batch) of the plan.
         self.delivered = tf.Variable(np.full(self.windows, -1, np.int64), trainable=False)
         # The synthetic files listed here; an adapted pool is mapped onto them (planned).
-        self.listed, self.listed_rows = sampler.synthetic, None
-        self.reader = SlotReader(sampler.real, sampler.synthetic, image_size=(self.height,
+        self.listed, self.listed_rows = sampler.synthetic_pool, None
+        self.reader = SlotReader(sampler.real, sampler.synthetic_pool, image_size=(self.height,
                                                                               self.width),
                                  color_mode=color_mode, interpolation=interpolation)
         self.cache = cache
@@ -172,7 +172,7 @@ class _TFPipeline:
 
     # -- 1. files ---------------------------------------------------------------------------
     def files(self) -> None:
-        real, synthetic = self.sampler.real, self.sampler.synthetic
+        real, synthetic = self.sampler.real, self.sampler.synthetic_pool
         # Encoded once: a plan then indexes bytes, as TensorFlow's strings need them.
         self.paths = np.asarray([os.fsencode(path) for path in (
             *real.paths, *(synthetic.paths if synthetic else ()))], dtype=bytes)
@@ -280,7 +280,7 @@ class _TFPipeline:
         """Draw from the next pass on as :meth:`EpochSampler.adapt` says, mid-``fit``; the
         adapted pool must be among the synthetic files listed when the dataset was built."""
         self.sampler.adapt(synthetic_ids=synthetic_ids, synthetic_cap=synthetic_cap)
-        pool = self.sampler.synthetic
+        pool = self.sampler.synthetic_pool
         row_of = {item: row for row, item in enumerate(self.listed.ids if self.listed else ())}
         outside = [item for item in (pool.ids if pool else ()) if item not in row_of]
         if outside:

@@ -52,7 +52,7 @@ def _same(first, second):
 
 
 def _kept_and_caps(loader):
-    ids = loader.sampler.synthetic.ids
+    ids = loader.sampler.synthetic_pool.ids
     return frozenset(ids[::2]), {"dog": 0.9, "snake": 0.2}
 
 
@@ -63,7 +63,7 @@ def test_a_switched_pydataset_delivers_the_batches_of_one_built_adapted(small_da
     switched.adapt_synthetic(synthetic_ids=kept, synthetic_cap=caps)
     built = BalancedBatchGenerator(small_dataset, synthetic_cache=varied_cache,
                                    synthetic_ids=kept, synthetic_cap=caps, **SETTINGS)
-    assert set(switched.synthetic.ids) == kept
+    assert set(switched.synthetic_pool.ids) == kept
     for epoch in (1, 2):
         _same(_pydataset_epoch(switched, epoch), _pydataset_epoch(built, epoch))
 
@@ -89,7 +89,7 @@ def test_the_tf_dataset_refuses_a_pool_outside_its_listed_files(small_dataset, v
 
     dataset = image_dataset_from_directory(str(small_dataset), synthetic_cache=varied_cache,
                                            synthetic_pool_cap=0.3, verbose=False, **SETTINGS)
-    outside = set(dataset.sampler.offered.ids) - set(dataset.sampler.synthetic.ids)
+    outside = set(dataset.sampler.offered.ids) - set(dataset.sampler.synthetic_pool.ids)
     with pytest.raises(ConfigError, match="reads the synthetic files it listed"):
         dataset.adapt_synthetic(synthetic_ids=outside)
 
@@ -100,7 +100,7 @@ def test_a_switch_that_would_change_the_batches_layout_is_refused(small_dataset,
                                     synthetic_weight=0.5, **SETTINGS)
     with pytest.raises(ConfigError, match="cannot switch to it mid-run"):
         loader.adapt_synthetic(synthetic_ids=[])  # no synthetic image: no sample weights
-    assert loader.sampler.sample_weights and loader.sampler.synthetic is not None
+    assert loader.sampler.sample_weights and loader.sampler.synthetic_pool is not None
 
 
 def _model(classes=3):
@@ -135,7 +135,7 @@ def test_the_callback_adapts_the_pool_within_one_fit(small_dataset, varied_cache
     selection, allocation = adapter.selection, adapter.allocation
     assert selection["after_epoch"] == 1 and selection["features"]["layer"] == "features"
     assert selection["kept"] + selection["dropped"] == offered
-    assert len(train.sampler.synthetic) <= selection["kept"]
+    assert len(train.sampler.synthetic_pool) <= selection["kept"]
     caps = {n: row["synthetic_cap"] for n, row in allocation["per_class"].items()}
     assert train.sampler.caps.tolist() == pytest.approx([caps[n] for n in ("cat", "dog",
                                                                           "snake")], abs=1e-4)

@@ -66,37 +66,38 @@ def test_the_factory_guards_and_caps_the_synthetic_pool(small_dataset, make_cach
                                                                 pool_cap=0.6))
     sampler = build_sampler(index, options, synthetic_cache=cache,
                             held_out_ids={"dog/held.png"})
-    assert sampler.synthetic.excluded_leakage == 1
+    assert sampler.synthetic_pool.excluded_leakage == 1
     # dog: 4 real images -> at most floor(0.6 / 0.4 * 4) = 6 distinct synthetic ones
-    assert sampler.synthetic.counts().tolist() == [0, 6, 4]
+    assert sampler.synthetic_pool.counts().tolist() == [0, 6, 4]
     used = {name: set() for name in index.class_names}
     for epoch in range(10):
         mixed = sampler.mixed(epoch)
         for c, name in enumerate(index.class_names):
             picked = mixed.index[(mixed.labels == c) & (mixed.source == SYNTHETIC)]
-            used[name] |= {sampler.synthetic.ids[i] for i in picked}
+            used[name] |= {sampler.synthetic_pool.ids[i] for i in picked}
     assert len(used["dog"]) == 6
     share = len(used["dog"]) / (len(used["dog"]) + 4)
     assert share <= 0.6
     again = build_sampler(index, options, synthetic_cache=cache,
                           held_out_ids={"dog/held.png"})
-    assert again.synthetic.ids == sampler.synthetic.ids  # the same seed keeps the same images
+    # the same seed keeps the same images
+    assert again.synthetic_pool.ids == sampler.synthetic_pool.ids
 
 
 def test_only_the_selected_synthetic_images_are_drawn(small_dataset, make_cache, tmp_path):
     cache = make_cache(tmp_path / "cache", {"dog": 10, "snake": 4})
     index = DatasetIndex.load(small_dataset)
-    every = build_sampler(index, SamplingOptions(seed=0), synthetic_cache=cache).synthetic.ids
+    every = build_sampler(index, SamplingOptions(seed=0), synthetic_cache=cache).synthetic_pool.ids
     chosen = frozenset(every[::3])
     options = SamplingOptions(seed=0, synthetic=SyntheticRecipe(ratio=0.5, cap=1.0),
                               synthetic_ids=list(chosen))
     assert options.synthetic_ids == chosen
     sampler = build_sampler(index, options, synthetic_cache=cache)
-    assert set(sampler.synthetic.ids) == chosen
+    assert set(sampler.synthetic_pool.ids) == chosen
     drawn = set()
     for epoch in range(5):
         mixed = sampler.mixed(epoch)
-        drawn |= {sampler.synthetic.ids[i] for i in mixed.index[mixed.source == SYNTHETIC]}
+        drawn |= {sampler.synthetic_pool.ids[i] for i in mixed.index[mixed.source == SYNTHETIC]}
     assert drawn and drawn <= chosen
     with pytest.raises(ConfigError, match="synthetic_ids must be a collection"):
         SamplingOptions(synthetic_ids="dog/1.png")
@@ -109,7 +110,7 @@ def test_a_class_without_real_images_is_exempt_from_the_pool_cap(image_folder_fa
     sampler = build_sampler(DatasetIndex.load(root),
                             SamplingOptions(seed=0, synthetic=SyntheticRecipe(pool_cap=0.2)),
                             synthetic_cache=cache)
-    assert sampler.synthetic.counts().tolist() == [0, 9] and sampler.synthetic_only == ["dog"]
+    assert sampler.synthetic_pool.counts().tolist() == [0, 9] and sampler.synthetic_only == ["dog"]
 
 
 def test_a_given_cache_source_is_reused_or_widened(small_dataset, make_cache, tmp_path):

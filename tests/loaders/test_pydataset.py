@@ -134,7 +134,7 @@ def test_synthetic_mixing_in_the_pydataset(small_dataset, tmp_path):
     loader = BalancedBatchGenerator(small_dataset, batch_size=6, image_size=(16, 16), seed=0,
                                     synthetic_cache=cache, synthetic_weight=0.5,
                                     exclude_source_ids={"dog/held.png"})
-    assert loader.synthetic.excluded_leakage == 1
+    assert loader.synthetic_pool.excluded_leakage == 1
     x, y, w = (np.concatenate(parts) for parts in zip(*all_batches(loader)))
     white = (x == 255).all(axis=(1, 2, 3))  # the synthetic images are all white
     assert white.any() and not white[y == 0].any()
@@ -191,7 +191,7 @@ def test_a_manifests_split_column_is_obeyed(split_manifest, make_cache, tmp_path
     loader = BalancedBatchGenerator(manifest, batch_size=6, image_size=(16, 16), seed=0,
                                     synthetic_cache=cache, verbose=False)
     assert set(loader.real.paths) == rows["train"]
-    assert loader.synthetic.excluded_leakage == 1
+    assert loader.synthetic_pool.excluded_leakage == 1
     drawn = set()
     for epoch in range(4):
         mixed = loader.sampler.mixed(epoch)
@@ -290,11 +290,11 @@ def test_a_broken_cached_image_falls_back_along_the_chain(small_dataset, make_ca
     cache = make_cache(tmp_path / "cache", {"dog": 3})
     loader = BalancedBatchGenerator(small_dataset, batch_size=6, image_size=(16, 16), seed=0,
                                     synthetic_cache=cache, synthetic_ratio=0.5)
-    for path in loader.synthetic.paths:  # every cached dog breaks: the planned real dog serves
+    for path in loader.synthetic_pool.paths:  # every cached dog breaks: the planned real dog serves
         open(path, "wb").write(b"garbage")
     with pytest.warns(UserWarning, match="skipping unreadable image"):
         x, y = (np.concatenate(parts) for parts in zip(*all_batches(loader)))
-    assert set(loader.decode_failures) == set(loader.synthetic.paths)
+    assert set(loader.decode_failures) == set(loader.synthetic_pool.paths)
     assert not (x == 255).all(axis=(1, 2, 3)).any() and (y == 1).any()
 
 

@@ -47,7 +47,7 @@ def test_batches_identical_with_and_without_store(image_folder_factory, make_cac
         generator = BalancedBatchGenerator(root, cache=cache, workers=2, augment=flip(),
                                            **common)
         assert isinstance(generator.reader.real, _stored.StoredSource)
-        assert isinstance(generator.reader.synthetic, _stored.StoredSource)
+        assert isinstance(generator.reader.synthetic_pool, _stored.StoredSource)
         assert_same_batches(streamed_batches, epoch(generator))
 
 

@@ -122,7 +122,7 @@ def test_synthetic_mixing_and_leakage_guard(small_dataset, tmp_path):
     train, val = genaug.image_dataset_from_directory(
         small_dataset, image_size=(16, 16), validation_split=0.25, subset="both", seed=0,
         synthetic_cache=tmp_path / "cache", synthetic_ratio=0.5, verbose=False)
-    assert train.sampler.synthetic.excluded_leakage == 1
+    assert train.sampler.synthetic_pool.excluded_leakage == 1
     x, y = epoch_of(train)
     white = (x == 255).all(axis=(1, 2, 3))
     assert white.any() and set(y[white].tolist()) == {1}
@@ -208,7 +208,7 @@ def test_synthetic_images_derived_from_a_manifests_test_rows_are_excluded(
                        source_ids={"dog": "images/dog/dog_000.png"})  # a test row
     ds = genaug.image_dataset_from_directory(manifest, image_size=(16, 16), seed=0,
                                              synthetic_cache=cache, verbose=False)
-    assert ds.sampler.synthetic.excluded_leakage == 1 and len(ds.sampler.synthetic) == 5
+    assert ds.sampler.synthetic_pool.excluded_leakage == 1 and len(ds.sampler.synthetic_pool) == 5
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "deleted"])

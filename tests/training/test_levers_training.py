@@ -107,7 +107,7 @@ def test_synthetic_weight_and_soft_targets_reach_the_training_batches(
     run = TrainingRun(config)  # the run's own steps 1-3 decide weights and schedule
     data = run.open_synthetic(run.split())
     train, _, _ = data.config.loaders(
-        data.splits, synthetic=data.synthetic, schedule=run.ramp_schedule(data),
+        data.splits, synthetic_cache=data.synthetic_source, schedule=run.ramp_schedule(data),
         sample_weights=run.weighting(data).sample_weights)
     batches = list(train.as_numpy_iterator()) if loader == "tfdata" else \
         [train[i] for i in range(len(train))]
