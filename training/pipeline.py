@@ -77,6 +77,13 @@ class TrainConfig:
     verbose: int = 1
 
     @property
+    def balance(self) -> str:
+        """The loaders' ``balance``: ``--balanced-batches`` before ``--balanced``."""
+        if self.balanced_batches:
+            return "balanced_batches"
+        return "oversample" if self.balanced else "none"
+
+    @property
     def selects_after_warmup(self) -> bool:
         """Whether the run's own model selects the synthetic images after its warm-up."""
         return bool(self.synthetic_select and not self.select_model)
@@ -98,14 +105,11 @@ class TrainConfig:
         """
         from genaug.loaders import SamplingOptions
 
-        balance = "none"
-        if self.balanced or self.balanced_batches:
-            balance = "balanced_batches" if self.balanced_batches else "oversample"
         epoch_size = self.epoch_size
-        if balance != "none" and epoch_size is None:
+        if self.balance != "none" and epoch_size is None:
             epoch_size = train_size
         return SamplingOptions(
-            balance=balance, batch_size=self.batch_size, epoch_size=epoch_size, seed=self.seed,
+            balance=self.balance, batch_size=self.batch_size, epoch_size=epoch_size, seed=self.seed,
             class_weight=class_weight, sample_weights=sample_weights, synthetic=self.synthetic,
             schedule=schedule, synthetic_ids=synthetic_ids)
 
@@ -255,7 +259,7 @@ class TrainingRun:
         synthetic_counts = synthetic.counts() if synthetic is not None else np.zeros(len(names))
         empty = [n for n, c, s in zip(names, data.splits.train.counts(), synthetic_counts)
                  if c == 0 and s == 0]
-        if empty and (config.balanced or config.balanced_batches):
+        if empty and config.balance != "none":
             raise DatasetError(f"class(es) with no training image: {', '.join(empty)}; add "
                                "images, a synthetic cache covering them, or leave them out of "
                                "--classes")
@@ -277,7 +281,7 @@ class TrainingRun:
         sample_weights = data.synthetic_source is not None and config.synthetic.weight != 1.0
         if not config.class_weights:
             return Weighting(sample_weights=sample_weights)
-        if config.balanced or config.balanced_batches:
+        if config.balance != "none":
             warnings.warn("--balanced with --class-weights corrects the imbalance twice; the "
                           "weights are computed from the distribution the loader delivers",
                           DoubleCorrectionWarning, stacklevel=2)
@@ -322,14 +326,13 @@ class TrainingRun:
         from genaug.loaders import BalancedBatchGenerator
 
         config, train = data.config, data.splits.train
-        balance, epoch_size = "none", None
-        if config.balanced or config.balanced_batches:  # as long as a plain epoch, as
-            balance = "balanced_batches" if config.balanced_batches else "oversample"
-            epoch_size = len(train)  # the training loader makes it
+        # A balanced epoch as long as a plain one, as the training loader makes it.
+        epoch_size = len(train) if config.balance != "none" else None
         with warnings.catch_warnings():  # synthetic-only classes just add no real images here
             warnings.filterwarnings("ignore", message="classes with no training image")
             loader = BalancedBatchGenerator(
-                train, balance=balance, epoch_size=epoch_size, batch_size=config.batch_size,
+                train, balance=config.balance, epoch_size=epoch_size,
+                batch_size=config.batch_size,
                 image_size=(config.image_size, config.image_size),
                 color_mode=config.color_mode, seed=config.seed)
         count = min(len(loader), max(1, RECALIBRATION_IMAGES // config.batch_size))
