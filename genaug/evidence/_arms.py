@@ -184,8 +184,9 @@ for _arm in (
 #: only balanced sampling.
 STANDARD_AUGMENT = ("flip", "translation")
 for _arm in (
+    # It is balanced sampling plus augmentation: against plain, its subject is both.
     Arm("balanced_augment", "standard augmentation (flip, translation)",
-        {**BALANCED_SAMPLING, "augment": STANDARD_AUGMENT}),
+        {**BALANCED_SAMPLING, "augment": STANDARD_AUGMENT}, reference=BALANCED),
     Arm("balanced_synthetic_augment", "synthetic data on top of standard augmentation",
         {**BALANCED_SAMPLING, "augment": STANDARD_AUGMENT}, needs_cache=True,
         reference="balanced_augment"),

@@ -441,8 +441,11 @@ def test_synthetic_on_augmentation_is_compared_with_the_augmented_reference():
         ["balanced", "balanced_augment", "balanced_synthetic_augment"])}
     assert pairs[("balanced_synthetic_augment", "balanced_augment")] == \
         "synthetic data on top of standard augmentation"
-    assert ("balanced_augment", "balanced") in pairs
-    assert ("balanced_synthetic_augment", "balanced") in pairs
+    # balanced_augment is balanced sampling plus augmentation: what it adds, not an alternative
+    assert pairs[("balanced_augment", "balanced")] == "standard augmentation (flip, translation)"
+    assert pairs[("balanced_synthetic_augment", "balanced")] == (
+        "standard augmentation (flip, translation) with synthetic data on top of standard "
+        "augmentation")
     assert ARMS["balanced_synthetic_augment"].overrides["augment"] == ("flip", "translation")
 
 
