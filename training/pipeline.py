@@ -484,8 +484,6 @@ def _check_config(config: TrainConfig) -> None:
         raise ConfigError(f"--color-mode must be auto, grayscale or rgb, got {config.color_mode}")
     if not 0.0 <= config.val_split < 1.0 or not 0.0 < config.test_split < 1.0:
         raise ConfigError("--val-split must be in [0, 1) and the test split in (0, 1)")
-    if config.loader not in ("auto", "tfdata", "pydataset"):
-        raise ConfigError(f"--loader must be auto, tfdata or pydataset, got {config.loader}")
     config.synthetic.schedule(epochs=config.epochs)  # a cool-down that leaves no epoch
     uses_synthetic = config.synthetic.needing_source()
     if uses_synthetic and not (config.synthetic_cache or config.live_generator):
